@@ -1,0 +1,1 @@
+//! GOP-aware media bus: publishers, subscribers, bounded fan-out.

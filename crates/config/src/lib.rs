@@ -1,0 +1,1 @@
+//! Configuration: TOML file, FERROCAST_* environment, flags; one struct per role.

@@ -1,0 +1,1 @@
+//! Low-Latency HLS live window and playlist rendering (sans-IO).

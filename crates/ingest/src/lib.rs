@@ -1,0 +1,1 @@
+//! SRT ingest: streamid parsing, publisher sessions, TS demux onto the bus.

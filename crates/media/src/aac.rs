@@ -1,0 +1,1 @@
+//! AAC ADTS header parsing. STUB.

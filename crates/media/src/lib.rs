@@ -1,0 +1,31 @@
+//! Media primitives shared by every Ferrocast role.
+//!
+//! This crate holds what flows through the pipeline — [`AccessUnit`]s stamped
+//! with typed [`Time90k`] timestamps, [`TrackInfo`] describing each track's
+//! codec — and the sans-IO parsers that produce them from a contribution feed:
+//! the MPEG-TS demuxer ([`ts`]), H.264 parameter-set parsing ([`h264`]) and AAC
+//! ADTS parsing ([`aac`]).
+//!
+//! It does no I/O, spawns nothing and reads no clock: callers hand it bytes and
+//! get values back. It is not a muxer (see `ferrocast-cmaf`) and knows nothing
+//! of playlists.
+//!
+//! ```
+//! use ferrocast_media::ts::Demuxer;
+//!
+//! let mut demux = Demuxer::new();
+//! let mut events = Vec::new();
+//! demux.push(&[], &mut events); // feed whatever bytes arrived, in any chunking
+//! assert!(events.is_empty());
+//! ```
+
+pub mod aac;
+pub mod codec;
+pub mod h264;
+pub mod time;
+pub mod ts;
+pub mod unit;
+
+pub use codec::{AacParams, CodecParams, H264Params, TrackId, TrackInfo, TrackKind};
+pub use time::{Time90k, TimestampExtender};
+pub use unit::AccessUnit;

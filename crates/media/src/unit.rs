@@ -1,0 +1,40 @@
+//! Access units: one coded picture or one audio frame with its timing.
+
+use bytes::Bytes;
+
+use crate::codec::{TrackId, TrackKind};
+use crate::time::Time90k;
+
+/// One coded video picture or audio frame, as it travels on the bus.
+///
+/// Video payloads are H.264/HEVC Annex-B byte streams (start codes included,
+/// parameter sets and AUDs as the encoder sent them). Audio payloads are raw
+/// codec frames (AAC without the ADTS header).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessUnit {
+    /// Which track of the stream this belongs to.
+    pub track: TrackId,
+    /// Video or audio.
+    pub kind: TrackKind,
+    /// Presentation time.
+    pub pts: Time90k,
+    /// Decode time (equal to `pts` when the stream has no reordering).
+    pub dts: Time90k,
+    /// True for an IDR / random-access picture, and for every audio frame.
+    pub keyframe: bool,
+    /// The coded bytes.
+    pub data: Bytes,
+}
+
+impl std::fmt::Debug for AccessUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessUnit")
+            .field("track", &self.track)
+            .field("kind", &self.kind)
+            .field("pts", &self.pts.0)
+            .field("dts", &self.dts.0)
+            .field("keyframe", &self.keyframe)
+            .field("len", &self.data.len())
+            .finish()
+    }
+}

@@ -1,0 +1,1 @@
+//! Packager and origin: bus → CMAF parts → LL-HLS window, served over HTTP.
