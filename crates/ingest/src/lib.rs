@@ -1,1 +1,22 @@
-//! SRT ingest: streamid parsing, publisher sessions, TS demux onto the bus.
+//! Ingest: where broadcasters' feeds enter Ferrocast.
+//!
+//! An SRT listener ([`srt::SrtIngest`]) authorises each caller by its
+//! `streamid` ([`streamid`]) before the handshake completes, then runs a
+//! session per publisher: SRT payloads go through the sans-IO MPEG-TS
+//! demuxer from `ferrocast-media`, a [`gate::TrackGate`] holds the first
+//! units until the stream's track set is known, and access units go onto
+//! the media bus.
+//!
+//! Not here: codec parsing (in `ferrocast-media`), packaging, HTTP.
+//!
+//! ```
+//! let request = ferrocast_ingest::streamid::parse("publish:live/cam1").unwrap();
+//! assert_eq!(request.name.as_str(), "cam1");
+//! ```
+
+pub mod gate;
+pub mod session;
+pub mod srt;
+pub mod streamid;
+
+pub use srt::{SrtConfig, SrtError, SrtIngest};

@@ -1,4 +1,24 @@
-//! H.264 Annex-B byte streams: NAL unit splitting (and, to come, SPS parsing).
+//! H.264 Annex-B byte streams: NAL unit splitting, sequence parameter set
+//! parsing (ITU-T H.264 7.3.2.1.1) and the [`H264Params`] a muxer needs.
+//!
+//! Everything here takes untrusted bytes and returns a typed [`H264Error`]
+//! rather than panicking.
+//!
+//! ```
+//! use ferrocast_media::h264::{is_keyframe, nal_units};
+//!
+//! let au = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x65, 0x88];
+//! assert_eq!(nal_units(&au).count(), 2);
+//! assert!(is_keyframe(&au));
+//! ```
+
+mod sps;
+
+use bytes::Bytes;
+
+use crate::codec::H264Params;
+
+pub use sps::{H264Error, SpsInfo, parse_sps, rbsp_from_nal};
 
 /// NAL unit types this crate cares about (ITU-T H.264 Table 7-1).
 pub mod nal_type {
@@ -77,6 +97,61 @@ fn find_start_code(data: &[u8]) -> Option<(usize, usize)> {
 /// The `nal_unit_type` of a NAL unit (its header's low five bits).
 pub fn nal_unit_type(nal: &[u8]) -> Option<u8> {
     nal.first().map(|h| h & 0x1f)
+}
+
+/// True if the Annex-B access unit holds a coded slice of an IDR picture
+/// (`nal_unit_type` 5), i.e. decoding can start here.
+pub fn is_keyframe(annexb: &[u8]) -> bool {
+    nal_units(annexb).any(|nal| nal_unit_type(nal) == Some(nal_type::IDR))
+}
+
+/// Builds [`H264Params`] from the first SPS and first PPS of an Annex-B
+/// access unit.
+///
+/// `None` when the access unit does not carry both parameter sets (most
+/// access units do not); `Some(Err(_))` when they are there but the SPS is
+/// malformed.
+pub fn params_from_access_unit(annexb: &[u8]) -> Option<Result<H264Params, H264Error>> {
+    let mut sps = None;
+    let mut pps = None;
+    for nal in nal_units(annexb) {
+        match nal_unit_type(nal) {
+            Some(nal_type::SPS) if sps.is_none() => sps = Some(nal),
+            Some(nal_type::PPS) if pps.is_none() => pps = Some(nal),
+            _ => {}
+        }
+    }
+    let (sps, pps) = (sps?, pps?);
+    Some(params_from_parameter_sets(
+        Bytes::copy_from_slice(sps),
+        Bytes::copy_from_slice(pps),
+    ))
+}
+
+/// Builds [`H264Params`] from one SPS and one PPS NAL unit (each without
+/// start code, first byte the NAL header).
+///
+/// The PPS is only checked to be a PPS; its contents are passed through.
+pub fn params_from_parameter_sets(sps: Bytes, pps: Bytes) -> Result<H264Params, H264Error> {
+    let info = parse_sps(&sps)?;
+    match nal_unit_type(&pps) {
+        Some(nal_type::PPS) if pps.len() > 1 => {}
+        other => {
+            return Err(H264Error::NotPps {
+                nal_unit_type: other,
+            });
+        }
+    }
+    Ok(H264Params {
+        sps,
+        pps,
+        profile_idc: info.profile_idc,
+        constraint_flags: info.constraint_flags,
+        level_idc: info.level_idc,
+        width: info.width,
+        height: info.height,
+        frame_rate: info.frame_rate,
+    })
 }
 
 #[cfg(test)]

@@ -22,10 +22,12 @@
 pub mod aac;
 pub mod codec;
 pub mod h264;
+pub mod stream_name;
 pub mod time;
 pub mod ts;
 pub mod unit;
 
 pub use codec::{AacParams, CodecParams, H264Params, TrackId, TrackInfo, TrackKind};
+pub use stream_name::{StreamName, StreamNameError};
 pub use time::{Time90k, TimestampExtender};
 pub use unit::AccessUnit;

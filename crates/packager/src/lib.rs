@@ -1,1 +1,26 @@
-//! Packager and origin: bus → CMAF parts → LL-HLS window, served over HTTP.
+//! The packager and HTTP origin.
+//!
+//! Subscribes to every stream on the media bus, writes CMAF chunks, parts
+//! and segments ([`assembler`], sans-IO), keeps the LL-HLS live window, and
+//! serves it over HTTP ([`http`]) with blocking playlist reload and parts
+//! streamed while they are written.
+//!
+//! Not here: TLS, tokens and caching (the edge), transcoding.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let bus = ferrocast_bus::InProcessBus::default();
+//! let config = ferrocast_packager::PackagerConfig::from(&ferrocast_config::Config::default());
+//! let origin = ferrocast_packager::Origin::start(bus, config);
+//! let server = ferrocast_packager::http::serve("127.0.0.1:0".parse().unwrap(), origin).await?;
+//! println!("serving on {}", server.local_addr());
+//! # Ok(()) }
+//! ```
+
+pub mod assembler;
+pub mod http;
+pub mod media_store;
+pub mod origin;
+pub mod stream;
+
+pub use origin::{Origin, PackagerConfig};

@@ -1,1 +1,124 @@
-fn main() {}
+//! `ferrocast`: the all-in-one Ferrocast binary.
+//!
+//! `ferrocast up` runs every role in one process with embedded defaults: the
+//! SRT listener, the in-process media bus, the packager and the HTTP origin.
+//! Configuration comes from `FERROCAST_*` environment variables, then a TOML
+//! file (`--config`), then flags, each winning over the one before.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ferrocast_config::{Config, Layers};
+use tracing::info;
+
+/// Ferrocast: live SRT ingest to Low-Latency HLS.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every role in this process (SRT ingest, packager, HTTP origin).
+    ///
+    /// Settings are read from, in rising order of precedence: built-in
+    /// defaults; `FERROCAST_*` environment variables (`FERROCAST_HTTP_LISTEN`,
+    /// `FERROCAST_HLS__PART_TARGET_MS` for `[hls] part_target_ms`, ...); the
+    /// TOML file given with `--config` or `FERROCAST_CONFIG`; these flags.
+    /// See docs/configuration.md for every key.
+    Up(UpArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "FERROCAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// UDP address for the SRT listener [config: srt_listen; default 0.0.0.0:9000].
+    #[arg(long, value_name = "ADDR")]
+    srt_listen: Option<SocketAddr>,
+    /// TCP address for the HTTP origin [config: http_listen; default 0.0.0.0:8080].
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
+    /// Directory for local state [config: data_dir; default ./data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl UpArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut layers = Layers::default().with_env(std::env::vars());
+        if let Some(path) = &self.config {
+            layers = layers.with_file(path)?;
+        }
+        if let Some(addr) = self.srt_listen {
+            layers = layers.with_value("srt_listen", addr.to_string());
+        }
+        if let Some(addr) = self.http_listen {
+            layers = layers.with_value("http_listen", addr.to_string());
+        }
+        if let Some(dir) = &self.data_dir {
+            layers = layers.with_value("data_dir", dir.display().to_string());
+        }
+        Ok(layers.build()?)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERROCAST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Up(args) => {
+            let config = args.config()?;
+            tokio::runtime::Runtime::new()
+                .context("starting the async runtime")?
+                .block_on(up(config))
+        }
+    }
+}
+
+async fn up(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let bus = ferrocast_bus::InProcessBus::default();
+    let origin = ferrocast_packager::Origin::start(
+        bus.clone(),
+        ferrocast_packager::PackagerConfig::from(&config),
+    )
+    .context("packager configuration")?;
+    let http = ferrocast_packager::http::serve(config.http_listen, origin.clone())
+        .await
+        .with_context(|| format!("binding HTTP origin on {}", config.http_listen))?;
+    let srt = ferrocast_ingest::SrtIngest::start(
+        ferrocast_ingest::SrtConfig {
+            listen: config.srt_listen,
+            latency: Duration::from_millis(config.ingest.srt_latency_ms),
+            idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
+        },
+        bus,
+    )
+    .await?;
+    info!(srt = %srt.local_addr(), http = %http.local_addr(), "ferrocast up");
+    // A machine-readable line for scripts and tests that start us on port 0.
+    println!(
+        "ferrocast ready srt={} http={}",
+        srt.local_addr(),
+        http.local_addr()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    info!("shutting down");
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! Merging defaults, environment, file and flags into one [`Config`].
+
+use std::path::{Path, PathBuf};
+
+use toml::{Table, Value};
+
+use crate::model::Config;
+
+/// Prefix of the environment variables that set configuration values.
+///
+/// `FERROCAST_HTTP_LISTEN` sets `http_listen`; a double underscore descends
+/// into a section: `FERROCAST_HLS__PART_TARGET_MS` sets `hls.part_target_ms`.
+pub const ENV_PREFIX: &str = "FERROCAST_";
+
+/// Environment variables with the prefix that are not configuration values.
+const ENV_RESERVED: &[&str] = &["FERROCAST_CONFIG", "FERROCAST_LOG"];
+
+/// Why a configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML.
+    #[error("config file {origin} is not valid TOML: {source}")]
+    Syntax {
+        /// Where the text came from.
+        origin: String,
+        /// The parser's message.
+        source: Box<toml::de::Error>,
+    },
+    /// The merged configuration has an unknown key or a value of the wrong type.
+    #[error("invalid configuration: {0}")]
+    Invalid(Box<toml::de::Error>),
+    /// A value is of the right type but out of range.
+    #[error("invalid configuration: {0}")]
+    Range(String),
+}
+
+/// Configuration layers, merged in the order they are added.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    merged: Table,
+}
+
+impl Layers {
+    /// Merge `FERROCAST_*` variables from an iterator of (name, value) pairs
+    /// (pass `std::env::vars()`).
+    ///
+    /// A value that parses as a TOML value (number, boolean, quoted string)
+    /// is taken as that; anything else is taken as a plain string.
+    pub fn with_env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut table = Table::new();
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if ENV_RESERVED.contains(&name.as_str()) || key.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+            insert_path(&mut table, &path, parse_env_value(&value));
+        }
+        merge(&mut self.merged, table);
+        self
+    }
+
+    /// Merge a TOML file.
+    pub fn with_file(self, path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.with_text(&text, &path.display().to_string())
+    }
+
+    /// Merge TOML text (as if it were a config file).
+    pub fn with_file_text(self, text: &str) -> Result<Self, ConfigError> {
+        self.with_text(text, "<text>")
+    }
+
+    fn with_text(mut self, text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let table: Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            source: Box::new(e),
+        })?;
+        merge(&mut self.merged, table);
+        Ok(self)
+    }
+
+    /// Merge one value at a dotted key path (`"hls.part_target_ms"`), as a
+    /// command-line flag does.
+    pub fn with_value(mut self, dotted_key: &str, value: impl Into<Value>) -> Self {
+        let path: Vec<String> = dotted_key.split('.').map(str::to_owned).collect();
+        let mut table = Table::new();
+        insert_path(&mut table, &path, value.into());
+        merge(&mut self.merged, table);
+        self
+    }
+
+    /// Deserialise the merged layers over the defaults and validate ranges.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let config: Config = Value::Table(self.merged)
+            .try_into()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        validate(&config)?;
+        Ok(config)
+    }
+}
+
+fn validate(config: &Config) -> Result<(), ConfigError> {
+    let hls = &config.hls;
+    if !(50..=2000).contains(&hls.part_target_ms) {
+        return Err(ConfigError::Range(format!(
+            "hls.part_target_ms = {} is outside 50..=2000",
+            hls.part_target_ms
+        )));
+    }
+    if hls.target_duration_secs == 0
+        || u64::from(hls.target_duration_secs) * 1000 < hls.segment_min_ms
+    {
+        return Err(ConfigError::Range(format!(
+            "hls.target_duration_secs = {} must be at least hls.segment_min_ms = {} ms",
+            hls.target_duration_secs, hls.segment_min_ms
+        )));
+    }
+    if hls.segment_min_ms < hls.part_target_ms {
+        return Err(ConfigError::Range(
+            "hls.segment_min_ms must be at least hls.part_target_ms".to_owned(),
+        ));
+    }
+    if !(3..=1000).contains(&hls.window_segments) {
+        return Err(ConfigError::Range(format!(
+            "hls.window_segments = {} is outside 3..=1000",
+            hls.window_segments
+        )));
+    }
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> Value {
+    // `toml::Value` parses only documents, so parse "v = <raw>".
+    match toml::from_str::<Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| Value::String(raw.to_owned())),
+        Err(_) => Value::String(raw.to_owned()),
+    }
+}
+
+fn insert_path(table: &mut Table, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| Value::Table(Table::new()));
+            if !entry.is_table() {
+                *entry = Value::Table(Table::new());
+            }
+            if let Value::Table(inner) = entry {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+fn merge(base: &mut Table, over: Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_without_layers() {
+        assert_eq!(Layers::default().build().unwrap(), Config::default());
+    }
+
+    #[test]
+    fn flags_beat_file_beat_env() {
+        let config = Layers::default()
+            .with_env(env(&[
+                ("FERROCAST_HTTP_LISTEN", "127.0.0.1:1"),
+                ("FERROCAST_SRT_LISTEN", "127.0.0.1:2"),
+                ("FERROCAST_DATA_DIR", "/from-env"),
+                ("FERROCAST_HLS__PART_TARGET_MS", "250"),
+                ("FERROCAST_CONFIG", "ignored.toml"),
+                ("PATH", "/bin"),
+            ]))
+            .with_file_text("http_listen = \"127.0.0.1:3\"\nsrt_listen = \"127.0.0.1:4\"")
+            .unwrap()
+            .with_value("http_listen", "127.0.0.1:5")
+            .build()
+            .unwrap();
+        assert_eq!(config.http_listen.port(), 5, "flag wins over file");
+        assert_eq!(config.srt_listen.port(), 4, "file wins over env");
+        assert_eq!(config.data_dir, PathBuf::from("/from-env"));
+        assert_eq!(config.hls.part_target_ms, 250);
+        assert_eq!(config.hls.window_segments, 6, "untouched default");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = Layers::default()
+            .with_file_text("[hls]\nprat_target_ms = 5")
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("prat_target_ms"), "{err}");
+
+        let err = Layers::default()
+            .with_env(env(&[("FERROCAST_HTTP_LISTN", "x")]))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("http_listn"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let err = Layers::default()
+            .with_file_text("http_listen = \"not an address\"")
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
+        let err = Layers::default()
+            .with_value("hls.part_target_ms", 5)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Range(_)), "{err}");
+        assert!(matches!(
+            Layers::default().with_file_text("= broken"),
+            Err(ConfigError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn reads_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferrocast.toml");
+        std::fs::write(&path, "[ingest]\nreconnect_grace_ms = 1234\n").unwrap();
+        let config = Layers::default().with_file(&path).unwrap().build().unwrap();
+        assert_eq!(config.ingest.reconnect_grace_ms, 1234);
+        assert!(matches!(
+            Layers::default().with_file(&dir.path().join("missing.toml")),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

@@ -1,0 +1,94 @@
+//! The configuration model and its documented defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration of the all-in-one process (`ferrocast up`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// UDP address the SRT listener binds. Default `0.0.0.0:9000`.
+    pub srt_listen: SocketAddr,
+    /// TCP address the HTTP origin binds. Default `0.0.0.0:8080`.
+    pub http_listen: SocketAddr,
+    /// Directory for local state. Default `./data`.
+    pub data_dir: PathBuf,
+    /// Ingest settings.
+    pub ingest: IngestConfig,
+    /// LL-HLS packaging settings.
+    pub hls: HlsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            srt_listen: SocketAddr::from(([0, 0, 0, 0], 9000)),
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            data_dir: PathBuf::from("data"),
+            ingest: IngestConfig::default(),
+            hls: HlsConfig::default(),
+        }
+    }
+}
+
+/// Ingest settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// SRT receive latency in milliseconds (the time SRT has to recover
+    /// lost packets). Default 120, SRT's own default.
+    pub srt_latency_ms: u64,
+    /// A publisher silent for this long is dropped. Default 5000.
+    pub idle_timeout_ms: u64,
+    /// After its publisher leaves, a stream waits this long for it to come
+    /// back (continuing after EXT-X-DISCONTINUITY) before it ends with
+    /// EXT-X-ENDLIST. Default 10000.
+    pub reconnect_grace_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            srt_latency_ms: 120,
+            idle_timeout_ms: 5000,
+            reconnect_grace_ms: 10_000,
+        }
+    }
+}
+
+/// LL-HLS packaging settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsConfig {
+    /// Part target duration in milliseconds. Default 200: at 25 or 50 fps
+    /// that is a whole number of frames, a player holding back three parts
+    /// stays 0.6 s behind the live edge, and 5 requests per second per
+    /// viewer is still cheap on HTTP/2 and HTTP/3. Longer parts (333–500 ms)
+    /// suit lossy networks better at the cost of latency.
+    pub part_target_ms: u64,
+    /// A segment is cut at the first keyframe after it has lasted this long.
+    /// Default 1000 (one GOP of a 1 s keyframe interval).
+    pub segment_min_ms: u64,
+    /// EXT-X-TARGETDURATION in seconds; a segment is cut even without a
+    /// keyframe before it would exceed it. Default 2.
+    pub target_duration_secs: u32,
+    /// Segments listed in a live media playlist. Default 6.
+    pub window_segments: usize,
+    /// How long a blocking playlist or preload-hint request is held at most
+    /// before the server answers 503. Default 6000 (three target durations).
+    pub max_hold_ms: u64,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig {
+            part_target_ms: 200,
+            segment_min_ms: 1000,
+            target_duration_secs: 2,
+            window_segments: 6,
+            max_hold_ms: 6000,
+        }
+    }
+}

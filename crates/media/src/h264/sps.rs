@@ -1,0 +1,623 @@
+//! Sequence parameter set parsing (ITU-T H.264 (08/2021) 7.3.2.1.1, E.1.1).
+
+use super::{nal_type, nal_unit_type};
+
+/// Why an SPS (or the parameter sets around it) could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum H264Error {
+    /// The NAL unit is not a sequence parameter set.
+    #[error("expected an SPS NAL unit (type 7), found type {nal_unit_type:?}")]
+    NotSps {
+        /// The NAL unit's type, `None` for an empty NAL unit.
+        nal_unit_type: Option<u8>,
+    },
+    /// The NAL unit given as the PPS is not a picture parameter set.
+    #[error("expected a PPS NAL unit (type 8), found type {nal_unit_type:?}")]
+    NotPps {
+        /// The NAL unit's type, `None` for an empty NAL unit.
+        nal_unit_type: Option<u8>,
+    },
+    /// `forbidden_zero_bit` is set: the NAL unit is damaged.
+    #[error("forbidden_zero_bit is set in the NAL unit header")]
+    ForbiddenZeroBit,
+    /// The SPS ended before this syntax element.
+    #[error("SPS truncated while reading {field}")]
+    Truncated {
+        /// The syntax element being read.
+        field: &'static str,
+    },
+    /// A syntax element holds a value the specification does not allow.
+    #[error("SPS {field} = {value} is out of range")]
+    OutOfRange {
+        /// The syntax element.
+        field: &'static str,
+        /// The value read.
+        value: u64,
+    },
+    /// The cropping window is larger than the coded picture.
+    #[error("SPS cropping window removes the whole {coded_width}x{coded_height} picture")]
+    BadCropping {
+        /// Coded width in luma samples.
+        coded_width: u32,
+        /// Coded height in luma samples.
+        coded_height: u32,
+    },
+}
+
+/// What Ferrocast reads from a sequence parameter set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpsInfo {
+    /// `profile_idc` (66 Baseline, 77 Main, 100 High, ...).
+    pub profile_idc: u8,
+    /// The byte holding `constraint_set0_flag` .. `constraint_set5_flag` and
+    /// the two reserved zero bits.
+    pub constraint_flags: u8,
+    /// `level_idc` (level × 10, e.g. 31 for 3.1).
+    pub level_idc: u8,
+    /// `seq_parameter_set_id`.
+    pub seq_parameter_set_id: u32,
+    /// `chroma_format_idc` (0 monochrome, 1 4:2:0, 2 4:2:2, 3 4:4:4).
+    pub chroma_format_idc: u32,
+    /// Luma bit depth (8 + `bit_depth_luma_minus8`).
+    pub bit_depth_luma: u32,
+    /// Chroma bit depth (8 + `bit_depth_chroma_minus8`).
+    pub bit_depth_chroma: u32,
+    /// `frame_mbs_only_flag`: false when the stream may hold field pictures.
+    pub frame_mbs_only: bool,
+    /// `pic_order_cnt_type` (0, 1 or 2).
+    pub pic_order_cnt_type: u32,
+    /// `max_num_ref_frames`.
+    pub max_num_ref_frames: u32,
+    /// Width in luma samples after the cropping window is applied.
+    pub width: u32,
+    /// Height in luma samples after the cropping window is applied.
+    pub height: u32,
+    /// Frames per second from the VUI timing info as a reduced
+    /// (numerator, denominator), if signalled.
+    pub frame_rate: Option<(u32, u32)>,
+}
+
+/// The RBSP of a NAL unit: the payload after the one-byte header with every
+/// `emulation_prevention_three_byte` removed (H.264 7.3.1, 7.4.1).
+///
+/// "emulation_prevention_three_byte is a byte equal to 0x03. When an
+/// emulation_prevention_three_byte is present in the NAL unit, it shall be
+/// discarded by the decoding process."
+pub fn rbsp_from_nal(nal: &[u8]) -> Vec<u8> {
+    let payload = nal.get(1..).unwrap_or_default();
+    let mut out = Vec::with_capacity(payload.len());
+    let mut zeros = 0usize;
+    for &b in payload {
+        if zeros >= 2 && b == 0x03 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        out.push(b);
+    }
+    out
+}
+
+/// Parses an SPS NAL unit (without start code; the first byte is the NAL
+/// header).
+pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, H264Error> {
+    let header = *nal.first().ok_or(H264Error::NotSps {
+        nal_unit_type: None,
+    })?;
+    if header & 0x80 != 0 {
+        return Err(H264Error::ForbiddenZeroBit);
+    }
+    if nal_unit_type(nal) != Some(nal_type::SPS) {
+        return Err(H264Error::NotSps {
+            nal_unit_type: nal_unit_type(nal),
+        });
+    }
+    let rbsp = rbsp_from_nal(nal);
+    let mut r = BitReader::new(&rbsp);
+
+    let profile_idc = r.u8("profile_idc")?;
+    let constraint_flags = r.u8("constraint_set_flags")?;
+    let level_idc = r.u8("level_idc")?;
+    let seq_parameter_set_id = r.ue_max("seq_parameter_set_id", 31)?;
+
+    let mut chroma_format_idc = 1;
+    let mut separate_colour_plane = false;
+    let mut bit_depth_luma = 8;
+    let mut bit_depth_chroma = 8;
+    // 7.3.2.1.1: "if( profile_idc = = 100 | | profile_idc = = 110 | |
+    // profile_idc = = 122 | | profile_idc = = 244 | | profile_idc = = 44 | |
+    // profile_idc = = 83 | | profile_idc = = 86 | | profile_idc = = 118 | |
+    // profile_idc = = 128 | | profile_idc = = 138 | | profile_idc = = 139 | |
+    // profile_idc = = 134 | | profile_idc = = 135 ) {"
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format_idc = r.ue_max("chroma_format_idc", 3)?;
+        if chroma_format_idc == 3 {
+            separate_colour_plane = r.flag("separate_colour_plane_flag")?;
+        }
+        // 7.4.2.1.1: "bit_depth_luma_minus8 ... shall be in the range of 0 to 6".
+        bit_depth_luma = 8 + r.ue_max("bit_depth_luma_minus8", 6)?;
+        bit_depth_chroma = 8 + r.ue_max("bit_depth_chroma_minus8", 6)?;
+        r.flag("qpprime_y_zero_transform_bypass_flag")?;
+        if r.flag("seq_scaling_matrix_present_flag")? {
+            // "for( i = 0; i < ( ( chroma_format_idc != 3 ) ? 8 : 12 ); i++ )"
+            let lists = if chroma_format_idc != 3 { 8 } else { 12 };
+            for i in 0..lists {
+                if r.flag("seq_scaling_list_present_flag")? {
+                    // "if( i < 6 ) scaling_list( ScalingList4x4[ i ], 16, ...)
+                    //  else scaling_list( ScalingList8x8[ i − 6 ], 64, ...)"
+                    skip_scaling_list(&mut r, if i < 6 { 16 } else { 64 })?;
+                }
+            }
+        }
+    }
+
+    // 7.4.2.1.1: "The value of log2_max_frame_num_minus4 shall be in the range
+    // of 0 to 12, inclusive."
+    r.ue_max("log2_max_frame_num_minus4", 12)?;
+    let pic_order_cnt_type = r.ue_max("pic_order_cnt_type", 2)?;
+    match pic_order_cnt_type {
+        0 => {
+            r.ue_max("log2_max_pic_order_cnt_lsb_minus4", 12)?;
+        }
+        1 => {
+            r.flag("delta_pic_order_always_zero_flag")?;
+            r.se("offset_for_non_ref_pic")?;
+            r.se("offset_for_top_to_bottom_field")?;
+            // "num_ref_frames_in_pic_order_cnt_cycle shall be in the range of
+            // 0 to 255, inclusive."
+            let cycle = r.ue_max("num_ref_frames_in_pic_order_cnt_cycle", 255)?;
+            for _ in 0..cycle {
+                r.se("offset_for_ref_frame")?;
+            }
+        }
+        _ => {}
+    }
+    let max_num_ref_frames = r.ue("max_num_ref_frames")?;
+    r.flag("gaps_in_frame_num_value_allowed_flag")?;
+    let width_mbs = u64::from(r.ue("pic_width_in_mbs_minus1")?) + 1;
+    let height_map_units = u64::from(r.ue("pic_height_in_map_units_minus1")?) + 1;
+    let frame_mbs_only = r.flag("frame_mbs_only_flag")?;
+    if !frame_mbs_only {
+        r.flag("mb_adaptive_frame_field_flag")?;
+    }
+    r.flag("direct_8x8_inference_flag")?;
+    let crop = if r.flag("frame_cropping_flag")? {
+        [
+            r.ue("frame_crop_left_offset")?,
+            r.ue("frame_crop_right_offset")?,
+            r.ue("frame_crop_top_offset")?,
+            r.ue("frame_crop_bottom_offset")?,
+        ]
+    } else {
+        [0; 4]
+    };
+
+    // 7.4.2.1.1, equations (7-13)..(7-20).
+    let field_factor: u64 = if frame_mbs_only { 1 } else { 2 };
+    let coded_width = width_mbs * 16;
+    let coded_height = field_factor * height_map_units * 16;
+    // "If ChromaArrayType is equal to 0, CropUnitX = 1, CropUnitY = 2 −
+    // frame_mbs_only_flag. Otherwise CropUnitX = SubWidthC, CropUnitY =
+    // SubHeightC * ( 2 − frame_mbs_only_flag )" (Table 6-1 for SubWidthC/C).
+    let chroma_array_type = if separate_colour_plane {
+        0
+    } else {
+        chroma_format_idc
+    };
+    let (crop_unit_x, crop_unit_y) = match chroma_array_type {
+        0 => (1, field_factor),
+        1 => (2, 2 * field_factor),
+        2 => (2, field_factor),
+        _ => (1, field_factor),
+    };
+    let crop_x = crop_unit_x * (u64::from(crop[0]) + u64::from(crop[1]));
+    let crop_y = crop_unit_y * (u64::from(crop[2]) + u64::from(crop[3]));
+    let (width, height) = match (
+        coded_width.checked_sub(crop_x),
+        coded_height.checked_sub(crop_y),
+    ) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => (w, h),
+        _ => {
+            return Err(H264Error::BadCropping {
+                coded_width: clamp_u32(coded_width),
+                coded_height: clamp_u32(coded_height),
+            });
+        }
+    };
+    let width = u32::try_from(width).map_err(|_| H264Error::OutOfRange {
+        field: "pic_width_in_mbs_minus1",
+        value: width_mbs - 1,
+    })?;
+    let height = u32::try_from(height).map_err(|_| H264Error::OutOfRange {
+        field: "pic_height_in_map_units_minus1",
+        value: height_map_units - 1,
+    })?;
+
+    let frame_rate = if r.flag("vui_parameters_present_flag")? {
+        // The VUI only adds the frame rate, which is optional everywhere it
+        // is used; encoders in the wild truncate or botch the VUI, so a
+        // damaged VUI costs the frame rate, not the stream.
+        vui_frame_rate(&mut r).ok().flatten()
+    } else {
+        None
+    };
+
+    Ok(SpsInfo {
+        profile_idc,
+        constraint_flags,
+        level_idc,
+        seq_parameter_set_id,
+        chroma_format_idc,
+        bit_depth_luma,
+        bit_depth_chroma,
+        frame_mbs_only,
+        pic_order_cnt_type,
+        max_num_ref_frames,
+        width,
+        height,
+        frame_rate,
+    })
+}
+
+fn clamp_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// 7.3.2.1.1.1 scaling_list( scalingList, sizeOfScalingList, ... ): only the
+/// bits are consumed; the matrices do not matter to a muxer.
+fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), H264Error> {
+    let mut last_scale: i64 = 8;
+    let mut next_scale: i64 = 8;
+    for _ in 0..size {
+        if next_scale != 0 {
+            // "The value of delta_scale shall be in the range of −128 to +127"
+            let delta = r.se("delta_scale")?;
+            if !(-128..=127).contains(&delta) {
+                return Err(H264Error::OutOfRange {
+                    field: "delta_scale",
+                    value: delta.unsigned_abs(),
+                });
+            }
+            next_scale = (last_scale + delta + 256).rem_euclid(256);
+        }
+        if next_scale != 0 {
+            last_scale = next_scale;
+        }
+    }
+    Ok(())
+}
+
+/// E.1.1 vui_parameters( ), up to and including timing_info.
+fn vui_frame_rate(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, H264Error> {
+    if r.flag("aspect_ratio_info_present_flag")? {
+        // "Extended_SAR" (Table E-1) is 255.
+        if r.u8("aspect_ratio_idc")? == 255 {
+            r.bits(16, "sar_width")?;
+            r.bits(16, "sar_height")?;
+        }
+    }
+    if r.flag("overscan_info_present_flag")? {
+        r.flag("overscan_appropriate_flag")?;
+    }
+    if r.flag("video_signal_type_present_flag")? {
+        r.bits(3, "video_format")?;
+        r.flag("video_full_range_flag")?;
+        if r.flag("colour_description_present_flag")? {
+            r.bits(24, "colour_description")?;
+        }
+    }
+    if r.flag("chroma_loc_info_present_flag")? {
+        r.ue("chroma_sample_loc_type_top_field")?;
+        r.ue("chroma_sample_loc_type_bottom_field")?;
+    }
+    if !r.flag("timing_info_present_flag")? {
+        return Ok(None);
+    }
+    let num_units_in_tick = r.bits(32, "num_units_in_tick")?;
+    let time_scale = r.bits(32, "time_scale")?;
+    // E.2.1: "num_units_in_tick shall be greater than 0", "time_scale shall
+    // be greater than 0". One frame lasts two ticks for progressive video
+    // (field-based clock), so fps = time_scale / (2 * num_units_in_tick).
+    if num_units_in_tick == 0 || time_scale == 0 {
+        return Ok(None);
+    }
+    let num = u64::from(time_scale);
+    let den = 2 * u64::from(num_units_in_tick);
+    let g = gcd(num, den);
+    Ok(match (u32::try_from(num / g), u32::try_from(den / g)) {
+        (Ok(n), Ok(d)) => Some((n, d)),
+        _ => None,
+    })
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.max(1)
+}
+
+/// MSB-first bit reader over an RBSP with exp-Golomb codes (9.1).
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self { data, pos: 0 }
+    }
+
+    fn bit(&mut self, field: &'static str) -> Result<u32, H264Error> {
+        let byte = self
+            .data
+            .get(self.pos / 8)
+            .ok_or(H264Error::Truncated { field })?;
+        let b = (byte >> (7 - self.pos % 8)) & 1;
+        self.pos += 1;
+        Ok(u32::from(b))
+    }
+
+    fn flag(&mut self, field: &'static str) -> Result<bool, H264Error> {
+        Ok(self.bit(field)? == 1)
+    }
+
+    /// Reads `n` ≤ 32 bits.
+    fn bits(&mut self, n: u32, field: &'static str) -> Result<u32, H264Error> {
+        let mut v: u64 = 0;
+        for _ in 0..n {
+            v = (v << 1) | u64::from(self.bit(field)?);
+        }
+        Ok(v as u32)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, H264Error> {
+        Ok(self.bits(8, field)? as u8)
+    }
+
+    /// ue(v), 9.1: "leadingZeroBits ... codeNum = 2^leadingZeroBits − 1 +
+    /// read_bits( leadingZeroBits )". Values above 2^32 − 2 do not occur in
+    /// a conforming SPS and are rejected.
+    fn ue(&mut self, field: &'static str) -> Result<u32, H264Error> {
+        let mut zeros = 0u32;
+        while self.bit(field)? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return Err(H264Error::OutOfRange {
+                    field,
+                    value: u64::from(u32::MAX),
+                });
+            }
+        }
+        let suffix = u64::from(self.bits(zeros, field)?);
+        let value = (1u64 << zeros) - 1 + suffix;
+        u32::try_from(value).map_err(|_| H264Error::OutOfRange { field, value })
+    }
+
+    fn ue_max(&mut self, field: &'static str, max: u32) -> Result<u32, H264Error> {
+        let v = self.ue(field)?;
+        if v > max {
+            return Err(H264Error::OutOfRange {
+                field,
+                value: u64::from(v),
+            });
+        }
+        Ok(v)
+    }
+
+    /// se(v), 9.1.1: codeNum k maps to (−1)^(k+1) × Ceil(k ÷ 2).
+    fn se(&mut self, field: &'static str) -> Result<i64, H264Error> {
+        let k = i64::from(self.ue(field)?);
+        Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes bits MSB-first, for building SPS test vectors.
+    #[derive(Default)]
+    struct BitWriter {
+        bytes: Vec<u8>,
+        nbits: usize,
+    }
+
+    impl BitWriter {
+        fn bits(&mut self, n: u32, v: u64) -> &mut Self {
+            for i in (0..n).rev() {
+                if self.nbits.is_multiple_of(8) {
+                    self.bytes.push(0);
+                }
+                let bit = ((v >> i) & 1) as u8;
+                let last = self.bytes.len() - 1;
+                self.bytes[last] |= bit << (7 - self.nbits % 8);
+                self.nbits += 1;
+            }
+            self
+        }
+        fn ue(&mut self, v: u64) -> &mut Self {
+            let x = v + 1;
+            let len = 64 - x.leading_zeros();
+            self.bits(len - 1, 0).bits(len, x)
+        }
+        fn se(&mut self, v: i64) -> &mut Self {
+            let k = if v > 0 { 2 * v - 1 } else { -2 * v };
+            self.ue(k as u64)
+        }
+        /// rbsp_trailing_bits, then emulation prevention, with a NAL header.
+        fn nal(&mut self) -> Vec<u8> {
+            self.bits(1, 1);
+            while !self.nbits.is_multiple_of(8) {
+                self.bits(1, 0);
+            }
+            let mut out = vec![0x67];
+            let mut zeros = 0;
+            for &b in &self.bytes {
+                if zeros >= 2 && b <= 3 {
+                    out.push(3);
+                    zeros = 0;
+                }
+                zeros = if b == 0 { zeros + 1 } else { 0 };
+                out.push(b);
+            }
+            out
+        }
+    }
+
+    /// x264's 1280x720 High@3.2 SPS with VUI timing for 50 fps (from
+    /// `ffmpeg -f lavfi -i testsrc2=size=1280x720:rate=50 -c:v libx264`).
+    const SPS_720P: [u8; 25] = [
+        0x67, 0x64, 0x00, 0x20, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03,
+        0x00, 0x10, 0x00, 0x00, 0x06, 0x40, 0xf1, 0x83, 0x19, 0x60,
+    ];
+
+    #[test]
+    fn parses_x264_high_profile_sps() {
+        let sps = parse_sps(&SPS_720P).unwrap();
+        assert_eq!(sps.profile_idc, 100);
+        assert_eq!(sps.level_idc, 32);
+        assert_eq!(sps.chroma_format_idc, 1);
+        assert_eq!((sps.width, sps.height), (1280, 720));
+        assert!(sps.frame_mbs_only);
+        assert_eq!(sps.frame_rate, Some((50, 1)));
+    }
+
+    #[test]
+    fn removes_emulation_prevention_bytes() {
+        assert_eq!(
+            rbsp_from_nal(&[0x67, 0, 0, 3, 1, 0, 0, 3, 0, 3]),
+            vec![0, 0, 1, 0, 0, 0, 3]
+        );
+    }
+
+    fn baseline_sps(w: &mut BitWriter, crop: Option<[u64; 4]>, frame_mbs_only: bool) {
+        w.bits(8, 66).bits(8, 0xc0).bits(8, 30).ue(0);
+        w.ue(0).ue(1); // log2_max_frame_num_minus4, poc type 1
+        w.bits(1, 0).se(-3).se(5).ue(2).se(7).se(-9);
+        w.ue(1).bits(1, 0).ue(19).ue(14); // 320 x (15 map units)
+        w.bits(1, u64::from(frame_mbs_only));
+        if !frame_mbs_only {
+            w.bits(1, 0);
+        }
+        w.bits(1, 1);
+        match crop {
+            Some(c) => {
+                w.bits(1, 1).ue(c[0]).ue(c[1]).ue(c[2]).ue(c[3]);
+            }
+            None => {
+                w.bits(1, 0);
+            }
+        }
+        w.bits(1, 0); // no VUI
+    }
+
+    #[test]
+    fn cropping_and_fields() {
+        let mut w = BitWriter::default();
+        baseline_sps(&mut w, Some([1, 2, 3, 4]), true);
+        let sps = parse_sps(&w.nal()).unwrap();
+        assert_eq!(sps.pic_order_cnt_type, 1);
+        assert_eq!((sps.width, sps.height), (320 - 2 * 3, 240 - 2 * 7));
+
+        let mut w = BitWriter::default();
+        baseline_sps(&mut w, Some([0, 0, 1, 1]), false);
+        let sps = parse_sps(&w.nal()).unwrap();
+        // Field coding: 15 map units are 30 macroblock rows; CropUnitY = 4.
+        assert_eq!((sps.width, sps.height), (320, 480 - 8));
+        assert_eq!(sps.frame_rate, None);
+    }
+
+    #[test]
+    fn rejects_bad_cropping() {
+        let mut w = BitWriter::default();
+        baseline_sps(&mut w, Some([100, 100, 0, 0]), true);
+        assert!(matches!(
+            parse_sps(&w.nal()),
+            Err(H264Error::BadCropping { .. })
+        ));
+    }
+
+    #[test]
+    fn skips_scaling_lists_for_high_444() {
+        let mut w = BitWriter::default();
+        w.bits(8, 244).bits(8, 0).bits(8, 40).ue(3);
+        w.ue(3).bits(1, 0).ue(2).ue(2).bits(1, 0); // 4:4:4, 10 bit
+        w.bits(1, 1); // seq_scaling_matrix_present_flag
+        for i in 0..12 {
+            if i % 3 == 0 {
+                w.bits(1, 0);
+                continue;
+            }
+            w.bits(1, 1);
+            let size = if i < 6 { 16 } else { 64 };
+            if i == 4 {
+                w.se(-8); // first delta makes nextScale 0: use default list
+                continue;
+            }
+            for j in 0..size {
+                w.se(if j % 2 == 0 { 5 } else { -4 });
+            }
+        }
+        w.ue(0)
+            .ue(2)
+            .ue(4)
+            .bits(1, 0)
+            .ue(119)
+            .ue(67)
+            .bits(1, 1)
+            .bits(1, 1);
+        w.bits(1, 1).ue(0).ue(0).ue(0).ue(8);
+        // VUI with aspect ratio 255, colour description and timing for 30000/1001.
+        w.bits(1, 1);
+        w.bits(1, 1).bits(8, 255).bits(16, 4).bits(16, 3);
+        w.bits(1, 0)
+            .bits(1, 1)
+            .bits(3, 5)
+            .bits(1, 0)
+            .bits(1, 1)
+            .bits(24, 0x010101);
+        w.bits(1, 0)
+            .bits(1, 1)
+            .bits(32, 1001)
+            .bits(32, 60000)
+            .bits(1, 1);
+        let sps = parse_sps(&w.nal()).unwrap();
+        assert_eq!(sps.chroma_format_idc, 3);
+        assert_eq!(sps.bit_depth_luma, 10);
+        assert_eq!((sps.width, sps.height), (1920, 1080));
+        assert_eq!(sps.frame_rate, Some((30000, 1001)));
+    }
+
+    #[test]
+    fn errors_instead_of_panicking() {
+        assert!(matches!(
+            parse_sps(&[]),
+            Err(H264Error::NotSps {
+                nal_unit_type: None
+            })
+        ));
+        assert!(matches!(
+            parse_sps(&[0x68, 1, 2]),
+            Err(H264Error::NotSps { .. })
+        ));
+        assert_eq!(parse_sps(&[0xe7, 1]), Err(H264Error::ForbiddenZeroBit));
+        for len in 1..SPS_720P.len() {
+            match parse_sps(&SPS_720P[..len]) {
+                // A cut inside the VUI costs only the frame rate.
+                Ok(sps) => assert!(len >= 10 && (sps.width, sps.height) == (1280, 720)),
+                Err(e) => assert!(matches!(e, H264Error::Truncated { .. }), "{len}: {e}"),
+            }
+        }
+        // 40 zero bits: an exp-Golomb code longer than 32 bits.
+        assert!(matches!(
+            parse_sps(&[0x67, 66, 0, 30, 0, 0, 0, 0, 0, 1]),
+            Err(H264Error::OutOfRange { .. })
+        ));
+    }
+}

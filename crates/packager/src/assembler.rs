@@ -1,0 +1,620 @@
+//! The sans-IO heart of the packager: bus messages in, CMAF chunks, parts,
+//! segments and LL-HLS window updates out.
+//!
+//! One video frame (or, for audio-only streams, one audio frame) becomes one
+//! CMAF chunk (`moof` + `mdat`) as soon as it arrives, carrying the audio
+//! frames that arrived since the previous chunk. Chunks are appended to the
+//! open part, so a player that asked for that part early (its preload hint)
+//! receives them as they are written. A part closes as soon as one more
+//! frame would take it past the part target, which is known from the frame
+//! just added and the frame interval, without waiting for the next frame. A
+//! segment closes when a keyframe arrives after at least `segment_min`, or
+//! before it would exceed the target duration.
+//!
+//! Timeline: output decode times start at zero at the first keyframe and
+//! stay continuous across publisher reconnects (marked with
+//! EXT-X-DISCONTINUITY). Video uses a 90 kHz timescale, audio its sample
+//! rate; audio decode times advance by exactly 1024 samples per frame and are
+//! re-anchored only when the source jumps by more than two frames.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferrocast_cmaf::{Sample, TrackFragment};
+use ferrocast_hls::{ConfigError, LiveWindow, SegmentStart, WindowConfig};
+use ferrocast_media::{AccessUnit, CodecParams, Time90k, TrackInfo, TrackKind};
+use tracing::{debug, warn};
+
+use crate::media_store::MediaStore;
+
+/// Timing rules for cutting parts and segments.
+#[derive(Debug, Clone)]
+pub struct CutConfig {
+    /// Part target duration.
+    pub part_target: Time90k,
+    /// A segment closes at the first keyframe after this long.
+    pub segment_min: Time90k,
+    /// A segment never exceeds this (the playlist's target duration).
+    pub segment_max: Time90k,
+}
+
+/// A part may exceed its target by less than half a millisecond, which
+/// disappears when durations are written with millisecond precision
+/// (29.97 fps: 6 frames are 200.2 ms for a 200 ms target).
+const PART_TOLERANCE: Time90k = Time90k(44);
+
+/// Frame interval assumed for the first frame when the SPS has no timing.
+const DEFAULT_FRAME: Time90k = Time90k(3000);
+
+/// What changed after a call, so the caller knows whom to wake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// A chunk was appended to a part.
+    pub chunk: bool,
+    /// A part, segment or playlist state changed.
+    pub playlist: bool,
+}
+
+impl Changes {
+    fn merge(&mut self, other: Changes) {
+        self.chunk |= other.chunk;
+        self.playlist |= other.playlist;
+    }
+}
+
+/// Per-track output layout for the current init segment.
+#[derive(Debug, Clone)]
+struct Layout {
+    tracks: Arc<[TrackInfo]>,
+    video: Option<TrackSlot>,
+    audio: Option<TrackSlot>,
+}
+
+#[derive(Debug, Clone)]
+struct TrackSlot {
+    /// Index into `tracks`.
+    index: usize,
+    /// mp4 track id.
+    mp4_id: u32,
+    /// CMAF timescale.
+    timescale: u32,
+}
+
+#[derive(Debug)]
+struct OpenSegment {
+    msn: u64,
+    start: Time90k,
+    /// End of the last sample written (start + duration so far).
+    end: Time90k,
+    part: Option<OpenPart>,
+}
+
+#[derive(Debug)]
+struct OpenPart {
+    start: Time90k,
+    independent: bool,
+}
+
+#[derive(Debug, Default)]
+struct AudioClock {
+    /// Next decode time in the audio timescale.
+    next: Option<i64>,
+    /// Frames waiting for the next chunk.
+    pending: Vec<Sample>,
+    /// Decode time of the first pending frame.
+    pending_base: i64,
+}
+
+/// Bitrate measurements for the multivariant playlist.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bitrate {
+    /// Peak segment bitrate in bits per second.
+    pub peak: u64,
+    /// Average over all complete segments, bits per second.
+    pub average: u64,
+    bytes: u64,
+    duration: Time90k,
+}
+
+impl Bitrate {
+    fn add(&mut self, bytes: usize, duration: Time90k) {
+        if duration.ticks() <= 0 {
+            return;
+        }
+        let bps = bits_per_second(bytes as u64, duration);
+        self.peak = self.peak.max(bps);
+        self.bytes += bytes as u64;
+        self.duration = self.duration + duration;
+        self.average = bits_per_second(self.bytes, self.duration);
+    }
+}
+
+fn bits_per_second(bytes: u64, duration: Time90k) -> u64 {
+    let ticks = duration.ticks().max(1) as u128;
+    (u128::from(bytes) * 8 * 90_000 / ticks) as u64
+}
+
+/// Packages one stream.
+#[derive(Debug)]
+pub struct Assembler {
+    cut: CutConfig,
+    /// The LL-HLS window (playlist state).
+    pub window: LiveWindow,
+    /// The bytes.
+    pub store: MediaStore,
+    layout: Option<Layout>,
+    generation: u32,
+    started: bool,
+    /// Output time = source time + offset.
+    offset: Option<i64>,
+    /// End of the output timeline so far.
+    timeline_end: Time90k,
+    pending_discontinuity: bool,
+    last_video_dts: Option<Time90k>,
+    frame_interval: Time90k,
+    audio: AudioClock,
+    sequence: u32,
+    segment: Option<OpenSegment>,
+    /// Program date time anchor: (output time, unix ms).
+    pdt_anchor: Option<(Time90k, i64)>,
+    bitrate: Bitrate,
+    partial_bytes: u64,
+    partial_duration: Time90k,
+    ended: bool,
+}
+
+impl Assembler {
+    /// A packager for a new stream.
+    pub fn new(cut: CutConfig, window: WindowConfig) -> Result<Self, ConfigError> {
+        Ok(Assembler {
+            cut,
+            window: LiveWindow::new(window)?,
+            store: MediaStore::default(),
+            layout: None,
+            generation: 0,
+            started: false,
+            offset: None,
+            timeline_end: Time90k::ZERO,
+            pending_discontinuity: false,
+            last_video_dts: None,
+            frame_interval: DEFAULT_FRAME,
+            audio: AudioClock::default(),
+            sequence: 1,
+            segment: None,
+            pdt_anchor: None,
+            bitrate: Bitrate::default(),
+            partial_bytes: 0,
+            partial_duration: Time90k::ZERO,
+            ended: false,
+        })
+    }
+
+    /// The current track set, once known.
+    pub fn tracks(&self) -> Option<&Arc<[TrackInfo]>> {
+        self.layout.as_ref().map(|l| &l.tracks)
+    }
+
+    /// The current init segment generation.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// Measured bitrate; before the first segment completes, an estimate
+    /// from the parts written so far.
+    pub fn bitrate(&self) -> Bitrate {
+        if self.bitrate.peak > 0 {
+            self.bitrate
+        } else {
+            let bps = bits_per_second(self.partial_bytes, self.partial_duration);
+            Bitrate {
+                peak: bps,
+                average: bps,
+                ..Bitrate::default()
+            }
+        }
+    }
+
+    /// True once EXT-X-ENDLIST has been written.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// A new track set from the publisher.
+    pub fn on_tracks(&mut self, tracks: Arc<[TrackInfo]>) -> Changes {
+        if self.ended {
+            return Changes::default();
+        }
+        if self.layout.as_ref().is_some_and(|l| l.tracks == tracks) {
+            return Changes::default();
+        }
+        let mut changes = Changes::default();
+        if self.layout.is_some() {
+            // New codec parameters: new init segment, new timeline piece.
+            changes.merge(self.break_timeline());
+            self.generation += 1;
+        }
+        let slot = |kind: TrackKind| {
+            let index = tracks.iter().position(|t| t.kind() == kind)?;
+            Some(TrackSlot {
+                index,
+                mp4_id: index as u32 + 1,
+                timescale: ferrocast_cmaf::track_timescale(&tracks[index]).ok()?,
+            })
+        };
+        let layout = Layout {
+            video: slot(TrackKind::Video),
+            audio: slot(TrackKind::Audio),
+            tracks: tracks.clone(),
+        };
+        if let Some(video) = &layout.video
+            && let CodecParams::H264(p) = &tracks[video.index].params
+            && let Some((num, den)) = p.frame_rate
+            && num > 0
+            && den > 0
+        {
+            self.frame_interval = Time90k((90_000 * i64::from(den) / i64::from(num)).max(1));
+        }
+        match ferrocast_cmaf::write_init(&tracks) {
+            Ok(init) => self.store.put_init(self.generation, init),
+            Err(e) => warn!(error = %e, "cannot write init segment; stream not packaged"),
+        }
+        self.layout = Some(layout);
+        changes.playlist = true;
+        changes
+    }
+
+    /// The publisher reconnected, or this subscriber lost media: close what
+    /// is open and continue after a discontinuity.
+    pub fn on_discontinuity(&mut self) -> Changes {
+        if self.ended {
+            return Changes::default();
+        }
+        self.break_timeline()
+    }
+
+    /// The publisher left: finish the open part and segment so that every
+    /// frame received is servable.
+    pub fn on_publisher_gone(&mut self) -> Changes {
+        if self.ended {
+            return Changes::default();
+        }
+        self.break_timeline()
+    }
+
+    /// The stream is over: EXT-X-ENDLIST.
+    pub fn on_end(&mut self) -> Changes {
+        if self.ended {
+            return Changes::default();
+        }
+        let mut changes = self.close_segment();
+        self.window.end();
+        self.ended = true;
+        self.release_unused_inits();
+        changes.playlist = true;
+        changes
+    }
+
+    /// One access unit. `now_unix_ms` is the wall clock, for program date time.
+    pub fn on_unit(&mut self, unit: &AccessUnit, now_unix_ms: i64) -> Changes {
+        if self.ended {
+            return Changes::default();
+        }
+        let Some(layout) = &self.layout else {
+            return Changes::default();
+        };
+        let has_video = layout.video.is_some();
+        match unit.kind {
+            TrackKind::Video if has_video => self.on_video(unit, now_unix_ms),
+            TrackKind::Audio if layout.audio.is_some() => {
+                if has_video {
+                    self.queue_audio(unit);
+                    Changes::default()
+                } else {
+                    self.on_audio_driver(unit, now_unix_ms)
+                }
+            }
+            _ => Changes::default(),
+        }
+    }
+
+    fn break_timeline(&mut self) -> Changes {
+        let changes = self.close_segment();
+        self.started = false;
+        self.offset = None;
+        self.last_video_dts = None;
+        self.audio = AudioClock::default();
+        if self.segment.is_none() && self.window_has_content() {
+            self.pending_discontinuity = true;
+        }
+        changes
+    }
+
+    fn window_has_content(&self) -> bool {
+        self.timeline_end > Time90k::ZERO
+    }
+
+    /// Map a source time onto the output timeline, starting it if needed.
+    fn start(&mut self, source_dts: Time90k, now_unix_ms: i64) -> i64 {
+        let offset = *self
+            .offset
+            .get_or_insert(self.timeline_end.ticks() - source_dts.ticks());
+        if !self.started {
+            self.started = true;
+            self.pdt_anchor = Some((Time90k(source_dts.ticks() + offset), now_unix_ms));
+        }
+        offset
+    }
+
+    fn on_video(&mut self, unit: &AccessUnit, now_unix_ms: i64) -> Changes {
+        if !self.started && !unit.keyframe {
+            return Changes::default();
+        }
+        let offset = self.start(unit.dts, now_unix_ms);
+        let dts = Time90k(unit.dts.ticks() + offset);
+        if let Some(prev) = self.last_video_dts {
+            let delta = dts - prev;
+            if delta.ticks() > 0 && delta < Time90k::from_millis(1000) {
+                self.frame_interval = delta;
+            } else if delta.ticks() <= 0 {
+                debug!(dts = dts.ticks(), "non-increasing video DTS; frame dropped");
+                return Changes::default();
+            }
+        }
+        self.last_video_dts = Some(dts);
+        let duration = self.frame_interval;
+        let data = match ferrocast_cmaf::avc_sample_from_annexb(&unit.data) {
+            Ok(data) => data,
+            Err(e) => {
+                warn!(error = %e, "video access unit not packageable; dropped");
+                return Changes::default();
+            }
+        };
+        let sample = Sample {
+            duration: duration.ticks() as u32,
+            composition_offset: (unit.pts.ticks() - unit.dts.ticks()) as i32,
+            keyframe: unit.keyframe,
+            data,
+        };
+        self.add_driver_sample(dts, duration, unit.keyframe, sample, true, now_unix_ms)
+    }
+
+    fn on_audio_driver(&mut self, unit: &AccessUnit, now_unix_ms: i64) -> Changes {
+        let offset = self.start(unit.dts, now_unix_ms);
+        let Some(slot) = self.layout.as_ref().and_then(|l| l.audio.clone()) else {
+            return Changes::default();
+        };
+        let Some(tfdt) = self.audio_time(unit, offset, slot.timescale) else {
+            return Changes::default();
+        };
+        let dts = Time90k::from_timescale(tfdt, slot.timescale);
+        let duration = Time90k::from_timescale(1024, slot.timescale);
+        let sample = Sample {
+            duration: 1024,
+            composition_offset: 0,
+            keyframe: true,
+            data: unit.data.clone(),
+        };
+        self.audio.pending_base = tfdt;
+        self.add_driver_sample(dts, duration, true, sample, false, now_unix_ms)
+    }
+
+    /// The audio decode time of `unit` in `timescale`, continuing the audio
+    /// clock unless the source jumped.
+    fn audio_time(&mut self, unit: &AccessUnit, offset: i64, timescale: u32) -> Option<i64> {
+        let source = Time90k(unit.dts.ticks() + offset).to_timescale(timescale);
+        let time = match self.audio.next {
+            Some(next) if (source - next).abs() <= 2 * 1024 => next,
+            Some(next) => {
+                debug!(expected = next, got = source, "audio clock re-anchored");
+                source
+            }
+            None => source,
+        };
+        if time < 0 {
+            return None;
+        }
+        self.audio.next = Some(time + 1024);
+        Some(time)
+    }
+
+    fn queue_audio(&mut self, unit: &AccessUnit) {
+        if !self.started {
+            return;
+        }
+        let Some(offset) = self.offset else { return };
+        let Some(slot) = self.layout.as_ref().and_then(|l| l.audio.clone()) else {
+            return;
+        };
+        let Some(tfdt) = self.audio_time(unit, offset, slot.timescale) else {
+            return;
+        };
+        if self.audio.pending.is_empty() {
+            self.audio.pending_base = tfdt;
+        }
+        self.audio.pending.push(Sample {
+            duration: 1024,
+            composition_offset: 0,
+            keyframe: true,
+            data: unit.data.clone(),
+        });
+    }
+
+    fn add_driver_sample(
+        &mut self,
+        dts: Time90k,
+        duration: Time90k,
+        keyframe: bool,
+        sample: Sample,
+        is_video: bool,
+        now_unix_ms: i64,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        if let Some(segment) = &self.segment {
+            let elapsed = dts - segment.start;
+            let cut_at_keyframe = keyframe && elapsed >= self.cut.segment_min;
+            let too_long = elapsed + duration > self.cut.segment_max;
+            if cut_at_keyframe || too_long {
+                changes.merge(self.close_segment());
+            }
+        }
+        if self.segment.is_none() {
+            self.open_segment(dts, now_unix_ms);
+            changes.playlist = true;
+        }
+        let Some(segment) = self.segment.as_mut() else {
+            return changes;
+        };
+        // A frame that would take the open part past its target (the frame
+        // interval grew) starts a new part instead.
+        if let Some(part) = &segment.part
+            && dts + duration - part.start > self.cut.part_target + PART_TOLERANCE
+        {
+            changes.merge(self.close_part());
+        }
+        let Some(segment) = self.segment.as_mut() else {
+            return changes;
+        };
+        let msn = segment.msn;
+        if segment.part.is_none() {
+            segment.part = Some(OpenPart {
+                start: dts,
+                independent: keyframe,
+            });
+            self.store.open_part(msn);
+        }
+        segment.end = dts + duration;
+        let part_start = segment.part.as_ref().map_or(dts, |p| p.start);
+        let part_duration = segment.end - part_start;
+        self.timeline_end = segment.end;
+
+        let chunk = self.write_chunk(dts, sample, is_video);
+        if let Some(chunk) = chunk {
+            self.partial_bytes += chunk.len() as u64;
+            self.store.append_chunk(msn, chunk);
+            changes.chunk = true;
+        }
+        self.partial_duration = self.partial_duration + duration;
+
+        // Close the part now if one more frame would take it past its target.
+        if part_duration + duration > self.cut.part_target + PART_TOLERANCE {
+            changes.merge(self.close_part());
+        }
+        changes
+    }
+
+    fn write_chunk(&mut self, dts: Time90k, sample: Sample, is_video: bool) -> Option<Bytes> {
+        let layout = self.layout.as_ref()?;
+        let mut fragments = Vec::with_capacity(2);
+        if is_video {
+            let video = layout.video.as_ref()?;
+            fragments.push(TrackFragment {
+                track_id: video.mp4_id,
+                base_media_decode_time: dts.ticks().max(0) as u64,
+                samples: vec![sample],
+            });
+            if let Some(audio) = &layout.audio
+                && !self.audio.pending.is_empty()
+            {
+                fragments.push(TrackFragment {
+                    track_id: audio.mp4_id,
+                    base_media_decode_time: self.audio.pending_base.max(0) as u64,
+                    samples: std::mem::take(&mut self.audio.pending),
+                });
+            }
+        } else {
+            let audio = layout.audio.as_ref()?;
+            fragments.push(TrackFragment {
+                track_id: audio.mp4_id,
+                base_media_decode_time: self.audio.pending_base.max(0) as u64,
+                samples: vec![sample],
+            });
+        }
+        let sequence = self.sequence;
+        self.sequence = self.sequence.wrapping_add(1);
+        match ferrocast_cmaf::write_fragment(sequence, &fragments) {
+            Ok(chunk) => Some(chunk),
+            Err(e) => {
+                warn!(error = %e, "cannot write CMAF chunk; frame dropped");
+                None
+            }
+        }
+    }
+
+    fn open_segment(&mut self, start: Time90k, now_unix_ms: i64) {
+        let pdt = match self.pdt_anchor {
+            Some((anchor_time, anchor_ms)) => anchor_ms + (start - anchor_time).as_millis(),
+            None => now_unix_ms,
+        };
+        let discontinuity = std::mem::take(&mut self.pending_discontinuity);
+        let msn = match self.window.open_segment(SegmentStart {
+            program_date_time_ms: pdt,
+            discontinuity,
+            init_generation: self.generation,
+        }) {
+            Ok(msn) => msn,
+            Err(e) => {
+                warn!(error = %e, "cannot open segment");
+                return;
+            }
+        };
+        self.store.open_segment(msn);
+        self.segment = Some(OpenSegment {
+            msn,
+            start,
+            end: start,
+            part: None,
+        });
+    }
+
+    fn close_part(&mut self) -> Changes {
+        let Some(segment) = self.segment.as_mut() else {
+            return Changes::default();
+        };
+        let Some(part) = segment.part.take() else {
+            return Changes::default();
+        };
+        let duration = segment.end - part.start;
+        if let Err(e) = self.window.add_part(duration, part.independent) {
+            warn!(error = %e, "part not listed");
+        }
+        self.store.complete_part(segment.msn);
+        Changes {
+            chunk: true,
+            playlist: true,
+        }
+    }
+
+    fn close_segment(&mut self) -> Changes {
+        let mut changes = self.close_part();
+        let Some(segment) = self.segment.take() else {
+            return changes;
+        };
+        self.store.complete_segment(segment.msn);
+        match self.window.close_segment() {
+            Ok(Some(closed)) => {
+                if closed.exceeds_target_duration {
+                    warn!(
+                        msn = closed.msn,
+                        "segment longer than the target duration: is the GOP longer than it?"
+                    );
+                }
+                self.store.evict(closed.release);
+                self.release_unused_inits();
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot close segment"),
+        }
+        if let Some(buf) = self.store.segment(segment.msn) {
+            self.bitrate.add(buf.len(), segment.end - segment.start);
+        }
+        changes.playlist = true;
+        changes
+    }
+
+    fn release_unused_inits(&mut self) {
+        let current = self.generation;
+        let window = &self.window;
+        self.store
+            .retain_inits(|generation| generation == current || window.init_in_use(generation));
+    }
+}

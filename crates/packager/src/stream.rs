@@ -1,0 +1,184 @@
+//! One live stream as the origin sees it: its assembler behind a lock, and a
+//! version counter that wakes every request waiting for it to change.
+//!
+//! Waiting never polls: a waiter subscribes to the version, checks the state
+//! under the lock, and sleeps until the next version if what it wants is not
+//! there yet. The lock is never held across an `.await`.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use ferrocast_bus::{BusMessage, InProcessBus, Subscriber};
+use ferrocast_media::StreamName;
+use futures::FutureExt;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use crate::assembler::{Assembler, Changes};
+
+/// A stream being packaged.
+#[derive(Debug)]
+pub struct LiveStream {
+    name: StreamName,
+    state: Mutex<Assembler>,
+    version: watch::Sender<u64>,
+    gone: Notify,
+}
+
+/// What a waiter decided after looking at the state.
+pub enum Check<T> {
+    /// Answer with this.
+    Done(T),
+    /// Not yet: wait for the next change.
+    Wait,
+}
+
+/// A wait that ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
+impl LiveStream {
+    /// A stream around a fresh assembler.
+    pub fn new(name: StreamName, assembler: Assembler) -> Self {
+        LiveStream {
+            name,
+            state: Mutex::new(assembler),
+            version: watch::Sender::new(0),
+            gone: Notify::new(),
+        }
+    }
+
+    /// The publisher left: the stream's task finishes what is open and
+    /// starts the reconnect grace period.
+    pub fn publisher_gone(&self) {
+        self.gone.notify_one();
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &StreamName {
+        &self.name
+    }
+
+    /// Lock the assembler (briefly; never across an await).
+    pub fn lock(&self) -> MutexGuard<'_, Assembler> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Apply a change and wake waiters if anything changed.
+    pub fn update(&self, f: impl FnOnce(&mut Assembler) -> Changes) {
+        let changes = f(&mut self.lock());
+        if changes.chunk || changes.playlist {
+            self.version.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Run `check` against the state now and after every change until it is
+    /// done or `deadline` passes.
+    pub async fn wait_for<T>(
+        &self,
+        deadline: Instant,
+        mut check: impl FnMut(&Assembler) -> Check<T>,
+    ) -> Result<T, TimedOut> {
+        // Subscribe before checking, so a change between the check and the
+        // wait is not missed.
+        let mut version = self.version.subscribe();
+        loop {
+            if let Check::Done(value) = check(&self.lock()) {
+                return Ok(value);
+            }
+            match tokio::time::timeout_at(deadline, version.changed()).await {
+                Ok(Ok(())) => {}
+                // The sender lives as long as `self`; treat a closed channel
+                // like a timeout rather than spinning.
+                Ok(Err(_)) | Err(_) => return Err(TimedOut),
+            }
+        }
+    }
+}
+
+/// Feed a stream's assembler from its bus subscription until the stream ends.
+///
+/// When the publisher leaves (the origin calls [`LiveStream::publisher_gone`]),
+/// the open part and segment are finished at once; if no publisher returns
+/// within `grace`, the stream ends with EXT-X-ENDLIST and the bus forgets it.
+pub async fn run(
+    stream: Arc<LiveStream>,
+    mut subscriber: Subscriber,
+    bus: InProcessBus,
+    grace: Duration,
+) {
+    let name = stream.name().clone();
+    let mut grace_deadline: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            message = subscriber.recv() => {
+                let Some(message) = message else { break };
+                if matches!(message, BusMessage::End) {
+                    break;
+                }
+                if matches!(message, BusMessage::Discontinuity | BusMessage::Tracks(_)) {
+                    grace_deadline = None;
+                }
+                apply(&stream, message);
+            }
+            () = stream.gone.notified() => {
+                // Everything the publisher sent is already queued: take it
+                // before finishing the open segment.
+                while let Some(Some(message)) = subscriber.recv().now_or_never() {
+                    if matches!(message, BusMessage::End) {
+                        break;
+                    }
+                    apply(&stream, message);
+                }
+                stream.update(Assembler::on_publisher_gone);
+                info!(stream = %name, grace_ms = grace.as_millis() as u64, "publisher gone; waiting for it to return");
+                grace_deadline = Some(Instant::now() + grace);
+            }
+            () = sleep_until_some(grace_deadline) => {
+                match bus.end_stream(name.as_str()) {
+                    Ok(()) => {
+                        info!(stream = %name, "no publisher within the grace period: stream ends");
+                        break;
+                    }
+                    // A publisher came back just now.
+                    Err(_) => grace_deadline = None,
+                }
+            }
+        }
+    }
+    stream.update(Assembler::on_end);
+    info!(stream = %name, "stream ended");
+}
+
+fn apply(stream: &LiveStream, message: BusMessage) {
+    match message {
+        BusMessage::Tracks(tracks) => stream.update(|a| a.on_tracks(tracks)),
+        BusMessage::Unit(unit) => {
+            let now = unix_millis();
+            stream.update(|a| a.on_unit(&unit, now));
+        }
+        BusMessage::Discontinuity | BusMessage::Gap => {
+            debug!(stream = %stream.name(), "discontinuity");
+            stream.update(Assembler::on_discontinuity);
+        }
+        BusMessage::End => {}
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit and integration tests against
+# real ffmpeg / srt-live-transmit senders and players, the hls.js browser
+# test in headless Chromium, and the fuzz targets' build. Installs what it
+# needs; every server a test needs is started by the test on free ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+install_debian_packages pkg-config gcc ffmpeg srt-tools chromium
+# Node.js may come from Debian or from elsewhere (NodeSource ships npm inside nodejs).
+command -v node >/dev/null || install_debian_packages nodejs
+command -v npm >/dev/null || install_debian_packages npm
+
+echo "== browser test dependencies (npm)" >&2
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "== cargo fmt" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy" >&2
+cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== cargo test" >&2
+FERROCAST_REQUIRE_BROWSER=1 cargo test --locked --workspace
+echo "== cargo doc" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps -q
+echo "== fuzz targets build" >&2
+cargo build --locked --manifest-path fuzz/Cargo.toml
+echo "all tests passed" >&2

@@ -1,0 +1,302 @@
+//! Test tooling: the real `ferrocast` binary on free ports, real senders
+//! (ffmpeg, srt-live-transmit) and a small CMAF box reader.
+
+#![allow(dead_code)]
+
+pub mod boxes;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `ferrocast up` on loopback with free ports.
+pub struct Server {
+    child: Child,
+    pub srt: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    /// Start with default settings plus `config_toml` (may be empty).
+    pub fn start(config_toml: &str) -> Server {
+        let data_dir = tempfile::tempdir().unwrap();
+        let config = data_dir.path().join("ferrocast.toml");
+        std::fs::write(&config, config_toml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrocast"))
+            .args([
+                "up",
+                "--srt-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .env("FERROCAST_LOG", "info,ferrocast_packager=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ferrocast binary starts");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("ferrocast ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                panic!("ferrocast did not get ready; log:\n{}", log.lock().unwrap())
+            });
+        let field = |key: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        Server {
+            srt: field("srt="),
+            http: field("http="),
+            child,
+            data_dir,
+            log,
+        }
+    }
+
+    /// `http://ADDR/live/NAME/FILE`
+    pub fn url(&self, name: &str, file: &str) -> String {
+        format!("http://{}/live/{name}/{file}", self.http)
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// True if the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A sender process, killed on drop.
+pub struct Sender(pub Child);
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Sender {
+    /// Stop the sender now.
+    pub fn stop(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// Wait for the sender to exit by itself.
+    pub fn wait(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sender did not finish in time"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The lavfi test source used by every sender: 320x240 at 25 fps with a
+/// 1 s GOP and B-frames, plus a 48 kHz sine, as H.264 + AAC in MPEG-TS.
+pub fn test_source_args(seconds: u32) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-g",
+        "25",
+        "-bf",
+        "2",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if seconds > 0 {
+        args.extend(["-t".to_string(), seconds.to_string()]);
+    }
+    args
+}
+
+/// ffmpeg pushing the test source to `srt` as `streamid`.
+pub fn ffmpeg_push(srt: SocketAddr, streamid: &str, seconds: u32) -> Sender {
+    let url = format!("srt://{srt}?streamid={streamid}&pkt_size=1316");
+    let child = Command::new("ffmpeg")
+        .args(test_source_args(seconds))
+        .args(["-f", "mpegts", &url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg starts");
+    Sender(child)
+}
+
+/// Run a command to completion with a time limit; returns (status ok, stderr).
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (bool, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("command starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).ok();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).ok();
+        s
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(
+        status.is_some(),
+        "command timed out: {cmd:?}\nstderr: {err}"
+    );
+    (status.unwrap().success(), out, err)
+}
+
+/// True if `program` can be run.
+pub fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Write bytes to a file in `dir` and return its path.
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// An async HTTP client for the tests.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// GET a URL, returning status and body text.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> (u16, String) {
+    let response = client.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// GET a URL that must succeed, returning the body bytes.
+pub async fn get_bytes(client: &reqwest::Client, url: &str) -> bytes::Bytes {
+    let response = client.get(url).send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "GET {url}: {}",
+        response.status()
+    );
+    response.bytes().await.unwrap()
+}
+
+/// Poll-free wait for a media playlist that has segment `msn` complete,
+/// using LL-HLS blocking reload.
+pub async fn playlist_with_segment(
+    client: &reqwest::Client,
+    server: &Server,
+    name: &str,
+    msn: u64,
+) -> String {
+    let url = format!("{}?_HLS_msn={msn}", server.url(name, "stream.m3u8"));
+    for _ in 0..20 {
+        let response = client.get(&url).send().await.unwrap();
+        if response.status().as_u16() == 200 {
+            return response.text().await.unwrap();
+        }
+        // 404 until the stream exists, 400 while it is too far ahead, 503
+        // when a hold runs out: ask again after the publisher got going.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!(
+        "no playlist with segment {msn}; server log:\n{}",
+        server.log()
+    );
+}
