@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 //! End-to-end: an SRT push from Debian's ffmpeg plays as LL-HLS from the
 //! real `ferrocast` binary.
 
@@ -247,12 +249,10 @@ async fn segments_and_parts_are_cmaf_with_continuous_timelines() {
     // A part is byte-identical to its slice of the segment.
     let part_uri = text
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("#EXT-X-PART:")
-                .and_then(|_| l.split("URI=\"").nth(1))
-                .map(|u| u.trim_end_matches('"').to_string())
-        })
-        .unwrap();
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .find_map(|l| attr(l, "URI"))
+        .unwrap()
+        .to_string();
     let part = get_bytes(&http, &server.url("cmaf", &part_uri)).await;
     let msn: u64 = part_uri
         .trim_start_matches("part")

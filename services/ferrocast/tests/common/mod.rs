@@ -286,17 +286,22 @@ pub async fn playlist_with_segment(
     msn: u64,
 ) -> String {
     let url = format!("{}?_HLS_msn={msn}", server.url(name, "stream.m3u8"));
-    for _ in 0..20 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    let mut last = (0, String::new());
+    while std::time::Instant::now() < deadline {
         let response = client.get(&url).send().await.unwrap();
-        if response.status().as_u16() == 200 {
-            return response.text().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        if status == 200 {
+            return body;
         }
-        // 404 until the stream exists, 400 while it is too far ahead, 503
-        // when a hold runs out: ask again after the publisher got going.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // 404 until the publisher connects, 400 while segment `msn` is more
+        // than two ahead: there is no event to await for either.
+        last = (status, body);
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!(
-        "no playlist with segment {msn}; server log:\n{}",
+        "no playlist with segment {msn} (last answer {last:?}); server log:\n{}",
         server.log()
     );
 }
