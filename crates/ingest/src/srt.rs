@@ -125,8 +125,11 @@ async fn handle_request(request: ConnectionRequest, bus: InProcessBus, config: A
         }
         Ok((name, publisher)) => {
             // No passphrase is configured for any stream yet, and `decide`
-            // refused every caller that offered one: srt-protocol panics
-            // when an encrypting caller is accepted without keys.
+            // refused every caller whose handshake announced a key size:
+            // srt-protocol 0.4.4 panics when an encrypting caller is
+            // accepted without keys. A caller that sends keying material
+            // without announcing a key length (libsrt with a passphrase but
+            // no pbkeylen) cannot be told apart here; see issue 3.
             match request.accept(None).await {
                 Ok(socket) => {
                     let span = info_span!(parent: &span, "session", stream = %name);
@@ -134,7 +137,12 @@ async fn handle_request(request: ConnectionRequest, bus: InProcessBus, config: A
                         .instrument(span)
                         .await;
                 }
-                Err(e) => warn!(parent: &span, error = %e, "SRT accept failed"),
+                Err(e) => {
+                    warn!(parent: &span, error = %e, "SRT accept failed");
+                    // Nothing was published: free the name at once rather
+                    // than leave a stream waiting for its publisher.
+                    publisher.end();
+                }
             }
         }
     }

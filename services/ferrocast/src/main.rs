@@ -14,6 +14,11 @@ use clap::{Parser, Subcommand};
 use ferrocast_config::{Config, Layers};
 use tracing::info;
 
+/// Log filter when `FERROCAST_LOG` is unset. srt-protocol logs every
+/// unparseable datagram at `warn`: anyone can send those, so they are kept
+/// out of the log by default rather than let a stranger flood it.
+const DEFAULT_LOG_FILTER: &str = "info,srt_protocol=warn,srt_protocol::listener=error";
+
 /// Ferrocast: live SRT ingest to Low-Latency HLS.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
@@ -74,7 +79,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FERROCAST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -39,7 +39,10 @@ impl Server {
             .arg(data_dir.path().join("data"))
             .arg("--config")
             .arg(&config)
-            .env("FERROCAST_LOG", "info,ferrocast_packager=debug")
+            .env(
+                "FERROCAST_LOG",
+                "info,srt_protocol=warn,srt_protocol::listener=error",
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
