@@ -19,7 +19,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
-FERROCAST_REQUIRE_BROWSER=1 cargo test --locked --workspace
+REQUIRE_BROWSER_TESTS=1 cargo test --locked --workspace
 echo "== cargo doc" >&2
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps -q
 echo "== fuzz targets build" >&2

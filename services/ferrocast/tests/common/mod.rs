@@ -27,7 +27,14 @@ impl Server {
         let data_dir = tempfile::tempdir().unwrap();
         let config = data_dir.path().join("ferrocast.toml");
         std::fs::write(&config, config_toml).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrocast"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferrocast"));
+        // Only this test's settings: no FERROCAST_* from the caller's environment.
+        for (name, _) in std::env::vars() {
+            if name.starts_with("FERROCAST_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
             .args([
                 "up",
                 "--srt-listen",
