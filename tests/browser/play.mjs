@@ -1,7 +1,10 @@
 // Plays an HLS URL with hls.js (lowLatencyMode) in headless Chromium and
 // prints one JSON report on stdout. Driven by the Rust integration tests.
 //
-// usage: node play.mjs URL SECONDS [--switch-level N]
+// usage: node play.mjs URL SECONDS [--switch-level N] [--hls-config JSON]
+//
+// --hls-config: a JSON object merged over the default Hls config
+// ({ lowLatencyMode: true, debug: false }), e.g. '{"maxLiveSyncPlaybackRate":1.5}'.
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,6 +15,11 @@ const [url, secondsArg, ...rest] = process.argv.slice(2);
 const seconds = Number(secondsArg ?? 10);
 const switchIdx = rest.indexOf('--switch-level');
 const switchLevel = switchIdx >= 0 ? Number(rest[switchIdx + 1]) : null;
+const configIdx = rest.indexOf('--hls-config');
+const hlsConfig = configIdx >= 0 ? JSON.parse(rest[configIdx + 1] ?? 'null') : {};
+if (hlsConfig === null || typeof hlsConfig !== 'object' || Array.isArray(hlsConfig)) {
+  throw new Error('--hls-config needs a JSON object');
+}
 const require = createRequire(import.meta.url);
 const hlsPath = require.resolve('hls.js/dist/hls.min.js');
 const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -30,11 +38,11 @@ try {
   const page = await context.newPage();
   await page.setContent('<!doctype html><video id="v" muted autoplay playsinline></video>');
   await page.addScriptTag({ path: hlsPath });
-  report = await page.evaluate(async ({ url, seconds, switchLevel }) => {
+  report = await page.evaluate(async ({ url, seconds, switchLevel, hlsConfig }) => {
     const video = document.getElementById('v');
     const r = { supported: Hls.isSupported(), fatal: [], errors: [], stalls: 0, playing: false,
                 firstPlayingMs: null, samples: [], levels: [], levelSwitches: [] };
-    const hls = new Hls({ lowLatencyMode: true, debug: false });
+    const hls = new Hls({ lowLatencyMode: true, debug: false, ...hlsConfig });
     const t0 = performance.now();
     hls.on(Hls.Events.ERROR, (_, d) => {
       (d.fatal ? r.fatal : r.errors).push(`${d.type}:${d.details}`);
@@ -58,14 +66,17 @@ try {
         hls.currentLevel = switchLevel; switched = true;
       }
       r.samples.push({ t: Math.round(performance.now() - t0), currentTime: video.currentTime,
-                       latency: hls.latency, buffered: video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0 });
+                       latency: hls.latency,
+                       // Wall clock minus the program date time being shown (null without PDT).
+                       pdtLatency: hls.playingDate ? (Date.now() - hls.playingDate.getTime()) / 1000 : null,
+                       buffered: video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0 });
     }
     r.decodedFrames = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().totalVideoFrames : null;
     r.droppedFrames = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().droppedVideoFrames : null;
     r.width = video.videoWidth; r.height = video.videoHeight;
     hls.destroy();
     return r;
-  }, { url, seconds, switchLevel });
+  }, { url, seconds, switchLevel, hlsConfig });
 } finally {
   await context.close();
   rmSync(userDataDir, { recursive: true, force: true });

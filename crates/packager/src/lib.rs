@@ -8,11 +8,11 @@
 //! Not here: TLS, tokens and caching (the edge), transcoding.
 //!
 //! ```no_run
-//! # async fn demo() -> std::io::Result<()> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let bus = ferrocast_bus::InProcessBus::default();
 //! let config = ferrocast_packager::PackagerConfig::from(&ferrocast_config::Config::default());
-//! let origin = ferrocast_packager::Origin::start(bus, config);
-//! let server = ferrocast_packager::http::serve("127.0.0.1:0".parse().unwrap(), origin).await?;
+//! let origin = ferrocast_packager::Origin::start(bus, config)?;
+//! let server = ferrocast_packager::http::serve("127.0.0.1:0".parse()?, origin).await?;
 //! println!("serving on {}", server.local_addr());
 //! # Ok(()) }
 //! ```

@@ -325,3 +325,60 @@ async fn ffmpeg_decodes_the_live_stream_without_errors() {
     assert!(ok, "ffmpeg failed: {err}");
     assert!(err.trim().is_empty(), "decode errors: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_updates_skip_old_segments() {
+    // A 1 s target duration makes CAN-SKIP-UNTIL 6 s, so a 12-segment
+    // window soon has segments old enough to skip.
+    let server = Server::start("[hls]\ntarget_duration_secs = 1\nwindow_segments = 12\n");
+    let _push = ffmpeg_push(server.srt, "publish:live/delta", 40);
+    let http = client();
+    let full = playlist_with_segment(&http, &server, "delta", 9).await;
+    let control = full
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-SERVER-CONTROL:"))
+        .unwrap();
+    let skip_until = millis(attr(control, "CAN-SKIP-UNTIL").unwrap());
+    assert_eq!(skip_until, 6000, "{control}");
+
+    // Same state, as a delta update.
+    let url = format!(
+        "{}?_HLS_msn=9&_HLS_skip=YES",
+        server.url("delta", "stream.m3u8")
+    );
+    let (status, delta) = get_text(&http, &url).await;
+    assert_eq!(status, 200);
+    let skip = delta
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-SKIP:"))
+        .unwrap_or_else(|| panic!("no EXT-X-SKIP:\n{delta}"));
+    let skipped: u64 = attr(skip, "SKIPPED-SEGMENTS").unwrap().parse().unwrap();
+    assert!(skipped >= 1, "{skip}");
+    let sequence = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let segments = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("seg"))
+            .map(str::to_owned)
+            .collect()
+    };
+    // The delta lists the newest segments only, starting right after the
+    // skipped ones, and skipped + listed covers the whole playlist.
+    let listed = segments(&delta);
+    assert_eq!(listed[0], format!("seg{}.m4s", sequence(&delta) + skipped));
+    let full_now = get_text(&http, &server.url("delta", "stream.m3u8")).await.1;
+    assert!(sequence(&full_now) >= sequence(&delta));
+    // Skipped segments are all older than CAN-SKIP-UNTIL from the end.
+    let listed_ms: i64 = delta
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| millis(d.trim_end_matches(',')))
+        .sum();
+    assert!(listed_ms >= skip_until - 1000, "delta keeps {listed_ms} ms");
+    assert!(delta.len() < full.len(), "delta update is not smaller");
+}

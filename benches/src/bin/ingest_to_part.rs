@@ -1,0 +1,424 @@
+//! `ingest_to_part`: how long after a video frame reaches the packager's
+//! input is the LL-HLS part that holds it servable?
+//!
+//! Everything runs in this process with the real components: an MPEG-TS
+//! file (made by ffmpeg at run time, in a temp dir) is fed in 1316-byte
+//! messages, paced in real time by its PCRs ([`ferrocast_benches::pcr`]),
+//! through [`SessionPipeline`] (TS demuxer and track gate, as an SRT
+//! session runs it) onto an [`InProcessBus`] publisher; the packager's
+//! [`stream::run`] task is subscribed and feeds a [`LiveStream`].
+//!
+//! - **t_arrival**: when `SessionPipeline` hands a video access unit to the
+//!   bus (the send closure is wrapped). Ingest's own delay before that (a
+//!   TS frame is complete only when the next PES starts) is not included.
+//! - **t_servable**: when a watcher woken by the stream's change signal
+//!   ([`LiveStream::wait_for`], no polling) first sees the part complete in
+//!   the media store and listed in the window. Frames are assigned to parts
+//!   by counting chunks (one video frame per chunk) and the assignment is
+//!   checked against the first `tfdt` of every part.
+//!
+//! Baseline, in the same run: a packager that can only close a part when
+//! the next frame arrives. Its part is servable at the measured arrival of
+//! the frame after the part's last one, plus the same close delay this run
+//! measured for that part (last frame's arrival to servable).
+//!
+//! The last part is left out: end of stream closes it, not the cutting rule.
+//!
+//! ```text
+//! cargo run --release -p ferrocast-benches --bin ingest_to_part -- --seconds 30
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use ferrocast_benches::pcr::{self, MESSAGE_LEN};
+use ferrocast_benches::summary::Summary;
+use ferrocast_benches::tfdt::first_tfdt;
+use ferrocast_bus::{BusMessage, InProcessBus};
+use ferrocast_hls::{PartRef, ResourceStatus};
+use ferrocast_ingest::session::SessionPipeline;
+use ferrocast_media::{StreamName, Time90k, TrackKind};
+use ferrocast_packager::PackagerConfig;
+use ferrocast_packager::assembler::Assembler;
+use ferrocast_packager::stream::{self, Check, LiveStream};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(about = "Time from a frame arriving at ingest to its LL-HLS part being servable")]
+struct Args {
+    /// Seconds of test media to generate (1280x720, 30 fps, 1 s GOP, B-frames, AAC).
+    #[arg(long, default_value_t = 30)]
+    seconds: u32,
+    /// Feed this MPEG-TS file instead of generating one.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// LL-HLS part target in milliseconds (default: the server's default).
+    #[arg(long)]
+    part_target_ms: Option<u64>,
+    /// Print only the JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A video access unit as the bus received it.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    at: Instant,
+    dts: Time90k,
+    keyframe: bool,
+}
+
+/// A part as the watcher first saw it complete and listed.
+#[derive(Debug, Clone, Copy)]
+struct Servable {
+    part: PartRef,
+    frames: usize,
+    first_tfdt: Option<u64>,
+    at: Instant,
+}
+
+/// What the feeder thread reports.
+struct Fed {
+    arrivals: Vec<Arrival>,
+    /// Worst lateness of a message against its schedule.
+    max_late: Duration,
+    messages: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let scratch = tempfile::tempdir().context("temp dir")?;
+    let input = match &args.input {
+        Some(path) => path.clone(),
+        None => {
+            let path = scratch.path().join("bench.ts");
+            generate(&path, args.seconds)?;
+            path
+        }
+    };
+    let ts = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+    let due =
+        pcr::schedule(&ts, MESSAGE_LEN).with_context(|| format!("pacing {}", input.display()))?;
+
+    let mut config = PackagerConfig::from(&ferrocast_config::Config::default());
+    if let Some(ms) = args.part_target_ms {
+        config.part_target = Time90k::from_millis(i64::try_from(ms).context("part target")?);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let feed_length = due.last().copied().unwrap_or_default();
+    let (fed, parts) = runtime.block_on(run(ts, due, &config))?;
+    let report = analyse(&fed, &parts)?;
+
+    let part_ms = config.part_target.as_millis();
+    let json = serde_json::json!({
+        "bench": "ingest_to_part",
+        "unit": "us",
+        "video_aus": report.aus,
+        "parts": report.parts,
+        "part_target_ms": part_ms,
+        "frame_interval_us": report.frame_interval_us,
+        "feed_s": feed_length.as_secs_f64(),
+        "pacing": "pcr",
+        "messages": fed.messages,
+        "feeder_max_late_us": fed.max_late.as_micros() as u64,
+        "ferrocast": report.ferrocast.to_json(),
+        "baseline_next_frame": report.baseline.as_ref().map(Summary::to_json),
+        "part_close_delay": report.close_delay.to_json(),
+    });
+    if !args.json {
+        println!(
+            "ingest_to_part: {} video AUs in {} parts over {:.1} s (part target {part_ms} ms, \
+             frame interval {} us, {} messages of {MESSAGE_LEN} B paced by PCR; feeder at most {} us late)",
+            report.aus,
+            report.parts,
+            feed_length.as_secs_f64(),
+            report.frame_interval_us,
+            fed.messages,
+            fed.max_late.as_micros(),
+        );
+        println!(
+            "{:<52} {:>9} {:>9} {:>9} {:>9}",
+            "AU arrival -> part servable (us)", "median", "p90", "p99", "max"
+        );
+        let row = |name: &str, s: &Summary| {
+            println!(
+                "{name:<52} {:>9} {:>9} {:>9} {:>9}",
+                s.median, s.p90, s.p99, s.max
+            );
+        };
+        row(
+            "ferrocast (part closes on its last frame)",
+            &report.ferrocast,
+        );
+        if let Some(baseline) = &report.baseline {
+            row(
+                "baseline: part closes when the next frame arrives",
+                baseline,
+            );
+        }
+        row(
+            "part close delay (last frame in -> servable)",
+            &report.close_delay,
+        );
+    }
+    println!("{json}");
+    Ok(())
+}
+
+/// Encode the test source as MPEG-TS with Debian's ffmpeg.
+fn generate(path: &Path, seconds: u32) -> anyhow::Result<()> {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-bf", "2",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k"])
+        .args(["-t", &seconds.to_string(), "-f", "mpegts"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .context("running ffmpeg (is it installed?)")?;
+    ensure!(status.success(), "ffmpeg failed: {status}");
+    Ok(())
+}
+
+/// Feed `ts` on schedule and watch the packager; returns what arrived and
+/// when each part became servable.
+async fn run(
+    ts: Vec<u8>,
+    due: Vec<Duration>,
+    config: &PackagerConfig,
+) -> anyhow::Result<(Fed, Vec<Servable>)> {
+    const NAME: &str = "bench";
+    let bus = InProcessBus::default();
+    let publisher = bus.publish(NAME).context("publishing")?;
+    let subscriber = bus.subscribe(NAME).context("subscribing")?;
+    let assembler = config.assembler().context("packager config")?;
+    let first_msn = assembler.window.config().first_msn;
+    let live = Arc::new(LiveStream::new(
+        StreamName::new(NAME).context("stream name")?,
+        assembler,
+    ));
+    let packager = tokio::spawn(stream::run(
+        live.clone(),
+        subscriber,
+        bus.clone(),
+        config.reconnect_grace,
+    ));
+
+    let timeout = due.last().copied().unwrap_or_default() + Duration::from_secs(30);
+    let watched = live.clone();
+    let watcher = tokio::spawn(async move {
+        let mut parts = Vec::new();
+        let mut cursor = PartRef {
+            msn: first_msn,
+            index: 0,
+        };
+        let mut missed = None;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let result = watched
+            .wait_for(deadline, |a| {
+                let now = Instant::now();
+                if let Err(part) = collect(a, &mut cursor, now, &mut parts) {
+                    missed = Some(part);
+                    return Check::Done(());
+                }
+                if a.ended() {
+                    Check::Done(())
+                } else {
+                    Check::Wait
+                }
+            })
+            .await;
+        (parts, missed, result)
+    });
+
+    // The feeder is a plain thread, as an SRT receive loop would be, so its
+    // pacing does not depend on the runtime's timer resolution.
+    let feeder = tokio::task::spawn_blocking(move || {
+        let mut pipeline = SessionPipeline::new();
+        let mut arrivals = Vec::new();
+        let mut max_late = Duration::ZERO;
+        let start = Instant::now();
+        {
+            let mut send = |message: BusMessage| {
+                if let BusMessage::Unit(unit) = &message
+                    && unit.kind == TrackKind::Video
+                {
+                    arrivals.push(Arrival {
+                        at: Instant::now(),
+                        dts: unit.dts,
+                        keyframe: unit.keyframe,
+                    });
+                }
+                publisher.send(message);
+            };
+            for (message, due) in ts.chunks(MESSAGE_LEN).zip(&due) {
+                let at = start + *due;
+                let now = Instant::now();
+                if at > now {
+                    std::thread::sleep(at - now);
+                } else {
+                    max_late = max_late.max(now - at);
+                }
+                pipeline.push(message, &mut send);
+            }
+            pipeline.finish(&mut send);
+        }
+        publisher.end();
+        Fed {
+            arrivals,
+            max_late,
+            messages: due.len(),
+        }
+    });
+
+    let fed = feeder.await.context("feeder thread")?;
+    let (parts, missed, result) = watcher.await.context("watcher task")?;
+    packager.await.context("packager task")?;
+    if let Some(part) = missed {
+        bail!("part {part} left the store before the watcher saw it complete");
+    }
+    if result.is_err() {
+        bail!("timed out waiting for the stream to end");
+    }
+    Ok((fed, parts))
+}
+
+/// Record every part that is now complete and listed, from `cursor` on.
+/// `Err(part)` if a part was evicted before it was seen.
+fn collect(
+    a: &Assembler,
+    cursor: &mut PartRef,
+    now: Instant,
+    parts: &mut Vec<Servable>,
+) -> Result<(), PartRef> {
+    loop {
+        let Some(segment) = a.store.segment(cursor.msn) else {
+            // Not opened yet, unless a later segment already closed.
+            return match a.window.last_msn() {
+                Some(last) if last >= cursor.msn => Err(*cursor),
+                _ => Ok(()),
+            };
+        };
+        match segment.parts.get(cursor.index as usize) {
+            Some(part)
+                if part.complete && a.window.part_status(*cursor) == ResourceStatus::Available =>
+            {
+                parts.push(Servable {
+                    part: *cursor,
+                    frames: part.chunks.len(),
+                    first_tfdt: part.chunks.first().and_then(|c| first_tfdt(c)),
+                    at: now,
+                });
+                cursor.index += 1;
+            }
+            None if segment.complete => {
+                *cursor = PartRef {
+                    msn: cursor.msn + 1,
+                    index: 0,
+                };
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// The figures of one run.
+struct Report {
+    aus: usize,
+    parts: usize,
+    frame_interval_us: i64,
+    ferrocast: Summary,
+    baseline: Option<Summary>,
+    close_delay: Summary,
+}
+
+/// Assign frames to parts and compute the latencies.
+fn analyse(fed: &Fed, parts: &[Servable]) -> anyhow::Result<Report> {
+    let arrivals = &fed.arrivals;
+    // The packager starts at the first keyframe and drops what comes before.
+    let first = arrivals
+        .iter()
+        .position(|a| a.keyframe)
+        .context("no video keyframe arrived")?;
+    let origin = arrivals[first].dts;
+    let packaged = &arrivals[first..];
+    let total: usize = parts.iter().map(|p| p.frames).sum();
+    ensure!(
+        total == packaged.len(),
+        "{total} frames in parts but {} video AUs from the first keyframe on",
+        packaged.len()
+    );
+
+    let micros = |later: Instant, earlier: Instant| {
+        i64::try_from(later.saturating_duration_since(earlier).as_micros()).unwrap_or(i64::MAX)
+    };
+    let mut ferrocast = Vec::new();
+    let mut baseline = Vec::new();
+    let mut close_delay = Vec::new();
+    let mut next = 0;
+    // The last part is closed by the end of the stream: left out.
+    let measured = parts.len().saturating_sub(1);
+    for (i, part) in parts.iter().enumerate() {
+        let frames = &packaged[next..next + part.frames];
+        let start = next;
+        next += part.frames;
+        let Some(head) = frames.first() else { continue };
+        // The packager's own record of where this part starts must match
+        // the frames counted into it.
+        let expected = (head.dts - origin).ticks();
+        if part.first_tfdt.and_then(|t| i64::try_from(t).ok()) != Some(expected) {
+            bail!(
+                "part {}: tfdt {:?} but the frames counted into it start at {expected}",
+                part.part,
+                part.first_tfdt
+            );
+        }
+        if part.part.index == 0 && !head.keyframe {
+            bail!("part {} starts a segment without a keyframe", part.part);
+        }
+        if i >= measured {
+            continue;
+        }
+        let Some(last) = frames.last() else { continue };
+        let delay = part.at.saturating_duration_since(last.at);
+        close_delay.push(micros(part.at, last.at));
+        ferrocast.extend(frames.iter().map(|f| micros(part.at, f.at)));
+        if let Some(following) = packaged.get(start + part.frames) {
+            let naive = following.at + delay;
+            baseline.extend(frames.iter().map(|f| micros(naive, f.at)));
+        }
+    }
+    let mut intervals: Vec<i64> = packaged
+        .windows(2)
+        .map(|w| (w[1].dts - w[0].dts).ticks() * 100 / 9)
+        .collect();
+    intervals.sort_unstable();
+    Ok(Report {
+        aus: ferrocast.len(),
+        parts: measured,
+        frame_interval_us: intervals.get(intervals.len() / 2).copied().unwrap_or(0),
+        ferrocast: Summary::of(&ferrocast).context("no part completed")?,
+        baseline: Summary::of(&baseline),
+        close_delay: Summary::of(&close_delay).context("no part completed")?,
+    })
+}
