@@ -5,10 +5,10 @@
 //! RFC 8216bis §6.2.5 (Delivery Directives Interface), as recalled from the
 //! draft:
 //!
-//! - "_HLS_msn=<M>: Indicates that the Server must hold the request until a
+//! - "_HLS_msn=&lt;M&gt;: Indicates that the Server must hold the request until a
 //!   Playlist contains a Media Segment with Media Sequence Number of M or
 //!   later."
-//! - "_HLS_part=<N>: Used in combination with _HLS_msn to indicate that the
+//! - "_HLS_part=&lt;N&gt;: Used in combination with _HLS_msn to indicate that the
 //!   Server must hold the request until a Playlist contains Partial Segment N
 //!   of Media Sequence Number of M or later. ... If the _HLS_part directive
 //!   is present without a corresponding _HLS_msn, the Server MUST return

@@ -516,9 +516,9 @@ impl LiveWindow {
     /// Whether a request with Delivery Directives `_HLS_msn` /
     /// `_HLS_part` can be answered now (RFC 8216bis §6.2.5.2, recalled):
     ///
-    /// - "_HLS_msn=<M>: ... hold the request until a Playlist contains a
+    /// - "_HLS_msn=&lt;M&gt;: ... hold the request until a Playlist contains a
     ///   Media Segment with Media Sequence Number of M or later."
-    /// - "_HLS_part=<N>: ... until a Playlist contains Partial Segment N of
+    /// - "_HLS_part=&lt;N&gt;: ... until a Playlist contains Partial Segment N of
     ///   Media Sequence Number of M or later." So a Part Index past the end
     ///   of a segment that has since closed is satisfied by any later part,
     ///   such as part 0 of the next segment.
