@@ -10,6 +10,10 @@
 #                  e.g. '{"maxLiveSyncPlaybackRate":1.5}' (default: hls.js defaults)
 #   SIZE           encoded picture size (default 1280x720)
 #   X264_TUNE      x264 -tune for both feeds (default zerolatency; empty for none)
+#   PES_PAYLOAD_SIZE  ffmpeg mpegts -pes_payload_size for the SRT push (default
+#                  ffmpeg's 2930, which batches about 0.37 s of 64 kb/s AAC into
+#                  one PES; 0 sends one audio frame per PES, as hardware
+#                  contribution encoders do)
 #   PART_SECONDS   media length for ingest_to_part (default 30)
 #   SKIP_INPROCESS=1  skip ingest_to_part
 #
@@ -22,6 +26,7 @@ hls_config=${HLS_CONFIG:-}
 size=${SIZE:-1280x720}
 tune=${X264_TUNE-zerolatency}
 part_s=${PART_SECONDS:-30}
+pes_payload=${PES_PAYLOAD_SIZE:-2930}
 # The feed outlasts start-up (waiting for the first segment) plus playback.
 feed_s=$((play_s + 30))
 stats_from_s=$((play_s > 20 ? play_s - 20 : 0))
@@ -98,7 +103,7 @@ srt=$(sed -E 's/.*srt=([^ ]+).*/\1/' <<<"$ready")
 http=$(sed -E 's/.*http=([^ ]+).*/\1/' <<<"$ready")
 
 log "pushing ${feed_s}s over SRT to $srt"
-ffmpeg "${source_args[@]}" -f mpegts "srt://$srt?streamid=publish:live/bench&pkt_size=1316" \
+ffmpeg "${source_args[@]}" -pes_payload_size "$pes_payload" -f mpegts "srt://$srt?streamid=publish:live/bench&pkt_size=1316" \
     </dev/null >"$tmp/push.log" 2>&1 &
 push_pid=$!
 pids+=("$push_pid")
