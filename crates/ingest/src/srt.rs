@@ -125,11 +125,11 @@ async fn handle_request(request: ConnectionRequest, bus: InProcessBus, config: A
         }
         Ok((name, publisher)) => {
             // No passphrase is configured for any stream yet, and `decide`
-            // refused every caller whose handshake announced a key size:
-            // srt-protocol 0.4.4 panics when an encrypting caller is
-            // accepted without keys. A caller that sends keying material
-            // without announcing a key length (libsrt with a passphrase but
-            // no pbkeylen) cannot be told apart here; see issue 3.
+            // refused every caller whose handshake announced a key size. A
+            // caller that sends keying material without announcing a key
+            // length (libsrt with a passphrase but no pbkeylen) is refused
+            // by the handshake itself (`Unsecure`), thanks to the patched
+            // srt-protocol in vendor/ (0.4.4 panicked there).
             match request.accept(None).await {
                 Ok(socket) => {
                     let span = info_span!(parent: &span, "session", stream = %name);
@@ -138,7 +138,7 @@ async fn handle_request(request: ConnectionRequest, bus: InProcessBus, config: A
                         .await;
                 }
                 Err(e) => {
-                    warn!(parent: &span, error = %e, "SRT accept failed");
+                    warn!(parent: &span, error = %e, "SRT handshake failed after the stream was granted (for example an encrypting caller on a stream without a passphrase)");
                     // Nothing was published: free the name at once rather
                     // than leave a stream waiting for its publisher.
                     publisher.end();

@@ -366,3 +366,52 @@ async fn bad_input_is_refused_or_resynced_and_other_streams_play_on() {
         assert_ne!(status, 200, "{name}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypting_callers_are_refused_and_the_listener_keeps_serving() {
+    let mut server = Server::start("");
+    let _good = ffmpeg_push(server.srt, "publish:live/plain", 40);
+    let http = client();
+    let playlist = playlist_with_segment(&http, &server, "plain", 1).await;
+    let start = *media_sequence_numbers(&playlist).last().unwrap();
+
+    // libsrt callers with a passphrase: without pbkeylen (the handshake
+    // announces no key size but carries keying material) and with one.
+    for extra in ["", "&pbkeylen=16", "&pbkeylen=32"] {
+        let url = format!(
+            "srt://{}?streamid=publish:live/secret&passphrase=0123456789abcdef{extra}",
+            server.srt
+        );
+        let (ok, _, err) = common::run_with_timeout(
+            Command::new("ffmpeg")
+                .args([
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=size=160x120:rate=25",
+                    "-t",
+                    "2",
+                    "-c:v",
+                    "libx264",
+                    "-f",
+                    "mpegts",
+                ])
+                .arg(&url),
+            Duration::from_secs(30),
+        );
+        assert!(!ok, "encrypting caller accepted ({extra}): {err}");
+    }
+
+    // The listener still takes new publishers, and the first one played on.
+    let _late = ffmpeg_push(server.srt, "publish:live/late", 30);
+    playlist_with_segment(&http, &server, "late", 1).await;
+    let later = playlist_with_segment(&http, &server, "plain", start + 2).await;
+    assert!(media_sequence_numbers(&later).contains(&(start + 2)));
+    assert!(server.alive());
+    let log = server.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("offered encryption"), "{log}");
+}
