@@ -135,11 +135,58 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             "hls.segment_min_ms must be at least hls.part_target_ms".to_owned(),
         ));
     }
+    validate_streams(&config.streams)?;
     if !(3..=1000).contains(&hls.window_segments) {
         return Err(ConfigError::Range(format!(
             "hls.window_segments = {} is outside 3..=1000",
             hls.window_segments
         )));
+    }
+    Ok(())
+}
+
+/// Characters allowed in a publish key: unreserved URL characters, so that
+/// no sender has to escape them (Debian's ffmpeg does not URL-decode the
+/// streamid).
+pub(crate) fn is_key_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+fn validate_streams(streams: &[crate::model::StreamConfig]) -> Result<(), ConfigError> {
+    let mut names = std::collections::HashSet::new();
+    for stream in streams {
+        let name = &stream.name;
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !name_ok {
+            return Err(ConfigError::Range(format!(
+                "streams: {name:?} is not a valid stream name (1 to 64 of [A-Za-z0-9._-], not starting with '.')"
+            )));
+        }
+        if !names.insert(name.as_str()) {
+            return Err(ConfigError::Range(format!(
+                "streams: {name:?} is listed twice"
+            )));
+        }
+        let key = stream.publish_key.expose();
+        if !(8..=128).contains(&key.len()) || !key.bytes().all(is_key_char) {
+            return Err(ConfigError::Range(format!(
+                "streams: publish_key of {name:?} must be 8 to 128 characters of [A-Za-z0-9._~-]"
+            )));
+        }
+        if let Some(passphrase) = &stream.passphrase {
+            // SRT: "SRTO_PASSPHRASE ... string of length 10..79".
+            let len = passphrase.expose().len();
+            if !(10..=79).contains(&len) || !passphrase.expose().bytes().all(is_key_char) {
+                return Err(ConfigError::Range(format!(
+                    "streams: passphrase of {name:?} must be 10 to 79 characters of [A-Za-z0-9._~-]"
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -257,6 +304,51 @@ mod tests {
             Layers::default().with_file_text("= broken"),
             Err(ConfigError::Syntax { .. })
         ));
+    }
+
+    #[test]
+    fn streams_are_validated_and_secrets_redacted() {
+        let good = "[[streams]]\nname = \"cam1\"\npublish_key = \"k3y-for-cam1\"\npassphrase = \"0123456789abcdef\"\non_duplicate = \"take_over\"\n";
+        let config = Layers::default()
+            .with_file_text(good)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(config.streams.len(), 1);
+        assert_eq!(
+            config.streams[0].on_duplicate,
+            crate::DuplicatePublisher::TakeOver
+        );
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("k3y-for-cam1") && !debug.contains("0123456789abcdef"),
+            "{debug}"
+        );
+
+        for bad in [
+            "[[streams]]\nname = \"../x\"\npublish_key = \"k3y-for-cam1\"\n",
+            "[[streams]]\nname = \"a\"\npublish_key = \"short\"\n",
+            "[[streams]]\nname = \"a\"\npublish_key = \"has space in it\"\n",
+            "[[streams]]\nname = \"a\"\npublish_key = \"k3y-for-cam1\"\npassphrase = \"too-short\"\n",
+            "[[streams]]\nname = \"a\"\npublish_key = \"k3y-for-cam1\"\n[[streams]]\nname = \"a\"\npublish_key = \"k3y-for-cam2\"\n",
+        ] {
+            let err = Layers::default()
+                .with_file_text(bad)
+                .unwrap()
+                .build()
+                .unwrap_err();
+            assert!(matches!(err, ConfigError::Range(_)), "{bad}: {err}");
+            assert!(
+                !err.to_string().contains("k3y-for"),
+                "secret in error: {err}"
+            );
+        }
+        let err = Layers::default()
+            .with_file_text("[[streams]]\nname = \"a\"\npublish_key = \"k3y-for-cam1\"\non_duplicate = \"steal\"\n")
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
     }
 
     #[test]

@@ -24,6 +24,8 @@
 
 mod layers;
 mod model;
+mod secret;
 
 pub use layers::{ConfigError, ENV_PREFIX, Layers};
-pub use model::{Config, HlsConfig, IngestConfig};
+pub use model::{Config, DuplicatePublisher, HlsConfig, IngestConfig, StreamConfig};
+pub use secret::Secret;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::secret::Secret;
+
 /// Configuration of the all-in-one process (`ferrocast up`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -19,6 +21,9 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// LL-HLS packaging settings.
     pub hls: HlsConfig,
+    /// Streams allowed to publish, with their keys. Empty (the default):
+    /// publishing is open, any valid stream name is accepted without a key.
+    pub streams: Vec<StreamConfig>,
 }
 
 impl Default for Config {
@@ -29,6 +34,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             ingest: IngestConfig::default(),
             hls: HlsConfig::default(),
+            streams: Vec::new(),
         }
     }
 }
@@ -91,4 +97,35 @@ impl Default for HlsConfig {
             max_hold_ms: 6000,
         }
     }
+}
+
+/// One stream that may be published (`[[streams]]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Stream name: `NAME` of `live/NAME`.
+    pub name: String,
+    /// Publish key the caller must present (`publish:live/NAME?key=KEY`, or
+    /// `t=KEY` in the SRT Access Control form). 8 to 128 characters of
+    /// `[A-Za-z0-9._~-]`, so that senders need not escape it.
+    pub publish_key: Secret,
+    /// SRT passphrase (10 to 79 characters); when set, callers must encrypt
+    /// (AES-128, -192 or -256, as the caller chooses) with it.
+    #[serde(default)]
+    pub passphrase: Option<Secret>,
+    /// What a second publisher on this stream gets while one is live.
+    #[serde(default)]
+    pub on_duplicate: DuplicatePublisher,
+}
+
+/// Policy for a second publisher on a live stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicatePublisher {
+    /// Refuse the newcomer's handshake (SRT reject code 2409, Conflict).
+    #[default]
+    Reject,
+    /// Drop the live publisher and accept the newcomer; the stream continues
+    /// after a discontinuity.
+    TakeOver,
 }

@@ -1,7 +1,8 @@
 //! Ingest: where broadcasters' feeds enter Ferrocast.
 //!
 //! An SRT listener ([`srt::SrtIngest`]) authorises each caller by its
-//! `streamid` ([`streamid`]) before the handshake completes, then runs a
+//! `streamid` ([`streamid`]) and publish key ([`auth`]) before the handshake
+//! completes, with the stream's SRT passphrase if it has one, then runs a
 //! session per publisher: SRT payloads go through the sans-IO MPEG-TS
 //! demuxer from `ferrocast-media`, a [`gate::TrackGate`] holds the first
 //! units until the stream's track set is known, and access units go onto
@@ -14,9 +15,11 @@
 //! assert_eq!(request.name.as_str(), "cam1");
 //! ```
 
+pub mod auth;
 pub mod gate;
 pub mod session;
 pub mod srt;
 pub mod streamid;
 
+pub use auth::{AuthError, PublishAuthorizer, PublishGrant, StaticAuthorizer};
 pub use srt::{SrtConfig, SrtError, SrtIngest};

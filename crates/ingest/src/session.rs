@@ -94,11 +94,25 @@ impl SessionPipeline {
 }
 
 /// Receive from `socket` until the publisher leaves or goes quiet.
-pub async fn run(mut socket: SrtSocket, publisher: Publisher, config: &SessionConfig) {
+///
+/// `stop` ends the session early (another publisher takes the stream over).
+pub async fn run(
+    mut socket: SrtSocket,
+    publisher: Publisher,
+    config: &SessionConfig,
+    stop: &tokio::sync::Notify,
+) {
     let mut pipeline = SessionPipeline::new();
     let mut send = |message| publisher.send(message);
     loop {
-        match tokio::time::timeout(config.idle_timeout, socket.next()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout(config.idle_timeout, socket.next()) => next,
+            () = stop.notified() => {
+                info!("publisher replaced by a new one");
+                break;
+            }
+        };
+        match next {
             Ok(Some(Ok((_, bytes)))) => pipeline.push(&bytes, &mut send),
             Ok(Some(Err(e))) => {
                 warn!(error = %e, "SRT receive failed");

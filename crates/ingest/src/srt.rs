@@ -9,15 +9,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocast_bus::{BusError, InProcessBus};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use ferrocast_bus::{BusError, InProcessBus, Publisher};
+use ferrocast_config::{DuplicatePublisher, Secret};
+use ferrocast_media::StreamName;
 use futures::StreamExt;
-use srt_protocol::options::KeySize;
+use srt_protocol::options::{KeySize, Passphrase};
 use srt_protocol::packet::{RejectReason, ServerRejectReason};
+use srt_protocol::settings::KeySettings;
 use srt_tokio::ConnectionRequest;
 use srt_tokio::SrtListener;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::auth::{AuthError, PublishAuthorizer};
 use crate::session::{self, SessionConfig};
 use crate::streamid::{self, Mode};
 
@@ -54,8 +62,13 @@ pub enum SrtError {
 }
 
 impl SrtIngest {
-    /// Bind the listener and start accepting publishers onto `bus`.
-    pub async fn start(config: SrtConfig, bus: InProcessBus) -> Result<SrtIngest, SrtError> {
+    /// Bind the listener and start accepting publishers that `authorizer`
+    /// lets in onto `bus`.
+    pub async fn start(
+        config: SrtConfig,
+        bus: InProcessBus,
+        authorizer: Arc<dyn PublishAuthorizer>,
+    ) -> Result<SrtIngest, SrtError> {
         let socket = tokio::net::UdpSocket::bind(config.listen)
             .await
             .map_err(|source| SrtError::Bind {
@@ -76,8 +89,18 @@ impl SrtIngest {
                 addr: config.listen,
                 source,
             })?;
-        let session_config = Arc::new(SessionConfig {
-            idle_timeout: config.idle_timeout,
+        if authorizer.is_open() {
+            warn!(
+                "no [[streams]] configured: any caller may publish any stream name without a key"
+            );
+        }
+        let gate = Arc::new(Gatekeeper {
+            bus,
+            authorizer,
+            sessions: Sessions::default(),
+            session_config: SessionConfig {
+                idle_timeout: config.idle_timeout,
+            },
         });
         let task = tokio::spawn(
             async move {
@@ -85,9 +108,7 @@ impl SrtIngest {
                 let _listener = listener;
                 let requests = incoming.incoming();
                 while let Some(request) = requests.next().await {
-                    let bus = bus.clone();
-                    let session_config = session_config.clone();
-                    tokio::spawn(handle_request(request, bus, session_config));
+                    tokio::spawn(handle_request(request, gate.clone()));
                 }
             }
             .instrument(info_span!("srt", %local_addr)),
@@ -108,77 +129,166 @@ impl Drop for SrtIngest {
     }
 }
 
+/// Live publisher sessions by stream, so a newcomer can take one over.
+#[derive(Debug, Default)]
+struct Sessions {
+    live: Mutex<HashMap<StreamName, SessionHandle>>,
+}
+
+#[derive(Debug, Clone)]
+struct SessionHandle {
+    stop: Arc<Notify>,
+    done: watch::Receiver<bool>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamName, SessionHandle>> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Everything a connection request is judged with.
+struct Gatekeeper {
+    bus: InProcessBus,
+    authorizer: Arc<dyn PublishAuthorizer>,
+    sessions: Sessions,
+    session_config: SessionConfig,
+}
+
+/// How long a takeover waits for the old publisher's session to end.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
+
 /// Decide on one connection request, then run the session if accepted.
-async fn handle_request(request: ConnectionRequest, bus: InProcessBus, config: Arc<SessionConfig>) {
+async fn handle_request(request: ConnectionRequest, gate: Arc<Gatekeeper>) {
     let remote = request.remote();
     let streamid = request
         .stream_id()
         .map(|s| s.to_string())
         .unwrap_or_default();
     let span = info_span!("publisher", %remote);
-    let verdict = span.in_scope(|| decide(&streamid, request.key_size(), &bus));
-    match verdict {
+    let verdict = decide(&streamid, request.key_size(), &gate)
+        .instrument(span.clone())
+        .await;
+    let (name, publisher, passphrase) = match verdict {
+        Ok(granted) => granted,
         Err(reason) => {
             if let Err(e) = request.reject(reason).await {
                 warn!(parent: &span, error = %e, "sending SRT reject failed");
             }
+            return;
         }
-        Ok((name, publisher)) => {
-            // No passphrase is configured for any stream yet, and `decide`
-            // refused every caller whose handshake announced a key size. A
-            // caller that sends keying material without announcing a key
-            // length (libsrt with a passphrase but no pbkeylen) is refused
-            // by the handshake itself (`Unsecure`), thanks to the patched
-            // srt-protocol in vendor/ (0.4.4 panicked there).
-            match request.accept(None).await {
-                Ok(socket) => {
-                    let span = info_span!(parent: &span, "session", stream = %name);
-                    session::run(socket, publisher, &config)
-                        .instrument(span)
-                        .await;
-                }
-                Err(e) => {
-                    warn!(parent: &span, error = %e, "SRT handshake failed after the stream was granted (for example an encrypting caller on a stream without a passphrase)");
-                    // Nothing was published: free the name at once rather
-                    // than leave a stream waiting for its publisher.
-                    publisher.end();
-                }
+    };
+    // A stream with a passphrase is accepted with the caller's own key
+    // length (`Unspecified` lets the keying material decide); a caller that
+    // does not encrypt is then refused by the handshake (`Unsecure`). A
+    // stream without one is accepted without keys; `decide` refused callers
+    // that announced a key length, and the patched srt-protocol in vendor/
+    // refuses those that send keying material anyway (0.4.4 panicked).
+    let keys = passphrase.map(|p| KeySettings {
+        key_size: request.key_size(),
+        passphrase: Passphrase::from(p.expose()),
+    });
+    match request.accept(keys).await {
+        Ok(socket) => {
+            let stop = Arc::new(Notify::new());
+            let (done_tx, done_rx) = watch::channel(false);
+            gate.sessions.lock().insert(
+                name.clone(),
+                SessionHandle {
+                    stop: stop.clone(),
+                    done: done_rx,
+                },
+            );
+            let session_span = info_span!(parent: &span, "session", stream = %name);
+            session::run(socket, publisher, &gate.session_config, &stop)
+                .instrument(session_span)
+                .await;
+            let mut live = gate.sessions.lock();
+            if live.get(&name).is_some_and(|h| Arc::ptr_eq(&h.stop, &stop)) {
+                live.remove(&name);
             }
+            drop(live);
+            let _ = done_tx.send(true);
+        }
+        Err(e) => {
+            warn!(parent: &span, error = %e, "SRT handshake failed after the stream was granted (for example a caller whose encryption does not match the stream's)");
+            // Nothing was published: free the name at once rather than
+            // leave a stream waiting for its publisher.
+            publisher.end();
         }
     }
 }
 
-fn decide(
+type Granted = (StreamName, Publisher, Option<Secret>);
+
+async fn decide(
     streamid: &str,
     key_size: KeySize,
-    bus: &InProcessBus,
-) -> Result<(ferrocast_media::StreamName, ferrocast_bus::Publisher), RejectReason> {
+    gate: &Gatekeeper,
+) -> Result<Granted, RejectReason> {
     let request = streamid::parse(streamid).map_err(|e| {
         warn!(error = %e, "SRT caller rejected: bad streamid");
         RejectReason::Server(ServerRejectReason::BadRequest)
     })?;
+    let name = request.name.clone();
     if request.mode != Mode::Publish {
-        warn!(stream = %request.name, "SRT caller rejected: only publishing is served over SRT");
+        warn!(stream = %name, "SRT caller rejected: only publishing is served over SRT");
         return Err(RejectReason::Server(ServerRejectReason::BadMode));
     }
-    if key_size != KeySize::Unspecified {
-        warn!(stream = %request.name, "SRT caller rejected: it offered encryption and the stream has no passphrase");
+    let grant = gate.authorizer.authorize(&request).map_err(|e| {
+        warn!(stream = %name, reason = %e, "SRT caller rejected: not authorised to publish");
+        RejectReason::Server(match e {
+            AuthError::UnknownStream => ServerRejectReason::Notfound,
+            _ => ServerRejectReason::Unauthorized,
+        })
+    })?;
+    if grant.passphrase.is_none() && key_size != KeySize::Unspecified {
+        warn!(stream = %name, "SRT caller rejected: it offered encryption and the stream has no passphrase");
         return Err(RejectReason::Server(ServerRejectReason::KeyNotSup));
     }
-    match bus.publish(request.name.as_str()) {
-        Ok(publisher) => {
-            info!(stream = %request.name, "publisher accepted");
-            Ok((request.name, publisher))
+    let publisher = match gate.bus.publish(name.as_str()) {
+        Ok(publisher) => publisher,
+        Err(BusError::AlreadyPublished { .. })
+            if grant.on_duplicate == DuplicatePublisher::TakeOver =>
+        {
+            take_over(&name, gate).await?
         }
         Err(BusError::AlreadyPublished { .. }) => {
-            warn!(stream = %request.name, "SRT caller rejected: stream already has a publisher");
-            Err(RejectReason::Server(ServerRejectReason::Conflict))
+            warn!(stream = %name, "SRT caller rejected: stream already has a publisher");
+            return Err(RejectReason::Server(ServerRejectReason::Conflict));
         }
         Err(e) => {
-            warn!(stream = %request.name, error = %e, "SRT caller rejected");
-            Err(RejectReason::Server(
+            warn!(stream = %name, error = %e, "SRT caller rejected");
+            return Err(RejectReason::Server(
                 ServerRejectReason::InternalServerError,
-            ))
+            ));
         }
+    };
+    info!(stream = %name, encrypted = grant.passphrase.is_some(), "publisher accepted");
+    Ok((name, publisher, grant.passphrase))
+}
+
+/// Stop the live publisher of `name` and publish in its place.
+async fn take_over(name: &StreamName, gate: &Gatekeeper) -> Result<Publisher, RejectReason> {
+    let conflict = RejectReason::Server(ServerRejectReason::Conflict);
+    let handle = gate.sessions.lock().get(name).cloned();
+    let Some(SessionHandle { stop, mut done }) = handle else {
+        warn!(stream = %name, "SRT caller rejected: the live publisher cannot be taken over");
+        return Err(conflict);
+    };
+    info!(stream = %name, "new publisher takes the stream over");
+    stop.notify_one();
+    if tokio::time::timeout(TAKEOVER_WAIT, done.wait_for(|d| *d))
+        .await
+        .is_err()
+    {
+        warn!(stream = %name, "SRT caller rejected: the old publisher did not stop in time");
+        return Err(conflict);
     }
+    gate.bus.publish(name.as_str()).map_err(|e| {
+        warn!(stream = %name, error = %e, "SRT caller rejected: stream was claimed again");
+        conflict
+    })
 }

@@ -2,16 +2,22 @@
 //!
 //! Two forms are accepted:
 //!
-//! * the simple form `MODE:live/NAME`, for example `publish:live/cam1`;
+//! * the simple form `MODE:live/NAME[?key=KEY]`, for example
+//!   `publish:live/cam1?key=s3cretkey`;
 //! * the SRT Access Control form (SRT `docs/features/access-control.md`):
 //!   `#!::` followed by comma-separated `key=value` pairs, of which Ferrocast
-//!   reads `r` (resource name, `live/NAME`) and `m` (mode: `request`,
-//!   `publish` or `bidirectional`; "the default is `request`"), and ignores
-//!   the other standard keys (`u`, `h`, `s`, `t`).
+//!   reads `r` (resource name, `live/NAME`), `m` (mode: `request`,
+//!   `publish` or `bidirectional`; "the default is `request`") and `t`, which
+//!   carries the publish key, and ignores the other standard keys (`u`, `h`,
+//!   `s`).
+//!
+//! The publish key is wrapped in a [`Secret`] as soon as it is parsed, so it
+//! cannot reach a log line by accident.
 //!
 //! The streamid comes from the network: this parser is strict, bounded and
 //! never panics (SRT caps the field at 512 bytes).
 
+use ferrocast_config::Secret;
 use ferrocast_media::{StreamName, StreamNameError};
 
 /// Longest streamid SRT can carry, in bytes.
@@ -35,7 +41,12 @@ pub struct StreamRequest {
     pub name: StreamName,
     /// What the caller wants.
     pub mode: Mode,
+    /// The publish key the caller presented, if any.
+    pub key: Option<Secret>,
 }
+
+/// Longest accepted publish key.
+pub const MAX_KEY_LEN: usize = 128;
 
 /// Why a streamid was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +67,10 @@ pub enum StreamIdError {
     /// A key given twice in the Access Control form.
     #[error("key {0:?} given twice in streamid")]
     DuplicateKey(String),
+    /// The publish key is empty, too long or has characters outside
+    /// `[A-Za-z0-9._~-]` (its value is not echoed).
+    #[error("malformed publish key in streamid")]
+    Key,
     /// The resource is not a valid stream name.
     #[error("bad stream name in streamid: {0}")]
     Name(#[from] StreamNameError),
@@ -84,24 +99,42 @@ fn parse_mode(mode: &str) -> Result<Mode, StreamIdError> {
     }
 }
 
+fn parse_key(key: &str) -> Result<Secret, StreamIdError> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(allowed) {
+        return Err(StreamIdError::Key);
+    }
+    Ok(Secret::new(key))
+}
+
 fn parse_simple(streamid: &str) -> Result<StreamRequest, StreamIdError> {
-    let (mode, resource) = streamid.split_once(':').ok_or(StreamIdError::Syntax)?;
+    let (mode, rest) = streamid.split_once(':').ok_or(StreamIdError::Syntax)?;
+    let (resource, key) = match rest.split_once('?') {
+        Some((resource, query)) => {
+            let key = query.strip_prefix("key=").ok_or(StreamIdError::Syntax)?;
+            (resource, Some(parse_key(key)?))
+        }
+        None => (rest, None),
+    };
     Ok(StreamRequest {
         mode: parse_mode(mode)?,
         name: StreamName::from_resource(resource)?,
+        key,
     })
 }
 
 fn parse_access_control(pairs: &str) -> Result<StreamRequest, StreamIdError> {
     let mut resource = None;
     let mut mode = None;
+    let mut publish_key = None;
     for pair in pairs.split(',') {
         let (key, value) = pair.split_once('=').ok_or(StreamIdError::Syntax)?;
         let slot = match key {
             "r" => &mut resource,
             "m" => &mut mode,
-            // Standard keys Ferrocast does not use (user, host, session, type).
-            "u" | "h" | "s" | "t" => continue,
+            "t" => &mut publish_key,
+            // Standard keys Ferrocast does not use (user, host, session).
+            "u" | "h" | "s" => continue,
             _ => return Err(StreamIdError::Syntax),
         };
         if slot.replace(value).is_some() {
@@ -112,6 +145,7 @@ fn parse_access_control(pairs: &str) -> Result<StreamRequest, StreamIdError> {
         name: StreamName::from_resource(resource.ok_or(StreamIdError::Syntax)?)?,
         // "m: Mode expected for this connection ... default: request"
         mode: mode.map_or(Ok(Mode::Request), parse_mode)?,
+        key: publish_key.map(parse_key).transpose()?,
     })
 }
 
@@ -124,7 +158,47 @@ mod tests {
         StreamRequest {
             name: StreamName::new(name).unwrap(),
             mode: Mode::Publish,
+            key: None,
         }
+    }
+
+    fn with_key(name: &str, key: &str) -> StreamRequest {
+        StreamRequest {
+            key: Some(Secret::new(key)),
+            ..publish(name)
+        }
+    }
+
+    #[test]
+    fn keys_in_both_forms() {
+        assert_eq!(
+            parse("publish:live/cam1?key=s3cret.K-y~").unwrap(),
+            with_key("cam1", "s3cret.K-y~")
+        );
+        assert_eq!(
+            parse("#!::r=live/cam1,m=publish,t=abc123").unwrap(),
+            with_key("cam1", "abc123")
+        );
+        assert_eq!(parse("publish:live/cam1?key="), Err(StreamIdError::Key));
+        assert_eq!(parse("publish:live/cam1?key=a b"), Err(StreamIdError::Key));
+        assert_eq!(
+            parse("publish:live/cam1?pass=x"),
+            Err(StreamIdError::Syntax)
+        );
+        assert_eq!(
+            parse("#!::r=live/cam1,t=a,t=b"),
+            Err(StreamIdError::DuplicateKey("t".into()))
+        );
+        let long = format!("publish:live/a?key={}", "k".repeat(129));
+        assert_eq!(parse(&long), Err(StreamIdError::Key));
+        // The key never shows in a message or a debug print.
+        let err = parse("publish:live/cam1?key=bad%key")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("bad%key"), "{err}");
+        assert!(
+            !format!("{:?}", parse("publish:live/a?key=hidden-k").unwrap()).contains("hidden-k")
+        );
     }
 
     #[test]
@@ -176,6 +250,12 @@ mod tests {
         fn valid_names_round_trip(name in "[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}") {
             prop_assert_eq!(parse(&format!("publish:live/{name}")).unwrap(), publish(&name));
             prop_assert_eq!(parse(&format!("#!::m=publish,r=live/{name}")).unwrap(), publish(&name));
+        }
+
+        #[test]
+        fn valid_keys_round_trip(name in "[a-z0-9]{1,20}", key in "[A-Za-z0-9._~-]{1,128}") {
+            prop_assert_eq!(parse(&format!("publish:live/{name}?key={key}")).unwrap(), with_key(&name, &key));
+            prop_assert_eq!(parse(&format!("#!::t={key},m=publish,r=live/{name}")).unwrap(), with_key(&name, &key));
         }
     }
 }

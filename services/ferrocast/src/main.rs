@@ -112,6 +112,9 @@ async fn up(config: Config) -> anyhow::Result<()> {
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
         },
         bus,
+        std::sync::Arc::new(ferrocast_ingest::StaticAuthorizer::from_config(
+            &config.streams,
+        )),
     )
     .await?;
     info!(srt = %srt.local_addr(), http = %http.local_addr(), "ferrocast up");
