@@ -41,8 +41,18 @@ fn keep_in_sample(nal: &[u8]) -> bool {
 /// dropped NAL types); [`CmafError::NalTooLarge`] for a NAL unit of 4 GiB or
 /// more.
 pub fn avc_sample_from_annexb(annexb: &[u8]) -> Result<Bytes, CmafError> {
+    length_prefixed(annexb, keep_in_sample)
+}
+
+/// The NAL units of `annexb` that `keep` accepts, each prefixed by its 4-byte
+/// big-endian length: the sample format of both `avc1` (ISO/IEC 14496-15
+/// §5.3.2) and `hvc1` (§8.3.2).
+pub(crate) fn length_prefixed(
+    annexb: &[u8],
+    keep: impl Fn(&[u8]) -> bool,
+) -> Result<Bytes, CmafError> {
     let mut size = 0usize;
-    for nal in nal_units(annexb).filter(|n| keep_in_sample(n)) {
+    for nal in nal_units(annexb).filter(|n| keep(n)) {
         if u32::try_from(nal.len()).is_err() {
             return Err(CmafError::NalTooLarge { len: nal.len() });
         }
@@ -52,7 +62,7 @@ pub fn avc_sample_from_annexb(annexb: &[u8]) -> Result<Bytes, CmafError> {
         return Err(CmafError::EmptyAccessUnit);
     }
     let mut out = BytesMut::with_capacity(size);
-    for nal in nal_units(annexb).filter(|n| keep_in_sample(n)) {
+    for nal in nal_units(annexb).filter(|n| keep(n)) {
         // Checked above.
         let len =
             u32::try_from(nal.len()).map_err(|_| CmafError::NalTooLarge { len: nal.len() })?;
@@ -77,20 +87,7 @@ pub(crate) fn write_avc1(
     let record = AvcConfig::from_params(params, &invalid, bad_sps)?;
 
     let avc1 = boxes::open(buf, b"avc1");
-    // SampleEntry (§8.5.2.2): reserved[6], data_reference_index.
-    buf.put_bytes(0, 6);
-    buf.put_u16(1);
-    // VisualSampleEntry: pre_defined, reserved, pre_defined[3].
-    buf.put_bytes(0, 2 + 2 + 12);
-    buf.put_u16(width);
-    buf.put_u16(height);
-    buf.put_u32(0x0048_0000); // horizresolution, 72 dpi
-    buf.put_u32(0x0048_0000); // vertresolution, 72 dpi
-    buf.put_u32(0); // reserved
-    buf.put_u16(1); // frame_count
-    buf.put_bytes(0, 32); // compressorname: empty Pascal string
-    buf.put_u16(0x0018); // depth
-    buf.put_i16(-1); // pre_defined
+    boxes::put_visual_sample_entry(buf, width, height);
 
     let avcc = boxes::open(buf, b"avcC");
     record.write(buf, params);

@@ -80,6 +80,25 @@ pub(crate) fn put_unity_matrix(buf: &mut BytesMut) {
     }
 }
 
+/// The fields of a `VisualSampleEntry` (ISO/IEC 14496-12 §12.1.3) before its
+/// child boxes, SampleEntry's (§8.5.2.2) included.
+pub(crate) fn put_visual_sample_entry(buf: &mut BytesMut, width: u16, height: u16) {
+    // SampleEntry: reserved[6], data_reference_index.
+    buf.put_bytes(0, 6);
+    buf.put_u16(1);
+    // VisualSampleEntry: pre_defined, reserved, pre_defined[3].
+    buf.put_bytes(0, 2 + 2 + 12);
+    buf.put_u16(width);
+    buf.put_u16(height);
+    buf.put_u32(0x0048_0000); // horizresolution, 72 dpi
+    buf.put_u32(0x0048_0000); // vertresolution, 72 dpi
+    buf.put_u32(0); // reserved
+    buf.put_u16(1); // frame_count
+    buf.put_bytes(0, 32); // compressorname: empty Pascal string
+    buf.put_u16(0x0018); // depth
+    buf.put_i16(-1); // pre_defined
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

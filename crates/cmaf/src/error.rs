@@ -42,6 +42,24 @@ pub enum CmafError {
         source: ferrocast_media::h264::H264Error,
     },
 
+    /// An H.265 track's SPS could not be parsed for its `hvcC` record.
+    #[error("track {track:?}: bad H.265 SPS")]
+    InvalidH265Sps {
+        /// The stream track.
+        track: TrackId,
+        /// What the SPS parser found.
+        #[source]
+        source: ferrocast_media::h265::H265Error,
+    },
+
+    /// [`video_sample_from_annexb`](crate::video_sample_from_annexb) was
+    /// given the parameters of a codec that has no Annex-B video samples.
+    #[error("codec {codec} is not an Annex-B video codec")]
+    NotVideo {
+        /// The RFC 6381 codec string.
+        codec: String,
+    },
+
     /// [`write_fragment`](crate::write_fragment) was given no samples at all.
     #[error("a fragment needs at least one sample")]
     NoSamples,

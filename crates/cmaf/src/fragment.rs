@@ -19,11 +19,11 @@ pub struct Sample {
     /// Presentation time minus decode time, in the track's timescale. May be
     /// negative (`trun` version 1, ISO/IEC 14496-12 §8.8.8).
     pub composition_offset: i32,
-    /// A sync sample (IDR picture, or any audio frame).
+    /// A sync sample (H.264 IDR or H.265 IRAP picture, or any audio frame).
     pub keyframe: bool,
-    /// The sample bytes: for H.264, length-prefixed NAL units as made by
-    /// [`avc_sample_from_annexb`](crate::avc_sample_from_annexb); for AAC, one
-    /// raw frame without ADTS header.
+    /// The sample bytes: for H.264 and H.265, length-prefixed NAL units as
+    /// made by [`video_sample_from_annexb`](crate::video_sample_from_annexb);
+    /// for AAC, one raw frame without ADTS header.
     pub data: Bytes,
 }
 

@@ -6,7 +6,7 @@ use ferrocast_media::{CodecParams, TrackInfo};
 
 use crate::boxes;
 use crate::error::CmafError;
-use crate::{aac, avc};
+use crate::{aac, avc, hvc};
 
 /// Timescale of every video track: the MPEG-TS 90 kHz clock, so ingest
 /// timestamps go into `tfdt` and `trun` without rounding.
@@ -35,7 +35,7 @@ const TKHD_ENABLED_IN_MOVIE: u32 = 0x0000_0003;
 /// [`CmafError::InvalidTrack`] for an audio sample rate of zero.
 pub fn track_timescale(info: &TrackInfo) -> Result<u32, CmafError> {
     match &info.params {
-        CodecParams::H264(_) => Ok(VIDEO_TIMESCALE),
+        CodecParams::H264(_) | CodecParams::H265(_) => Ok(VIDEO_TIMESCALE),
         CodecParams::Aac(aac) if aac.sample_rate == 0 => Err(CmafError::InvalidTrack {
             track: info.id,
             reason: "AAC sample rate is zero",
@@ -136,6 +136,7 @@ fn write_trak(buf: &mut BytesMut, track_id: u32, info: &TrackInfo) -> Result<(),
     let (handler, name, is_audio, width, height): (&[u8; 4], &[u8], bool, u32, u32) =
         match &info.params {
             CodecParams::H264(p) => (b"vide", b"VideoHandler\0", false, p.width, p.height),
+            CodecParams::H265(p) => (b"vide", b"VideoHandler\0", false, p.width, p.height),
             _ => (b"soun", b"SoundHandler\0", true, 0, 0),
         };
     if width > 0xffff || height > 0xffff {
@@ -203,6 +204,12 @@ fn write_trak(buf: &mut BytesMut, track_id: u32, info: &TrackInfo) -> Result<(),
             track: info.id,
             source,
         })?,
+        CodecParams::H265(p) => {
+            hvc::write_hvc1(buf, p, invalid, |source| CmafError::InvalidH265Sps {
+                track: info.id,
+                source,
+            })?
+        }
         CodecParams::Aac(p) => aac::write_mp4a(buf, p, invalid)?,
         other => {
             return Err(CmafError::UnsupportedCodec {

@@ -4,8 +4,9 @@
 //! [`write_init`] makes the init segment (CMAF header: `ftyp` + `moov`) once
 //! per rendition, and [`write_fragment`] makes one chunk (`moof` + `mdat`) per
 //! video frame, holding that frame and the audio frames that arrived with it.
-//! Chunks concatenate into LL-HLS parts and segments. H.264 access units come
-//! in as Annex-B and go through [`avc_sample_from_annexb`] first.
+//! Chunks concatenate into LL-HLS parts and segments. H.264 and H.265 access
+//! units come in as Annex-B and go through [`video_sample_from_annexb`] (or
+//! [`avc_sample_from_annexb`] / [`hevc_sample_from_annexb`]) first.
 //!
 //! It is sans-IO and stateless: bytes in, [`Bytes`](bytes::Bytes) out; the
 //! caller keeps sequence numbers and decode times. It is not a demuxer, does
@@ -14,7 +15,7 @@
 //! writes no playlists.
 //!
 //! Box layouts follow ISO/IEC 14496-12 (ISO BMFF), 14496-14 (`esds`), 14496-15
-//! (`avcC`) and ISO/IEC 23000-19 (CMAF); the section cited beside each box is
+//! (`avcC`, `hvcC`) and ISO/IEC 23000-19 (CMAF); the section cited beside each box is
 //! from those documents. Output is checked in tests by ffprobe/ffmpeg, the
 //! `mp4` crate and `mp4-atom` in strict mode.
 //!
@@ -57,9 +58,33 @@ mod avc;
 mod boxes;
 mod error;
 mod fragment;
+mod hvc;
 mod init;
 
 pub use avc::avc_sample_from_annexb;
 pub use error::CmafError;
 pub use fragment::{Sample, TrackFragment, write_fragment};
+pub use hvc::hevc_sample_from_annexb;
 pub use init::{VIDEO_TIMESCALE, track_timescale, write_init};
+
+use ferrocast_media::CodecParams;
+
+/// Converts one Annex-B video access unit into sample data for the sample
+/// entry [`write_init`] writes for `params`: [`avc_sample_from_annexb`] for
+/// H.264, [`hevc_sample_from_annexb`] for H.265.
+///
+/// # Errors
+///
+/// As the codec's conversion; [`CmafError::NotVideo`] for audio.
+pub fn video_sample_from_annexb(
+    params: &CodecParams,
+    annexb: &[u8],
+) -> Result<bytes::Bytes, CmafError> {
+    match params {
+        CodecParams::H264(_) => avc_sample_from_annexb(annexb),
+        CodecParams::H265(_) => hevc_sample_from_annexb(annexb),
+        other => Err(CmafError::NotVideo {
+            codec: other.codec_string(),
+        }),
+    }
+}

@@ -6,8 +6,16 @@ mod common;
 use common::*;
 use ferrocast_media::aac::parse_adts;
 use ferrocast_media::h264::{is_keyframe, nal_units, params_from_access_unit, parse_sps};
+use ferrocast_media::h265;
 use ferrocast_media::ts::{Demuxer, MAX_PES_SIZE, MAX_STREAMS};
 use proptest::prelude::*;
+
+/// libx265's SPS for 320x240 Main at 25 fps.
+const H265_SPS: [u8; 43] = [
+    0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03,
+    0x00, 0x3c, 0xa0, 0x0a, 0x08, 0x0f, 0x16, 0x59, 0x59, 0xa4, 0x93, 0x2b, 0xc0, 0x5a, 0x02, 0x00,
+    0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x32, 0x10, 0x00,
+];
 
 /// What the demuxer may hold: a full PES per stream plus small change.
 const BOUND: usize = MAX_STREAMS * MAX_PES_SIZE + 64 * 1024;
@@ -90,6 +98,34 @@ proptest! {
         sps.truncate(sps.len() - cut);
         sps.extend_from_slice(&nal);
         let _ = parse_sps(&sps);
+    }
+
+    #[test]
+    fn h265_sps_parser_never_panics(mut nal in prop::collection::vec(any::<u8>(), 0..96)) {
+        let _ = h265::parse_sps(&nal);
+        if nal.len() >= 2 {
+            // An SPS header on layer 0, so the parser goes past the header.
+            nal[0] = 0x42;
+            nal[1] = 0x01;
+        }
+        if let Ok(sps) = h265::parse_sps(&nal) {
+            prop_assert!(sps.width > 0 && sps.width <= sps.coded_width);
+            prop_assert!(sps.height > 0 && sps.height <= sps.coded_height);
+        }
+        // Also from a real libx265 SPS with a corrupted tail.
+        let mut sps = H265_SPS.to_vec();
+        let cut = nal.len().min(sps.len() - 4);
+        sps.truncate(sps.len() - cut);
+        sps.extend_from_slice(&nal);
+        let _ = h265::parse_sps(&sps);
+    }
+
+    #[test]
+    fn h265_annexb_helpers_never_panic(data in prop::collection::vec(prop::sample::select(vec![0u8, 1, 3, 0x26, 0x40, 0x42, 0x44, 0x2a, 0xff]), 0..200)) {
+        let _ = h265::is_keyframe(&data);
+        if let Some(Ok(p)) = h265::params_from_access_unit(&data) {
+            let _ = p.codec_string();
+        }
     }
 
     #[test]

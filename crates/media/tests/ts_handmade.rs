@@ -217,7 +217,7 @@ fn unsupported_codecs_are_reported_once() {
     w.pat(PMT_PID);
     let ac3_desc: &[u8] = &[0x05, 0x04, b'A', b'C', b'-', b'3'];
     let streams: [(u8, u16, &[u8]); 5] = [
-        (0x24, 0x100, &[]),
+        (0x33, 0x100, &[]),
         (0x02, 0x101, &[]),
         (0x06, 0x102, ac3_desc),
         (0x06, 0x103, &[]),
@@ -233,8 +233,8 @@ fn unsupported_codecs_are_reported_once() {
         vec![
             DemuxEvent::Unsupported {
                 pid: 0x100,
-                stream_type: 0x24,
-                codec: "HEVC"
+                stream_type: 0x33,
+                codec: "VVC"
             },
             DemuxEvent::Unsupported {
                 pid: 0x101,

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ferrocast_cmaf::{Sample, TrackFragment};
 use ferrocast_hls::{ConfigError, LiveWindow, SegmentStart, WindowConfig};
-use ferrocast_media::{AccessUnit, CodecParams, Time90k, TrackInfo, TrackKind};
+use ferrocast_media::{AccessUnit, Time90k, TrackInfo, TrackKind};
 use tracing::{debug, warn};
 
 use crate::media_store::MediaStore;
@@ -247,8 +247,7 @@ impl Assembler {
             tracks: tracks.clone(),
         };
         if let Some(video) = &layout.video
-            && let CodecParams::H264(p) = &tracks[video.index].params
-            && let Some((num, den)) = p.frame_rate
+            && let Some((num, den)) = tracks[video.index].params.frame_rate()
             && num > 0
             && den > 0
         {
@@ -362,7 +361,14 @@ impl Assembler {
         }
         self.last_video_dts = Some(dts);
         let duration = self.frame_interval;
-        let data = match ferrocast_cmaf::avc_sample_from_annexb(&unit.data) {
+        let Some(params) = self
+            .layout
+            .as_ref()
+            .and_then(|l| l.video.as_ref().map(|v| &l.tracks[v.index].params))
+        else {
+            return Changes::default();
+        };
+        let data = match ferrocast_cmaf::video_sample_from_annexb(params, &unit.data) {
             Ok(data) => data,
             Err(e) => {
                 warn!(error = %e, "video access unit not packageable; dropped");

@@ -1,6 +1,7 @@
 //! Sequence parameter set parsing (ITU-T H.264 (08/2021) 7.3.2.1.1, E.1.1).
 
 use super::{nal_type, nal_unit_type};
+use crate::bits::{BitError, BitReader, reduced_ratio, unescape};
 
 /// Why an SPS (or the parameter sets around it) could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +46,15 @@ pub enum H264Error {
     },
 }
 
+impl From<BitError> for H264Error {
+    fn from(e: BitError) -> Self {
+        match e {
+            BitError::Truncated { field } => H264Error::Truncated { field },
+            BitError::OutOfRange { field, value } => H264Error::OutOfRange { field, value },
+        }
+    }
+}
+
 /// What Ferrocast reads from a sequence parameter set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -86,18 +96,7 @@ pub struct SpsInfo {
 /// emulation_prevention_three_byte is present in the NAL unit, it shall be
 /// discarded by the decoding process."
 pub fn rbsp_from_nal(nal: &[u8]) -> Vec<u8> {
-    let payload = nal.get(1..).unwrap_or_default();
-    let mut out = Vec::with_capacity(payload.len());
-    let mut zeros = 0usize;
-    for &b in payload {
-        if zeros >= 2 && b == 0x03 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        out.push(b);
-    }
-    out
+    unescape(nal.get(1..).unwrap_or_default())
 }
 
 /// Parses an SPS NAL unit (without start code; the first byte is the NAL
@@ -326,149 +325,17 @@ fn vui_frame_rate(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, H264Error
     if num_units_in_tick == 0 || time_scale == 0 {
         return Ok(None);
     }
-    let num = u64::from(time_scale);
-    let den = 2 * u64::from(num_units_in_tick);
-    let g = gcd(num, den);
-    Ok(match (u32::try_from(num / g), u32::try_from(den / g)) {
-        (Ok(n), Ok(d)) => Some((n, d)),
-        _ => None,
-    })
-}
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a.max(1)
-}
-
-/// MSB-first bit reader over an RBSP with exp-Golomb codes (9.1).
-struct BitReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0 }
-    }
-
-    fn bit(&mut self, field: &'static str) -> Result<u32, H264Error> {
-        let byte = self
-            .data
-            .get(self.pos / 8)
-            .ok_or(H264Error::Truncated { field })?;
-        let b = (byte >> (7 - self.pos % 8)) & 1;
-        self.pos += 1;
-        Ok(u32::from(b))
-    }
-
-    fn flag(&mut self, field: &'static str) -> Result<bool, H264Error> {
-        Ok(self.bit(field)? == 1)
-    }
-
-    /// Reads `n` ≤ 32 bits.
-    fn bits(&mut self, n: u32, field: &'static str) -> Result<u32, H264Error> {
-        let mut v: u64 = 0;
-        for _ in 0..n {
-            v = (v << 1) | u64::from(self.bit(field)?);
-        }
-        Ok(v as u32)
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, H264Error> {
-        Ok(self.bits(8, field)? as u8)
-    }
-
-    /// ue(v), 9.1: "leadingZeroBits ... codeNum = 2^leadingZeroBits − 1 +
-    /// read_bits( leadingZeroBits )". Values above 2^32 − 2 do not occur in
-    /// a conforming SPS and are rejected.
-    fn ue(&mut self, field: &'static str) -> Result<u32, H264Error> {
-        let mut zeros = 0u32;
-        while self.bit(field)? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return Err(H264Error::OutOfRange {
-                    field,
-                    value: u64::from(u32::MAX),
-                });
-            }
-        }
-        let suffix = u64::from(self.bits(zeros, field)?);
-        let value = (1u64 << zeros) - 1 + suffix;
-        u32::try_from(value).map_err(|_| H264Error::OutOfRange { field, value })
-    }
-
-    fn ue_max(&mut self, field: &'static str, max: u32) -> Result<u32, H264Error> {
-        let v = self.ue(field)?;
-        if v > max {
-            return Err(H264Error::OutOfRange {
-                field,
-                value: u64::from(v),
-            });
-        }
-        Ok(v)
-    }
-
-    /// se(v), 9.1.1: codeNum k maps to (−1)^(k+1) × Ceil(k ÷ 2).
-    fn se(&mut self, field: &'static str) -> Result<i64, H264Error> {
-        let k = i64::from(self.ue(field)?);
-        Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
-    }
+    Ok(reduced_ratio(
+        u64::from(time_scale),
+        2 * u64::from(num_units_in_tick),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Writes bits MSB-first, for building SPS test vectors.
-    #[derive(Default)]
-    struct BitWriter {
-        bytes: Vec<u8>,
-        nbits: usize,
-    }
-
-    impl BitWriter {
-        fn bits(&mut self, n: u32, v: u64) -> &mut Self {
-            for i in (0..n).rev() {
-                if self.nbits.is_multiple_of(8) {
-                    self.bytes.push(0);
-                }
-                let bit = ((v >> i) & 1) as u8;
-                let last = self.bytes.len() - 1;
-                self.bytes[last] |= bit << (7 - self.nbits % 8);
-                self.nbits += 1;
-            }
-            self
-        }
-        fn ue(&mut self, v: u64) -> &mut Self {
-            let x = v + 1;
-            let len = 64 - x.leading_zeros();
-            self.bits(len - 1, 0).bits(len, x)
-        }
-        fn se(&mut self, v: i64) -> &mut Self {
-            let k = if v > 0 { 2 * v - 1 } else { -2 * v };
-            self.ue(k as u64)
-        }
-        /// rbsp_trailing_bits, then emulation prevention, with a NAL header.
-        fn nal(&mut self) -> Vec<u8> {
-            self.bits(1, 1);
-            while !self.nbits.is_multiple_of(8) {
-                self.bits(1, 0);
-            }
-            let mut out = vec![0x67];
-            let mut zeros = 0;
-            for &b in &self.bytes {
-                if zeros >= 2 && b <= 3 {
-                    out.push(3);
-                    zeros = 0;
-                }
-                zeros = if b == 0 { zeros + 1 } else { 0 };
-                out.push(b);
-            }
-            out
-        }
-    }
+    use crate::bits::BitWriter;
 
     /// x264's 1280x720 High@3.2 SPS with VUI timing for 50 fps (from
     /// `ffmpeg -f lavfi -i testsrc2=size=1280x720:rate=50 -c:v libx264`).
@@ -521,13 +388,13 @@ mod tests {
     fn cropping_and_fields() {
         let mut w = BitWriter::default();
         baseline_sps(&mut w, Some([1, 2, 3, 4]), true);
-        let sps = parse_sps(&w.nal()).unwrap();
+        let sps = parse_sps(&w.nal(&[0x67])).unwrap();
         assert_eq!(sps.pic_order_cnt_type, 1);
         assert_eq!((sps.width, sps.height), (320 - 2 * 3, 240 - 2 * 7));
 
         let mut w = BitWriter::default();
         baseline_sps(&mut w, Some([0, 0, 1, 1]), false);
-        let sps = parse_sps(&w.nal()).unwrap();
+        let sps = parse_sps(&w.nal(&[0x67])).unwrap();
         // Field coding: 15 map units are 30 macroblock rows; CropUnitY = 4.
         assert_eq!((sps.width, sps.height), (320, 480 - 8));
         assert_eq!(sps.frame_rate, None);
@@ -538,7 +405,7 @@ mod tests {
         let mut w = BitWriter::default();
         baseline_sps(&mut w, Some([100, 100, 0, 0]), true);
         assert!(matches!(
-            parse_sps(&w.nal()),
+            parse_sps(&w.nal(&[0x67])),
             Err(H264Error::BadCropping { .. })
         ));
     }
@@ -587,7 +454,7 @@ mod tests {
             .bits(32, 1001)
             .bits(32, 60000)
             .bits(1, 1);
-        let sps = parse_sps(&w.nal()).unwrap();
+        let sps = parse_sps(&w.nal(&[0x67])).unwrap();
         assert_eq!(sps.chroma_format_idc, 3);
         assert_eq!(sps.bit_depth_luma, 10);
         assert_eq!((sps.width, sps.height), (1920, 1080));

@@ -5,8 +5,9 @@ use bytes::Bytes;
 use super::pes::Pes;
 use super::{DemuxEvent, DemuxWarning};
 use crate::aac::{self, AacError};
-use crate::codec::{AacParams, CodecParams, H264Params, TrackId, TrackInfo, TrackKind};
-use crate::h264::{self, nal_type, nal_unit_type, nal_units};
+use crate::codec::{AacParams, CodecParams, TrackId, TrackInfo, TrackKind};
+use crate::h264::{self, nal_units};
+use crate::h265;
 use crate::time::{Time90k, TimestampExtender};
 use crate::unit::AccessUnit;
 
@@ -14,7 +15,7 @@ use crate::unit::AccessUnit;
 #[derive(Debug)]
 pub(crate) enum Elementary {
     /// Boxed: the parameter sets make it several times larger than AAC.
-    H264(Box<H264Stream>),
+    Video(Box<VideoStream>),
     Aac(AacStream),
 }
 
@@ -27,28 +28,111 @@ impl Elementary {
         out: &mut Vec<DemuxEvent>,
     ) {
         match self {
-            Elementary::H264(s) => s.on_pes(pid, pes, clock, out),
+            Elementary::Video(s) => s.on_pes(pid, pes, clock, out),
             Elementary::Aac(s) => s.on_pes(pid, pes, clock, out),
         }
     }
 }
 
-/// H.264: one access unit per PES, as ffmpeg, OBS and hardware encoders
-/// send it.
-#[derive(Debug, Default)]
-pub(crate) struct H264Stream {
-    sps: Option<Bytes>,
-    pps: Option<Bytes>,
-    /// Parameters from the latest SPS/PPS pair that parsed.
-    params: Option<H264Params>,
-    /// Parameters last announced with a `Track` event.
-    announced: Option<H264Params>,
-    /// The last SPS/PPS pair that failed, so its warning is not repeated at
-    /// every keyframe.
-    failed: Option<(Bytes, Bytes)>,
+/// The Annex-B video codecs the demuxer assembles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VideoCodec {
+    /// stream_type 0x1B.
+    H264,
+    /// stream_type 0x24.
+    H265,
 }
 
-impl H264Stream {
+/// What one NAL unit means to access unit assembly.
+enum NalRole {
+    /// A slice of a picture decoding can start at (H.264 IDR, H.265 IRAP).
+    RandomAccess,
+    /// A parameter set, by index into [`VideoStream::sets`].
+    ParameterSet(usize),
+    Other,
+}
+
+/// Index of each parameter set in [`VideoStream::sets`].
+const VPS: usize = 0;
+const SPS: usize = 1;
+const PPS: usize = 2;
+
+impl VideoCodec {
+    fn role(self, nal: &[u8]) -> NalRole {
+        match self {
+            VideoCodec::H264 => match h264::nal_unit_type(nal) {
+                Some(h264::nal_type::IDR) => NalRole::RandomAccess,
+                Some(h264::nal_type::SPS) => NalRole::ParameterSet(SPS),
+                Some(h264::nal_type::PPS) => NalRole::ParameterSet(PPS),
+                _ => NalRole::Other,
+            },
+            VideoCodec::H265 => {
+                // Parameter sets of enhancement layers (nuh_layer_id > 0)
+                // are not the base layer's, whatever their ids.
+                let base = h265::nuh_layer_id(nal) == Some(0);
+                match h265::nal_unit_type(nal) {
+                    Some(t) if h265::is_irap(t) => NalRole::RandomAccess,
+                    Some(h265::nal_type::VPS) if base => NalRole::ParameterSet(VPS),
+                    Some(h265::nal_type::SPS) if base => NalRole::ParameterSet(SPS),
+                    Some(h265::nal_type::PPS) if base => NalRole::ParameterSet(PPS),
+                    _ => NalRole::Other,
+                }
+            }
+        }
+    }
+
+    /// Parameters from a complete set of parameter sets; `None` while one is
+    /// still missing.
+    fn params(
+        self,
+        pid: u16,
+        sets: &[Option<Bytes>; 3],
+    ) -> Option<Result<CodecParams, DemuxWarning>> {
+        match (self, sets) {
+            (VideoCodec::H264, [_, Some(sps), Some(pps)]) => Some(
+                h264::params_from_parameter_sets(sps.clone(), pps.clone())
+                    .map(CodecParams::H264)
+                    .map_err(|error| DemuxWarning::BadParameterSets { pid, error }),
+            ),
+            (VideoCodec::H265, [Some(vps), Some(sps), Some(pps)]) => Some(
+                h265::params_from_parameter_sets(vps.clone(), sps.clone(), pps.clone())
+                    .map(CodecParams::H265)
+                    .map_err(|error| DemuxWarning::BadH265ParameterSets { pid, error }),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// H.264 or H.265 in Annex-B: one access unit per PES, as ffmpeg, OBS and
+/// hardware encoders send it. A `Track` is announced once the parameter sets
+/// are known and the first random access picture arrives, and again when
+/// they change.
+#[derive(Debug)]
+pub(crate) struct VideoStream {
+    codec: VideoCodec,
+    /// The latest VPS (H.265 only), SPS and PPS seen.
+    sets: [Option<Bytes>; 3],
+    /// Parameters from the latest parameter sets that parsed.
+    params: Option<CodecParams>,
+    /// Parameters last announced with a `Track` event.
+    announced: Option<CodecParams>,
+    /// The last parameter sets that failed, so their warning is not repeated
+    /// at every keyframe.
+    failed: Option<[Option<Bytes>; 3]>,
+}
+
+impl VideoStream {
+    pub(crate) fn new(codec: VideoCodec) -> Self {
+        Self {
+            codec,
+            sets: Default::default(),
+            params: None,
+            announced: None,
+            failed: None,
+        }
+    }
+
     fn on_pes(
         &mut self,
         pid: u16,
@@ -66,17 +150,18 @@ impl H264Stream {
         let data = pes.payload;
 
         let mut keyframe = false;
-        let (mut sps, mut pps) = (None, None);
+        let mut found: [Option<Bytes>; 3] = Default::default();
         for nal in nal_units(&data) {
-            match nal_unit_type(nal) {
-                Some(nal_type::IDR) => keyframe = true,
-                Some(nal_type::SPS) if sps.is_none() => sps = Some(data.slice_ref(nal)),
-                Some(nal_type::PPS) if pps.is_none() => pps = Some(data.slice_ref(nal)),
+            match self.codec.role(nal) {
+                NalRole::RandomAccess => keyframe = true,
+                NalRole::ParameterSet(i) if found[i].is_none() => {
+                    found[i] = Some(data.slice_ref(nal));
+                }
                 _ => {}
             }
         }
-        if sps.is_some() || pps.is_some() {
-            self.update_parameter_sets(pid, sps, pps, out);
+        if found.iter().any(Option::is_some) {
+            self.update_parameter_sets(pid, found, out);
         }
 
         let Some(params) = &self.params else {
@@ -90,7 +175,7 @@ impl H264Stream {
         if self.announced.as_ref() != Some(params) {
             out.push(DemuxEvent::Track(TrackInfo {
                 id: TrackId(pid),
-                params: CodecParams::H264(params.clone()),
+                params: params.clone(),
             }));
             self.announced = Some(params.clone());
         }
@@ -107,38 +192,30 @@ impl H264Stream {
     fn update_parameter_sets(
         &mut self,
         pid: u16,
-        sps: Option<Bytes>,
-        pps: Option<Bytes>,
+        found: [Option<Bytes>; 3],
         out: &mut Vec<DemuxEvent>,
     ) {
-        let changed = (sps.is_some() && sps != self.sps) || (pps.is_some() && pps != self.pps);
-        if sps.is_some() {
-            self.sps = sps;
-        }
-        if pps.is_some() {
-            self.pps = pps;
+        let mut changed = false;
+        for (slot, new) in self.sets.iter_mut().zip(found) {
+            if new.is_some() && new != *slot {
+                *slot = new;
+                changed = true;
+            }
         }
         if !changed {
             return;
         }
-        let (Some(sps), Some(pps)) = (&self.sps, &self.pps) else {
-            return;
-        };
-        match h264::params_from_parameter_sets(sps.clone(), pps.clone()) {
-            Ok(params) => {
+        match self.codec.params(pid, &self.sets) {
+            None => {}
+            Some(Ok(params)) => {
                 self.params = Some(params);
                 self.failed = None;
             }
-            Err(error) => {
-                let pair = (sps.clone(), pps.clone());
-                if self.failed.as_ref() != Some(&pair) {
-                    out.push(DemuxEvent::Warning(DemuxWarning::BadParameterSets {
-                        pid,
-                        error,
-                    }));
-                    self.failed = Some(pair);
-                }
+            Some(Err(warning)) if self.failed.as_ref() != Some(&self.sets) => {
+                out.push(DemuxEvent::Warning(warning));
+                self.failed = Some(self.sets.clone());
             }
+            Some(Err(_)) => {}
         }
     }
 }

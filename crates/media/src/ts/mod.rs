@@ -3,9 +3,9 @@
 //! [`Demuxer::push`] takes bytes in any chunking — the events depend only on
 //! the byte sequence, never on where it was split — and [`Demuxer::finish`]
 //! ends the input. Per program the demuxer follows the PAT to the PMT, and
-//! per supported elementary stream (H.264 stream_type 0x1B, AAC ADTS 0x0F) it
-//! reassembles PES packets into [`AccessUnit`]s on a 33-bit-extended 90 kHz
-//! timeline. Damaged input is skipped and reported as a
+//! per supported elementary stream (H.264 stream_type 0x1B, H.265 0x24, AAC
+//! ADTS 0x0F) it reassembles PES packets into [`AccessUnit`]s on a
+//! 33-bit-extended 90 kHz timeline. Damaged input is skipped and reported as a
 //! [`DemuxWarning`]; nothing on the network path panics, and memory is
 //! bounded by [`MAX_PES_SIZE`] per stream and a fixed number of streams
 //! (see [`Demuxer::buffered_bytes`]).
@@ -27,13 +27,14 @@ mod psi;
 
 use std::collections::BTreeMap;
 
-use self::es::{AacStream, Elementary};
+use self::es::{AacStream, Elementary, VideoCodec, VideoStream};
 use self::packet::{Continuity, ContinuityCounter, NULL_PID, PACKET_SIZE, Packet, SYNC_BYTE};
 use self::pes::{Dropped, PesAssembler};
 use self::psi::{Pmt, PmtStream, SectionAssembler, StreamKind};
 use crate::aac::AacError;
 use crate::codec::TrackInfo;
 use crate::h264::H264Error;
+use crate::h265::H265Error;
 use crate::time::TimestampExtender;
 use crate::unit::AccessUnit;
 
@@ -159,6 +160,15 @@ pub enum DemuxWarning {
         pid: u16,
         /// What was wrong.
         error: H264Error,
+    },
+    /// The stream's H.265 VPS, SPS or PPS is unusable (reported once per
+    /// set of them).
+    #[error("PID {pid}: unusable H.265 parameter sets: {error}")]
+    BadH265ParameterSets {
+        /// The PID.
+        pid: u16,
+        /// What was wrong.
+        error: H265Error,
     },
     /// An ADTS frame was unusable; the rest of its PES was dropped.
     #[error("PID {pid}: bad ADTS frame: {error}")]
@@ -532,7 +542,8 @@ impl Demuxer {
                 continue;
             }
             let elementary = match es.kind {
-                StreamKind::H264 => Elementary::H264(Box::default()),
+                StreamKind::H264 => Elementary::Video(Box::new(VideoStream::new(VideoCodec::H264))),
+                StreamKind::H265 => Elementary::Video(Box::new(VideoStream::new(VideoCodec::H265))),
                 StreamKind::AacAdts => Elementary::Aac(AacStream::default()),
                 StreamKind::Unsupported(codec) => {
                     self.streams.remove(&pid);

@@ -231,6 +231,8 @@ pub(crate) fn parse_pat(section: &[u8]) -> Result<Pat, SectionError> {
 pub(crate) enum StreamKind {
     /// H.264 in Annex-B (stream_type 0x1B).
     H264,
+    /// H.265 in Annex-B (stream_type 0x24).
+    H265,
     /// AAC in ADTS (stream_type 0x0F).
     AacAdts,
     /// Media Ferrocast recognises but cannot handle.
@@ -292,7 +294,7 @@ pub(crate) fn parse_pmt(section: &[u8]) -> Result<Pmt, SectionError> {
 /// Names a stream_type (Table 2-34, and the registered user-private values
 /// broadcasters use).
 fn classify(stream_type: u8, descriptors: &[u8]) -> StreamKind {
-    use StreamKind::{AacAdts, H264, Ignored, Unsupported};
+    use StreamKind::{AacAdts, H264, H265, Ignored, Unsupported};
     match stream_type {
         0x1b => H264,
         0x0f => AacAdts,
@@ -307,7 +309,9 @@ fn classify(stream_type: u8, descriptors: &[u8]) -> StreamKind {
         0x1c => Unsupported("MPEG-4 audio without transport syntax"),
         0x1f => Unsupported("H.264 SVC"),
         0x20 => Unsupported("H.264 MVC"),
-        0x24 => Unsupported("HEVC"),
+        // Table 2-34: "Rec. ITU-T H.265 | ISO/IEC 23008-2 video stream or an
+        // HEVC temporal video sub-bitstream".
+        0x24 => H265,
         0x2d | 0x2e => Unsupported("MPEG-H 3D audio"),
         0x32 => Unsupported("JPEG XS"),
         0x33 => Unsupported("VVC"),
@@ -405,7 +409,7 @@ mod tests {
                 (0x101, StreamKind::AacAdts),
                 (0x102, StreamKind::Unsupported("Opus")),
                 (0x103, StreamKind::Ignored),
-                (0x104, StreamKind::Unsupported("HEVC")),
+                (0x104, StreamKind::H265),
             ]
         );
     }
