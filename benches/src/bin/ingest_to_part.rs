@@ -216,6 +216,7 @@ async fn run(
     let live = Arc::new(LiveStream::new(
         StreamName::new(NAME).context("stream name")?,
         assembler,
+        Arc::new(ferrocast_telemetry::Metrics::new()),
     ));
     let packager = tokio::spawn(stream::run(
         live.clone(),

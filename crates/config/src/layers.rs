@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use crate::model::Config;
+use crate::model::{Config, RtpFormat};
 
 /// Prefix of the environment variables that set configuration values.
 ///
@@ -136,6 +136,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     validate_streams(&config.streams)?;
+    validate_rtp(config)?;
     if !(3..=1000).contains(&hls.window_segments) {
         return Err(ConfigError::Range(format!(
             "hls.window_segments = {} is outside 3..=1000",
@@ -152,17 +153,75 @@ pub(crate) fn is_key_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
 }
 
+/// The stream name rule of `ferrocast_media::StreamName`, repeated here so
+/// the config crate stays free of media types.
+fn is_stream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Longest accepted `jitter_ms` of an `[[rtp]]` entry.
+const MAX_RTP_JITTER_MS: u64 = 5000;
+
+fn validate_rtp(config: &Config) -> Result<(), ConfigError> {
+    let mut ports = std::collections::HashSet::new();
+    let mut streams = std::collections::HashSet::new();
+    for (index, rtp) in config.rtp.iter().enumerate() {
+        let at = format!("rtp[{index}] (listen {})", rtp.listen);
+        if !is_stream_name(&rtp.stream) {
+            return Err(ConfigError::Range(format!(
+                "{at}: stream {:?} is not a valid stream name (1 to 64 of [A-Za-z0-9._-], not starting with '.')",
+                rtp.stream
+            )));
+        }
+        if !streams.insert(rtp.stream.as_str()) {
+            return Err(ConfigError::Range(format!(
+                "{at}: stream {:?} is fed by another [[rtp]] entry already",
+                rtp.stream
+            )));
+        }
+        if rtp.listen.port() == 0 {
+            return Err(ConfigError::Range(format!(
+                "{at}: listen needs a fixed port, senders must know where to send"
+            )));
+        }
+        if !ports.insert(rtp.listen) || rtp.listen == config.srt_listen {
+            return Err(ConfigError::Range(format!(
+                "{at}: the address is already used by another listener"
+            )));
+        }
+        match (rtp.format, &rtp.sdp) {
+            (RtpFormat::Sdp, None) => {
+                return Err(ConfigError::Range(format!(
+                    "{at}: format = \"sdp\" needs sdp = \"PATH\" (the SDP file describing the session)"
+                )));
+            }
+            (RtpFormat::Mpegts, Some(_)) => {
+                return Err(ConfigError::Range(format!(
+                    "{at}: sdp is only read with format = \"sdp\"; format = \"mpegts\" needs none"
+                )));
+            }
+            _ => {}
+        }
+        if !(1..=MAX_RTP_JITTER_MS).contains(&rtp.jitter_ms) {
+            return Err(ConfigError::Range(format!(
+                "{at}: jitter_ms = {} is outside 1..={MAX_RTP_JITTER_MS}",
+                rtp.jitter_ms
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn validate_streams(streams: &[crate::model::StreamConfig]) -> Result<(), ConfigError> {
     let mut names = std::collections::HashSet::new();
     for stream in streams {
         let name = &stream.name;
-        let name_ok = !name.is_empty()
-            && name.len() <= 64
-            && !name.starts_with('.')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !name_ok {
+        if !is_stream_name(name) {
             return Err(ConfigError::Range(format!(
                 "streams: {name:?} is not a valid stream name (1 to 64 of [A-Za-z0-9._-], not starting with '.')"
             )));
@@ -349,6 +408,95 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    fn rtp_entries_are_validated() {
+        let config = Layers::default()
+            .with_file_text(
+                "[[rtp]]\nlisten = \"0.0.0.0:5004\"\nstream = \"cam-rtp\"\nformat = \"mpegts\"\n\
+                 [[rtp]]\nlisten = \"127.0.0.1:5006\"\nstream = \"cam2\"\nformat = \"sdp\"\nsdp = \"/etc/cam2.sdp\"\njitter_ms = 120\n",
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(config.rtp.len(), 2);
+        assert_eq!(config.rtp[0].format, RtpFormat::Mpegts);
+        assert_eq!(config.rtp[0].jitter_ms, crate::DEFAULT_RTP_JITTER_MS);
+        assert_eq!(
+            config.rtp[1].sdp.as_deref(),
+            Some(Path::new("/etc/cam2.sdp"))
+        );
+        assert_eq!(config.rtp[1].jitter_ms, 120);
+
+        let entry = |body: &str| format!("[[rtp]]\n{body}\n");
+        for (bad, expect) in [
+            (
+                entry("listen = \"0.0.0.0:5004\"\nstream = \"../x\"\nformat = \"mpegts\""),
+                "not a valid stream name",
+            ),
+            (
+                entry("listen = \"0.0.0.0:5004\"\nstream = \"a\"\nformat = \"sdp\""),
+                "needs sdp",
+            ),
+            (
+                entry(
+                    "listen = \"0.0.0.0:5004\"\nstream = \"a\"\nformat = \"mpegts\"\nsdp = \"x.sdp\"",
+                ),
+                "only read with",
+            ),
+            (
+                entry(
+                    "listen = \"0.0.0.0:5004\"\nstream = \"a\"\nformat = \"mpegts\"\njitter_ms = 0",
+                ),
+                "jitter_ms",
+            ),
+            (
+                entry(
+                    "listen = \"0.0.0.0:5004\"\nstream = \"a\"\nformat = \"mpegts\"\njitter_ms = 9000",
+                ),
+                "jitter_ms",
+            ),
+            (
+                entry("listen = \"0.0.0.0:0\"\nstream = \"a\"\nformat = \"mpegts\""),
+                "fixed port",
+            ),
+            (
+                entry("listen = \"0.0.0.0:9000\"\nstream = \"a\"\nformat = \"mpegts\""),
+                "already used",
+            ),
+            (
+                entry("listen = \"0.0.0.0:5004\"\nstream = \"a\"\nformat = \"mpegts\"")
+                    + &entry("listen = \"0.0.0.0:5004\"\nstream = \"b\"\nformat = \"mpegts\""),
+                "already used",
+            ),
+            (
+                entry("listen = \"0.0.0.0:5004\"\nstream = \"a\"\nformat = \"mpegts\"")
+                    + &entry("listen = \"0.0.0.0:5006\"\nstream = \"a\"\nformat = \"mpegts\""),
+                "another [[rtp]]",
+            ),
+        ] {
+            let err = Layers::default()
+                .with_file_text(&bad)
+                .unwrap()
+                .build()
+                .unwrap_err();
+            assert!(matches!(err, ConfigError::Range(_)), "{bad}: {err}");
+            assert!(err.to_string().contains(expect), "{bad}: {err}");
+            assert!(err.to_string().contains("rtp["), "{bad}: {err}");
+        }
+        for bad in [
+            entry("listen = \"0.0.0.0:5004\"\nstream = \"a\"\nformat = \"rtsp\""),
+            entry("listen = \"0.0.0.0:5004\"\nstream = \"a\""),
+            entry("listen = \"0.0.0.0:5004\"\nstream = \"a\"\nformat = \"mpegts\"\njiter_ms = 5"),
+        ] {
+            let err = Layers::default()
+                .with_file_text(&bad)
+                .unwrap()
+                .build()
+                .unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid(_)), "{bad}: {err}");
+        }
     }
 
     #[test]

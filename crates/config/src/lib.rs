@@ -27,5 +27,8 @@ mod model;
 mod secret;
 
 pub use layers::{ConfigError, ENV_PREFIX, Layers};
-pub use model::{Config, DuplicatePublisher, HlsConfig, IngestConfig, StreamConfig};
+pub use model::{
+    Config, DEFAULT_RTP_JITTER_MS, DuplicatePublisher, HlsConfig, IngestConfig, RtpConfig,
+    RtpFormat, StreamConfig,
+};
 pub use secret::Secret;

@@ -24,6 +24,9 @@ pub struct Config {
     /// Streams allowed to publish, with their keys. Empty (the default):
     /// publishing is open, any valid stream name is accepted without a key.
     pub streams: Vec<StreamConfig>,
+    /// RTP inputs (`[[rtp]]`): one UDP port each, mapped to one stream.
+    /// Default: none.
+    pub rtp: Vec<RtpConfig>,
 }
 
 impl Default for Config {
@@ -35,6 +38,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             hls: HlsConfig::default(),
             streams: Vec::new(),
+            rtp: Vec::new(),
         }
     }
 }
@@ -128,4 +132,48 @@ pub enum DuplicatePublisher {
     /// Drop the live publisher and accept the newcomer; the stream continues
     /// after a discontinuity.
     TakeOver,
+}
+
+/// Default of [`RtpConfig::jitter_ms`].
+pub const DEFAULT_RTP_JITTER_MS: u64 = 50;
+
+fn default_rtp_jitter_ms() -> u64 {
+    DEFAULT_RTP_JITTER_MS
+}
+
+/// One RTP input (`[[rtp]]` in the config file): a UDP port whose packets
+/// are published as one stream.
+///
+/// RTP carries no stream name and no publish key, so the port *is* the
+/// authorisation: bind it to an address only trusted senders can reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtpConfig {
+    /// UDP address to receive RTP on (for example `0.0.0.0:5004`).
+    pub listen: SocketAddr,
+    /// Stream the packets are published as: `NAME` of `live/NAME`.
+    pub stream: String,
+    /// What the RTP packets carry.
+    pub format: RtpFormat,
+    /// SDP file describing the session; required for `format = "sdp"`,
+    /// refused for `format = "mpegts"`.
+    #[serde(default)]
+    pub sdp: Option<PathBuf>,
+    /// Reordering window in milliseconds: how long a packet waits for a
+    /// missing predecessor before the predecessor is counted lost.
+    /// Default 50 (1 to 5000).
+    #[serde(default = "default_rtp_jitter_ms")]
+    pub jitter_ms: u64,
+}
+
+/// Payload format of an RTP input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RtpFormat {
+    /// MPEG-2 transport stream packets in RTP (RFC 2250, payload type 33), as
+    /// `ffmpeg -f rtp_mpegts` and SMPTE 2022-1/2 senders send them.
+    Mpegts,
+    /// Elementary streams described by an SDP file (H.264 per RFC 6184, AAC
+    /// per RFC 3640).
+    Sdp,
 }

@@ -8,6 +8,10 @@
 //! units until the stream's track set is known, and access units go onto
 //! the media bus.
 //!
+//! RTP inputs ([`rtp::RtpIngest`]) bind one configured UDP port per stream;
+//! MPEG-TS over RTP goes through a sans-IO jitter buffer
+//! ([`rtp::reorder`]) into the same session pipeline.
+//!
 //! Not here: codec parsing (in `ferrocast-media`), packaging, HTTP.
 //!
 //! ```
@@ -17,9 +21,13 @@
 
 pub mod auth;
 pub mod gate;
+pub mod rtp;
 pub mod session;
 pub mod srt;
+pub mod status;
 pub mod streamid;
 
 pub use auth::{AuthError, PublishAuthorizer, PublishGrant, StaticAuthorizer};
+pub use rtp::{RtpIngest, RtpIngestError, RtpPortStats, RtpSettings, RtpStats};
 pub use srt::{SrtConfig, SrtError, SrtIngest};
+pub use status::PublisherStatus;

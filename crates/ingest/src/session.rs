@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tracing::{debug, info, warn};
 
 use crate::gate::{Released, TrackGate};
+use crate::status::{SrtSample, StatusRecorder};
 
 /// Per-session settings.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub struct SessionPipeline {
     pub bytes: u64,
     /// Access units passed on.
     pub units: u64,
+    /// Bad-input warnings from the demuxer.
+    pub warnings: u64,
 }
 
 impl SessionPipeline {
@@ -73,7 +76,10 @@ impl SessionPipeline {
                     pid,
                     stream_type, codec, "elementary stream with an unsupported codec ignored"
                 ),
-                DemuxEvent::Warning(w) => warn!(warning = %w, "bad MPEG-TS input skipped"),
+                DemuxEvent::Warning(w) => {
+                    self.warnings += 1;
+                    warn!(warning = %w, "bad MPEG-TS input skipped");
+                }
                 _ => {}
             }
         }
@@ -101,12 +107,28 @@ pub async fn run(
     publisher: Publisher,
     config: &SessionConfig,
     stop: &tokio::sync::Notify,
+    status: &StatusRecorder,
 ) {
     let mut pipeline = SessionPipeline::new();
     let mut send = |message| publisher.send(message);
+    let mut statistics = socket.statistics().clone();
+    // srt-tokio leaves `elapsed_time` at zero; time the samples ourselves.
+    let started = std::time::Instant::now();
     loop {
         let next = tokio::select! {
             next = tokio::time::timeout(config.idle_timeout, socket.next()) => next,
+            Some(stats) = statistics.next() => {
+                status.record_media(pipeline.bytes, pipeline.units, pipeline.warnings);
+                status.record_srt(SrtSample {
+                    elapsed: started.elapsed(),
+                    rx_bytes: pipeline.bytes,
+                    rtt: stats.rx_average_rtt.max(stats.tx_average_rtt),
+                    lost: stats.rx_loss_data,
+                    retransmitted: stats.rx_retransmit_data,
+                    dropped: stats.rx_dropped_data,
+                });
+                continue;
+            }
             () = stop.notified() => {
                 info!("publisher replaced by a new one");
                 break;
@@ -129,6 +151,7 @@ pub async fn run(
         }
     }
     pipeline.finish(&mut send);
+    status.record_media(pipeline.bytes, pipeline.units, pipeline.warnings);
     if pipeline.units == 0 {
         warn!(
             bytes = pipeline.bytes,

@@ -27,7 +27,9 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::auth::{AuthError, PublishAuthorizer};
 use crate::session::{self, SessionConfig};
+use crate::status::{PublisherStatus, StatusRecorder};
 use crate::streamid::{self, Mode};
+use ferrocast_telemetry::Metrics;
 
 /// Settings of the SRT listener.
 #[derive(Debug, Clone)]
@@ -41,10 +43,18 @@ pub struct SrtConfig {
 }
 
 /// A running SRT listener.
-#[derive(Debug)]
 pub struct SrtIngest {
     local_addr: SocketAddr,
     task: JoinHandle<()>,
+    gate: Arc<Gatekeeper>,
+}
+
+impl std::fmt::Debug for SrtIngest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SrtIngest")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the listener could not start.
@@ -68,6 +78,7 @@ impl SrtIngest {
         config: SrtConfig,
         bus: InProcessBus,
         authorizer: Arc<dyn PublishAuthorizer>,
+        metrics: Arc<Metrics>,
     ) -> Result<SrtIngest, SrtError> {
         let socket = tokio::net::UdpSocket::bind(config.listen)
             .await
@@ -97,29 +108,48 @@ impl SrtIngest {
         let gate = Arc::new(Gatekeeper {
             bus,
             authorizer,
+            metrics,
             sessions: Sessions::default(),
             session_config: SessionConfig {
                 idle_timeout: config.idle_timeout,
             },
         });
+        let accepting = gate.clone();
         let task = tokio::spawn(
             async move {
                 // The listener's task stops when this handle is dropped.
                 let _listener = listener;
                 let requests = incoming.incoming();
                 while let Some(request) = requests.next().await {
-                    tokio::spawn(handle_request(request, gate.clone()));
+                    tokio::spawn(handle_request(request, accepting.clone()));
                 }
             }
             .instrument(info_span!("srt", %local_addr)),
         );
         info!(%local_addr, "SRT listener ready");
-        Ok(SrtIngest { local_addr, task })
+        Ok(SrtIngest {
+            local_addr,
+            task,
+            gate,
+        })
     }
 
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every connected publisher, sorted by stream name.
+    pub fn publishers(&self) -> Vec<PublisherStatus> {
+        let mut all: Vec<PublisherStatus> = self
+            .gate
+            .sessions
+            .lock()
+            .values()
+            .map(|h| h.status.snapshot())
+            .collect();
+        all.sort_by(|a, b| a.stream.cmp(&b.stream));
+        all
     }
 }
 
@@ -139,6 +169,7 @@ struct Sessions {
 struct SessionHandle {
     stop: Arc<Notify>,
     done: watch::Receiver<bool>,
+    status: Arc<StatusRecorder>,
 }
 
 impl Sessions {
@@ -153,6 +184,7 @@ impl Sessions {
 struct Gatekeeper {
     bus: InProcessBus,
     authorizer: Arc<dyn PublishAuthorizer>,
+    metrics: Arc<Metrics>,
     sessions: Sessions,
     session_config: SessionConfig,
 }
@@ -186,6 +218,7 @@ async fn handle_request(request: ConnectionRequest, gate: Arc<Gatekeeper>) {
     // stream without one is accepted without keys; `decide` refused callers
     // that announced a key length, and the patched srt-protocol in vendor/
     // refuses those that send keying material anyway (0.4.4 panicked).
+    let encrypted = passphrase.is_some();
     let keys = passphrase.map(|p| KeySettings {
         key_size: request.key_size(),
         passphrase: Passphrase::from(p.expose()),
@@ -194,15 +227,26 @@ async fn handle_request(request: ConnectionRequest, gate: Arc<Gatekeeper>) {
         Ok(socket) => {
             let stop = Arc::new(Notify::new());
             let (done_tx, done_rx) = watch::channel(false);
+            let status = Arc::new(StatusRecorder::new(
+                PublisherStatus {
+                    stream: name.as_str().to_owned(),
+                    remote,
+                    since_unix_ms: unix_millis(),
+                    encrypted,
+                    ..PublisherStatus::default()
+                },
+                gate.metrics.clone(),
+            ));
             gate.sessions.lock().insert(
                 name.clone(),
                 SessionHandle {
                     stop: stop.clone(),
                     done: done_rx,
+                    status: status.clone(),
                 },
             );
             let session_span = info_span!(parent: &span, "session", stream = %name);
-            session::run(socket, publisher, &gate.session_config, &stop)
+            session::run(socket, publisher, &gate.session_config, &stop, &status)
                 .instrument(session_span)
                 .await;
             let mut live = gate.sessions.lock();
@@ -223,6 +267,22 @@ async fn handle_request(request: ConnectionRequest, gate: Arc<Gatekeeper>) {
 
 type Granted = (StreamName, Publisher, Option<Secret>);
 
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Count a refusal under `reason` and return the SRT reject code.
+fn refuse(gate: &Gatekeeper, reason: &str, code: ServerRejectReason) -> RejectReason {
+    gate.metrics
+        .ingest
+        .rejections
+        .with_label_values(&[reason])
+        .inc();
+    RejectReason::Server(code)
+}
+
 async fn decide(
     streamid: &str,
     key_size: KeySize,
@@ -230,23 +290,29 @@ async fn decide(
 ) -> Result<Granted, RejectReason> {
     let request = streamid::parse(streamid).map_err(|e| {
         warn!(error = %e, "SRT caller rejected: bad streamid");
-        RejectReason::Server(ServerRejectReason::BadRequest)
+        refuse(gate, "bad_streamid", ServerRejectReason::BadRequest)
     })?;
     let name = request.name.clone();
     if request.mode != Mode::Publish {
         warn!(stream = %name, "SRT caller rejected: only publishing is served over SRT");
-        return Err(RejectReason::Server(ServerRejectReason::BadMode));
+        return Err(refuse(gate, "bad_mode", ServerRejectReason::BadMode));
     }
     let grant = gate.authorizer.authorize(&request).map_err(|e| {
         warn!(stream = %name, reason = %e, "SRT caller rejected: not authorised to publish");
-        RejectReason::Server(match e {
-            AuthError::UnknownStream => ServerRejectReason::Notfound,
-            _ => ServerRejectReason::Unauthorized,
-        })
+        match e {
+            AuthError::UnknownStream => {
+                refuse(gate, "unknown_stream", ServerRejectReason::Notfound)
+            }
+            _ => refuse(gate, "unauthorized", ServerRejectReason::Unauthorized),
+        }
     })?;
     if grant.passphrase.is_none() && key_size != KeySize::Unspecified {
         warn!(stream = %name, "SRT caller rejected: it offered encryption and the stream has no passphrase");
-        return Err(RejectReason::Server(ServerRejectReason::KeyNotSup));
+        return Err(refuse(
+            gate,
+            "encryption_mismatch",
+            ServerRejectReason::KeyNotSup,
+        ));
     }
     let publisher = match gate.bus.publish(name.as_str()) {
         Ok(publisher) => publisher,
@@ -257,11 +323,17 @@ async fn decide(
         }
         Err(BusError::AlreadyPublished { .. }) => {
             warn!(stream = %name, "SRT caller rejected: stream already has a publisher");
-            return Err(RejectReason::Server(ServerRejectReason::Conflict));
+            return Err(refuse(
+                gate,
+                "duplicate_publisher",
+                ServerRejectReason::Conflict,
+            ));
         }
         Err(e) => {
             warn!(stream = %name, error = %e, "SRT caller rejected");
-            return Err(RejectReason::Server(
+            return Err(refuse(
+                gate,
+                "internal",
                 ServerRejectReason::InternalServerError,
             ));
         }
@@ -274,7 +346,7 @@ async fn decide(
 async fn take_over(name: &StreamName, gate: &Gatekeeper) -> Result<Publisher, RejectReason> {
     let conflict = RejectReason::Server(ServerRejectReason::Conflict);
     let handle = gate.sessions.lock().get(name).cloned();
-    let Some(SessionHandle { stop, mut done }) = handle else {
+    let Some(SessionHandle { stop, mut done, .. }) = handle else {
         warn!(stream = %name, "SRT caller rejected: the live publisher cannot be taken over");
         return Err(conflict);
     };

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use ferrocast_hls::{
     BlockingStatus, PartRef, PlaylistRequest, RenderOptions, ResourceName, ResourceStatus, Variant,
 };
-use ferrocast_media::{CodecParams, StreamName, TrackKind};
+use ferrocast_media::{StreamName, TrackKind};
 use tokio::time::Instant;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{Predicate, SizeAbove};
@@ -45,12 +45,49 @@ pub fn router(origin: Origin) -> Router {
     // Compress playlists only: media is already compressed, and a gzip
     // encoder would hold back a part that is being streamed.
     let compress = SizeAbove::new(32).and(PlaylistsOnly);
+    let metrics = origin.metrics().clone();
     Router::new()
         .route("/live/{name}/{file}", get(live_file))
         .route("/healthz", get(|| async { "ok" }))
         .layer(CompressionLayer::new().gzip(true).compress_when(compress))
         .layer(CorsLayer::permissive())
+        .layer(axum::middleware::from_fn(move |request, next| {
+            count_request(metrics.clone(), request, next)
+        }))
         .with_state(origin)
+}
+
+/// Count every request by what it asked for, its HTTP version and status.
+async fn count_request(
+    metrics: Arc<ferrocast_telemetry::Metrics>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let kind = resource_kind(request.uri().path());
+    let version = format!("{:?}", request.version());
+    let response = next.run(request).await;
+    metrics
+        .http
+        .requests
+        .with_label_values(&[kind, version.as_str(), response.status().as_str()])
+        .inc();
+    response
+}
+
+/// A bounded label for a request path.
+fn resource_kind(path: &str) -> &'static str {
+    let file = path.rsplit('/').next().unwrap_or("");
+    if !path.starts_with("/live/") {
+        return "other";
+    }
+    match file {
+        "index.m3u8" => "multivariant",
+        MEDIA_PLAYLIST => "playlist",
+        f if f.starts_with("init") => "init",
+        f if f.starts_with("part") => "part",
+        f if f.starts_with("seg") => "segment",
+        _ => "other",
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -88,11 +125,11 @@ impl Drop for HttpServer {
     }
 }
 
-/// Bind `addr` and serve the origin.
-pub async fn serve(addr: SocketAddr, origin: Origin) -> std::io::Result<HttpServer> {
+/// Bind `addr` and serve `app` (the origin's [`router`], possibly merged
+/// with other routes).
+pub async fn serve(addr: SocketAddr, app: Router) -> std::io::Result<HttpServer> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
-    let app = router(origin);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             warn!(error = %e, "HTTP server stopped");
@@ -186,10 +223,8 @@ async fn multivariant(stream: &LiveStream, deadline: Instant) -> Result<Response
             let bitrate = a.bitrate();
             let codecs: Vec<String> = tracks.iter().map(|t| t.params.codec_string()).collect();
             let video = tracks.iter().find(|t| t.kind() == TrackKind::Video);
-            let (resolution, frame_rate) = match video.map(|t| &t.params) {
-                Some(CodecParams::H264(p)) => (Some((p.width, p.height)), p.frame_rate),
-                _ => (None, None),
-            };
+            let resolution = video.and_then(|t| t.params.resolution());
+            let frame_rate = video.and_then(|t| t.params.frame_rate());
             let variant = Variant {
                 uri: MEDIA_PLAYLIST.to_owned(),
                 bandwidth: bitrate.peak.max(1),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use ferrocast_bus::{InProcessBus, StreamEvent};
 use ferrocast_hls::WindowConfig;
 use ferrocast_media::{StreamName, Time90k};
+use ferrocast_telemetry::Metrics;
 use tracing::{info, warn};
 
 use crate::assembler::{Assembler, CutConfig};
@@ -76,6 +77,7 @@ pub struct Origin {
 #[derive(Debug)]
 struct Inner {
     config: PackagerConfig,
+    metrics: Arc<Metrics>,
     streams: RwLock<HashMap<StreamName, Arc<LiveStream>>>,
 }
 
@@ -84,11 +86,13 @@ impl Origin {
     pub fn start(
         bus: InProcessBus,
         config: PackagerConfig,
+        metrics: Arc<Metrics>,
     ) -> Result<Origin, ferrocast_hls::ConfigError> {
         config.assembler()?;
         let origin = Origin {
             inner: Arc::new(Inner {
                 config,
+                metrics,
                 streams: RwLock::new(HashMap::new()),
             }),
         };
@@ -130,6 +134,25 @@ impl Origin {
         &self.inner.config
     }
 
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Every stream being served (live or recently ended), by name.
+    pub fn streams(&self) -> Vec<Arc<LiveStream>> {
+        let mut all: Vec<Arc<LiveStream>> = self
+            .inner
+            .streams
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
+    }
+
     /// A stream by name.
     pub fn stream(&self, name: &StreamName) -> Option<Arc<LiveStream>> {
         self.inner
@@ -155,7 +178,11 @@ impl Origin {
                 return;
             }
         };
-        let live = Arc::new(LiveStream::new(stream_name.clone(), assembler));
+        let live = Arc::new(LiveStream::new(
+            stream_name.clone(),
+            assembler,
+            self.inner.metrics.clone(),
+        ));
         self.inner
             .streams
             .write()

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use ferrocast_bus::{BusMessage, InProcessBus, Subscriber};
 use ferrocast_media::StreamName;
+use ferrocast_telemetry::Metrics;
 use futures::FutureExt;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -26,6 +27,7 @@ pub struct LiveStream {
     state: Mutex<Assembler>,
     version: watch::Sender<u64>,
     gone: Notify,
+    metrics: Arc<Metrics>,
 }
 
 /// What a waiter decided after looking at the state.
@@ -42,12 +44,13 @@ pub struct TimedOut;
 
 impl LiveStream {
     /// A stream around a fresh assembler.
-    pub fn new(name: StreamName, assembler: Assembler) -> Self {
+    pub fn new(name: StreamName, assembler: Assembler, metrics: Arc<Metrics>) -> Self {
         LiveStream {
             name,
             state: Mutex::new(assembler),
             version: watch::Sender::new(0),
             gone: Notify::new(),
+            metrics,
         }
     }
 
@@ -85,15 +88,21 @@ impl LiveStream {
         // Subscribe before checking, so a change between the check and the
         // wait is not missed.
         let mut version = self.version.subscribe();
+        if let Check::Done(value) = check(&self.lock()) {
+            return Ok(value);
+        }
+        let held = &self.metrics.packager.held_requests;
+        held.inc();
+        let _release = scopeguard(|| held.dec());
         loop {
-            if let Check::Done(value) = check(&self.lock()) {
-                return Ok(value);
-            }
             match tokio::time::timeout_at(deadline, version.changed()).await {
                 Ok(Ok(())) => {}
                 // The sender lives as long as `self`; treat a closed channel
                 // like a timeout rather than spinning.
                 Ok(Err(_)) | Err(_) => return Err(TimedOut),
+            }
+            if let Check::Done(value) = check(&self.lock()) {
+                return Ok(value);
             }
         }
     }
@@ -151,6 +160,7 @@ pub async fn run(
         }
     }
     stream.update(Assembler::on_end);
+    stream.metrics.forget_stream(name.as_str());
     info!(stream = %name, "stream ended");
 }
 
@@ -158,8 +168,33 @@ fn apply(stream: &LiveStream, message: BusMessage) {
     match message {
         BusMessage::Tracks(tracks) => stream.update(|a| a.on_tracks(tracks)),
         BusMessage::Unit(unit) => {
+            let received = std::time::Instant::now();
             let now = unix_millis();
-            stream.update(|a| a.on_unit(&unit, now));
+            let mut part_completed = false;
+            stream.update(|a| {
+                let before = a.window.last_part();
+                let changes = a.on_unit(&unit, now);
+                part_completed = a.window.last_part() != before;
+                if part_completed {
+                    let labels = [stream.name.as_str()];
+                    let packager = &stream.metrics.packager;
+                    packager.parts.with_label_values(&labels).inc();
+                    packager
+                        .window_bytes
+                        .with_label_values(&labels)
+                        .set(a.store.bytes() as i64);
+                }
+                changes
+            });
+            if part_completed {
+                // Servable from here: waiters were woken inside `update`.
+                let seconds = received.elapsed().as_secs_f64();
+                stream
+                    .metrics
+                    .packager
+                    .part_publish_seconds
+                    .observe(seconds);
+            }
         }
         BusMessage::Discontinuity | BusMessage::Gap => {
             debug!(stream = %stream.name(), "discontinuity");
@@ -167,6 +202,19 @@ fn apply(stream: &LiveStream, message: BusMessage) {
         }
         BusMessage::End => {}
     }
+}
+
+/// Runs `f` when dropped (also when a waiting future is cancelled).
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 async fn sleep_until_some(deadline: Option<Instant>) {

@@ -5,8 +5,11 @@
 //! Configuration comes from `FERROCAST_*` environment variables, then a TOML
 //! file (`--config`), then flags, each winning over the one before.
 
+mod status;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -97,14 +100,23 @@ async fn up(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let bus = ferrocast_bus::InProcessBus::default();
+    let metrics = Arc::new(ferrocast_telemetry::Metrics::new());
     let origin = ferrocast_packager::Origin::start(
         bus.clone(),
         ferrocast_packager::PackagerConfig::from(&config),
+        metrics.clone(),
     )
     .context("packager configuration")?;
-    let http = ferrocast_packager::http::serve(config.http_listen, origin.clone())
-        .await
-        .with_context(|| format!("binding HTTP origin on {}", config.http_listen))?;
+    // RTP ingest ([[rtp]] ports); dropping it stops them, so it lives as long as `up`.
+    let rtp = ferrocast_ingest::RtpIngest::start(
+        &config.rtp,
+        ferrocast_ingest::RtpSettings {
+            idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
+        },
+        bus.clone(),
+    )
+    .await?;
+    let rtp = Arc::new(rtp);
     let srt = ferrocast_ingest::SrtIngest::start(
         ferrocast_ingest::SrtConfig {
             listen: config.srt_listen,
@@ -112,11 +124,21 @@ async fn up(config: Config) -> anyhow::Result<()> {
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
         },
         bus,
-        std::sync::Arc::new(ferrocast_ingest::StaticAuthorizer::from_config(
+        Arc::new(ferrocast_ingest::StaticAuthorizer::from_config(
             &config.streams,
         )),
+        metrics,
     )
     .await?;
+    let srt = Arc::new(srt);
+    let app = ferrocast_packager::http::router(origin.clone()).merge(status::router(
+        origin.clone(),
+        srt.clone(),
+        rtp,
+    ));
+    let http = ferrocast_packager::http::serve(config.http_listen, app)
+        .await
+        .with_context(|| format!("binding HTTP origin on {}", config.http_listen))?;
     info!(srt = %srt.local_addr(), http = %http.local_addr(), "ferrocast up");
     // A machine-readable line for scripts and tests that start us on port 0.
     println!(

@@ -107,3 +107,50 @@ async fn hls_js_plays_without_stalls() {
         latencies.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_keeps_playing_across_a_publisher_reconnect() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start("");
+    let first = ffmpeg_push(server.srt, "publish:live/again", 10);
+    playlist_with_segment(&client(), &server, "again", 2).await;
+
+    let url = server.url("again", "index.m3u8");
+    let player = std::thread::spawn(move || play(&url, 28));
+    // The first publisher runs out; a new one takes up the stream.
+    first.wait(Duration::from_secs(30));
+    let _second = ffmpeg_push(server.srt, "publish:live/again", 40);
+    let report = player.join().unwrap();
+
+    assert_eq!(report["fatal"].as_array().unwrap().len(), 0, "{report}");
+    assert_eq!(report["playing"], true, "{report}");
+    let samples = report["samples"].as_array().unwrap();
+    let times: Vec<f64> = samples
+        .iter()
+        .map(|s| s["currentTime"].as_f64().unwrap())
+        .collect();
+    let started = times.iter().copied().find(|&t| t > 0.0).unwrap();
+    let end = *times.last().unwrap();
+    // The first publisher alone can give at most ~8 s from where playback
+    // began; more than 12 s means playback went on with the second one.
+    assert!(
+        end - started > 12.0,
+        "played only {:.1} s across the reconnect: {report}",
+        end - started
+    );
+    assert!(
+        times.windows(2).all(|w| w[1] >= w[0]),
+        "currentTime went backwards"
+    );
+    let playlist = common::get_text(&client(), &server.url("again", "stream.m3u8"))
+        .await
+        .1;
+    // The discontinuity is listed, or has already left the window.
+    assert!(
+        playlist.contains("#EXT-X-DISCONTINUITY\n")
+            || !playlist.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0"),
+        "{playlist}"
+    );
+}

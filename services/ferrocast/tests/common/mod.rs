@@ -24,6 +24,11 @@ pub struct Server {
 impl Server {
     /// Start with default settings plus `config_toml` (may be empty).
     pub fn start(config_toml: &str) -> Server {
+        Server::start_with_srt(config_toml, "127.0.0.1:0")
+    }
+
+    /// Start with the SRT listener on `srt_listen` (port 0 for a free one).
+    pub fn start_with_srt(config_toml: &str, srt_listen: &str) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
         let config = data_dir.path().join("ferrocast.toml");
         std::fs::write(&config, config_toml).unwrap();
@@ -38,7 +43,7 @@ impl Server {
             .args([
                 "up",
                 "--srt-listen",
-                "127.0.0.1:0",
+                srt_listen,
                 "--http-listen",
                 "127.0.0.1:0",
             ])

@@ -1,0 +1,293 @@
+//! Prometheus metrics for every Ferrocast role.
+//!
+//! One [`Metrics`] value owns a registry and the metric families each role
+//! updates; roles get it as an `Arc` and never create metrics of their own,
+//! so names, labels and help texts live in one place. [`Metrics::render`]
+//! produces the text exposition format served on `/metrics`.
+//!
+//! Per-stream series are removed with [`Metrics::forget_stream`] when a
+//! stream ends, so label cardinality follows the live streams.
+//!
+//! ```
+//! let metrics = ferrocast_telemetry::Metrics::new();
+//! metrics.ingest.rejections.with_label_values(&["bad_streamid"]).inc();
+//! assert!(metrics.render().contains("ferrocast_ingest_rejections_total{reason=\"bad_streamid\"} 1"));
+//! ```
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Ingest metrics.
+#[derive(Debug, Clone)]
+pub struct IngestMetrics {
+    /// Connected publishers.
+    pub publishers: IntGauge,
+    /// Refused callers by reason.
+    pub rejections: IntCounterVec,
+    /// MPEG-TS bytes received per stream.
+    pub bytes: IntCounterVec,
+    /// Receive bitrate per stream over the last statistics interval.
+    pub bitrate_bps: IntGaugeVec,
+    /// SRT round-trip time per stream, microseconds.
+    pub srt_rtt_us: IntGaugeVec,
+    /// SRT packets lost (detected gaps) per stream, since the session began.
+    pub srt_lost_packets: IntGaugeVec,
+    /// SRT packets received as retransmissions per stream.
+    pub srt_retransmitted_packets: IntGaugeVec,
+    /// SRT packets dropped as too late per stream.
+    pub srt_dropped_packets: IntGaugeVec,
+    /// Bad MPEG-TS input skipped, per stream.
+    pub demux_warnings: IntCounterVec,
+}
+
+/// Packager and origin metrics.
+#[derive(Debug, Clone)]
+pub struct PackagerMetrics {
+    /// Time from a frame reaching the packager to the part that holds it
+    /// being servable, for frames that complete a part.
+    pub part_publish_seconds: Histogram,
+    /// Parts published per stream.
+    pub parts: IntCounterVec,
+    /// Media bytes held in the live window per stream.
+    pub window_bytes: IntGaugeVec,
+    /// HTTP requests being held (blocking playlist reload, early parts).
+    pub held_requests: IntGauge,
+    /// Units the bus dropped for a slow packager subscriber, per stream.
+    pub bus_dropped_units: IntGaugeVec,
+}
+
+/// HTTP metrics.
+#[derive(Debug, Clone)]
+pub struct HttpMetrics {
+    /// Requests by resource kind, HTTP version and status.
+    pub requests: IntCounterVec,
+}
+
+/// Every metric, and the registry they are in.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Ingest.
+    pub ingest: IngestMetrics,
+    /// Packager and origin.
+    pub packager: PackagerMetrics,
+    /// HTTP.
+    pub http: HttpMetrics,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable_metric(name, &e));
+    register(registry, Box::new(metric.clone()), name);
+    metric
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable_metric(name, &e));
+    register(registry, Box::new(metric.clone()), name);
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).unwrap_or_else(|e| unreachable_metric(name, &e));
+    register(registry, Box::new(metric.clone()), name);
+    metric
+}
+
+fn register(registry: &Registry, metric: Box<dyn prometheus::core::Collector>, name: &str) {
+    if let Err(e) = registry.register(metric) {
+        unreachable_metric(name, &e);
+    }
+}
+
+/// Metric definitions are constants: a bad one is a programming error that
+/// the unit tests catch, never something input can cause.
+#[allow(clippy::panic)]
+fn unreachable_metric(name: &str, error: &prometheus::Error) -> ! {
+    panic!("metric {name} is malformed: {error}")
+}
+
+impl Metrics {
+    /// Create every metric in a fresh registry.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let streams = &["stream"];
+        let ingest = IngestMetrics {
+            publishers: gauge(&r, "ferrocast_ingest_publishers", "Connected publishers."),
+            rejections: counter_vec(
+                &r,
+                "ferrocast_ingest_rejections_total",
+                "Callers refused, by reason.",
+                &["reason"],
+            ),
+            bytes: counter_vec(
+                &r,
+                "ferrocast_ingest_bytes_total",
+                "MPEG-TS bytes received.",
+                streams,
+            ),
+            bitrate_bps: gauge_vec(
+                &r,
+                "ferrocast_ingest_bitrate_bps",
+                "Receive bitrate over the last statistics interval.",
+                streams,
+            ),
+            srt_rtt_us: gauge_vec(
+                &r,
+                "ferrocast_ingest_srt_rtt_microseconds",
+                "SRT round-trip time.",
+                streams,
+            ),
+            srt_lost_packets: gauge_vec(
+                &r,
+                "ferrocast_ingest_srt_lost_packets",
+                "SRT packets detected lost in this session.",
+                streams,
+            ),
+            srt_retransmitted_packets: gauge_vec(
+                &r,
+                "ferrocast_ingest_srt_retransmitted_packets",
+                "SRT packets received as retransmissions in this session.",
+                streams,
+            ),
+            srt_dropped_packets: gauge_vec(
+                &r,
+                "ferrocast_ingest_srt_dropped_packets",
+                "SRT packets dropped as too late in this session.",
+                streams,
+            ),
+            demux_warnings: counter_vec(
+                &r,
+                "ferrocast_ingest_demux_warnings_total",
+                "Bad MPEG-TS input skipped.",
+                streams,
+            ),
+        };
+        let part_publish_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "ferrocast_packager_part_publish_seconds",
+                "Frame in at the packager to the part holding it servable, for part-completing frames.",
+            )
+            .buckets(vec![0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05]),
+        )
+        .unwrap_or_else(|e| unreachable_metric("ferrocast_packager_part_publish_seconds", &e));
+        register(
+            &r,
+            Box::new(part_publish_seconds.clone()),
+            "part_publish_seconds",
+        );
+        let packager = PackagerMetrics {
+            part_publish_seconds,
+            parts: counter_vec(
+                &r,
+                "ferrocast_packager_parts_total",
+                "LL-HLS parts published.",
+                streams,
+            ),
+            window_bytes: gauge_vec(
+                &r,
+                "ferrocast_packager_window_bytes",
+                "Media bytes held for the live window.",
+                streams,
+            ),
+            held_requests: gauge(
+                &r,
+                "ferrocast_http_held_requests",
+                "Requests held for a blocking reload or an early part.",
+            ),
+            bus_dropped_units: gauge_vec(
+                &r,
+                "ferrocast_bus_dropped_units",
+                "Units the bus dropped for the packager because it fell behind.",
+                streams,
+            ),
+        };
+        let http = HttpMetrics {
+            requests: counter_vec(
+                &r,
+                "ferrocast_http_requests_total",
+                "HTTP requests by resource kind, version and status.",
+                &["kind", "version", "status"],
+            ),
+        };
+        Metrics {
+            registry: r,
+            ingest,
+            packager,
+            http,
+        }
+    }
+
+    /// The text exposition format of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Drop every per-stream series of `stream`.
+    pub fn forget_stream(&self, stream: &str) {
+        let labels = &[stream];
+        let i = &self.ingest;
+        let _ = i.bytes.remove_label_values(labels);
+        let _ = i.demux_warnings.remove_label_values(labels);
+        for gauge in [
+            &i.bitrate_bps,
+            &i.srt_rtt_us,
+            &i.srt_lost_packets,
+            &i.srt_retransmitted_packets,
+            &i.srt_dropped_packets,
+        ] {
+            let _ = gauge.remove_label_values(labels);
+        }
+        let p = &self.packager;
+        let _ = p.parts.remove_label_values(labels);
+        let _ = p.window_bytes.remove_label_values(labels);
+        let _ = p.bus_dropped_units.remove_label_values(labels);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_renders_and_streams_are_forgotten() {
+        let m = Metrics::new();
+        m.ingest.bytes.with_label_values(&["cam"]).inc_by(1316);
+        m.packager.parts.with_label_values(&["cam"]).inc();
+        m.packager.part_publish_seconds.observe(0.0002);
+        m.http
+            .requests
+            .with_label_values(&["part", "HTTP/1.1", "200"])
+            .inc();
+        let text = m.render();
+        assert!(
+            text.contains("ferrocast_ingest_bytes_total{stream=\"cam\"} 1316"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferrocast_packager_part_publish_seconds_bucket{le=\"0.00025\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ferrocast_http_requests_total{kind=\"part\",status=\"200\",version=\"HTTP/1.1\"} 1"
+            ),
+            "{text}"
+        );
+        m.forget_stream("cam");
+        let text = m.render();
+        assert!(!text.contains("stream=\"cam\""), "{text}");
+    }
+}

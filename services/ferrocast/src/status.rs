@@ -1,0 +1,135 @@
+//! Operator endpoints of the all-in-one process: `/metrics` (Prometheus
+//! text format) and `/api/v1/streams` (JSON status of every stream and its
+//! publisher).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use ferrocast_ingest::{PublisherStatus, RtpIngest, SrtIngest};
+use ferrocast_media::{CodecParams, TrackKind};
+use ferrocast_packager::Origin;
+use serde_json::{Value, json};
+
+#[derive(Clone)]
+struct Status {
+    origin: Origin,
+    srt: Arc<SrtIngest>,
+    rtp: Arc<RtpIngest>,
+}
+
+/// The operator routes.
+pub fn router(origin: Origin, srt: Arc<SrtIngest>, rtp: Arc<RtpIngest>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/streams", get(streams))
+        .with_state(Status { origin, srt, rtp })
+}
+
+async fn metrics(State(status): State<Status>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        status.origin.metrics().render(),
+    )
+}
+
+fn publisher_json(p: &PublisherStatus) -> Value {
+    json!({
+        "remote": p.remote.to_string(),
+        "since_unix_ms": p.since_unix_ms,
+        "encrypted": p.encrypted,
+        "bytes": p.bytes,
+        "units": p.units,
+        "demux_warnings": p.demux_warnings,
+        "bitrate_bps": p.bitrate_bps,
+        "srt": {
+            "rtt_us": p.rtt_us,
+            "lost_packets": p.lost_packets,
+            "retransmitted_packets": p.retransmitted_packets,
+            "dropped_packets": p.dropped_packets,
+        },
+    })
+}
+
+async fn streams(State(status): State<Status>) -> impl IntoResponse {
+    let mut publishers = status.srt.publishers();
+    let mut out = Vec::new();
+    for stream in status.origin.streams() {
+        let name = stream.name().as_str().to_owned();
+        let publisher = publishers
+            .iter()
+            .position(|p| p.stream == name)
+            .map(|i| publishers.remove(i));
+        let a = stream.lock();
+        let tracks: Vec<Value> = a
+            .tracks()
+            .map(|tracks| {
+                tracks
+                    .iter()
+                    .map(|t| {
+                        let mut track = json!({
+                            "kind": if t.kind() == TrackKind::Video { "video" } else { "audio" },
+                            "codec": t.params.codec_string(),
+                        });
+                        match &t.params {
+                            CodecParams::H264(p) => {
+                                track["width"] = json!(p.width);
+                                track["height"] = json!(p.height);
+                            }
+                            CodecParams::Aac(p) => {
+                                track["sample_rate"] = json!(p.sample_rate);
+                                track["channels"] = json!(p.channels);
+                            }
+                            _ => {}
+                        }
+                        track
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let bitrate = a.bitrate();
+        out.push(json!({
+            "name": name,
+            "ended": a.ended(),
+            "tracks": tracks,
+            "media_sequence": a.window.media_sequence(),
+            "last_part": a.window.last_part().map(|p| json!({"msn": p.msn, "index": p.index})),
+            "bitrate_bps": {"peak": bitrate.peak, "average": bitrate.average},
+            "window_bytes": a.store.bytes(),
+            "publisher": publisher.as_ref().map(publisher_json),
+        }));
+    }
+    // Publishers whose stream has no media yet.
+    for p in &publishers {
+        out.push(json!({
+            "name": p.stream,
+            "ended": false,
+            "tracks": [],
+            "publisher": publisher_json(p),
+        }));
+    }
+    let rtp: Vec<Value> = status
+        .rtp
+        .stats()
+        .iter()
+        .map(|port| {
+            let s = &port.stats;
+            json!({
+                "stream": port.stream.as_str(),
+                "listen": port.local_addr.to_string(),
+                "packets": s.packets,
+                "bytes": s.bytes,
+                "invalid": s.invalid,
+                "reordered": s.reordered,
+                "duplicates": s.duplicates,
+                "late": s.late,
+                "lost": s.lost,
+                "units": s.units,
+            })
+        })
+        .collect();
+    axum::Json(json!({ "streams": out, "rtp_inputs": rtp }))
+}

@@ -1,0 +1,126 @@
+#![allow(clippy::unwrap_used)]
+
+//! Operator endpoints: Prometheus metrics and the JSON stream status.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, client, ffmpeg_push, get_text, playlist_with_segment};
+
+/// The value of the first sample line starting with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_status_describe_live_streams() {
+    let server = Server::start("");
+    let _push = ffmpeg_push(server.srt, "publish:live/ops", 40);
+    let http = client();
+    playlist_with_segment(&http, &server, "ops", 2).await;
+    // One refused caller, to be counted.
+    let refused = srt_tokio::SrtSocket::builder()
+        .call(server.srt, Some("publish:vod/nope"))
+        .await;
+    assert!(refused.is_err());
+
+    // SRT statistics arrive once a second: wait for the first report.
+    let base = format!("http://{}", server.http);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let (code, body) = get_text(&http, &format!("{base}/api/v1/streams")).await;
+        assert_eq!(code, 200);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let stream = json["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "ops")
+            .cloned();
+        if let Some(stream) = stream
+            && stream["publisher"]["bitrate_bps"].as_u64().unwrap_or(0) > 0
+        {
+            break stream;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no publisher statistics: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(status["ended"], false);
+    let codecs: Vec<&str> = status["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["codec"].as_str().unwrap())
+        .collect();
+    assert_eq!(codecs.len(), 2, "{status}");
+    assert!(
+        codecs[0].starts_with("avc1.") && codecs[1] == "mp4a.40.2",
+        "{status}"
+    );
+    assert_eq!(status["tracks"][0]["width"], 320);
+    let publisher = &status["publisher"];
+    assert!(publisher["bytes"].as_u64().unwrap() > 10_000, "{publisher}");
+    assert!(publisher["units"].as_u64().unwrap() > 10, "{publisher}");
+    assert_eq!(publisher["encrypted"], false);
+    assert!(publisher["srt"]["lost_packets"].is_u64(), "{publisher}");
+    assert!(
+        status["last_part"]["msn"].as_u64().unwrap() >= 2,
+        "{status}"
+    );
+
+    let (code, metrics) = get_text(&http, &format!("{base}/metrics")).await;
+    assert_eq!(code, 200);
+    assert!(
+        sample(&metrics, "ferrocast_ingest_bytes_total{stream=\"ops\"}").unwrap() > 10_000.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "ferrocast_ingest_bitrate_bps{stream=\"ops\"}").unwrap() > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "ferrocast_ingest_publishers "),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "ferrocast_ingest_rejections_total{reason=\"bad_streamid\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "ferrocast_packager_parts_total{stream=\"ops\"}").unwrap() >= 10.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "ferrocast_packager_part_publish_seconds_count").unwrap() >= 10.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "ferrocast_packager_window_bytes{stream=\"ops\"}").unwrap() > 0.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "ferrocast_http_requests_total{kind=\"playlist\",status=\"200\",version=\"HTTP/1.1\"}"
+        )
+        .unwrap()
+            >= 1.0,
+        "{metrics}"
+    );
+    // Secrets and stream payloads are not in the metrics; the text is the
+    // Prometheus exposition format.
+    assert!(metrics.contains("# TYPE ferrocast_packager_part_publish_seconds histogram"));
+}
