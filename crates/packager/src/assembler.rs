@@ -43,6 +43,14 @@ pub struct CutConfig {
 /// (29.97 fps: 6 frames are 200.2 ms for a 200 ms target).
 const PART_TOLERANCE: Time90k = Time90k(44);
 
+/// A forward step in video decode time larger than this is a timestamp
+/// jump, not a frame interval (the longest sensible frame interval, 1 fps).
+const MAX_FORWARD_STEP: Time90k = Time90k::from_millis(1000);
+
+/// A backward step in video decode time of at least this much is a jump;
+/// smaller ones are bad frames and are dropped.
+const MAX_BACKWARD_STEP: Time90k = Time90k::from_millis(500);
+
 /// Frame interval assumed for the first frame when the SPS has no timing.
 const DEFAULT_FRAME: Time90k = Time90k(3000);
 
@@ -161,6 +169,7 @@ pub struct Assembler {
     partial_bytes: u64,
     partial_duration: Time90k,
     ended: bool,
+    discontinuities: u64,
 }
 
 impl Assembler {
@@ -186,6 +195,7 @@ impl Assembler {
             partial_bytes: 0,
             partial_duration: Time90k::ZERO,
             ended: false,
+            discontinuities: 0,
         })
     }
 
@@ -212,6 +222,11 @@ impl Assembler {
                 ..Bitrate::default()
             }
         }
+    }
+
+    /// Timestamp jumps turned into discontinuities so far.
+    pub fn timestamp_jumps(&self) -> u64 {
+        self.discontinuities
     }
 
     /// True once EXT-X-ENDLIST has been written.
@@ -345,18 +360,34 @@ impl Assembler {
     }
 
     fn on_video(&mut self, unit: &AccessUnit, now_unix_ms: i64) -> Changes {
+        let mut changes = Changes::default();
+        // A source clock that jumps (encoder restart, splice, broken
+        // timestamps) is not carried into the output timeline: the stream
+        // continues after EXT-X-DISCONTINUITY from the next keyframe, with
+        // decode times continuing where they stopped.
+        if let (Some(offset), Some(prev)) = (self.offset, self.last_video_dts) {
+            let delta = Time90k(unit.dts.ticks() + offset) - prev;
+            if delta.ticks() <= -MAX_BACKWARD_STEP.ticks() || delta > MAX_FORWARD_STEP {
+                warn!(
+                    jump_ms = delta.as_millis(),
+                    "video timestamps jumped; continuing after a discontinuity"
+                );
+                self.discontinuities += 1;
+                changes.merge(self.break_timeline());
+            }
+        }
         if !self.started && !unit.keyframe {
-            return Changes::default();
+            return changes;
         }
         let offset = self.start(unit.dts, now_unix_ms);
         let dts = Time90k(unit.dts.ticks() + offset);
         if let Some(prev) = self.last_video_dts {
             let delta = dts - prev;
-            if delta.ticks() > 0 && delta < Time90k::from_millis(1000) {
+            if delta.ticks() > 0 {
                 self.frame_interval = delta;
-            } else if delta.ticks() <= 0 {
+            } else {
                 debug!(dts = dts.ticks(), "non-increasing video DTS; frame dropped");
-                return Changes::default();
+                return changes;
             }
         }
         self.last_video_dts = Some(dts);
@@ -381,7 +412,15 @@ impl Assembler {
             keyframe: unit.keyframe,
             data,
         };
-        self.add_driver_sample(dts, duration, unit.keyframe, sample, true, now_unix_ms)
+        changes.merge(self.add_driver_sample(
+            dts,
+            duration,
+            unit.keyframe,
+            sample,
+            true,
+            now_unix_ms,
+        ));
+        changes
     }
 
     fn on_audio_driver(&mut self, unit: &AccessUnit, now_unix_ms: i64) -> Changes {

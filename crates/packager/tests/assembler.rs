@@ -1,0 +1,238 @@
+#![allow(clippy::unwrap_used)]
+
+//! The assembler, driven with synthetic access units and no I/O: part and
+//! segment cutting, timestamp jumps, reconnects and the end of a stream.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferrocast_hls::{RenderOptions, WindowConfig};
+use ferrocast_media::{AacParams, AccessUnit, CodecParams, Time90k, TrackId, TrackInfo, TrackKind};
+use ferrocast_packager::assembler::{Assembler, CutConfig};
+
+/// x264's 1280x720 High@3.2 SPS and a matching PPS.
+const SPS: [u8; 25] = [
+    0x67, 0x64, 0x00, 0x20, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+    0x10, 0x00, 0x00, 0x06, 0x40, 0xf1, 0x83, 0x19, 0x60,
+];
+const PPS: [u8; 6] = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+const FRAME: i64 = 3600; // 25 fps
+
+fn tracks() -> Arc<[TrackInfo]> {
+    let video = ferrocast_media::h264::params_from_parameter_sets(
+        Bytes::from_static(&SPS),
+        Bytes::from_static(&PPS),
+    )
+    .unwrap();
+    Arc::from(vec![
+        TrackInfo {
+            id: TrackId(256),
+            params: CodecParams::H264(video),
+        },
+        TrackInfo {
+            id: TrackId(257),
+            params: CodecParams::Aac(AacParams {
+                asc: Bytes::from_static(&[0x11, 0x90]),
+                object_type: 2,
+                sample_rate: 48_000,
+                channels: 2,
+            }),
+        },
+    ])
+}
+
+fn video(dts: i64, keyframe: bool) -> AccessUnit {
+    let mut data = vec![0, 0, 0, 1, 0x09, 0xf0];
+    if keyframe {
+        data.extend_from_slice(&[0, 0, 0, 1]);
+        data.extend_from_slice(&SPS);
+        data.extend_from_slice(&[0, 0, 0, 1]);
+        data.extend_from_slice(&PPS);
+        data.extend_from_slice(&[0, 0, 1, 0x65, 0x88, 0x84, 0x21]);
+    } else {
+        data.extend_from_slice(&[0, 0, 1, 0x41, 0x9a, 0x02, 0x03]);
+    }
+    AccessUnit {
+        track: TrackId(256),
+        kind: TrackKind::Video,
+        pts: Time90k(dts),
+        dts: Time90k(dts),
+        keyframe,
+        data: Bytes::from(data),
+    }
+}
+
+fn audio(pts: i64) -> AccessUnit {
+    AccessUnit {
+        track: TrackId(257),
+        kind: TrackKind::Audio,
+        pts: Time90k(pts),
+        dts: Time90k(pts),
+        keyframe: true,
+        data: Bytes::from_static(&[0x21, 0x10, 0x05]),
+    }
+}
+
+fn assembler() -> Assembler {
+    let part_target = Time90k::from_millis(200);
+    let cut = CutConfig {
+        part_target,
+        segment_min: Time90k::from_millis(1000),
+        segment_max: Time90k::from_millis(2000),
+    };
+    let window = WindowConfig {
+        window_segments: 20,
+        ..WindowConfig::new(part_target, 2)
+    };
+    Assembler::new(cut, window).unwrap()
+}
+
+/// Feed `frames` video frames (keyframe every 25) from source time `start`,
+/// with the audio frames that fall in the same time, one unit at a time.
+fn feed(a: &mut Assembler, start: i64, frames: i64) {
+    let mut next_audio = start;
+    for i in 0..frames {
+        let dts = start + i * FRAME;
+        while next_audio <= dts {
+            a.on_unit(&audio(next_audio), 1_700_000_000_000);
+            next_audio += 1920; // 1024 samples at 48 kHz
+        }
+        a.on_unit(&video(dts, i % 25 == 0), 1_700_000_000_000);
+    }
+}
+
+fn playlist(a: &Assembler) -> String {
+    a.window.render(&RenderOptions::default())
+}
+
+fn durations_ms(playlist: &str, prefix: &str) -> Vec<i64> {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .map(|rest| {
+            let value = rest.split([',', '\n']).next().unwrap();
+            let value = value.trim_start_matches("DURATION=");
+            let (s, ms) = value.split_once('.').unwrap();
+            s.parse::<i64>().unwrap() * 1000 + ms[..3].parse::<i64>().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn parts_and_segments_follow_the_cut_rules() {
+    let mut a = assembler();
+    a.on_tracks(tracks());
+    feed(&mut a, 900_000, 25 * 4 + 5);
+    let text = playlist(&a);
+    // Four whole 1 s segments of five 200 ms parts, the first of each
+    // independent, and the fifth segment's first part.
+    assert_eq!(durations_ms(&text, "#EXTINF:"), vec![1000; 4], "{text}");
+    let parts = durations_ms(&text, "#EXT-X-PART:");
+    assert!(parts.iter().all(|&d| d == 200), "{text}");
+    let independent = text
+        .lines()
+        .filter(|l| l.contains("INDEPENDENT=YES"))
+        .count();
+    assert!(independent >= 4, "{text}");
+    assert!(!text.contains("#EXT-X-DISCONTINUITY\n"));
+    // Part 4.0 closed as soon as its fifth frame was in, without waiting
+    // for a sixth: it is listed and the preload hint names the next part.
+    assert!(
+        text.contains("URI=\"part4.0.m4s\",INDEPENDENT=YES"),
+        "{text}"
+    );
+    assert!(
+        text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part4.1.m4s\""),
+        "{text}"
+    );
+    assert!(a.store.part(4, 0).unwrap().complete);
+    // The store holds every listed segment, complete.
+    for msn in 0..4 {
+        let segment = a.store.segment(msn).unwrap();
+        assert!(segment.complete && segment.parts.len() == 5);
+    }
+}
+
+#[test]
+fn a_timestamp_jump_becomes_a_discontinuity_not_a_gap() {
+    for jump in [90_000 * 30, -90_000 * 30] {
+        let mut a = assembler();
+        a.on_tracks(tracks());
+        feed(&mut a, 900_000, 50);
+        // The source clock jumps (encoder restart) mid-GOP: the frames
+        // before the next keyframe are dropped, then the stream continues.
+        let restart = 900_000 + 50 * FRAME + jump;
+        a.on_unit(&video(restart - 3 * FRAME, false), 0);
+        feed(&mut a, restart, 51);
+        assert_eq!(a.timestamp_jumps(), 1, "jump {jump}");
+        let text = playlist(&a);
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+        // No segment carries the jump as its duration.
+        let segments = durations_ms(&text, "#EXTINF:");
+        assert!(segments.iter().all(|&d| d <= 1000), "{segments:?}\n{text}");
+        assert_eq!(segments.len(), 4, "{text}");
+    }
+}
+
+#[test]
+fn small_backward_steps_drop_the_frame_only() {
+    let mut a = assembler();
+    a.on_tracks(tracks());
+    feed(&mut a, 0, 30);
+    a.on_unit(&video(28 * FRAME, false), 0);
+    feed(&mut a, 30 * FRAME, 21);
+    assert_eq!(a.timestamp_jumps(), 0);
+    assert!(!playlist(&a).contains("#EXT-X-DISCONTINUITY\n"));
+}
+
+#[test]
+fn reconnect_continues_the_sequence_and_end_closes_it() {
+    let mut a = assembler();
+    a.on_tracks(tracks());
+    feed(&mut a, 0, 60);
+    a.on_publisher_gone();
+    let gone = playlist(&a);
+    // What was received is servable: the last, short segment is closed.
+    assert_eq!(
+        durations_ms(&gone, "#EXTINF:"),
+        vec![1000, 1000, 400],
+        "{gone}"
+    );
+    // A new publisher with its own clock continues the same playlist.
+    a.on_discontinuity();
+    a.on_tracks(tracks());
+    feed(&mut a, 5_000_000, 26);
+    a.on_end();
+    let ended = playlist(&a);
+    assert!(ended.contains("#EXT-X-DISCONTINUITY\n"), "{ended}");
+    assert!(ended.ends_with("#EXT-X-ENDLIST\n"), "{ended}");
+    assert!(!ended.contains("PRELOAD-HINT"), "{ended}");
+    let numbers: Vec<&str> = ended.lines().filter(|l| l.starts_with("seg")).collect();
+    assert_eq!(
+        numbers,
+        ["seg0.m4s", "seg1.m4s", "seg2.m4s", "seg3.m4s", "seg4.m4s"],
+        "{ended}"
+    );
+    // Nothing is accepted after the end.
+    let before = ended.clone();
+    feed(&mut a, 9_000_000, 30);
+    assert_eq!(playlist(&a), before);
+}
+
+#[test]
+fn new_codec_parameters_get_a_new_init_segment() {
+    let mut a = assembler();
+    a.on_tracks(tracks());
+    feed(&mut a, 0, 30);
+    assert!(a.store.init(0).is_some());
+    // Same track set again (a reconnect with the same encoder): same init.
+    a.on_tracks(tracks());
+    assert_eq!(a.generation(), 0);
+    // Audio goes away: a new generation, a new EXT-X-MAP after a discontinuity.
+    a.on_tracks(Arc::from(vec![tracks()[0].clone()]));
+    assert_eq!(a.generation(), 1);
+    feed(&mut a, 30 * FRAME, 30);
+    let text = playlist(&a);
+    assert!(text.contains("#EXT-X-MAP:URI=\"init1.mp4\""), "{text}");
+    assert!(a.store.init(1).is_some());
+}
