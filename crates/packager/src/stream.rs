@@ -121,6 +121,7 @@ pub async fn run(
 ) {
     let name = stream.name().clone();
     let mut grace_deadline: Option<Instant> = None;
+    let mut messages: u64 = 0;
     loop {
         tokio::select! {
             biased;
@@ -133,6 +134,10 @@ pub async fn run(
                     grace_deadline = None;
                 }
                 apply(&stream, message);
+                messages += 1;
+                if messages % 64 == 0 {
+                    record_bus_stats(&stream, &subscriber);
+                }
             }
             () = stream.gone.notified() => {
                 // Everything the publisher sent is already queued: take it
@@ -162,6 +167,21 @@ pub async fn run(
     stream.update(Assembler::on_end);
     stream.metrics.forget_stream(name.as_str());
     info!(stream = %name, "stream ended");
+}
+
+/// Per-stream memory on the bus side and losses, for the metrics.
+fn record_bus_stats(stream: &LiveStream, subscriber: &Subscriber) {
+    let stats = subscriber.stats();
+    let labels = [stream.name.as_str()];
+    let packager = &stream.metrics.packager;
+    packager
+        .bus_queued_bytes
+        .with_label_values(&labels)
+        .set(stats.queued_bytes as i64);
+    packager
+        .bus_dropped_units
+        .with_label_values(&labels)
+        .set(stats.dropped_units as i64);
 }
 
 fn apply(stream: &LiveStream, message: BusMessage) {

@@ -56,6 +56,8 @@ pub struct PackagerMetrics {
     pub held_requests: IntGauge,
     /// Units the bus dropped for a slow packager subscriber, per stream.
     pub bus_dropped_units: IntGaugeVec,
+    /// Bytes queued on the bus for the packager, per stream.
+    pub bus_queued_bytes: IntGaugeVec,
 }
 
 /// HTTP metrics.
@@ -204,6 +206,12 @@ impl Metrics {
                 "Units the bus dropped for the packager because it fell behind.",
                 streams,
             ),
+            bus_queued_bytes: gauge_vec(
+                &r,
+                "ferrocast_bus_queued_bytes",
+                "Bytes the bus holds for the packager's subscription.",
+                streams,
+            ),
         };
         let http = HttpMetrics {
             requests: counter_vec(
@@ -248,6 +256,7 @@ impl Metrics {
         let _ = p.parts.remove_label_values(labels);
         let _ = p.window_bytes.remove_label_values(labels);
         let _ = p.bus_dropped_units.remove_label_values(labels);
+        let _ = p.bus_queued_bytes.remove_label_values(labels);
     }
 }
 

@@ -111,6 +111,14 @@ async fn metrics_and_status_describe_live_streams() {
         sample(&metrics, "ferrocast_packager_window_bytes{stream=\"ops\"}").unwrap() > 0.0,
         "{metrics}"
     );
+    // Per-stream memory on the bus side is visible (and small: the packager keeps up).
+    let queued = sample(&metrics, "ferrocast_bus_queued_bytes{stream=\"ops\"}").unwrap();
+    assert!((0.0..16.0 * 1024.0 * 1024.0).contains(&queued), "{metrics}");
+    assert_eq!(
+        sample(&metrics, "ferrocast_bus_dropped_units{stream=\"ops\"}"),
+        Some(0.0),
+        "{metrics}"
+    );
     assert!(
         sample(
             &metrics,
