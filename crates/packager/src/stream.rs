@@ -135,7 +135,7 @@ pub async fn run(
                 }
                 apply(&stream, message);
                 messages += 1;
-                if messages % 64 == 0 {
+                if messages.is_multiple_of(64) {
                     record_bus_stats(&stream, &subscriber);
                 }
             }
