@@ -6,7 +6,7 @@ use ferrocast_media::{CodecParams, TrackInfo};
 
 use crate::boxes;
 use crate::error::CmafError;
-use crate::{aac, avc, hvc};
+use crate::{aac, avc, hvc, opus};
 
 /// Timescale of every video track: the MPEG-TS 90 kHz clock, so ingest
 /// timestamps go into `tfdt` and `trun` without rounding.
@@ -27,7 +27,9 @@ const TKHD_ENABLED_IN_MOVIE: u32 = 0x0000_0003;
 /// [`TrackFragment::base_media_decode_time`](crate::TrackFragment::base_media_decode_time).
 ///
 /// Video uses [`VIDEO_TIMESCALE`] (90 kHz); AAC uses its sample rate, so that
-/// every frame lasts exactly 1024 ticks.
+/// every frame lasts exactly 1024 ticks; Opus uses 48000, the rate it always
+/// decodes at (RFC 7845 §4), so a packet lasts the samples its TOC byte
+/// gives.
 ///
 /// # Errors
 ///
@@ -41,6 +43,7 @@ pub fn track_timescale(info: &TrackInfo) -> Result<u32, CmafError> {
             reason: "AAC sample rate is zero",
         }),
         CodecParams::Aac(aac) => Ok(aac.sample_rate),
+        CodecParams::Opus(_) => Ok(ferrocast_media::opus::OPUS_SAMPLE_RATE),
         other => Err(CmafError::UnsupportedCodec {
             track: info.id,
             codec: other.codec_string(),
@@ -211,6 +214,7 @@ fn write_trak(buf: &mut BytesMut, track_id: u32, info: &TrackInfo) -> Result<(),
             })?
         }
         CodecParams::Aac(p) => aac::write_mp4a(buf, p, invalid)?,
+        CodecParams::Opus(p) => opus::write_opus(buf, p, invalid)?,
         other => {
             return Err(CmafError::UnsupportedCodec {
                 track: info.id,

@@ -15,7 +15,8 @@
 //! writes no playlists.
 //!
 //! Box layouts follow ISO/IEC 14496-12 (ISO BMFF), 14496-14 (`esds`), 14496-15
-//! (`avcC`, `hvcC`) and ISO/IEC 23000-19 (CMAF); the section cited beside each box is
+//! (`avcC`, `hvcC`), the Opus encapsulation specification (`Opus`, `dOps`)
+//! and ISO/IEC 23000-19 (CMAF); the section cited beside each box is
 //! from those documents. Output is checked in tests by ffprobe/ffmpeg, the
 //! `mp4` crate and `mp4-atom` in strict mode.
 //!
@@ -60,6 +61,7 @@ mod error;
 mod fragment;
 mod hvc;
 mod init;
+mod opus;
 
 pub use avc::avc_sample_from_annexb;
 pub use error::CmafError;

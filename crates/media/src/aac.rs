@@ -71,6 +71,21 @@ pub enum AacError {
         /// `number_of_raw_data_blocks_in_frame + 1`.
         blocks: u8,
     },
+    /// An AudioSpecificConfig whose audio object type is not plain AAC
+    /// (1 Main, 2 LC, 3 SSR, 4 LTP): SBR/PS signalled hierarchically (5, 29)
+    /// and the other MPEG-4 audio tools are not carried.
+    #[error("AudioSpecificConfig audio object type {object_type} is not supported (1 to 4)")]
+    UnsupportedObjectType {
+        /// The audioObjectType found.
+        object_type: u8,
+    },
+    /// An AudioSpecificConfig with an explicit 24-bit sampling frequency
+    /// (index 15) that is not one of the table's values.
+    #[error("AudioSpecificConfig explicit sampling frequency {frequency} Hz is not supported")]
+    UnsupportedSamplingFrequency {
+        /// The frequency found.
+        frequency: u32,
+    },
 }
 
 /// One parsed ADTS header (fixed and variable parts).
@@ -192,6 +207,60 @@ impl AdtsHeader {
     }
 }
 
+/// Parses the start of an AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1),
+/// as RFC 3640's `config=` or an `esds` carries it, into [`AacParams`].
+///
+/// 1.6.2.1 `AudioSpecificConfig()`: "audioObjectType = GetAudioObjectType();
+/// samplingFrequencyIndex 4; if ( samplingFrequencyIndex == 0xf )
+/// samplingFrequency 24; channelConfiguration 4" — and
+/// `GetAudioObjectType()`: "audioObjectType 5; if (audioObjectType == 31)
+/// audioObjectType = 32 + audioObjectTypeExt 6". What follows (the
+/// GASpecificConfig and any sync extension) is not interpreted; the bytes
+/// are kept whole in [`AacParams::asc`].
+pub fn parse_audio_specific_config(asc: &[u8]) -> Result<AacParams, AacError> {
+    let mut bits = crate::bits::BitReader::new(asc);
+    let truncated = AacError::Truncated {
+        needed: 2,
+        have: asc.len(),
+    };
+    let mut read = |n: u32| bits.bits(n, "AudioSpecificConfig").map_err(|_| truncated.clone());
+    let mut object_type = read(5)?;
+    if object_type == 31 {
+        object_type = 32 + read(6)?;
+    }
+    let object_type = u8::try_from(object_type).unwrap_or(u8::MAX);
+    if !(1..=4).contains(&object_type) {
+        return Err(AacError::UnsupportedObjectType { object_type });
+    }
+    let index = read(4)? as u8;
+    let sample_rate = if index == 0x0f {
+        let frequency = read(24)? as u32;
+        if !SAMPLING_FREQUENCIES.contains(&frequency) {
+            return Err(AacError::UnsupportedSamplingFrequency { frequency });
+        }
+        frequency
+    } else {
+        *SAMPLING_FREQUENCIES
+            .get(usize::from(index))
+            .ok_or(AacError::BadSamplingFrequencyIndex { index })?
+    };
+    let channels = read(4)? as u8;
+    // Table 1.19: 1..=7 name layouts (7 is 7.1, eight channels); 0 leaves
+    // the layout to a program_config_element, 8..=15 are reserved here.
+    let channels = match channels {
+        0 => return Err(AacError::UnsupportedChannelConfiguration),
+        7 => 8,
+        1..=6 => channels,
+        _ => return Err(AacError::UnsupportedChannelConfiguration),
+    };
+    Ok(AacParams {
+        asc: Bytes::copy_from_slice(asc),
+        object_type,
+        sample_rate,
+        channels,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +334,45 @@ mod tests {
             parse_adts(&[0xff]),
             Err(AacError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn parses_audio_specific_configs() {
+        // What ffmpeg 5.1 writes in an RTP SDP's `config=`: AAC-LC, 44.1 kHz
+        // (index 4), mono, then a sync extension (0x2b7) it leaves unparsed.
+        let p = parse_audio_specific_config(&[0x12, 0x08, 0x56, 0xe5, 0x00]).unwrap();
+        assert_eq!((p.object_type, p.sample_rate, p.channels), (2, 44_100, 1));
+        assert_eq!(&p.asc[..], &[0x12, 0x08, 0x56, 0xe5, 0x00]);
+        assert_eq!(p.codec_string(), "mp4a.40.2");
+        // 48 kHz stereo, the ADTS-equivalent form.
+        let p = parse_audio_specific_config(&[0x11, 0x90]).unwrap();
+        assert_eq!((p.sample_rate, p.channels), (48_000, 2));
+        // Explicit frequency (index 15): 48000 = 0x00bb80.
+        // 00010 1111 000000001011101110000000 0010 -> bits packed below.
+        let p = parse_audio_specific_config(&[0x17, 0x80, 0x5d, 0xc0, 0x10]).unwrap();
+        assert_eq!((p.sample_rate, p.channels), (48_000, 2));
+        // HE-AAC signalled explicitly (AOT 5), escape AOT, reserved index,
+        // PCE layout, and too short.
+        assert_eq!(
+            parse_audio_specific_config(&[0x2b, 0x92, 0x08, 0x00]),
+            Err(AacError::UnsupportedObjectType { object_type: 5 })
+        );
+        assert!(matches!(
+            parse_audio_specific_config(&[0xf8, 0x00, 0x00]),
+            Err(AacError::UnsupportedObjectType { object_type: 32 })
+        ));
+        assert_eq!(
+            parse_audio_specific_config(&[0x16, 0x90]),
+            Err(AacError::BadSamplingFrequencyIndex { index: 13 })
+        );
+        assert_eq!(
+            parse_audio_specific_config(&[0x11, 0x80]),
+            Err(AacError::UnsupportedChannelConfiguration)
+        );
+        assert!(matches!(
+            parse_audio_specific_config(&[0x11]),
+            Err(AacError::Truncated { .. })
+        ));
+        assert!(parse_audio_specific_config(&[]).is_err());
     }
 }

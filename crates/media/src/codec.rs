@@ -29,7 +29,7 @@ impl TrackInfo {
     pub fn kind(&self) -> TrackKind {
         match self.params {
             CodecParams::H264(_) | CodecParams::H265(_) => TrackKind::Video,
-            CodecParams::Aac(_) => TrackKind::Audio,
+            CodecParams::Aac(_) | CodecParams::Opus(_) => TrackKind::Audio,
         }
     }
 }
@@ -44,16 +44,19 @@ pub enum CodecParams {
     H265(H265Params),
     /// AAC audio.
     Aac(AacParams),
+    /// Opus audio.
+    Opus(OpusParams),
 }
 
 impl CodecParams {
     /// The RFC 6381 `CODECS` string (`avc1.64001f`, `hvc1.1.6.L93.90`,
-    /// `mp4a.40.2`).
+    /// `mp4a.40.2`, `opus`).
     pub fn codec_string(&self) -> String {
         match self {
             CodecParams::H264(p) => p.codec_string(),
             CodecParams::H265(p) => p.codec_string(),
             CodecParams::Aac(p) => p.codec_string(),
+            CodecParams::Opus(p) => p.codec_string(),
         }
     }
 
@@ -63,7 +66,7 @@ impl CodecParams {
         match self {
             CodecParams::H264(p) => Some((p.width, p.height)),
             CodecParams::H265(p) => Some((p.width, p.height)),
-            CodecParams::Aac(_) => None,
+            CodecParams::Aac(_) | CodecParams::Opus(_) => None,
         }
     }
 
@@ -74,7 +77,29 @@ impl CodecParams {
         match self {
             CodecParams::H264(p) => p.frame_rate,
             CodecParams::H265(p) => p.frame_rate,
-            CodecParams::Aac(_) => None,
+            CodecParams::Aac(_) | CodecParams::Opus(_) => None,
+        }
+    }
+
+    /// Sample rate of an audio track in Hz (the rate its frame durations
+    /// are counted in); `None` for video.
+    pub fn sample_rate(&self) -> Option<u32> {
+        match self {
+            CodecParams::Aac(p) => Some(p.sample_rate),
+            CodecParams::Opus(p) => Some(p.sample_rate),
+            CodecParams::H264(_) | CodecParams::H265(_) => None,
+        }
+    }
+
+    /// Duration of one audio access unit of this codec, in samples at
+    /// [`sample_rate`](Self::sample_rate): 1024 for every AAC frame, and for
+    /// Opus what the packet's TOC byte says (RFC 6716 §3.1, 120 to 5760).
+    /// `None` for video, and for an Opus packet whose TOC is malformed.
+    pub fn unit_samples(&self, data: &[u8]) -> Option<u32> {
+        match self {
+            CodecParams::Aac(p) => Some(p.samples_per_frame()),
+            CodecParams::Opus(_) => crate::opus::packet_samples(data).ok(),
+            CodecParams::H264(_) | CodecParams::H265(_) => None,
         }
     }
 }
@@ -220,6 +245,31 @@ impl AacParams {
     /// Samples per AAC frame (1024 for every object type we accept).
     pub const fn samples_per_frame(&self) -> u32 {
         1024
+    }
+}
+
+/// Opus parameters: what the MPEG-TS descriptors and the first access
+/// unit say, and what the ISO BMFF `dOps` box carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpusParams {
+    /// Output channel count (1 or 2 with mapping family 0).
+    pub channels: u8,
+    /// The decoding rate: always 48000 for Opus (RFC 7845 §4).
+    pub sample_rate: u32,
+    /// Samples (48 kHz) to discard from the start of the decoded stream:
+    /// the first access unit's `start_trim` in MPEG-TS, 0 when it has none.
+    pub pre_skip: u16,
+    /// `ChannelMappingFamily` (RFC 7845 §5.1.1): 0 for mono or stereo in a
+    /// single Opus stream, the only family Ferrocast accepts.
+    pub channel_mapping_family: u8,
+}
+
+impl OpusParams {
+    /// The `CODECS` string for Opus in ISO BMFF: `opus`, the `Opus` sample
+    /// entry's four-character code in the lower case that MSE and HLS
+    /// players match on.
+    pub fn codec_string(&self) -> String {
+        "opus".to_owned()
     }
 }
 

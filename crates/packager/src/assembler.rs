@@ -14,8 +14,9 @@
 //! Timeline: output decode times start at zero at the first keyframe and
 //! stay continuous across publisher reconnects (marked with
 //! EXT-X-DISCONTINUITY). Video uses a 90 kHz timescale, audio its sample
-//! rate; audio decode times advance by exactly 1024 samples per frame and are
-//! re-anchored only when the source jumps by more than two frames.
+//! rate; audio decode times advance by exactly each frame's duration in
+//! samples (1024 per AAC frame, what the TOC byte says per Opus packet) and
+//! are re-anchored only when the source jumps by more than two frames.
 
 use std::sync::Arc;
 
@@ -428,13 +429,16 @@ impl Assembler {
         let Some(slot) = self.layout.as_ref().and_then(|l| l.audio.clone()) else {
             return Changes::default();
         };
-        let Some(tfdt) = self.audio_time(unit, offset, slot.timescale) else {
+        let Some(samples) = self.audio_samples(&slot, unit) else {
+            return Changes::default();
+        };
+        let Some(tfdt) = self.audio_time(unit, offset, slot.timescale, samples) else {
             return Changes::default();
         };
         let dts = Time90k::from_timescale(tfdt, slot.timescale);
-        let duration = Time90k::from_timescale(1024, slot.timescale);
+        let duration = Time90k::from_timescale(i64::from(samples), slot.timescale);
         let sample = Sample {
-            duration: 1024,
+            duration: samples,
             composition_offset: 0,
             keyframe: true,
             data: unit.data.clone(),
@@ -443,12 +447,37 @@ impl Assembler {
         self.add_driver_sample(dts, duration, true, sample, false, now_unix_ms)
     }
 
-    /// The audio decode time of `unit` in `timescale`, continuing the audio
-    /// clock unless the source jumped.
-    fn audio_time(&mut self, unit: &AccessUnit, offset: i64, timescale: u32) -> Option<i64> {
+    /// How long an audio unit lasts, in the audio track's timescale: its
+    /// samples (1024 per AAC frame, the TOC's count per Opus packet), since
+    /// [`ferrocast_cmaf::track_timescale`] is the sample rate for audio.
+    /// `None`, and the unit dropped, when the codec cannot say (a malformed
+    /// Opus TOC).
+    fn audio_samples(&self, slot: &TrackSlot, unit: &AccessUnit) -> Option<u32> {
+        let params = &self.layout.as_ref()?.tracks.get(slot.index)?.params;
+        let samples = params.unit_samples(&unit.data).filter(|&n| n > 0);
+        if samples.is_none() {
+            debug!(
+                codec = %params.codec_string(),
+                "audio unit of unknown duration; dropped"
+            );
+        }
+        samples
+    }
+
+    /// The audio decode time of `unit` (lasting `samples`) in `timescale`,
+    /// continuing the audio clock unless the source jumped by more than two
+    /// of its frames.
+    fn audio_time(
+        &mut self,
+        unit: &AccessUnit,
+        offset: i64,
+        timescale: u32,
+        samples: u32,
+    ) -> Option<i64> {
         let source = Time90k(unit.dts.ticks() + offset).to_timescale(timescale);
+        let samples = i64::from(samples);
         let time = match self.audio.next {
-            Some(next) if (source - next).abs() <= 2 * 1024 => next,
+            Some(next) if (source - next).abs() <= 2 * samples => next,
             Some(next) => {
                 debug!(expected = next, got = source, "audio clock re-anchored");
                 source
@@ -458,7 +487,7 @@ impl Assembler {
         if time < 0 {
             return None;
         }
-        self.audio.next = Some(time + 1024);
+        self.audio.next = Some(time + samples);
         Some(time)
     }
 
@@ -470,14 +499,17 @@ impl Assembler {
         let Some(slot) = self.layout.as_ref().and_then(|l| l.audio.clone()) else {
             return;
         };
-        let Some(tfdt) = self.audio_time(unit, offset, slot.timescale) else {
+        let Some(samples) = self.audio_samples(&slot, unit) else {
+            return;
+        };
+        let Some(tfdt) = self.audio_time(unit, offset, slot.timescale, samples) else {
             return;
         };
         if self.audio.pending.is_empty() {
             self.audio.pending_base = tfdt;
         }
         self.audio.pending.push(Sample {
-            duration: 1024,
+            duration: samples,
             composition_offset: 0,
             keyframe: true,
             data: unit.data.clone(),

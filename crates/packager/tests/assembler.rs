@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ferrocast_hls::{RenderOptions, WindowConfig};
-use ferrocast_media::{AacParams, AccessUnit, CodecParams, Time90k, TrackId, TrackInfo, TrackKind};
+use ferrocast_media::{
+    AacParams, AccessUnit, CodecParams, OpusParams, Time90k, TrackId, TrackInfo, TrackKind,
+};
 use ferrocast_packager::assembler::{Assembler, CutConfig};
 
 /// x264's 1280x720 High@3.2 SPS and a matching PPS.
@@ -235,4 +237,165 @@ fn new_codec_parameters_get_a_new_init_segment() {
     let text = playlist(&a);
     assert!(text.contains("#EXT-X-MAP:URI=\"init1.mp4\""), "{text}");
     assert!(a.store.init(1).is_some());
+}
+
+fn opus_track() -> TrackInfo {
+    TrackInfo {
+        id: TrackId(257),
+        params: CodecParams::Opus(OpusParams {
+            channels: 2,
+            sample_rate: 48_000,
+            pre_skip: 312,
+            channel_mapping_family: 0,
+        }),
+    }
+}
+
+/// An Opus packet: TOC config 31 (CELT 20 ms, 960 samples) or, when
+/// `short`, config 29 (5 ms, 240 samples), code 0.
+fn opus(pts: i64, short: bool) -> AccessUnit {
+    let toc = if short { 29 << 3 } else { 31 << 3 };
+    AccessUnit {
+        track: TrackId(257),
+        kind: TrackKind::Audio,
+        pts: Time90k(pts),
+        dts: Time90k(pts),
+        keyframe: true,
+        data: Bytes::from(vec![toc, 0x01, 0x02]),
+    }
+}
+
+/// Every `traf` of mp4 `track_id` in `chunks`:
+/// (`tfdt`, sample durations), read with a small box walk.
+fn audio_runs<'a>(chunks: impl Iterator<Item = &'a Bytes>, track_id: u32) -> Vec<(u64, Vec<u32>)> {
+    fn boxes(d: &[u8]) -> Vec<([u8; 4], &[u8])> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos + 8 <= d.len() {
+            let size = u32::from_be_bytes(d[pos..pos + 4].try_into().unwrap()) as usize;
+            out.push((
+                d[pos + 4..pos + 8].try_into().unwrap(),
+                &d[pos + 8..pos + size],
+            ));
+            pos += size;
+        }
+        out
+    }
+    let be32 = |d: &[u8], at: usize| u32::from_be_bytes(d[at..at + 4].try_into().unwrap());
+    let mut runs = Vec::new();
+    for chunk in chunks {
+        for (kind, moof) in boxes(chunk) {
+            if &kind != b"moof" {
+                continue;
+            }
+            for (kind, traf) in boxes(moof) {
+                if &kind != b"traf" {
+                    continue;
+                }
+                let children = boxes(traf);
+                let tfhd = children.iter().find(|b| &b.0 == b"tfhd").unwrap().1;
+                if be32(tfhd, 4) != track_id {
+                    continue;
+                }
+                let tfdt = children.iter().find(|b| &b.0 == b"tfdt").unwrap().1;
+                let tfdt = if tfdt[0] == 1 {
+                    u64::from_be_bytes(tfdt[4..12].try_into().unwrap())
+                } else {
+                    u64::from(be32(tfdt, 4))
+                };
+                let trun = children.iter().find(|b| &b.0 == b"trun").unwrap().1;
+                let flags = be32(trun, 0) & 0xff_ffff;
+                let count = be32(trun, 4) as usize;
+                let mut at = 8;
+                at += 4 * usize::from(flags & 0x1 != 0) + 4 * usize::from(flags & 0x4 != 0);
+                assert!(flags & 0x100 != 0, "per-sample durations");
+                let per_sample = 4 * [0x100, 0x200, 0x400, 0x800]
+                    .iter()
+                    .filter(|&&f| flags & f != 0)
+                    .count();
+                let durations = (0..count)
+                    .map(|i| be32(trun, at + i * per_sample))
+                    .collect();
+                runs.push((tfdt, durations));
+            }
+        }
+    }
+    runs
+}
+
+/// The audio decode times of `runs` are gap-free: each run starts where the
+/// previous one ended.
+fn assert_contiguous(runs: &[(u64, Vec<u32>)]) {
+    for w in runs.windows(2) {
+        let end = w[0].0 + w[0].1.iter().map(|&d| u64::from(d)).sum::<u64>();
+        assert_eq!(w[1].0, end, "{runs:?}");
+    }
+}
+
+#[test]
+fn opus_audio_advances_by_each_packets_toc_duration() {
+    let mut a = assembler();
+    a.on_tracks(Arc::from(vec![tracks()[0].clone(), opus_track()]));
+    // 20 ms packets, with a run of 5 ms ones, plus 25 fps video.
+    let start = 900_000;
+    let mut next_audio = start;
+    let mut k = 0;
+    for i in 0..(25 * 2 + 5) {
+        let dts = start + i * FRAME;
+        while next_audio <= dts {
+            let short = (40..48).contains(&k);
+            a.on_unit(&opus(next_audio, short), 1_700_000_000_000);
+            next_audio += if short { 450 } else { 1800 };
+            k += 1;
+        }
+        a.on_unit(&video(dts, i % 25 == 0), 1_700_000_000_000);
+    }
+    let text = playlist(&a);
+    assert_eq!(durations_ms(&text, "#EXTINF:"), vec![1000; 2], "{text}");
+    let chunks: Vec<Bytes> = (0..2)
+        .flat_map(|msn| {
+            a.store
+                .segment(msn)
+                .unwrap()
+                .chunks()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let runs = audio_runs(chunks.iter(), 2);
+    let durations: Vec<u32> = runs.iter().flat_map(|r| r.1.clone()).collect();
+    assert!(durations.len() > 80, "{durations:?}");
+    // Each sample lasts what its TOC says, at the 48 kHz timescale. The
+    // first packet came before the first keyframe and is not packaged, so
+    // sample i is packet i + 1.
+    for (i, &d) in durations.iter().enumerate() {
+        let want = if (40..48).contains(&(i + 1)) {
+            240
+        } else {
+            960
+        };
+        assert_eq!(d, want, "sample {i}: {durations:?}");
+    }
+    // The keyframe is output time zero; the first packaged packet is 20 ms
+    // after it.
+    assert_eq!(runs[0].0, 960);
+    assert_contiguous(&runs);
+}
+
+#[test]
+fn opus_only_stream_cuts_parts_on_packet_durations() {
+    let mut a = assembler();
+    a.on_tracks(Arc::from(vec![opus_track()]));
+    for i in 0..(50 * 2 + 10) {
+        a.on_unit(&opus(90_000 + i * 1800, false), 1_700_000_000_000);
+    }
+    let text = playlist(&a);
+    // 200 ms parts of ten 20 ms packets; segments of a second.
+    assert_eq!(durations_ms(&text, "#EXTINF:"), vec![1000; 2], "{text}");
+    let parts = durations_ms(&text, "#EXT-X-PART:");
+    assert!(parts.iter().all(|&d| d == 200), "{text}");
+    let runs = audio_runs(a.store.segment(0).unwrap().chunks(), 1);
+    assert_eq!(runs.len(), 50);
+    assert!(runs.iter().all(|r| r.1 == [960]), "{runs:?}");
+    assert_contiguous(&runs);
 }

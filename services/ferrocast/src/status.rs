@@ -83,6 +83,10 @@ async fn streams(State(status): State<Status>) -> impl IntoResponse {
                                 track["sample_rate"] = json!(p.sample_rate);
                                 track["channels"] = json!(p.channels);
                             }
+                            CodecParams::Opus(p) => {
+                                track["sample_rate"] = json!(p.sample_rate);
+                                track["channels"] = json!(p.channels);
+                            }
                             _ => {}
                         }
                         track

@@ -5,9 +5,10 @@ use bytes::Bytes;
 use super::pes::Pes;
 use super::{DemuxEvent, DemuxWarning};
 use crate::aac::{self, AacError};
-use crate::codec::{AacParams, CodecParams, TrackId, TrackInfo, TrackKind};
+use crate::codec::{AacParams, CodecParams, OpusParams, TrackId, TrackInfo, TrackKind};
 use crate::h264::{self, nal_units};
 use crate::h265;
+use crate::opus::{self, OPUS_SAMPLE_RATE, OpusError};
 use crate::time::{Time90k, TimestampExtender};
 use crate::unit::AccessUnit;
 
@@ -17,6 +18,7 @@ pub(crate) enum Elementary {
     /// Boxed: the parameter sets make it several times larger than AAC.
     Video(Box<VideoStream>),
     Aac(AacStream),
+    Opus(OpusStream),
 }
 
 impl Elementary {
@@ -30,6 +32,7 @@ impl Elementary {
         match self {
             Elementary::Video(s) => s.on_pes(pid, pes, clock, out),
             Elementary::Aac(s) => s.on_pes(pid, pes, clock, out),
+            Elementary::Opus(s) => s.on_pes(pid, pes, clock, out),
         }
     }
 }
@@ -319,6 +322,116 @@ impl AacStream {
             }));
         }
         self.next = (rate != 0).then_some((base, samples, rate));
+    }
+}
+
+/// Opus in MPEG-TS: each access unit follows an `opus_control_header` that
+/// gives its size; one [`AccessUnit`] per Opus packet, header stripped,
+/// each timed from the PES PTS plus the samples of the packets before it
+/// (from their TOC bytes).
+///
+/// `start_trim` of the first packet becomes the track's pre-skip; later
+/// trims (an `end_trim` at the end of a stream, a splice) are not carried.
+#[derive(Debug)]
+pub(crate) struct OpusStream {
+    channels: u8,
+    /// Parameters announced with the first packet; kept for the stream's
+    /// life so a later packet's trims do not re-announce the track.
+    announced: Option<OpusParams>,
+    /// Where the next packet starts when a PES comes without PTS: the last
+    /// PTS seen and the samples since.
+    next: Option<(Time90k, u64)>,
+}
+
+impl OpusStream {
+    pub(crate) fn new(channels: u8) -> Self {
+        Self {
+            channels,
+            announced: None,
+            next: None,
+        }
+    }
+
+    fn on_pes(
+        &mut self,
+        pid: u16,
+        pes: Pes,
+        clock: &mut TimestampExtender,
+        out: &mut Vec<DemuxEvent>,
+    ) {
+        let (base, mut samples) = match (pes.pts, self.next) {
+            (Some(pts), _) => (clock.extend(pts), 0u64),
+            (None, Some(next)) => next,
+            (None, None) => {
+                out.push(DemuxEvent::Warning(DemuxWarning::MissingPts { pid }));
+                return;
+            }
+        };
+        let data = pes.payload;
+        let mut offset = 0;
+        while offset < data.len() {
+            let rest = &data[offset..];
+            let header = match opus::parse_control_header(rest) {
+                Ok(h) => h,
+                Err(OpusError::TruncatedHeader { .. }) => {
+                    out.push(DemuxEvent::Warning(DemuxWarning::TruncatedOpus {
+                        pid,
+                        bytes: rest.len(),
+                    }));
+                    break;
+                }
+                Err(error) => {
+                    // Without a control header the packet boundaries are
+                    // unknown: the rest of this PES is lost.
+                    out.push(DemuxEvent::Warning(DemuxWarning::BadOpus { pid, error }));
+                    break;
+                }
+            };
+            let Some(packet) = rest.get(header.header_len..header.header_len + header.au_size)
+            else {
+                out.push(DemuxEvent::Warning(DemuxWarning::TruncatedOpus {
+                    pid,
+                    bytes: rest.len(),
+                }));
+                break;
+            };
+            let packet_samples = match opus::packet_samples(packet) {
+                Ok(n) => n,
+                Err(error) => {
+                    // Its duration is unknown, so the packets after it
+                    // cannot be timed either: drop the rest of the PES.
+                    out.push(DemuxEvent::Warning(DemuxWarning::BadOpus { pid, error }));
+                    break;
+                }
+            };
+            offset += header.header_len + header.au_size;
+            if self.announced.is_none() {
+                let params = OpusParams {
+                    channels: self.channels,
+                    sample_rate: OPUS_SAMPLE_RATE,
+                    pre_skip: header.start_trim.unwrap_or(0),
+                    channel_mapping_family: 0,
+                };
+                out.push(DemuxEvent::Track(TrackInfo {
+                    id: TrackId(pid),
+                    params: CodecParams::Opus(params.clone()),
+                }));
+                self.announced = Some(params);
+            }
+            // Packet i starts at the PES PTS plus the samples before it,
+            // rounded once from the PES PTS so rounding never accumulates.
+            let pts = base + offset_90k(samples, OPUS_SAMPLE_RATE);
+            samples += u64::from(packet_samples);
+            out.push(DemuxEvent::Unit(AccessUnit {
+                track: TrackId(pid),
+                kind: TrackKind::Audio,
+                pts,
+                dts: pts,
+                keyframe: true,
+                data: data.slice_ref(packet),
+            }));
+        }
+        self.next = Some((base, samples));
     }
 }
 

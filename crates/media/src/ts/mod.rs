@@ -4,7 +4,8 @@
 //! the byte sequence, never on where it was split — and [`Demuxer::finish`]
 //! ends the input. Per program the demuxer follows the PAT to the PMT, and
 //! per supported elementary stream (H.264 stream_type 0x1B, H.265 0x24, AAC
-//! ADTS 0x0F) it reassembles PES packets into [`AccessUnit`]s on a
+//! ADTS 0x0F, Opus as 0x06 with an `Opus` registration descriptor) it
+//! reassembles PES packets into [`AccessUnit`]s on a
 //! 33-bit-extended 90 kHz timeline. Damaged input is skipped and reported as a
 //! [`DemuxWarning`]; nothing on the network path panics, and memory is
 //! bounded by [`MAX_PES_SIZE`] per stream and a fixed number of streams
@@ -27,7 +28,7 @@ mod psi;
 
 use std::collections::BTreeMap;
 
-use self::es::{AacStream, Elementary, VideoCodec, VideoStream};
+use self::es::{AacStream, Elementary, OpusStream, VideoCodec, VideoStream};
 use self::packet::{Continuity, ContinuityCounter, NULL_PID, PACKET_SIZE, Packet, SYNC_BYTE};
 use self::pes::{Dropped, PesAssembler};
 use self::psi::{Pmt, PmtStream, SectionAssembler, StreamKind};
@@ -35,6 +36,7 @@ use crate::aac::AacError;
 use crate::codec::TrackInfo;
 use crate::h264::H264Error;
 use crate::h265::H265Error;
+use crate::opus::OpusError;
 use crate::time::TimestampExtender;
 use crate::unit::AccessUnit;
 
@@ -184,6 +186,24 @@ pub enum DemuxWarning {
         /// The PID.
         pid: u16,
         /// Bytes of the partial frame.
+        bytes: usize,
+    },
+    /// An Opus control header or packet was unusable; the rest of its PES
+    /// was dropped.
+    #[error("PID {pid}: bad Opus access unit: {error}")]
+    BadOpus {
+        /// The PID.
+        pid: u16,
+        /// What was wrong.
+        error: OpusError,
+    },
+    /// A PES ended inside an Opus control header or packet; the partial
+    /// access unit was dropped.
+    #[error("PID {pid}: partial Opus access unit of {bytes} bytes dropped")]
+    TruncatedOpus {
+        /// The PID.
+        pid: u16,
+        /// Bytes of the partial access unit, control header included.
         bytes: usize,
     },
     /// More programs or streams than [`MAX_PROGRAMS`] / [`MAX_STREAMS`];
@@ -545,6 +565,7 @@ impl Demuxer {
                 StreamKind::H264 => Elementary::Video(Box::new(VideoStream::new(VideoCodec::H264))),
                 StreamKind::H265 => Elementary::Video(Box::new(VideoStream::new(VideoCodec::H265))),
                 StreamKind::AacAdts => Elementary::Aac(AacStream::default()),
+                StreamKind::Opus { channels } => Elementary::Opus(OpusStream::new(channels)),
                 StreamKind::Unsupported(codec) => {
                     self.streams.remove(&pid);
                     if self.reported.insert(pid, es.stream_type) != Some(es.stream_type) {

@@ -235,6 +235,13 @@ pub(crate) enum StreamKind {
     H265,
     /// AAC in ADTS (stream_type 0x0F).
     AacAdts,
+    /// Opus (stream_type 0x06 with an `Opus` registration_descriptor), mono
+    /// or stereo.
+    Opus {
+        /// Channels from the DVB extension descriptor's channel_config_code,
+        /// 2 when it is absent.
+        channels: u8,
+    },
     /// Media Ferrocast recognises but cannot handle.
     Unsupported(&'static str),
     /// Not worth reporting (private data we cannot name, section streams).
@@ -295,6 +302,7 @@ pub(crate) fn parse_pmt(section: &[u8]) -> Result<Pmt, SectionError> {
 /// broadcasters use).
 fn classify(stream_type: u8, descriptors: &[u8]) -> StreamKind {
     use StreamKind::{AacAdts, H264, H265, Ignored, Unsupported};
+    // Opus is stream_type 0x06 (private data): see `private_data`.
     match stream_type {
         0x1b => H264,
         0x0f => AacAdts,
@@ -328,16 +336,25 @@ fn classify(stream_type: u8, descriptors: &[u8]) -> StreamKind {
 
 /// stream_type 0x06 (PES private data) says nothing by itself; its
 /// descriptors may (2.6.8 registration_descriptor, ETSI EN 300 468 Annex D).
-fn private_data(mut descriptors: &[u8]) -> StreamKind {
-    while let [tag, len, rest @ ..] = descriptors {
-        let Some(body) = rest.get(..usize::from(*len)) else {
+fn private_data(descriptors: &[u8]) -> StreamKind {
+    let mut name = None;
+    let mut opus = false;
+    // Opus in MPEG-TS: the DVB extension descriptor (tag 0x7F) with
+    // descriptor_tag_extension 0x80 carries `channel_config_code`.
+    let mut opus_config = None;
+    let mut rest = descriptors;
+    while let [tag, len, tail @ ..] = rest {
+        let Some(body) = tail.get(..usize::from(*len)) else {
             break;
         };
-        let name = match (*tag, body) {
+        let found = match (*tag, body) {
             (0x05, [a, b, c, d, ..]) => match &[*a, *b, *c, *d] {
                 b"AC-3" => Some("AC-3"),
                 b"EAC3" => Some("E-AC-3"),
-                b"Opus" => Some("Opus"),
+                b"Opus" => {
+                    opus = true;
+                    None
+                }
                 b"HEVC" => Some("HEVC"),
                 b"KLVA" => Some("KLV metadata"),
                 b"BSSD" => Some("SMPTE 302M audio"),
@@ -350,15 +367,29 @@ fn private_data(mut descriptors: &[u8]) -> StreamKind {
             (0x7b, _) => Some("DTS"),
             (0x7c, _) => Some("AAC (DVB AAC descriptor)"),
             (0x7f, [0x15, ..]) => Some("AC-4"),
-            (0x7f, [0x80, ..]) => Some("Opus"),
+            (0x7f, [0x80, rest @ ..]) => {
+                opus = true;
+                opus_config = rest.first().copied();
+                None
+            }
             _ => None,
         };
-        if let Some(name) = name {
-            return StreamKind::Unsupported(name);
-        }
-        descriptors = &rest[usize::from(*len).min(rest.len())..];
+        name = name.or(found);
+        rest = &tail[usize::from(*len).min(tail.len())..];
     }
-    StreamKind::Ignored
+    if opus {
+        return match opus_config {
+            // "channel_config_code" 0x01 and 0x02: mono and stereo in one
+            // Opus stream (mapping family 0); absent, ffmpeg and the
+            // specification's default are stereo.
+            None => StreamKind::Opus { channels: 2 },
+            Some(channels @ (1 | 2)) => StreamKind::Opus { channels },
+            // 0x00 is dual mono (two uncoupled streams) and 0x03..=0x08 and
+            // 0x80.. need channel mapping family 1 or 255.
+            Some(_) => StreamKind::Unsupported("Opus (multichannel or dual mono)"),
+        };
+    }
+    name.map_or(StreamKind::Ignored, StreamKind::Unsupported)
 }
 
 #[cfg(test)]
@@ -407,7 +438,7 @@ mod tests {
             vec![
                 (0x100, StreamKind::H264),
                 (0x101, StreamKind::AacAdts),
-                (0x102, StreamKind::Unsupported("Opus")),
+                (0x102, StreamKind::Opus { channels: 2 }),
                 (0x103, StreamKind::Ignored),
                 (0x104, StreamKind::H265),
             ]
