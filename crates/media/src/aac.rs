@@ -234,7 +234,7 @@ pub fn parse_audio_specific_config(asc: &[u8]) -> Result<AacParams, AacError> {
     }
     let index = read(4)? as u8;
     let sample_rate = if index == 0x0f {
-        let frequency = read(24)? as u32;
+        let frequency = read(24)?;
         if !SAMPLING_FREQUENCIES.contains(&frequency) {
             return Err(AacError::UnsupportedSamplingFrequency { frequency });
         }

@@ -7,49 +7,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{
-    Sender, Server, client, get_bytes, get_text, playlist_with_segment, run_with_timeout,
-};
-
-/// ffmpeg pushing 320x240 25 fps video encoded with `video_codec_args`
-/// (1 s GOP) and a 48 kHz AAC sine to `srt` as `streamid`.
-fn ffmpeg_push_with(
-    srt: SocketAddr,
-    streamid: &str,
-    seconds: u32,
-    video_codec_args: &[&str],
-) -> Sender {
-    let url = format!("srt://{srt}?streamid={streamid}&pkt_size=1316");
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(video_codec_args)
-        .args(["-c:a", "aac", "-b:a", "64k", "-t", &seconds.to_string()])
-        .args(["-f", "mpegts", &url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg starts");
-    Sender(child)
-}
-
-/// `ffprobe -show_streams` of a file, as `key=value` lines per stream.
-fn probe_streams(path: &std::path::Path) -> String {
-    let (ok, out, err) = run_with_timeout(
-        Command::new("ffprobe")
-            .args(["-v", "error", "-show_streams", "-of", "default"])
-            .arg(path),
-        Duration::from_secs(30),
-    );
-    assert!(ok && err.is_empty(), "ffprobe: {err}");
-    out
-}
+use common::{Server, client, get_bytes, get_text, playlist_with_segment, run_with_timeout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hevc_push_plays_as_hvc1() {
@@ -58,7 +19,7 @@ async fn hevc_push_plays_as_hvc1() {
         return;
     }
     let server = Server::start("");
-    let _push = ffmpeg_push_with(
+    let _push = common::ffmpeg_push_codecs(
         server.srt,
         "publish:live/hevc",
         30,
@@ -72,6 +33,7 @@ async fn hevc_push_plays_as_hvc1() {
             "-x265-params",
             "keyint=25:min-keyint=25:scenecut=0:log-level=error",
         ],
+        &["-c:a", "aac", "-b:a", "64k"],
     );
     let http = client();
     let media = playlist_with_segment(&http, &server, "hevc", 2).await;
@@ -117,7 +79,7 @@ async fn hevc_push_plays_as_hvc1() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = common::write_file(dir.path(), "hevc.mp4", &file);
-    let streams = probe_streams(&path);
+    let streams = common::probe_streams(&path);
     for want in [
         "codec_name=hevc",
         "codec_tag_string=hvc1",

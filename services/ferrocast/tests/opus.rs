@@ -7,46 +7,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{
-    Sender, Server, client, get_bytes, get_text, playlist_with_segment, run_with_timeout,
-};
-
-/// ffmpeg pushing 320x240 25 fps libx264 video (1 s GOP) and a 48 kHz
-/// stereo sine in 64 kb/s libopus to `srt` as `streamid`.
-fn ffmpeg_push_opus(srt: SocketAddr, streamid: &str, seconds: u32) -> Sender {
-    let url = format!("srt://{srt}?streamid={streamid}&pkt_size=1316");
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "25"])
-        .args(["-pix_fmt", "yuv420p"])
-        .args(["-c:a", "libopus", "-b:a", "64k", "-ac", "2"])
-        .args(["-t", &seconds.to_string()])
-        .args(["-f", "mpegts", &url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg starts");
-    Sender(child)
-}
-
-/// `ffprobe -show_streams` of a file, as `key=value` lines per stream.
-fn probe_streams(path: &std::path::Path) -> String {
-    let (ok, out, err) = run_with_timeout(
-        Command::new("ffprobe")
-            .args(["-v", "error", "-show_streams", "-of", "default"])
-            .arg(path),
-        Duration::from_secs(30),
-    );
-    assert!(ok && err.is_empty(), "ffprobe: {err}");
-    out
-}
+use common::{Server, client, get_bytes, get_text, playlist_with_segment, run_with_timeout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opus_push_plays() {
@@ -55,7 +19,15 @@ async fn opus_push_plays() {
         return;
     }
     let server = Server::start("");
-    let _push = ffmpeg_push_opus(server.srt, "publish:live/opus", 30);
+    let _push = common::ffmpeg_push_codecs(
+        server.srt,
+        "publish:live/opus",
+        30,
+        &[
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-pix_fmt", "yuv420p",
+        ],
+        &["-c:a", "libopus", "-b:a", "64k", "-ac", "2"],
+    );
     let http = client();
     let media = playlist_with_segment(&http, &server, "opus", 2).await;
 
@@ -95,7 +67,7 @@ async fn opus_push_plays() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = common::write_file(dir.path(), "opus.mp4", &file);
-    let streams = probe_streams(&path);
+    let streams = common::probe_streams(&path);
     for want in [
         "codec_name=h264",
         "codec_name=opus",

@@ -320,3 +320,42 @@ pub async fn playlist_with_segment(
         server.log()
     );
 }
+
+/// ffmpeg pushing 320x240 25 fps video and a 48 kHz sine to `srt` as
+/// `streamid`, encoded with the given codec arguments (for example
+/// `["-c:v", "libx265", ...]` and `["-c:a", "libopus", ...]`).
+pub fn ffmpeg_push_codecs(
+    srt: SocketAddr,
+    streamid: &str,
+    seconds: u32,
+    video_codec_args: &[&str],
+    audio_codec_args: &[&str],
+) -> Sender {
+    let url = format!("srt://{srt}?streamid={streamid}&pkt_size=1316");
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(video_codec_args)
+        .args(audio_codec_args)
+        .args(["-t", &seconds.to_string()])
+        .args(["-f", "mpegts", &url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg starts");
+    Sender(child)
+}
+
+/// `ffprobe -show_streams` of a file, as `key=value` lines per stream.
+pub fn probe_streams(path: &Path) -> String {
+    let (ok, out, err) = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-show_streams", "-of", "default"])
+            .arg(path),
+        Duration::from_secs(30),
+    );
+    assert!(ok && err.is_empty(), "ffprobe: {err}");
+    out
+}
