@@ -1,12 +1,13 @@
-//! Latency benchmarks for Ferrocast.
+//! Latency and ingest load benchmarks for Ferrocast.
 //!
 //! What is here: the small, clock-free pieces the benchmark binaries share —
 //! a real-time send schedule for an MPEG-TS file derived from its PCRs
 //! ([`pcr`]), percentile summaries ([`summary`]) and a reader for the first
 //! `tfdt` of a CMAF chunk ([`tfdt`]), used to check which frames landed in
-//! which LL-HLS part. The binaries (`ingest_to_part`) and `benches/latency.sh`
-//! do the timing; `docs/BENCHMARKS.md` says what they measure and how to
-//! reproduce the figures.
+//! which LL-HLS part. The binaries (`ingest_to_part`, `srt_load`) and the
+//! scripts (`benches/latency.sh`, `benches/ingest_load.sh`) do the timing;
+//! `docs/BENCHMARKS.md` says what they measure and how to reproduce the
+//! figures.
 //!
 //! Not here: anything the server needs. This crate is a workspace member but
 //! not a default member, and is never published.
