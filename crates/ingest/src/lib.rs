@@ -8,9 +8,12 @@
 //! units until the stream's track set is known, and access units go onto
 //! the media bus.
 //!
-//! RTP inputs ([`rtp::RtpIngest`]) bind one configured UDP port per stream;
-//! MPEG-TS over RTP goes through a sans-IO jitter buffer
-//! ([`rtp::reorder`]) into the same session pipeline.
+//! RTP inputs ([`rtp::RtpIngest`]) bind the UDP ports configured for a
+//! stream; MPEG-TS over RTP goes through a sans-IO jitter buffer
+//! ([`rtp::reorder`]) into the same session pipeline, and H.264/AAC
+//! elementary streams described by an SDP ([`rtp::sdp`]) through a jitter
+//! buffer per port and the RFC 6184/3640 depacketisers into the same track
+//! gate ([`rtp::elementary`]).
 //!
 //! Not here: codec parsing (in `ferrocast-media`), packaging, HTTP.
 //!

@@ -223,7 +223,10 @@ pub fn parse_audio_specific_config(asc: &[u8]) -> Result<AacParams, AacError> {
         needed: 2,
         have: asc.len(),
     };
-    let mut read = |n: u32| bits.bits(n, "AudioSpecificConfig").map_err(|_| truncated.clone());
+    let mut read = |n: u32| {
+        bits.bits(n, "AudioSpecificConfig")
+            .map_err(|_| truncated.clone())
+    };
     let mut object_type = read(5)?;
     if object_type == 31 {
         object_type = 32 + read(6)?;

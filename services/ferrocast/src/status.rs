@@ -131,6 +131,8 @@ async fn streams(State(status): State<Status>) -> impl IntoResponse {
                 "duplicates": s.duplicates,
                 "late": s.late,
                 "lost": s.lost,
+                "damaged": s.damaged,
+                "out_of_order": s.out_of_order,
                 "units": s.units,
             })
         })

@@ -161,3 +161,173 @@ async fn idle_sender_leaves_and_a_returning_one_continues_the_stream() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Two free even UDP ports, not next to each other (ffmpeg sends RTCP to
+/// the port above each RTP port).
+fn free_even_ports() -> (u16, u16) {
+    let mut found: Vec<u16> = Vec::new();
+    while found.len() < 2 {
+        let port = free_udp_port();
+        if port.is_multiple_of(2) && found.iter().all(|p| p.abs_diff(port) > 2) {
+            found.push(port);
+        }
+    }
+    (found[0], found[1])
+}
+
+/// ffmpeg arguments sending H.264 (no B-frames) to `video` and AAC to
+/// `audio` as elementary RTP streams, for `seconds`.
+fn elementary_rtp_args(video: u16, audio: u16, seconds: u32, realtime: bool) -> Vec<String> {
+    let t = seconds.to_string();
+    let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if realtime {
+        args.push("-re".into());
+    }
+    args.extend(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-map",
+            "0:v",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-bf",
+            "0",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-t",
+            &t,
+            "-f",
+            "rtp",
+            &format!("rtp://127.0.0.1:{video}"),
+            "-map",
+            "1:a",
+            "-c:a",
+            "aac",
+            "-t",
+            &t,
+            "-f",
+            "rtp",
+            &format!("rtp://127.0.0.1:{audio}"),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_h264_aac_elementary_streams_from_ffmpeg_play() {
+    let (video, audio) = free_even_ports();
+    let dir = tempfile::tempdir().unwrap();
+    let sdp = dir.path().join("session.sdp");
+    // ffmpeg writes the SDP of exactly what it will send (nobody listens yet).
+    let (ok, _, err) = common::run_with_timeout(
+        Command::new("ffmpeg")
+            .args(elementary_rtp_args(video, audio, 1, false))
+            .arg("-sdp_file")
+            .arg(&sdp),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffmpeg (SDP) failed: {err}");
+    let sdp_text = std::fs::read_to_string(&sdp).unwrap();
+    assert!(sdp_text.contains("H264/90000"), "{sdp_text}");
+    assert!(sdp_text.contains("MPEG4-GENERIC/48000"), "{sdp_text}");
+
+    let config = format!(
+        "[[rtp]]\nlisten = \"127.0.0.1:{video}\"\nstream = \"rtpsdp\"\nformat = \"sdp\"\nsdp = \"{}\"\n",
+        sdp.display()
+    );
+    let mut server = Server::start(&config);
+    let child = Command::new("ffmpeg")
+        .args(elementary_rtp_args(video, audio, 20, true))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg starts");
+    let _push = Sender(child);
+    let http = client();
+    let playlist = playlist_with_segment(&http, &server, "rtpsdp", 2).await;
+    assert!(playlist.contains("#EXT-X-PART:"), "{playlist}");
+
+    let (status, multivariant) = get_text(&http, &server.url("rtpsdp", "index.m3u8")).await;
+    assert_eq!(status, 200, "{multivariant}");
+    let codecs = multivariant
+        .split("CODECS=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_default();
+    assert!(codecs.contains("avc1."), "{multivariant}");
+    assert!(codecs.contains("mp4a.40.2"), "{multivariant}");
+
+    let (ok, _, err) = common::run_with_timeout(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(server.url("rtpsdp", "index.m3u8"))
+            .args(["-t", "4", "-f", "null", "-"]),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffmpeg failed: {err}");
+    assert!(err.trim().is_empty(), "decode errors: {err}");
+    assert!(server.alive(), "server died; log:\n{}", server.log());
+    let log = server.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("RTP publisher live"), "{log}");
+
+    let (_, body) = get_text(&http, &format!("http://{}/api/v1/streams", server.http)).await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let input = &json["rtp_inputs"][0];
+    assert_eq!(input["stream"], "rtpsdp", "{body}");
+    assert!(input["packets"].as_u64().unwrap() > 100, "{body}");
+    assert!(input["units"].as_u64().unwrap() > 100, "{body}");
+    assert_eq!(input["lost"].as_u64(), Some(0), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdp_the_server_cannot_receive_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdp = dir.path().join("hevc.sdp");
+    std::fs::write(
+        &sdp,
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nt=0 0\r\n\
+         m=video 5004 RTP/AVP 96\r\nc=IN IP4 127.0.0.1\r\na=rtpmap:96 H265/90000\r\n",
+    )
+    .unwrap();
+    let config = format!(
+        "[[rtp]]\nlisten = \"127.0.0.1:5004\"\nstream = \"bad\"\nformat = \"sdp\"\nsdp = \"{}\"\n",
+        sdp.display()
+    );
+    let data = tempfile::tempdir().unwrap();
+    let config_path = common::write_file(data.path(), "ferrocast.toml", config.as_bytes());
+    let (ok, _, err) = common::run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_ferrocast"))
+            .args([
+                "up",
+                "--srt-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data.path().join("data"))
+            .arg("--config")
+            .arg(&config_path),
+        Duration::from_secs(30),
+    );
+    assert!(!ok, "the server must refuse to start");
+    assert!(err.contains("H265/90000"), "{err}");
+}

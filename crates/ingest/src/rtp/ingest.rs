@@ -1,6 +1,7 @@
 //! The tokio adapter: a UDP socket and a task per configured RTP port.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,10 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, trace, warn};
 
 use super::RtpStats;
-use super::mpegts::TsOverRtp;
+use super::elementary::{Media, SdpOverRtp, SdpRtpError};
+use super::mpegts::{TsOverRtp, TsRtpError};
 use super::reorder::ReorderConfig;
+use super::sdp::{SdpError, SdpSession};
 
 /// Settings shared by every RTP port.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +47,37 @@ pub enum RtpIngestError {
         stream: String,
         /// What is wrong with it.
         source: StreamNameError,
+    },
+    /// The SDP file of a `format = "sdp"` entry cannot be read.
+    #[error("RTP port {addr}: cannot read SDP file {}: {source}", path.display())]
+    SdpRead {
+        /// The address.
+        addr: SocketAddr,
+        /// The configured file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The SDP file describes something this ingest cannot receive.
+    #[error("RTP port {addr}: SDP file {}: {source}", path.display())]
+    Sdp {
+        /// The address.
+        addr: SocketAddr,
+        /// The configured file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: SdpError,
+    },
+    /// The `listen` port is not one of the SDP's `m=` ports (a stale SDP
+    /// or a typo: the sender would send elsewhere).
+    #[error(
+        "RTP port {addr}: the SDP's streams are on ports {ports:?}; listen must use one of them"
+    )]
+    SdpPort {
+        /// The address.
+        addr: SocketAddr,
+        /// The SDP's ports, video first.
+        ports: Vec<u16>,
     },
     /// A payload format this build does not receive yet.
     #[error("RTP port {addr}: format {format:?} is not supported yet (use \"mpegts\")")]
@@ -98,26 +132,61 @@ impl RtpIngest {
                     stream: entry.stream.clone(),
                     source,
                 })?;
-            if entry.format != RtpFormat::Mpegts {
-                return Err(RtpIngestError::Unsupported {
-                    addr,
-                    format: entry.format,
+            let reorder = ReorderConfig::with_window(Duration::from_millis(entry.jitter_ms));
+            let (core, wanted) = match (entry.format, &entry.sdp) {
+                (RtpFormat::Mpegts, _) => (
+                    Core::Ts(Box::new(TsOverRtp::new(reorder))),
+                    vec![(addr, None)],
+                ),
+                (RtpFormat::Sdp, Some(path)) => {
+                    let session = read_sdp(addr, path).await?;
+                    let ports = session.ports();
+                    if !ports.contains(&addr.port()) {
+                        return Err(RtpIngestError::SdpPort { addr, ports });
+                    }
+                    let mut wanted = Vec::new();
+                    if let Some(v) = &session.video {
+                        wanted.push((SocketAddr::new(addr.ip(), v.port), Some(Media::Video)));
+                    }
+                    if let Some(a) = &session.audio {
+                        wanted.push((SocketAddr::new(addr.ip(), a.port), Some(Media::Audio)));
+                    }
+                    (
+                        Core::Sdp(Box::new(SdpOverRtp::new(&session, reorder))),
+                        wanted,
+                    )
+                }
+                (format @ RtpFormat::Sdp, None) => {
+                    return Err(RtpIngestError::Unsupported { addr, format });
+                }
+            };
+            let mut sockets = Vec::with_capacity(wanted.len());
+            let mut local_addr = addr;
+            for (at, media) in wanted {
+                let socket = UdpSocket::bind(at)
+                    .await
+                    .map_err(|source| RtpIngestError::Bind { addr: at, source })?;
+                let bound = socket
+                    .local_addr()
+                    .map_err(|source| RtpIngestError::Bind { addr: at, source })?;
+                if at == addr {
+                    local_addr = bound;
+                }
+                sockets.push(Input {
+                    socket,
+                    media: media.unwrap_or(Media::Video),
                 });
             }
-            let socket = UdpSocket::bind(addr)
-                .await
-                .map_err(|source| RtpIngestError::Bind { addr, source })?;
-            let local_addr = socket
-                .local_addr()
-                .map_err(|source| RtpIngestError::Bind { addr, source })?;
+            let format = match entry.format {
+                RtpFormat::Mpegts => "mpegts",
+                RtpFormat::Sdp => "sdp",
+            };
             let stats = Arc::new(Mutex::new(RtpStats::default()));
             let receiver = Receiver {
-                socket,
+                sockets,
                 stream: stream.clone(),
                 bus: bus.clone(),
-                core: TsOverRtp::new(ReorderConfig::with_window(Duration::from_millis(
-                    entry.jitter_ms,
-                ))),
+                core,
                 idle_timeout: settings.idle_timeout,
                 stats: stats.clone(),
                 sessions: 0,
@@ -125,7 +194,7 @@ impl RtpIngest {
             };
             let span = info_span!("rtp", %local_addr, stream = %stream);
             let task = tokio::spawn(receiver.run().instrument(span));
-            info!(%local_addr, stream = %stream, format = "mpegts", "RTP port ready");
+            info!(%local_addr, stream = %stream, format, "RTP port ready");
             ports.push(Port {
                 stream,
                 local_addr,
@@ -172,11 +241,110 @@ const PUBLISH_RETRY: Duration = Duration::from_secs(1);
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
 
-struct Receiver {
+/// Read and check the SDP of a `format = "sdp"` entry.
+async fn read_sdp(addr: SocketAddr, path: &std::path::Path) -> Result<SdpSession, RtpIngestError> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|source| RtpIngestError::SdpRead {
+            addr,
+            path: path.to_path_buf(),
+            source,
+        })?;
+    SdpSession::from_sdp(&text).map_err(|source| RtpIngestError::Sdp {
+        addr,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The sans-IO receiver of one `[[rtp]]` entry.
+#[derive(Debug)]
+enum Core {
+    Ts(Box<TsOverRtp>),
+    Sdp(Box<SdpOverRtp>),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CoreError {
+    #[error(transparent)]
+    Ts(#[from] TsRtpError),
+    #[error(transparent)]
+    Sdp(#[from] SdpRtpError),
+}
+
+impl Core {
+    fn push_datagram(
+        &mut self,
+        media: Media,
+        datagram: &[u8],
+        now: Instant,
+        out: &mut Vec<BusMessage>,
+    ) -> Result<(), CoreError> {
+        match self {
+            Core::Ts(core) => Ok(core.push_datagram(datagram, now, out)?),
+            Core::Sdp(core) => Ok(core.push_datagram(media, datagram, now, out)?),
+        }
+    }
+
+    fn poll(&mut self, now: Instant, out: &mut Vec<BusMessage>) {
+        match self {
+            Core::Ts(core) => core.poll(now, out),
+            Core::Sdp(core) => core.poll(now, out),
+        }
+    }
+
+    fn deadline(&mut self) -> Option<Instant> {
+        match self {
+            Core::Ts(core) => core.deadline(),
+            Core::Sdp(core) => core.deadline(),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<BusMessage>) {
+        match self {
+            Core::Ts(core) => core.finish(out),
+            Core::Sdp(core) => core.finish(out),
+        }
+    }
+
+    fn discard(&mut self) {
+        match self {
+            Core::Ts(core) => core.discard(),
+            Core::Sdp(core) => core.discard(),
+        }
+    }
+
+    fn stats(&self) -> RtpStats {
+        match self {
+            Core::Ts(core) => core.stats(),
+            Core::Sdp(core) => core.stats(),
+        }
+    }
+}
+
+/// One bound UDP port of an entry and what it carries.
+struct Input {
     socket: UdpSocket,
+    media: Media,
+}
+
+/// Receive on the `index`th input, or never if there is none.
+async fn recv(
+    inputs: &[Input],
+    index: usize,
+    buf: &mut [u8],
+) -> (std::io::Result<(usize, SocketAddr)>, Media) {
+    match inputs.get(index) {
+        Some(input) => (input.socket.recv_from(buf).await, input.media),
+        None => std::future::pending().await,
+    }
+}
+
+struct Receiver {
+    sockets: Vec<Input>,
     stream: StreamName,
     bus: InProcessBus,
-    core: TsOverRtp,
+    core: Core,
     idle_timeout: Duration,
     stats: Arc<Mutex<RtpStats>>,
     sessions: u64,
@@ -192,46 +360,20 @@ struct Session {
 
 impl Receiver {
     async fn run(mut self) {
+        let inputs = std::mem::take(&mut self.sockets);
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut buf2 = vec![0u8; MAX_DATAGRAM];
         let mut out = Vec::new();
         let mut session: Option<Session> = None;
         loop {
             let deadline = self.core.deadline();
             let idle_at = session.as_ref().map(|s| s.last_packet + self.idle_timeout);
             tokio::select! {
-                received = self.socket.recv_from(&mut buf) => {
-                    let (len, from) = match received {
-                        Ok(r) => r,
-                        Err(e) => {
-                            debug!(error = %e, "UDP receive failed");
-                            continue;
-                        }
-                    };
-                    let now = Instant::now();
-                    let datagram = buf.get(..len).unwrap_or_default();
-                    match self.core.push_datagram(datagram, now, &mut out) {
-                        Ok(()) => {
-                            let s = session.get_or_insert_with(|| {
-                                info!(%from, "RTP sender started");
-                                Session {
-                                    publisher: None,
-                                    last_packet: now,
-                                    last_publish_try: None,
-                                }
-                            });
-                            s.last_packet = now;
-                            if s.publisher.is_none() {
-                                self.try_publish(s, now);
-                            }
-                        }
-                        Err(e) => {
-                            if !std::mem::replace(&mut self.warned_invalid, true) {
-                                warn!(%from, error = %e, "datagram ignored; further ones are logged at trace level and counted");
-                            } else {
-                                trace!(%from, error = %e, "datagram ignored");
-                            }
-                        }
-                    }
+                (received, media) = recv(&inputs, 0, &mut buf) => {
+                    self.on_received(received, media, &buf, &mut session, &mut out);
+                }
+                (received, media) = recv(&inputs, 1, &mut buf2) => {
+                    self.on_received(received, media, &buf2, &mut session, &mut out);
                 }
                 () = sleep_until(deadline) => self.core.poll(Instant::now(), &mut out),
                 () = sleep_until(idle_at) => {
@@ -249,6 +391,48 @@ impl Receiver {
                 .stats
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
+        }
+    }
+
+    fn on_received(
+        &mut self,
+        received: std::io::Result<(usize, SocketAddr)>,
+        media: Media,
+        buf: &[u8],
+        session: &mut Option<Session>,
+        out: &mut Vec<BusMessage>,
+    ) {
+        let (len, from) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(error = %e, "UDP receive failed");
+                return;
+            }
+        };
+        let now = Instant::now();
+        let datagram = buf.get(..len).unwrap_or_default();
+        match self.core.push_datagram(media, datagram, now, out) {
+            Ok(()) => {
+                let s = session.get_or_insert_with(|| {
+                    info!(%from, "RTP sender started");
+                    Session {
+                        publisher: None,
+                        last_packet: now,
+                        last_publish_try: None,
+                    }
+                });
+                s.last_packet = now;
+                if s.publisher.is_none() {
+                    self.try_publish(s, now);
+                }
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.warned_invalid, true) {
+                    warn!(%from, error = %e, "datagram ignored; further ones are logged at trace level and counted");
+                } else {
+                    trace!(%from, error = %e, "datagram ignored");
+                }
+            }
         }
     }
 

@@ -5,6 +5,11 @@
 //! - [`reorder`]: the sans-IO jitter buffer (sequence order, loss counts);
 //! - [`mpegts`]: MPEG-TS over RTP (RFC 2250), sans-IO, into the same
 //!   demuxer, track gate and bus path as SRT;
+//! - [`sdp`]: the SDP reader for elementary streams (`format = "sdp"`);
+//! - [`h264`] (RFC 6184) and [`aac`] (RFC 3640): sans-IO depacketisers;
+//!   [`clock`]: 32-bit RTP timestamps onto the 90 kHz timeline;
+//! - [`elementary`]: both ports of an SDP session through jitter buffers,
+//!   depacketisers and the track gate onto the bus, sans-IO;
 //! - [`RtpIngest`]: the tokio adapter, a task per port.
 //!
 //! RTP has no handshake, no stream name and no key: a port is bound to a
@@ -12,16 +17,23 @@
 //! first valid packet arrives and left (the packager's reconnect grace then
 //! applies) after the ingest idle timeout.
 
+pub mod aac;
+pub mod clock;
+pub mod elementary;
+pub mod h264;
 pub mod mpegts;
 pub mod packet;
 pub mod reorder;
+pub mod sdp;
 
 mod ingest;
 
+pub use elementary::{Media, SdpOverRtp, SdpRtpError};
 pub use ingest::{RtpIngest, RtpIngestError, RtpPortStats, RtpSettings};
 pub use mpegts::{TsOverRtp, TsRtpError};
 pub use packet::{PacketError, RtpPacket};
 pub use reorder::{Pushed, Reorder, ReorderConfig, ReorderStats};
+pub use sdp::{SdpError, SdpSession};
 
 /// Counters of one RTP input since it started; they only ever grow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,6 +63,13 @@ pub struct RtpStats {
     pub sessions: u64,
     /// Access units passed on to the bus.
     pub units: u64,
+    /// Elementary streams: access units dropped for loss (a damaged video
+    /// picture and those after it up to the next IDR; an audio frame that
+    /// lost a fragment).
+    pub damaged: u64,
+    /// Elementary streams: access units dropped because their timestamp did
+    /// not advance (B-frames: RTP carries no decode time).
+    pub out_of_order: u64,
 }
 
 impl RtpStats {

@@ -124,6 +124,11 @@ impl<T> Reorder<T> {
         }
     }
 
+    /// The settings it was made with.
+    pub fn config(&self) -> ReorderConfig {
+        self.config
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> ReorderStats {
         self.stats
