@@ -123,6 +123,34 @@ impl<'a> BitReader<'a> {
 
 /// `num / den` reduced to lowest terms, if both fit a `u32` and neither is
 /// zero (a frame rate from VUI timing info).
+/// The part of `vui_parameters( )` that H.264 (E.1.1) and H.265 (E.2.1)
+/// share, from `aspect_ratio_info_present_flag` through the chroma sample
+/// location: read past, since only the timing info that follows is used.
+pub(crate) fn skip_vui_prefix(r: &mut BitReader<'_>) -> Result<(), BitError> {
+    if r.flag("aspect_ratio_info_present_flag")? {
+        // "Extended_SAR" / "EXTENDED_SAR" is 255 in both tables.
+        if r.u8("aspect_ratio_idc")? == 255 {
+            r.bits(16, "sar_width")?;
+            r.bits(16, "sar_height")?;
+        }
+    }
+    if r.flag("overscan_info_present_flag")? {
+        r.flag("overscan_appropriate_flag")?;
+    }
+    if r.flag("video_signal_type_present_flag")? {
+        r.bits(3, "video_format")?;
+        r.flag("video_full_range_flag")?;
+        if r.flag("colour_description_present_flag")? {
+            r.bits(24, "colour_description")?;
+        }
+    }
+    if r.flag("chroma_loc_info_present_flag")? {
+        r.ue("chroma_sample_loc_type_top_field")?;
+        r.ue("chroma_sample_loc_type_bottom_field")?;
+    }
+    Ok(())
+}
+
 pub(crate) fn reduced_ratio(num: u64, den: u64) -> Option<(u32, u32)> {
     if num == 0 || den == 0 {
         return None;

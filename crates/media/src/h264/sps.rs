@@ -1,7 +1,7 @@
 //! Sequence parameter set parsing (ITU-T H.264 (08/2021) 7.3.2.1.1, E.1.1).
 
 use super::{nal_type, nal_unit_type};
-use crate::bits::{BitError, BitReader, reduced_ratio, unescape};
+use crate::bits::{BitError, BitReader, reduced_ratio, skip_vui_prefix, unescape};
 
 /// Why an SPS (or the parameter sets around it) could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -293,27 +293,7 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), H264Error
 
 /// E.1.1 vui_parameters( ), up to and including timing_info.
 fn vui_frame_rate(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, H264Error> {
-    if r.flag("aspect_ratio_info_present_flag")? {
-        // "Extended_SAR" (Table E-1) is 255.
-        if r.u8("aspect_ratio_idc")? == 255 {
-            r.bits(16, "sar_width")?;
-            r.bits(16, "sar_height")?;
-        }
-    }
-    if r.flag("overscan_info_present_flag")? {
-        r.flag("overscan_appropriate_flag")?;
-    }
-    if r.flag("video_signal_type_present_flag")? {
-        r.bits(3, "video_format")?;
-        r.flag("video_full_range_flag")?;
-        if r.flag("colour_description_present_flag")? {
-            r.bits(24, "colour_description")?;
-        }
-    }
-    if r.flag("chroma_loc_info_present_flag")? {
-        r.ue("chroma_sample_loc_type_top_field")?;
-        r.ue("chroma_sample_loc_type_bottom_field")?;
-    }
+    skip_vui_prefix(r)?;
     if !r.flag("timing_info_present_flag")? {
         return Ok(None);
     }

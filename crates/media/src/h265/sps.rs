@@ -2,7 +2,7 @@
 //! 7.3.3 profile_tier_level, 7.3.7 st_ref_pic_set, E.2.1 VUI).
 
 use super::{nal_type, nal_unit_type, nuh_layer_id};
-use crate::bits::{BitError, BitReader, reduced_ratio, unescape};
+use crate::bits::{BitError, BitReader, reduced_ratio, skip_vui_prefix, unescape};
 
 /// Why an H.265 SPS (or the parameter sets around it) could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -448,27 +448,7 @@ fn st_ref_pic_set(
 
 /// E.2.1 vui_parameters( ), up to and including the timing info.
 fn vui_frame_rate(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, H265Error> {
-    if r.flag("aspect_ratio_info_present_flag")? {
-        // "EXTENDED_SAR" (Table E.1) is 255.
-        if r.u8("aspect_ratio_idc")? == 255 {
-            r.bits(16, "sar_width")?;
-            r.bits(16, "sar_height")?;
-        }
-    }
-    if r.flag("overscan_info_present_flag")? {
-        r.flag("overscan_appropriate_flag")?;
-    }
-    if r.flag("video_signal_type_present_flag")? {
-        r.bits(3, "video_format")?;
-        r.flag("video_full_range_flag")?;
-        if r.flag("colour_description_present_flag")? {
-            r.bits(24, "colour_description")?;
-        }
-    }
-    if r.flag("chroma_loc_info_present_flag")? {
-        r.ue("chroma_sample_loc_type_top_field")?;
-        r.ue("chroma_sample_loc_type_bottom_field")?;
-    }
+    skip_vui_prefix(r)?;
     r.flag("neutral_chroma_indication_flag")?;
     let field_seq = r.flag("field_seq_flag")?;
     r.flag("frame_field_info_present_flag")?;
