@@ -315,15 +315,7 @@ async fn ffmpeg_decodes_the_live_stream_without_errors() {
     let _push = ffmpeg_push(server.srt, "publish:live/decode", 30);
     let http = client();
     playlist_with_segment(&http, &server, "decode", 2).await;
-    let (ok, _, err) = common::run_with_timeout(
-        Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(server.url("decode", "index.m3u8"))
-            .args(["-t", "6", "-f", "null", "-"]),
-        Duration::from_secs(60),
-    );
-    assert!(ok, "ffmpeg failed: {err}");
-    assert!(err.trim().is_empty(), "decode errors: {err}");
+    common::assert_ffmpeg_decodes(&server, "decode", 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

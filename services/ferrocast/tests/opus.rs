@@ -7,10 +7,7 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
-
-use common::{Server, client, get_bytes, get_text, playlist_with_segment, run_with_timeout};
+use common::{Server, client, playlist_with_segment};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opus_push_plays() {
@@ -33,38 +30,12 @@ async fn opus_push_plays() {
 
     // RFC 8216bis 4.4.6.2: "CODECS ... Every media format in any of the
     // renditions specified by the Variant Stream MUST be represented".
-    let (status, multivariant) = get_text(&http, &server.url("opus", "index.m3u8")).await;
-    assert_eq!(status, 200, "{multivariant}");
-    let inf = multivariant
-        .lines()
-        .find(|l| l.starts_with("#EXT-X-STREAM-INF:"))
-        .expect("EXT-X-STREAM-INF");
-    let codecs = inf
-        .split("CODECS=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap();
-    let codecs: Vec<&str> = codecs.split(',').collect();
+    let (inf, codecs) = common::variant(&http, &server, "opus").await;
     assert!(codecs[0].starts_with("avc1."), "{inf}");
-    assert!(codecs.contains(&"opus"), "{inf}");
+    assert!(codecs.iter().any(|c| c == "opus"), "{inf}");
 
     // Init segment + the first two complete segments, as one fMP4 file.
-    let map = media
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
-        .and_then(|r| r.split('"').next())
-        .expect("EXT-X-MAP");
-    let segments: Vec<&str> = media
-        .lines()
-        .filter(|l| l.starts_with("seg") && l.ends_with(".m4s"))
-        .take(2)
-        .collect();
-    assert_eq!(segments.len(), 2, "{media}");
-    let mut file = get_bytes(&http, &server.url("opus", map)).await.to_vec();
-    assert_eq!(&file[4..8], b"ftyp");
-    for s in &segments {
-        file.extend_from_slice(&get_bytes(&http, &server.url("opus", s)).await);
-    }
+    let file = common::init_and_segments(&http, &server, "opus", &media, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let path = common::write_file(dir.path(), "opus.mp4", &file);
     let streams = common::probe_streams(&path);
@@ -79,13 +50,5 @@ async fn opus_push_plays() {
 
     // A real client through the playlists: ffmpeg's HLS demuxer decodes 4 s
     // with no errors.
-    let (ok, _, err) = run_with_timeout(
-        Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(server.url("opus", "index.m3u8"))
-            .args(["-t", "4", "-f", "null", "-"]),
-        Duration::from_secs(60),
-    );
-    assert!(ok, "ffmpeg failed: {err}");
-    assert!(err.trim().is_empty(), "ffmpeg decode errors: {err}");
+    common::assert_ffmpeg_decodes(&server, "opus", 4);
 }

@@ -101,15 +101,7 @@ async fn rtp_mpegts_from_ffmpeg_plays_and_garbage_is_survived() {
     // And while the sender is live.
     send_garbage(to);
 
-    let (ok, _, err) = common::run_with_timeout(
-        Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(server.url("rtpcam", "index.m3u8"))
-            .args(["-t", "4", "-f", "null", "-"]),
-        Duration::from_secs(60),
-    );
-    assert!(ok, "ffmpeg failed: {err}");
-    assert!(err.trim().is_empty(), "decode errors: {err}");
+    common::assert_ffmpeg_decodes(&server, "rtpcam", 4);
     assert!(server.alive(), "server died; log:\n{}", server.log());
     let log = server.log();
     assert!(!log.contains("panicked"), "{log}");
@@ -274,15 +266,7 @@ async fn rtp_h264_aac_elementary_streams_from_ffmpeg_play() {
     assert!(codecs.contains("avc1."), "{multivariant}");
     assert!(codecs.contains("mp4a.40.2"), "{multivariant}");
 
-    let (ok, _, err) = common::run_with_timeout(
-        Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(server.url("rtpsdp", "index.m3u8"))
-            .args(["-t", "4", "-f", "null", "-"]),
-        Duration::from_secs(60),
-    );
-    assert!(ok, "ffmpeg failed: {err}");
-    assert!(err.trim().is_empty(), "decode errors: {err}");
+    common::assert_ffmpeg_decodes(&server, "rtpsdp", 4);
     assert!(server.alive(), "server died; log:\n{}", server.log());
     let log = server.log();
     assert!(!log.contains("panicked"), "{log}");

@@ -359,3 +359,70 @@ pub fn probe_streams(path: &Path) -> String {
     assert!(ok && err.is_empty(), "ffprobe: {err}");
     out
 }
+
+/// The `#EXT-X-STREAM-INF` line of a stream's multivariant playlist and its
+/// CODECS list.
+pub async fn variant(
+    client: &reqwest::Client,
+    server: &Server,
+    name: &str,
+) -> (String, Vec<String>) {
+    let (status, multivariant) = get_text(client, &server.url(name, "index.m3u8")).await;
+    assert_eq!(status, 200, "{multivariant}");
+    let inf = multivariant
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .expect("EXT-X-STREAM-INF")
+        .to_owned();
+    let codecs = inf
+        .split("CODECS=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("CODECS")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    (inf, codecs)
+}
+
+/// The init segment of `media` (a media playlist) followed by its first `n`
+/// listed segments, as one fMP4 file.
+pub async fn init_and_segments(
+    client: &reqwest::Client,
+    server: &Server,
+    name: &str,
+    media: &str,
+    n: usize,
+) -> Vec<u8> {
+    let map = media
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|r| r.split('"').next())
+        .expect("EXT-X-MAP");
+    let segments: Vec<&str> = media
+        .lines()
+        .filter(|l| l.starts_with("seg") && l.ends_with(".m4s"))
+        .take(n)
+        .collect();
+    assert_eq!(segments.len(), n, "{media}");
+    let mut file = get_bytes(client, &server.url(name, map)).await.to_vec();
+    assert_eq!(&file[4..8], b"ftyp");
+    for segment in segments {
+        file.extend_from_slice(&get_bytes(client, &server.url(name, segment)).await);
+    }
+    file
+}
+
+/// A real client through the playlists: ffmpeg's HLS demuxer decodes
+/// `seconds` of the stream with no errors.
+pub fn assert_ffmpeg_decodes(server: &Server, name: &str, seconds: u32) {
+    let (ok, _, err) = run_with_timeout(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(server.url(name, "index.m3u8"))
+            .args(["-t", &seconds.to_string(), "-f", "null", "-"]),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffmpeg failed: {err}");
+    assert!(err.trim().is_empty(), "ffmpeg decode errors: {err}");
+}
