@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::{assert_decodes_cleanly, probe, run, tools_present};
+
 use std::path::Path;
 use std::process::Command;
 
@@ -20,31 +22,6 @@ use ferrocast_media::{AacParams, CodecParams, H264Params, TrackId, TrackInfo};
 use serde_json::Value;
 
 const SAMPLE_RATE: u32 = 48_000;
-
-fn tools_present() -> bool {
-    let ok = |tool: &str| {
-        Command::new(tool)
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if ok("ffmpeg") && ok("ffprobe") {
-        true
-    } else {
-        eprintln!("SKIPPED: ffmpeg/ffprobe not installed");
-        false
-    }
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// A source video access unit: Annex-B bytes and its TS timestamps.
 struct VideoAu {
@@ -289,25 +266,6 @@ fn write_file(video: &[VideoAu], audio: &[Bytes], tracks: &[TrackInfo], cto_shif
     }
 }
 
-fn probe(path: &Path) -> Value {
-    let out = run(Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_streams",
-            "-show_packets",
-            "-of",
-            "json",
-        ])
-        .arg(path));
-    assert!(
-        out.stderr.is_empty(),
-        "ffprobe complained: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn packets(json: &Value, stream: i64) -> Vec<Packet> {
     json["packets"]
         .as_array()
@@ -321,21 +279,6 @@ fn packets(json: &Value, stream: i64) -> Vec<Packet> {
             size: p["size"].as_str().unwrap().parse().unwrap(),
         })
         .collect()
-}
-
-fn assert_decodes_cleanly(path: &Path) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert!(
-        out.stderr.is_empty(),
-        "ffmpeg decode errors: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn inputs(dir: &Path) -> (Vec<VideoAu>, Vec<Bytes>, Vec<TrackInfo>) {

@@ -6,6 +6,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{probe, run, tools_present};
+
 use std::path::Path;
 use std::process::Command;
 
@@ -13,32 +17,6 @@ use ferrocast_cmaf::{Sample, TrackFragment, video_sample_from_annexb, write_frag
 use ferrocast_media::ts::{DemuxEvent, Demuxer};
 use ferrocast_media::{AccessUnit, CodecParams, TrackInfo};
 use mp4_atom::{Codec, Decode, Ftyp, Moov};
-use serde_json::Value;
-
-fn tools_present() -> bool {
-    let ok = |tool: &str| {
-        Command::new(tool)
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if ok("ffmpeg") && ok("ffprobe") {
-        true
-    } else {
-        eprintln!("SKIPPED: ffmpeg/ffprobe not installed");
-        false
-    }
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// 2 s of 25 fps HEVC from libx265 in MPEG-TS, demuxed: the track and its
 /// access units.
@@ -162,25 +140,6 @@ fn check_hvcc(track: &TrackInfo) {
             (true, 34, vec![p.pps.to_vec()]),
         ]
     );
-}
-
-fn probe(path: &Path) -> Value {
-    let out = run(Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_streams",
-            "-show_packets",
-            "-of",
-            "json",
-        ])
-        .arg(path));
-    assert!(
-        out.stderr.is_empty(),
-        "ffprobe complained: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

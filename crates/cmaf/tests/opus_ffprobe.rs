@@ -6,6 +6,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{run, tools_present};
+
 use std::path::Path;
 use std::process::Command;
 
@@ -14,31 +18,6 @@ use ferrocast_cmaf::{Sample, TrackFragment, track_timescale, write_fragment, wri
 use ferrocast_media::ts::{DemuxEvent, Demuxer};
 use ferrocast_media::{CodecParams, OpusParams, TrackId, TrackInfo};
 use serde_json::Value;
-
-fn tools_present() -> bool {
-    let ok = |tool: &str| {
-        Command::new(tool)
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if ok("ffmpeg") && ok("ffprobe") {
-        true
-    } else {
-        eprintln!("SKIPPED: ffmpeg/ffprobe not installed");
-        false
-    }
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// 3 s of libopus at `channels`, demuxed: the track and its packets.
 fn opus_packets(dir: &Path, channels: u8) -> (TrackInfo, Vec<Bytes>) {

@@ -202,3 +202,69 @@ pub fn parse_chunk(data: &[u8]) -> Result<ParsedChunk, String> {
         trafs,
     })
 }
+
+// ---- Running Debian's ffmpeg/ffprobe, the independent readers ----
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+pub fn tools_present() -> bool {
+    let ok = |tool: &str| {
+        Command::new(tool)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ok("ffmpeg") && ok("ffprobe") {
+        true
+    } else {
+        eprintln!("SKIPPED: ffmpeg/ffprobe not installed");
+        false
+    }
+}
+
+pub fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn probe(path: &Path) -> Value {
+    let out = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_packets",
+            "-of",
+            "json",
+        ])
+        .arg(path));
+    assert!(
+        out.stderr.is_empty(),
+        "ffprobe complained: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn assert_decodes_cleanly(path: &Path) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "ffmpeg decode errors: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
