@@ -52,6 +52,25 @@ pub enum CmafError {
         source: ferrocast_media::h265::H265Error,
     },
 
+    /// An AV1 track's sequence header could not be parsed for its `av1C`
+    /// record.
+    #[error("track {track:?}: bad AV1 sequence header")]
+    InvalidAv1SequenceHeader {
+        /// The stream track.
+        track: TrackId,
+        /// What the sequence header parser found.
+        #[source]
+        source: ferrocast_media::av1::Av1Error,
+    },
+
+    /// An AV1 temporal unit's OBUs do not parse.
+    #[error("AV1 temporal unit is malformed")]
+    InvalidTemporalUnit {
+        /// What the OBU parser found.
+        #[source]
+        source: ferrocast_media::av1::Av1Error,
+    },
+
     /// [`video_sample_from_annexb`](crate::video_sample_from_annexb) was
     /// given the parameters of a codec that has no Annex-B video samples.
     #[error("codec {codec} is not an Annex-B video codec")]
@@ -99,9 +118,10 @@ pub enum CmafError {
         size: usize,
     },
 
-    /// An access unit held no NAL units that belong in an mp4 sample.
+    /// An access unit held no NAL units (or AV1 OBUs) that belong in an mp4
+    /// sample.
     #[error(
-        "access unit has no NAL units to put in a sample (only AUD/SPS/PPS/filler, or no start code)"
+        "access unit has nothing to put in a sample (only AUD/SPS/PPS/filler, no start code, or only AV1 temporal delimiters/padding)"
     )]
     EmptyAccessUnit,
 

@@ -6,7 +6,7 @@ use ferrocast_media::{CodecParams, TrackInfo};
 
 use crate::boxes;
 use crate::error::CmafError;
-use crate::{aac, avc, hvc, opus};
+use crate::{aac, av1, avc, hvc, opus};
 
 /// Timescale of every video track: the MPEG-TS 90 kHz clock, so ingest
 /// timestamps go into `tfdt` and `trun` without rounding.
@@ -37,7 +37,7 @@ const TKHD_ENABLED_IN_MOVIE: u32 = 0x0000_0003;
 /// [`CmafError::InvalidTrack`] for an audio sample rate of zero.
 pub fn track_timescale(info: &TrackInfo) -> Result<u32, CmafError> {
     match &info.params {
-        CodecParams::H264(_) | CodecParams::H265(_) => Ok(VIDEO_TIMESCALE),
+        CodecParams::H264(_) | CodecParams::H265(_) | CodecParams::Av1(_) => Ok(VIDEO_TIMESCALE),
         CodecParams::Aac(aac) if aac.sample_rate == 0 => Err(CmafError::InvalidTrack {
             track: info.id,
             reason: "AAC sample rate is zero",
@@ -57,7 +57,9 @@ pub fn track_timescale(info: &TrackInfo) -> Result<u32, CmafError> {
 ///
 /// The `ftyp` has major brand `iso6` (ISO/IEC 14496-12 brand covering `tfdt`,
 /// `default-base-is-moof` and signed `trun` composition offsets) and
-/// compatible brands `iso6`, `mp41` (14496-14 file format, for `mp4a`/`esds`)
+/// compatible brands `iso6`, `mp41` (14496-14 file format, for `mp4a`/`esds`),
+/// `av01` when a track is AV1 (the ISOBMFF binding: a file "SHALL have the
+/// av01 brand among the compatible brands array of the FileTypeBox")
 /// and, for a single track only, the CMAF structural brand `cmfc`
 /// (23000-19 §7.1). A CMAF header describes exactly one track
 /// (§7.3.2.1 and Table 3), so a multiplexed audio+video init segment (valid for
@@ -87,6 +89,12 @@ pub fn write_init(tracks: &[TrackInfo]) -> Result<Bytes, CmafError> {
     buf.put_u32(0); // minor_version
     buf.put_slice(b"iso6");
     buf.put_slice(b"mp41");
+    if tracks
+        .iter()
+        .any(|t| matches!(t.params, CodecParams::Av1(_)))
+    {
+        buf.put_slice(b"av01");
+    }
     if tracks.len() == 1 {
         buf.put_slice(b"cmfc");
     }
@@ -140,6 +148,7 @@ fn write_trak(buf: &mut BytesMut, track_id: u32, info: &TrackInfo) -> Result<(),
         match &info.params {
             CodecParams::H264(p) => (b"vide", b"VideoHandler\0", false, p.width, p.height),
             CodecParams::H265(p) => (b"vide", b"VideoHandler\0", false, p.width, p.height),
+            CodecParams::Av1(p) => (b"vide", b"VideoHandler\0", false, p.width, p.height),
             _ => (b"soun", b"SoundHandler\0", true, 0, 0),
         };
     if width > 0xffff || height > 0xffff {
@@ -213,6 +222,12 @@ fn write_trak(buf: &mut BytesMut, track_id: u32, info: &TrackInfo) -> Result<(),
                 source,
             })?
         }
+        CodecParams::Av1(p) => av1::write_av01(buf, p, invalid, |source| {
+            CmafError::InvalidAv1SequenceHeader {
+                track: info.id,
+                source,
+            }
+        })?,
         CodecParams::Aac(p) => aac::write_mp4a(buf, p, invalid)?,
         CodecParams::Opus(p) => opus::write_opus(buf, p, invalid)?,
         other => {

@@ -5,8 +5,9 @@
 //! per rendition, and [`write_fragment`] makes one chunk (`moof` + `mdat`) per
 //! video frame, holding that frame and the audio frames that arrived with it.
 //! Chunks concatenate into LL-HLS parts and segments. H.264 and H.265 access
-//! units come in as Annex-B and go through [`video_sample_from_annexb`] (or
-//! [`avc_sample_from_annexb`] / [`hevc_sample_from_annexb`]) first.
+//! units come in as Annex-B, AV1 ones as temporal units of sized OBUs; they go
+//! through [`video_sample_from_annexb`] (or [`avc_sample_from_annexb`] /
+//! [`hevc_sample_from_annexb`] / [`av1_sample_from_temporal_unit`]) first.
 //!
 //! It is sans-IO and stateless: bytes in, [`Bytes`](bytes::Bytes) out; the
 //! caller keeps sequence numbers and decode times. It is not a demuxer, does
@@ -15,7 +16,8 @@
 //! writes no playlists.
 //!
 //! Box layouts follow ISO/IEC 14496-12 (ISO BMFF), 14496-14 (`esds`), 14496-15
-//! (`avcC`, `hvcC`), the Opus encapsulation specification (`Opus`, `dOps`)
+//! (`avcC`, `hvcC`), the AV1 Codec ISO Media File Format Binding (`av01`,
+//! `av1C`), the Opus encapsulation specification (`Opus`, `dOps`)
 //! and ISO/IEC 23000-19 (CMAF); the section cited beside each box is
 //! from those documents. Output is checked in tests by ffprobe/ffmpeg, the
 //! `mp4` crate and `mp4-atom` in strict mode.
@@ -55,6 +57,7 @@
 #![forbid(unsafe_code)]
 
 mod aac;
+mod av1;
 mod avc;
 mod boxes;
 mod error;
@@ -63,6 +66,7 @@ mod hvc;
 mod init;
 mod opus;
 
+pub use av1::av1_sample_from_temporal_unit;
 pub use avc::avc_sample_from_annexb;
 pub use error::CmafError;
 pub use fragment::{Sample, TrackFragment, write_fragment};
@@ -71,9 +75,11 @@ pub use init::{VIDEO_TIMESCALE, track_timescale, write_init};
 
 use ferrocast_media::CodecParams;
 
-/// Converts one Annex-B video access unit into sample data for the sample
-/// entry [`write_init`] writes for `params`: [`avc_sample_from_annexb`] for
-/// H.264, [`hevc_sample_from_annexb`] for H.265.
+/// Converts one video access unit into sample data for the sample entry
+/// [`write_init`] writes for `params`: [`avc_sample_from_annexb`] for
+/// H.264, [`hevc_sample_from_annexb`] for H.265 (both Annex-B), and
+/// [`av1_sample_from_temporal_unit`] for AV1, whose access units are
+/// temporal units in the low overhead format rather than Annex-B.
 ///
 /// # Errors
 ///
@@ -85,6 +91,7 @@ pub fn video_sample_from_annexb(
     match params {
         CodecParams::H264(_) => avc_sample_from_annexb(annexb),
         CodecParams::H265(_) => hevc_sample_from_annexb(annexb),
+        CodecParams::Av1(_) => av1_sample_from_temporal_unit(annexb),
         other => Err(CmafError::NotVideo {
             codec: other.codec_string(),
         }),

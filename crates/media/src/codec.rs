@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+pub use crate::av1::Av1Params;
+
 /// Identifies a track within one stream (the MPEG-TS elementary PID at ingest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TrackId(pub u16);
@@ -28,7 +30,7 @@ impl TrackInfo {
     /// Video or audio, from the codec.
     pub fn kind(&self) -> TrackKind {
         match self.params {
-            CodecParams::H264(_) | CodecParams::H265(_) => TrackKind::Video,
+            CodecParams::H264(_) | CodecParams::H265(_) | CodecParams::Av1(_) => TrackKind::Video,
             CodecParams::Aac(_) | CodecParams::Opus(_) => TrackKind::Audio,
         }
     }
@@ -46,17 +48,20 @@ pub enum CodecParams {
     Aac(AacParams),
     /// Opus audio.
     Opus(OpusParams),
+    /// AV1 video.
+    Av1(Av1Params),
 }
 
 impl CodecParams {
     /// The RFC 6381 `CODECS` string (`avc1.64001f`, `hvc1.1.6.L93.90`,
-    /// `mp4a.40.2`, `opus`).
+    /// `av01.0.04M.08`, `mp4a.40.2`, `opus`).
     pub fn codec_string(&self) -> String {
         match self {
             CodecParams::H264(p) => p.codec_string(),
             CodecParams::H265(p) => p.codec_string(),
             CodecParams::Aac(p) => p.codec_string(),
             CodecParams::Opus(p) => p.codec_string(),
+            CodecParams::Av1(p) => p.codec_string(),
         }
     }
 
@@ -66,6 +71,7 @@ impl CodecParams {
         match self {
             CodecParams::H264(p) => Some((p.width, p.height)),
             CodecParams::H265(p) => Some((p.width, p.height)),
+            CodecParams::Av1(p) => Some((p.width, p.height)),
             CodecParams::Aac(_) | CodecParams::Opus(_) => None,
         }
     }
@@ -77,6 +83,7 @@ impl CodecParams {
         match self {
             CodecParams::H264(p) => p.frame_rate,
             CodecParams::H265(p) => p.frame_rate,
+            CodecParams::Av1(p) => p.frame_rate,
             CodecParams::Aac(_) | CodecParams::Opus(_) => None,
         }
     }
@@ -87,7 +94,7 @@ impl CodecParams {
         match self {
             CodecParams::Aac(p) => Some(p.sample_rate),
             CodecParams::Opus(p) => Some(p.sample_rate),
-            CodecParams::H264(_) | CodecParams::H265(_) => None,
+            CodecParams::H264(_) | CodecParams::H265(_) | CodecParams::Av1(_) => None,
         }
     }
 
@@ -99,7 +106,7 @@ impl CodecParams {
         match self {
             CodecParams::Aac(p) => Some(p.samples_per_frame()),
             CodecParams::Opus(_) => crate::opus::packet_samples(data).ok(),
-            CodecParams::H264(_) | CodecParams::H265(_) => None,
+            CodecParams::H264(_) | CodecParams::H265(_) | CodecParams::Av1(_) => None,
         }
     }
 }

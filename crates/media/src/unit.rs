@@ -8,7 +8,9 @@ use crate::time::Time90k;
 /// One coded video picture or audio frame, as it travels on the bus.
 ///
 /// Video payloads are H.264/HEVC Annex-B byte streams (start codes included,
-/// parameter sets and AUDs as the encoder sent them). Audio payloads are raw
+/// parameter sets and AUDs as the encoder sent them), or for AV1 one
+/// temporal unit in the low overhead bitstream format with every OBU sized
+/// (see [`crate::av1::temporal_unit_from_ts`]). Audio payloads are raw
 /// codec frames (AAC without the ADTS header).
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessUnit {

@@ -87,6 +87,13 @@ pub struct SpsInfo {
     /// Frames per second from the VUI timing info as a reduced
     /// (numerator, denominator), if signalled.
     pub frame_rate: Option<(u32, u32)>,
+    /// `max_num_reorder_frames` from the VUI `bitstream_restriction`, if
+    /// signalled (x264 writes it).
+    pub max_num_reorder_frames: Option<u32>,
+    /// How many frames may precede a frame in decoding order and follow it
+    /// in output order: `max_num_reorder_frames`, or the value E.2.1 infers
+    /// when it is absent (see [`reorder_depth`](parse_sps)).
+    pub reorder_depth: u32,
 }
 
 /// The RBSP of a NAL unit: the payload after the one-byte header with every
@@ -237,14 +244,24 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, H264Error> {
         value: height_map_units - 1,
     })?;
 
-    let frame_rate = if r.flag("vui_parameters_present_flag")? {
-        // The VUI only adds the frame rate, which is optional everywhere it
-        // is used; encoders in the wild truncate or botch the VUI, so a
-        // damaged VUI costs the frame rate, not the stream.
-        vui_frame_rate(&mut r).ok().flatten()
-    } else {
-        None
-    };
+    let mut vui = Vui::default();
+    if r.flag("vui_parameters_present_flag")? {
+        // The VUI only adds the frame rate and the reorder depth, both
+        // optional where they are used; encoders in the wild truncate or
+        // botch the VUI, so a damaged VUI costs what follows the damage,
+        // not the stream.
+        let _ = read_vui(&mut r, &mut vui);
+    }
+    let reorder_depth = vui.max_num_reorder_frames.unwrap_or_else(|| {
+        inferred_reorder_depth(
+            profile_idc,
+            constraint_flags,
+            level_idc,
+            width_mbs
+                .saturating_mul(height_map_units)
+                .saturating_mul(field_factor),
+        )
+    });
 
     Ok(SpsInfo {
         profile_idc,
@@ -259,8 +276,49 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, H264Error> {
         max_num_ref_frames,
         width,
         height,
-        frame_rate,
+        frame_rate: vui.frame_rate,
+        max_num_reorder_frames: vui.max_num_reorder_frames,
+        reorder_depth,
     })
+}
+
+/// The reorder depth when the VUI does not signal `max_num_reorder_frames`.
+///
+/// Baseline (`profile_idc` 66) has no B slices: nothing is reordered. E.2.1
+/// for the rest: "When the max_num_reorder_frames syntax element is not
+/// present, the value of max_num_reorder_frames value shall be inferred as
+/// follows: – If profile_idc is equal to 44, 86, 100, 110, 122, or 244 and
+/// constraint_set3_flag is equal to 1, the value of max_num_reorder_frames
+/// shall be inferred to be equal to 0. – Otherwise (...), the value of
+/// max_num_reorder_frames shall be inferred to be equal to
+/// MaxDpbFrames" (A.3.1 item h: "MaxDpbFrames is equal to Min( MaxDpbMbs
+/// / ( PicWidthInMbs * FrameHeightInMbs ), 16 )", MaxDpbMbs from Table A-1).
+/// An unknown level gives the largest depth, 16: a depth larger than the
+/// stream's only delays decode times, a smaller one breaks them.
+fn inferred_reorder_depth(profile_idc: u8, constraint_flags: u8, level_idc: u8, mbs: u64) -> u32 {
+    let constraint_set3 = constraint_flags & 0x10 != 0;
+    if profile_idc == 66
+        || (matches!(profile_idc, 44 | 86 | 100 | 110 | 122 | 244) && constraint_set3)
+    {
+        return 0;
+    }
+    // Table A-1, MaxDpbMbs by level_idc (9 is level 1b).
+    let max_dpb_mbs: u64 = match level_idc {
+        9 | 10 => 396,
+        11 => 900,
+        12 | 13 | 20 => 2376,
+        21 => 4752,
+        22 | 30 => 8100,
+        31 => 18_000,
+        32 => 20_480,
+        40 | 41 => 32_768,
+        42 => 34_816,
+        50 => 110_400,
+        51 | 52 => 184_320,
+        60..=62 => 696_320,
+        _ => return 16,
+    };
+    u32::try_from((max_dpb_mbs / mbs.max(1)).min(16)).unwrap_or(16)
 }
 
 fn clamp_u32(v: u64) -> u32 {
@@ -291,24 +349,70 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), H264Error
     Ok(())
 }
 
-/// E.1.1 vui_parameters( ), up to and including timing_info.
-fn vui_frame_rate(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, H264Error> {
+/// What Ferrocast reads from the VUI.
+#[derive(Debug, Default)]
+struct Vui {
+    frame_rate: Option<(u32, u32)>,
+    max_num_reorder_frames: Option<u32>,
+}
+
+/// E.1.1 vui_parameters( ), up to and including `max_num_reorder_frames`.
+/// What was read before an error stays in `out`.
+fn read_vui(r: &mut BitReader<'_>, out: &mut Vui) -> Result<(), H264Error> {
     skip_vui_prefix(r)?;
-    if !r.flag("timing_info_present_flag")? {
-        return Ok(None);
+    if r.flag("timing_info_present_flag")? {
+        let num_units_in_tick = r.bits(32, "num_units_in_tick")?;
+        let time_scale = r.bits(32, "time_scale")?;
+        // E.2.1: "num_units_in_tick shall be greater than 0", "time_scale
+        // shall be greater than 0". One frame lasts two ticks for
+        // progressive video (field-based clock), so fps = time_scale / (2 *
+        // num_units_in_tick).
+        if num_units_in_tick != 0 && time_scale != 0 {
+            out.frame_rate = reduced_ratio(u64::from(time_scale), 2 * u64::from(num_units_in_tick));
+        }
+        r.flag("fixed_frame_rate_flag")?;
     }
-    let num_units_in_tick = r.bits(32, "num_units_in_tick")?;
-    let time_scale = r.bits(32, "time_scale")?;
-    // E.2.1: "num_units_in_tick shall be greater than 0", "time_scale shall
-    // be greater than 0". One frame lasts two ticks for progressive video
-    // (field-based clock), so fps = time_scale / (2 * num_units_in_tick).
-    if num_units_in_tick == 0 || time_scale == 0 {
-        return Ok(None);
+    let nal_hrd = r.flag("nal_hrd_parameters_present_flag")?;
+    if nal_hrd {
+        skip_hrd_parameters(r)?;
     }
-    Ok(reduced_ratio(
-        u64::from(time_scale),
-        2 * u64::from(num_units_in_tick),
-    ))
+    let vcl_hrd = r.flag("vcl_hrd_parameters_present_flag")?;
+    if vcl_hrd {
+        skip_hrd_parameters(r)?;
+    }
+    if nal_hrd || vcl_hrd {
+        r.flag("low_delay_hrd_flag")?;
+    }
+    r.flag("pic_struct_present_flag")?;
+    if r.flag("bitstream_restriction_flag")? {
+        r.flag("motion_vectors_over_pic_boundaries_flag")?;
+        r.ue("max_bytes_per_pic_denom")?;
+        r.ue("max_bits_per_mb_denom")?;
+        r.ue("log2_max_mv_length_horizontal")?;
+        r.ue("log2_max_mv_length_vertical")?;
+        // E.2.1: "The value of max_num_reorder_frames shall be in the range
+        // of 0 to max_dec_frame_buffering, inclusive", which is at most
+        // MaxDpbFrames ≤ 16.
+        out.max_num_reorder_frames = Some(r.ue_max("max_num_reorder_frames", 16)?);
+    }
+    Ok(())
+}
+
+/// E.1.2 hrd_parameters( ): only the bits are consumed.
+fn skip_hrd_parameters(r: &mut BitReader<'_>) -> Result<(), H264Error> {
+    // E.2.2: "The value of cpb_cnt_minus1 shall be in the range of 0 to 31".
+    let cpb_cnt = r.ue_max("cpb_cnt_minus1", 31)? + 1;
+    r.bits(4, "bit_rate_scale")?;
+    r.bits(4, "cpb_size_scale")?;
+    for _ in 0..cpb_cnt {
+        r.ue("bit_rate_value_minus1")?;
+        r.ue("cpb_size_value_minus1")?;
+        r.flag("cbr_flag")?;
+    }
+    // initial_cpb_removal_delay_length_minus1, cpb_removal_delay_length_minus1,
+    // dpb_output_delay_length_minus1, time_offset_length: u(5) each.
+    r.skip(20, "time_offset_length")?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -333,6 +437,53 @@ mod tests {
         assert_eq!((sps.width, sps.height), (1280, 720));
         assert!(sps.frame_mbs_only);
         assert_eq!(sps.frame_rate, Some((50, 1)));
+    }
+
+    /// x264 with `-bf 3` (b-pyramid): the VUI's bitstream_restriction says
+    /// `max_num_reorder_frames` 2 (ffmpeg's trace_headers agrees). From
+    /// `ffmpeg -f lavfi -i testsrc2=size=320x240:rate=25 -c:v libx264
+    /// -preset veryfast -bf 3 -f h264`.
+    const SPS_X264_BF3: [u8; 25] = [
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60,
+    ];
+
+    /// The same with `-profile:v baseline`: reorder 0, signalled.
+    const SPS_X264_BASELINE: [u8; 22] = [
+        0x67, 0x42, 0xc0, 0x0d, 0xda, 0x05, 0x07, 0xec, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40,
+        0x00, 0x00, 0x0c, 0x83, 0xc5, 0x0a, 0xa8,
+    ];
+
+    #[test]
+    fn reads_the_reorder_depth_x264_signals() {
+        let sps = parse_sps(&SPS_X264_BF3).unwrap();
+        assert_eq!((sps.width, sps.height), (320, 240));
+        assert_eq!(sps.frame_rate, Some((25, 1)));
+        assert_eq!(sps.max_num_reorder_frames, Some(2));
+        assert_eq!(sps.reorder_depth, 2);
+        let sps = parse_sps(&SPS_X264_BASELINE).unwrap();
+        assert_eq!(sps.profile_idc, 66);
+        assert_eq!(sps.max_num_reorder_frames, Some(0));
+        assert_eq!(sps.reorder_depth, 0);
+        assert_eq!(sps.frame_rate, Some((25, 1)));
+    }
+
+    #[test]
+    fn infers_the_reorder_depth_when_the_vui_is_silent() {
+        // Baseline without VUI: no B slices.
+        let mut w = BitWriter::default();
+        baseline_sps(&mut w, None, true);
+        let sps = parse_sps(&w.nal(&[0x67])).unwrap();
+        assert_eq!((sps.max_num_reorder_frames, sps.reorder_depth), (None, 0));
+        // Main, level 3 (MaxDpbMbs 8100), 20x15 macroblocks: 27 frames,
+        // capped at 16. Level 1 (396): 396 / 300 = 1.
+        assert_eq!(inferred_reorder_depth(77, 0, 30, 300), 16);
+        assert_eq!(inferred_reorder_depth(77, 0, 10, 300), 1);
+        // High 4:4:4 Intra (constraint_set3): 0. Unknown level: 16.
+        assert_eq!(inferred_reorder_depth(244, 0x10, 40, 8160), 0);
+        assert_eq!(inferred_reorder_depth(100, 0, 99, 8160), 16);
+        // Level 4: 32768 / 8160 (1080p) = 4.
+        assert_eq!(inferred_reorder_depth(100, 0, 40, 8160), 4);
     }
 
     #[test]
@@ -434,7 +585,23 @@ mod tests {
             .bits(32, 1001)
             .bits(32, 60000)
             .bits(1, 1);
+        // NAL HRD with two CPB specs, no VCL HRD, low delay, pic_struct,
+        // then bitstream_restriction with max_num_reorder_frames 3.
+        w.bits(1, 1).ue(1).bits(4, 2).bits(4, 3);
+        w.ue(1000).ue(2000).bits(1, 0).ue(3000).ue(4000).bits(1, 1);
+        w.bits(20, 0xabcde);
+        w.bits(1, 0).bits(1, 0).bits(1, 1);
+        w.bits(1, 1)
+            .bits(1, 1)
+            .ue(2)
+            .ue(1)
+            .ue(16)
+            .ue(16)
+            .ue(3)
+            .ue(4);
         let sps = parse_sps(&w.nal(&[0x67])).unwrap();
+        assert_eq!(sps.max_num_reorder_frames, Some(3));
+        assert_eq!(sps.reorder_depth, 3);
         assert_eq!(sps.chroma_format_idc, 3);
         assert_eq!(sps.bit_depth_luma, 10);
         assert_eq!((sps.width, sps.height), (1920, 1080));

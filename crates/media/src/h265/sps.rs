@@ -114,6 +114,11 @@ pub struct SpsInfo {
     /// Frames per second from the VUI timing info as a reduced
     /// (numerator, denominator), if signalled.
     pub frame_rate: Option<(u32, u32)>,
+    /// `sps_max_num_reorder_pics[ sps_max_sub_layers_minus1 ]`: how many
+    /// pictures may precede a picture in decoding order and follow it in
+    /// output order, for the highest sub-layer (the whole stream). `None`
+    /// only when the SPS is cut before it.
+    pub max_num_reorder_pics: Option<u32>,
 }
 
 /// The RBSP of an H.265 NAL unit: the payload after the two-byte header with
@@ -218,10 +223,11 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, H265Error> {
     let bit_depth_luma = 8 + r.ue_max("bit_depth_luma_minus8", 8)?;
     let bit_depth_chroma = 8 + r.ue_max("bit_depth_chroma_minus8", 8)?;
 
-    // Everything from here on is needed only to reach the VUI's timing info,
-    // which only adds the frame rate: as for H.264, a damaged tail costs the
-    // frame rate, not the stream.
-    let frame_rate = frame_rate_from_tail(&mut r, max_sub_layers_minus1).unwrap_or(None);
+    // Everything from here on adds only the reorder depth and the VUI's
+    // frame rate: as for H.264, a damaged tail costs what follows the
+    // damage, not the stream.
+    let mut tail = Tail::default();
+    let _ = read_tail(&mut r, max_sub_layers_minus1, &mut tail);
 
     Ok(SpsInfo {
         video_parameter_set_id,
@@ -237,7 +243,8 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, H265Error> {
         height,
         bit_depth_luma,
         bit_depth_chroma,
-        frame_rate,
+        frame_rate: tail.frame_rate,
+        max_num_reorder_pics: tail.max_num_reorder_pics,
     })
 }
 
@@ -300,11 +307,19 @@ fn profile_tier_level(
     })
 }
 
+/// What the SPS tail gives; what was read before an error stays.
+#[derive(Debug, Default)]
+struct Tail {
+    max_num_reorder_pics: Option<u32>,
+    frame_rate: Option<(u32, u32)>,
+}
+
 /// The rest of 7.3.2.2.1 after the bit depths, up to the VUI's timing info.
-fn frame_rate_from_tail(
+fn read_tail(
     r: &mut BitReader<'_>,
     max_sub_layers_minus1: u32,
-) -> Result<Option<(u32, u32)>, H265Error> {
+    out: &mut Tail,
+) -> Result<(), H265Error> {
     // "The value of log2_max_pic_order_cnt_lsb_minus4 shall be in the range
     // of 0 to 12, inclusive."
     let log2_max_poc_lsb = r.ue_max("log2_max_pic_order_cnt_lsb_minus4", 12)? + 4;
@@ -314,9 +329,17 @@ fn frame_rate_from_tail(
     } else {
         max_sub_layers_minus1
     };
+    // "When sps_sub_layer_ordering_info_present_flag is equal to 0 ... the
+    // value of sps_max_num_reorder_pics[ sps_max_sub_layers_minus1 ] applies
+    // to all sub-layers": either way the last one read is the highest
+    // sub-layer's, which bounds the whole stream.
     for _ in first..=max_sub_layers_minus1 {
-        r.ue("sps_max_dec_pic_buffering_minus1")?;
-        r.ue("sps_max_num_reorder_pics")?;
+        // "The value of sps_max_dec_pic_buffering_minus1 shall be in the
+        // range of 0 to MaxDpbSize − 1" (MaxDpbSize ≤ 16), and
+        // "sps_max_num_reorder_pics ... in the range of 0 to
+        // sps_max_dec_pic_buffering_minus1".
+        let buffering = r.ue_max("sps_max_dec_pic_buffering_minus1", 15)?;
+        out.max_num_reorder_pics = Some(r.ue_max("sps_max_num_reorder_pics", buffering)?);
         r.ue("sps_max_latency_increase_plus1")?;
     }
     r.ue("log2_min_luma_coding_block_size_minus3")?;
@@ -356,10 +379,10 @@ fn frame_rate_from_tail(
     }
     r.flag("sps_temporal_mvp_enabled_flag")?;
     r.flag("strong_intra_smoothing_enabled_flag")?;
-    if !r.flag("vui_parameters_present_flag")? {
-        return Ok(None);
+    if r.flag("vui_parameters_present_flag")? {
+        out.frame_rate = vui_frame_rate(r)?;
     }
-    vui_frame_rate(r)
+    Ok(())
 }
 
 /// 7.3.4 scaling_list_data( ): only the bits are consumed.
@@ -485,7 +508,8 @@ mod tests {
     use crate::bits::BitWriter;
 
     /// libx265's SPS for `testsrc2=size=320x240:rate=25` (Main, level 2,
-    /// VUI timing 25 fps).
+    /// VUI timing 25 fps, default B-frames: `sps_max_num_reorder_pics` 2, as
+    /// ffmpeg's trace_headers reads it).
     const SPS_X265: &[u8] = &[
         0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00,
         0x03, 0x00, 0x3c, 0xa0, 0x0a, 0x08, 0x0f, 0x16, 0x59, 0x59, 0xa4, 0x93, 0x2b, 0xc0, 0x5a,
@@ -508,6 +532,7 @@ mod tests {
         assert_eq!(sps.max_sub_layers, 1);
         assert!(sps.temporal_id_nesting);
         assert_eq!(sps.frame_rate, Some((25, 1)));
+        assert_eq!(sps.max_num_reorder_pics, Some(2));
     }
 
     /// An SPS with `sub_layers` sub-layers whose profile/level presence
@@ -540,8 +565,9 @@ mod tests {
         w.ue(1928).ue(1088).bits(1, 1).ue(2).ue(2).ue(0).ue(4); // window
         w.ue(2).ue(2).ue(4); // 10-bit, log2_max_poc_lsb 8
         w.bits(1, 1);
-        for _ in 0..sub_layers {
-            w.ue(4).ue(2).ue(0);
+        for i in 0..sub_layers {
+            // Reorder 1 below the highest sub-layer, 3 at it.
+            w.ue(4).ue(if i + 1 == sub_layers { 3 } else { 1 }).ue(0);
         }
         w.ue(0).ue(3).ue(0).ue(3).ue(1).ue(1);
         // Scaling lists: explicit everywhere.
@@ -624,6 +650,7 @@ mod tests {
             assert_eq!((sps.width, sps.height), (1928 - 2 * 4, 1088 - 4));
             assert_eq!((sps.bit_depth_luma, sps.bit_depth_chroma), (10, 10));
             assert_eq!(sps.frame_rate, Some((60000, 1001)), "{sub_layers}");
+            assert_eq!(sps.max_num_reorder_pics, Some(3), "{sub_layers}");
         }
     }
 

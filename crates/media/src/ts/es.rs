@@ -5,6 +5,7 @@ use bytes::Bytes;
 use super::pes::Pes;
 use super::{DemuxEvent, DemuxWarning};
 use crate::aac::{self, AacError};
+use crate::av1;
 use crate::codec::{AacParams, CodecParams, OpusParams, TrackId, TrackInfo, TrackKind};
 use crate::h264::{self, nal_units};
 use crate::h265;
@@ -17,6 +18,7 @@ use crate::unit::AccessUnit;
 pub(crate) enum Elementary {
     /// Boxed: the parameter sets make it several times larger than AAC.
     Video(Box<VideoStream>),
+    Av1(Box<Av1Stream>),
     Aac(AacStream),
     Opus(OpusStream),
 }
@@ -31,6 +33,7 @@ impl Elementary {
     ) {
         match self {
             Elementary::Video(s) => s.on_pes(pid, pes, clock, out),
+            Elementary::Av1(s) => s.on_pes(pid, pes, clock, out),
             Elementary::Aac(s) => s.on_pes(pid, pes, clock, out),
             Elementary::Opus(s) => s.on_pes(pid, pes, clock, out),
         }
@@ -220,6 +223,89 @@ impl VideoStream {
             }
             Some(Err(_)) => {}
         }
+    }
+}
+
+/// AV1 in start-code framing ("Carriage of AV1 in MPEG-2 TS"): "A PES shall
+/// encapsulate one, and only one, AV1 access unit", so each PES becomes one
+/// [`AccessUnit`] holding its OBUs in the low overhead format, every OBU
+/// sized (see [`av1::temporal_unit_from_ts`]). A `Track` is announced from
+/// the sequence header OBU once the first random access point arrives, and
+/// again when the sequence header changes.
+///
+/// An encoder that splits one temporal unit over several PES (the
+/// specification allows a decodable frame group per PES) yields several
+/// units with the same timing; the common live encoders send one temporal
+/// unit per PES.
+#[derive(Debug, Default)]
+pub(crate) struct Av1Stream {
+    /// Parameters from the latest sequence header that parsed.
+    params: Option<CodecParams>,
+    /// The latest sequence header OBU seen (sized), parsed or not.
+    sequence_header: Option<Bytes>,
+    /// Parameters last announced with a `Track` event.
+    announced: Option<CodecParams>,
+}
+
+impl Av1Stream {
+    fn on_pes(
+        &mut self,
+        pid: u16,
+        pes: Pes,
+        clock: &mut TimestampExtender,
+        out: &mut Vec<DemuxEvent>,
+    ) {
+        let Some(pts) = pes.pts else {
+            out.push(DemuxEvent::Warning(DemuxWarning::MissingPts { pid }));
+            return;
+        };
+        let dts = clock.extend(pes.dts.unwrap_or(pts));
+        let pts = clock.extend(pts);
+        let data = match av1::temporal_unit_from_ts(&pes.payload) {
+            Ok(tu) => Bytes::from(tu),
+            Err(error) => {
+                out.push(DemuxEvent::Warning(DemuxWarning::BadAv1 { pid, error }));
+                return;
+            }
+        };
+        if let Some(obu) = av1::sequence_header_obu(&data)
+            && self.sequence_header.as_deref() != Some(obu.bytes)
+        {
+            self.sequence_header = Some(data.slice_ref(obu.bytes));
+            match av1::Av1Params::from_sequence_header_obu(obu.bytes) {
+                Ok(params) => self.params = Some(CodecParams::Av1(params)),
+                // Reported once: the same bad header repeats at every
+                // keyframe and is not parsed again.
+                Err(error) => out.push(DemuxEvent::Warning(DemuxWarning::BadAv1SequenceHeader {
+                    pid,
+                    error,
+                })),
+            }
+        }
+        let Some(params) = &self.params else {
+            return;
+        };
+        let keyframe = av1::is_random_access_point(&data);
+        // Units before the first random access point cannot be decoded by
+        // anyone downstream.
+        if self.announced.is_none() && !keyframe {
+            return;
+        }
+        if self.announced.as_ref() != Some(params) {
+            out.push(DemuxEvent::Track(TrackInfo {
+                id: TrackId(pid),
+                params: params.clone(),
+            }));
+            self.announced = Some(params.clone());
+        }
+        out.push(DemuxEvent::Unit(AccessUnit {
+            track: TrackId(pid),
+            kind: TrackKind::Video,
+            pts,
+            dts,
+            keyframe,
+            data,
+        }));
     }
 }
 

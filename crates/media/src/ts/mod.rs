@@ -3,8 +3,9 @@
 //! [`Demuxer::push`] takes bytes in any chunking — the events depend only on
 //! the byte sequence, never on where it was split — and [`Demuxer::finish`]
 //! ends the input. Per program the demuxer follows the PAT to the PMT, and
-//! per supported elementary stream (H.264 stream_type 0x1B, H.265 0x24, AAC
-//! ADTS 0x0F, Opus as 0x06 with an `Opus` registration descriptor) it
+//! per supported elementary stream (H.264 stream_type 0x1B, H.265 0x24, AV1
+//! as 0x06 with an `AV01` registration descriptor or AV1 video descriptor,
+//! AAC ADTS 0x0F, Opus as 0x06 with an `Opus` registration descriptor) it
 //! reassembles PES packets into [`AccessUnit`]s on a
 //! 33-bit-extended 90 kHz timeline. Damaged input is skipped and reported as a
 //! [`DemuxWarning`]; nothing on the network path panics, and memory is
@@ -33,6 +34,7 @@ use self::packet::{Continuity, ContinuityCounter, NULL_PID, PACKET_SIZE, Packet,
 use self::pes::{Dropped, PesAssembler};
 use self::psi::{Pmt, PmtStream, SectionAssembler, StreamKind};
 use crate::aac::AacError;
+use crate::av1::Av1Error;
 use crate::codec::TrackInfo;
 use crate::h264::H264Error;
 use crate::h265::H265Error;
@@ -171,6 +173,24 @@ pub enum DemuxWarning {
         pid: u16,
         /// What was wrong.
         error: H265Error,
+    },
+    /// An AV1 PES payload was not a usable access unit (start-code
+    /// framing or OBU sizes broken); it was dropped.
+    #[error("PID {pid}: bad AV1 access unit: {error}")]
+    BadAv1 {
+        /// The PID.
+        pid: u16,
+        /// What was wrong.
+        error: Av1Error,
+    },
+    /// The stream's AV1 sequence header is unusable (reported once per
+    /// distinct sequence header).
+    #[error("PID {pid}: unusable AV1 sequence header: {error}")]
+    BadAv1SequenceHeader {
+        /// The PID.
+        pid: u16,
+        /// What was wrong.
+        error: Av1Error,
     },
     /// An ADTS frame was unusable; the rest of its PES was dropped.
     #[error("PID {pid}: bad ADTS frame: {error}")]
@@ -564,6 +584,7 @@ impl Demuxer {
             let elementary = match es.kind {
                 StreamKind::H264 => Elementary::Video(Box::new(VideoStream::new(VideoCodec::H264))),
                 StreamKind::H265 => Elementary::Video(Box::new(VideoStream::new(VideoCodec::H265))),
+                StreamKind::Av1 => Elementary::Av1(Box::default()),
                 StreamKind::AacAdts => Elementary::Aac(AacStream::default()),
                 StreamKind::Opus { channels } => Elementary::Opus(OpusStream::new(channels)),
                 StreamKind::Unsupported(codec) => {

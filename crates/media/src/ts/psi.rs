@@ -235,6 +235,9 @@ pub(crate) enum StreamKind {
     H265,
     /// AAC in ADTS (stream_type 0x0F).
     AacAdts,
+    /// AV1 (stream_type 0x06 with an `AV01` registration_descriptor or an
+    /// AV1 video descriptor), start-code framed.
+    Av1,
     /// Opus (stream_type 0x06 with an `Opus` registration_descriptor), mono
     /// or stereo.
     Opus {
@@ -339,6 +342,7 @@ fn classify(stream_type: u8, descriptors: &[u8]) -> StreamKind {
 fn private_data(descriptors: &[u8]) -> StreamKind {
     let mut name = None;
     let mut opus = false;
+    let mut av1 = false;
     // Opus in MPEG-TS: the DVB extension descriptor (tag 0x7F) with
     // descriptor_tag_extension 0x80 carries `channel_config_code`.
     let mut opus_config = None;
@@ -355,6 +359,14 @@ fn private_data(descriptors: &[u8]) -> StreamKind {
                     opus = true;
                     None
                 }
+                // "Carriage of AV1 in MPEG-2 TS" §"AV1 registration
+                // descriptor": "The presence of a Registration Descriptor
+                // ... is mandatory with the format_identifier field set to
+                // 'AV01'".
+                b"AV01" => {
+                    av1 = true;
+                    None
+                }
                 b"HEVC" => Some("HEVC"),
                 b"KLVA" => Some("KLV metadata"),
                 b"BSSD" => Some("SMPTE 302M audio"),
@@ -367,6 +379,15 @@ fn private_data(descriptors: &[u8]) -> StreamKind {
             (0x7b, _) => Some("DTS"),
             (0x7c, _) => Some("AAC (DVB AAC descriptor)"),
             (0x7f, [0x15, ..]) => Some("AC-4"),
+            // The AV1_video_descriptor: "descriptor_tag ... 0x80",
+            // "descriptor_length ... 4", "marker ... 1", "version ... 1".
+            // Accepted alone too, for muxers that leave the registration
+            // out; the marker and version byte guard against another
+            // user-private descriptor with the same tag.
+            (0x80, [0x81, _, _, _]) => {
+                av1 = true;
+                None
+            }
             (0x7f, [0x80, rest @ ..]) => {
                 opus = true;
                 opus_config = rest.first().copied();
@@ -376,6 +397,9 @@ fn private_data(descriptors: &[u8]) -> StreamKind {
         };
         name = name.or(found);
         rest = &tail[usize::from(*len).min(tail.len())..];
+    }
+    if av1 {
+        return StreamKind::Av1;
     }
     if opus {
         return match opus_config {
@@ -429,6 +453,18 @@ mod tests {
         ]);
         s.extend_from_slice(&[0x06, 0xe1, 0x03, 0xf0, 0x00]);
         s.extend_from_slice(&[0x24, 0xe1, 0x04, 0xf0, 0x00]);
+        // AV1: registration 'AV01' then the AV1 video descriptor; the
+        // descriptor alone; a 0x80 descriptor that is not AV1's.
+        s.extend_from_slice(&[
+            0x06, 0xe1, 0x05, 0xf0, 0x0c, 0x05, 0x04, b'A', b'V', b'0', b'1', 0x80, 0x04, 0x81,
+            0x08, 0x0c, 0x00,
+        ]);
+        s.extend_from_slice(&[
+            0x06, 0xe1, 0x06, 0xf0, 0x06, 0x80, 0x04, 0x81, 0x08, 0x0c, 0x00,
+        ]);
+        s.extend_from_slice(&[
+            0x06, 0xe1, 0x07, 0xf0, 0x06, 0x80, 0x04, 0x01, 0x08, 0x0c, 0x00,
+        ]);
         let len = s.len() - 3 + 4;
         s[2] = len as u8;
         let pmt = parse_pmt(&with_crc(s)).unwrap();
@@ -441,6 +477,9 @@ mod tests {
                 (0x102, StreamKind::Opus { channels: 2 }),
                 (0x103, StreamKind::Ignored),
                 (0x104, StreamKind::H265),
+                (0x105, StreamKind::Av1),
+                (0x106, StreamKind::Av1),
+                (0x107, StreamKind::Ignored),
             ]
         );
     }
