@@ -154,22 +154,33 @@ async fn idle_sender_leaves_and_a_returning_one_continues_the_stream() {
     }
 }
 
-/// Two free even UDP ports, not next to each other (ffmpeg sends RTCP to
-/// the port above each RTP port).
+/// Two free even UDP ports whose odd neighbours are free too, not next to
+/// each other (ffmpeg sends RTCP to the port above each RTP port, and the
+/// server binds it).
 fn free_even_ports() -> (u16, u16) {
     let mut found: Vec<u16> = Vec::new();
     while found.len() < 2 {
         let port = free_udp_port();
-        if port.is_multiple_of(2) && found.iter().all(|p| p.abs_diff(port) > 2) {
+        let rtcp_free = port
+            .checked_add(1)
+            .is_some_and(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok());
+        if port.is_multiple_of(2) && rtcp_free && found.iter().all(|p| p.abs_diff(port) > 2) {
             found.push(port);
         }
     }
     (found[0], found[1])
 }
 
-/// ffmpeg arguments sending H.264 (no B-frames) to `video` and AAC to
-/// `audio` as elementary RTP streams, for `seconds`.
-fn elementary_rtp_args(video: u16, audio: u16, seconds: u32, realtime: bool) -> Vec<String> {
+/// ffmpeg arguments sending H.264 with `bframes` B-frames to `video` and AAC
+/// to `audio` as elementary RTP streams, for `seconds`.
+fn elementary_rtp_args(
+    video: u16,
+    audio: u16,
+    seconds: u32,
+    realtime: bool,
+    bframes: u32,
+) -> Vec<String> {
+    let bf = bframes.to_string();
     let t = seconds.to_string();
     let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error"]
         .iter()
@@ -195,7 +206,7 @@ fn elementary_rtp_args(video: u16, audio: u16, seconds: u32, realtime: bool) -> 
             "-preset",
             "veryfast",
             "-bf",
-            "0",
+            &bf,
             "-g",
             "25",
             "-pix_fmt",
@@ -229,7 +240,7 @@ async fn rtp_h264_aac_elementary_streams_from_ffmpeg_play() {
     // ffmpeg writes the SDP of exactly what it will send (nobody listens yet).
     let (ok, _, err) = common::run_with_timeout(
         Command::new("ffmpeg")
-            .args(elementary_rtp_args(video, audio, 1, false))
+            .args(elementary_rtp_args(video, audio, 1, false, 0))
             .arg("-sdp_file")
             .arg(&sdp),
         Duration::from_secs(60),
@@ -245,7 +256,7 @@ async fn rtp_h264_aac_elementary_streams_from_ffmpeg_play() {
     );
     let mut server = Server::start(&config);
     let child = Command::new("ffmpeg")
-        .args(elementary_rtp_args(video, audio, 20, true))
+        .args(elementary_rtp_args(video, audio, 20, true, 0))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -284,11 +295,11 @@ async fn rtp_h264_aac_elementary_streams_from_ffmpeg_play() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdp_the_server_cannot_receive_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let sdp = dir.path().join("hevc.sdp");
+    let sdp = dir.path().join("vp8.sdp");
     std::fs::write(
         &sdp,
         "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nt=0 0\r\n\
-         m=video 5004 RTP/AVP 96\r\nc=IN IP4 127.0.0.1\r\na=rtpmap:96 H265/90000\r\n",
+         m=video 5004 RTP/AVP 96\r\nc=IN IP4 127.0.0.1\r\na=rtpmap:96 VP8/90000\r\n",
     )
     .unwrap();
     let config = format!(
@@ -313,5 +324,112 @@ async fn sdp_the_server_cannot_receive_is_refused_at_start() {
         Duration::from_secs(30),
     );
     assert!(!ok, "the server must refuse to start");
-    assert!(err.contains("H265/90000"), "{err}");
+    assert!(err.contains("VP8/90000"), "{err}");
+}
+
+/// libx264 with B-frames (`-bf 3`, b-pyramid: `max_num_reorder_frames` 2)
+/// and AAC as elementary RTP with RTCP: every picture gets a decode time,
+/// the tracks are placed by ffmpeg's sender reports, and the packaged
+/// segments decode to exactly the frames sent in them. Documented losses:
+/// none at the start (units wait for the sender reports; the first picture
+/// is an IDR), and at the end whatever is not yet in a complete segment
+/// when the playlist is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_h264_with_b_frames_and_rtcp_sync_decodes_every_frame() {
+    let (video, audio) = free_even_ports();
+    let dir = tempfile::tempdir().unwrap();
+    let sdp = dir.path().join("session.sdp");
+    let (ok, _, err) = common::run_with_timeout(
+        Command::new("ffmpeg")
+            .args(elementary_rtp_args(video, audio, 1, false, 3))
+            .arg("-sdp_file")
+            .arg(&sdp),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffmpeg (SDP) failed: {err}");
+    let config = format!(
+        "[hls]\nwindow_segments = 40\n\n[[rtp]]\nlisten = \"127.0.0.1:{video}\"\nstream = \"rtpbf\"\nformat = \"sdp\"\nsdp = \"{}\"\n",
+        sdp.display()
+    );
+    let server = Server::start(&config);
+    let seconds = 10;
+    let child = Command::new("ffmpeg")
+        .args(elementary_rtp_args(video, audio, seconds, true, 3))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg starts");
+    let push = Sender(child);
+    let http = client();
+    // Segments are one 25-frame GOP (1 s): wait for the eighth.
+    playlist_with_segment(&http, &server, "rtpbf", 7).await;
+    let (status, media) = get_text(&http, &server.url("rtpbf", "stream.m3u8")).await;
+    assert_eq!(status, 200, "{media}");
+    let segments = media
+        .lines()
+        .filter(|l| l.starts_with("seg") && l.ends_with(".m4s"))
+        .count();
+    assert!(segments >= 8, "{media}");
+    assert!(
+        media.lines().any(|l| l == "seg0.m4s"),
+        "the window must still hold the first segment: {media}"
+    );
+    let listed_seconds: f64 = media
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.split(',').next()?.parse::<f64>().ok())
+        .sum();
+    let file = common::init_and_segments(&http, &server, "rtpbf", &media, segments).await;
+    let path = common::write_file(dir.path(), "joined.mp4", &file);
+    let (ok, out, err) = common::run_with_timeout(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-count_frames",
+                "-show_entries",
+                "stream=nb_read_frames,has_b_frames,codec_name",
+                "-of",
+                "json",
+            ])
+            .arg(&path),
+        Duration::from_secs(60),
+    );
+    assert!(ok && err.trim().is_empty(), "ffprobe: {err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let stream = &json["streams"][0];
+    assert_eq!(stream["codec_name"], "h264", "{out}");
+    assert!(stream["has_b_frames"].as_i64().unwrap_or(0) > 0, "{out}");
+    let frames: u64 = stream["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    // Every frame of every listed segment: the segments start at the first
+    // IDR and end on keyframes, so whole 25-frame GOPs, as many as the
+    // listed durations say.
+    assert_eq!(frames % 25, 0, "{frames} frames: a GOP lost frames");
+    assert!(
+        (frames as f64 - listed_seconds * 25.0).abs() <= 1.0,
+        "{frames} frames decoded, the playlist lists {listed_seconds} s"
+    );
+    assert!(
+        frames >= 8 * 25 && frames <= u64::from(seconds) * 25,
+        "{frames}"
+    );
+
+    let (_, body) = get_text(&http, &format!("http://{}/api/v1/streams", server.http)).await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let input = &json["rtp_inputs"][0];
+    assert_eq!(input["out_of_order"].as_u64(), Some(0), "{body}");
+    assert_eq!(input["lost"].as_u64(), Some(0), "{body}");
+    assert_eq!(input["damaged"].as_u64(), Some(0), "{body}");
+    assert!(input["sender_reports"].as_u64().unwrap() >= 2, "{body}");
+    assert_eq!(input["rtcp_synced"].as_u64(), Some(1), "{body}");
+    let log = server.log();
+    assert!(
+        log.contains("tracks placed by RTCP sender reports"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    push.stop();
 }

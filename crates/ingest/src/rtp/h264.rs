@@ -15,16 +15,12 @@
 //! is no decode time here; see [`super::elementary`] for what that means
 //! for streams with B-frames.
 
-use bytes::{Bytes, BytesMut};
 use ferrocast_media::Time90k;
 use ferrocast_media::h264::nal_type;
 
-use super::clock::RtpClock;
+use super::access_unit::{Assembler, Failure, FragmentError};
+pub use super::access_unit::{MAX_ACCESS_UNIT_BYTES, VideoUnit};
 use super::packet::RtpPacket;
-
-/// The largest access unit assembled; a sender exceeding it (or a stream of
-/// fragments without an end) has the unit dropped as damaged.
-pub const MAX_ACCESS_UNIT_BYTES: usize = 8 << 20;
 
 /// RFC 6184 Table 1: NAL unit types of the RTP payload structures.
 mod payload_type {
@@ -35,8 +31,6 @@ mod payload_type {
     pub const FU_A: u8 = 28;
     pub const FU_B: u8 = 29;
 }
-
-const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
 /// Why an RTP packet's H.264 payload was (partly) not used. The access unit
 /// it belongs to is marked damaged.
@@ -91,41 +85,12 @@ pub enum H264RtpError {
 }
 
 /// One H.264 access unit from RTP.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct H264Unit {
-    /// The RTP timestamp, extended to 64 bits.
-    pub timestamp: i64,
-    /// Presentation time on the stream timeline (zero at the first packet).
-    pub pts: Time90k,
-    /// The NAL units, each after a four-byte start code (Annex B).
-    pub data: Bytes,
-    /// Holds a coded slice of an IDR picture.
-    pub keyframe: bool,
-    /// A packet of it (or just before it) was lost, or a payload was
-    /// malformed: some NAL units may be missing.
-    pub damaged: bool,
-}
-
-#[derive(Debug)]
-struct Pending {
-    timestamp: u32,
-    data: BytesMut,
-    keyframe: bool,
-    damaged: bool,
-}
+pub type H264Unit = VideoUnit;
 
 /// Reassembles H.264 access units from RTP packets in sequence order.
 #[derive(Debug)]
 pub struct H264Depacketizer {
-    clock: RtpClock,
-    next_sequence: Option<u16>,
-    au: Option<Pending>,
-    /// The NAL unit being reassembled from FU-A fragments (header included).
-    fu: Option<BytesMut>,
-    /// The next access unit started gets marked damaged (a packet was lost
-    /// between access units).
-    damage_next: bool,
-    dropped_nals: u64,
+    au: Assembler,
 }
 
 impl Default for H264Depacketizer {
@@ -139,126 +104,45 @@ impl H264Depacketizer {
     /// clock rate in the "a=rtpmap" line MUST be 90000").
     pub fn new() -> Self {
         H264Depacketizer {
-            clock: RtpClock::new(90_000),
-            next_sequence: None,
-            au: None,
-            fu: None,
-            damage_next: false,
-            dropped_nals: 0,
+            au: Assembler::new(),
         }
     }
 
     /// NAL units dropped because a fragment of theirs was lost.
     pub fn dropped_nals(&self) -> u64 {
-        self.dropped_nals
+        self.au.dropped_nals()
     }
 
     /// Take the next packet in sequence order; access units it completes are
     /// appended to `out`. An error means (part of) the payload was not used
     /// and its access unit is marked damaged.
+    ///
+    /// §5.1: "Marker bit (M): 1 bit. Set for the very last packet of the
+    /// access unit indicated by the RTP timestamp".
     pub fn push(
         &mut self,
         packet: &RtpPacket,
         out: &mut Vec<H264Unit>,
     ) -> Result<(), H264RtpError> {
-        let sequence = packet.sequence;
-        if self.next_sequence.is_some_and(|n| n != sequence) {
-            self.on_loss(packet.timestamp);
-        }
-        self.next_sequence = Some(sequence.wrapping_add(1));
-        // §5.1: "Marker bit (M): 1 bit. Set for the very last packet of the
-        // access unit indicated by the RTP timestamp". A timestamp change
-        // ends an access unit whose marker was lost or never set.
-        if self
-            .au
-            .as_ref()
-            .is_some_and(|au| au.timestamp != packet.timestamp)
-        {
-            self.finish_au(out);
-        }
-        let damaged = std::mem::take(&mut self.damage_next);
-        let au = self.au.get_or_insert_with(|| Pending {
-            timestamp: packet.timestamp,
-            data: BytesMut::new(),
-            keyframe: false,
-            damaged,
-        });
-        au.damaged |= damaged;
+        self.au.begin_packet(packet, out);
         let result = self.payload(packet);
-        if let Err(e) = &result {
-            if let Some(au) = &mut self.au {
-                au.damaged = true;
-            }
-            if matches!(e, H264RtpError::TooLarge { .. }) {
-                self.fu = None;
-                if let Some(au) = &mut self.au {
-                    au.data.clear();
-                }
-            }
-        }
-        if packet.marker {
-            self.finish_au(out);
-        }
+        let failure = result.as_ref().err().map(|e| match e {
+            H264RtpError::TooLarge { .. } => Failure::TooLarge,
+            _ => Failure::Damaged,
+        });
+        self.au.end_packet(packet.marker, failure, out);
         result
     }
 
     /// End of input: the open access unit, if any, is emitted as it is.
     pub fn finish(&mut self, out: &mut Vec<H264Unit>) {
-        self.finish_au(out);
-        self.next_sequence = None;
-        self.damage_next = false;
+        self.au.finish(out);
     }
 
     /// A new sender: forget the sequence, drop any partial unit, and place
     /// its first timestamp at `at` on the stream timeline.
     pub fn rebase(&mut self, at: Time90k) {
-        self.au = None;
-        self.fu = None;
-        self.next_sequence = None;
-        self.damage_next = true;
-        self.clock.rebase(at);
-    }
-
-    /// Packets between the last one and the one with `timestamp` were lost.
-    fn on_loss(&mut self, timestamp: u32) {
-        if self.fu.take().is_some() {
-            // §5.8: "If a fragmentation unit is lost, the receiver SHOULD
-            // discard all following fragmentation units in transmission
-            // order corresponding to the same fragmented NAL unit."
-            self.dropped_nals += 1;
-        }
-        match &mut self.au {
-            // The lost packets were inside this access unit.
-            Some(au) if au.timestamp == timestamp => au.damaged = true,
-            // They may have ended this one or started the next: both suspect.
-            Some(au) => {
-                au.damaged = true;
-                self.damage_next = true;
-            }
-            None => self.damage_next = true,
-        }
-    }
-
-    fn finish_au(&mut self, out: &mut Vec<H264Unit>) {
-        let Some(mut au) = self.au.take() else {
-            return;
-        };
-        if self.fu.take().is_some() {
-            // A fragmented NAL unit without its end fragment.
-            self.dropped_nals += 1;
-            au.damaged = true;
-        }
-        if au.data.is_empty() && !au.damaged {
-            return;
-        }
-        let timestamp = self.clock.extend(au.timestamp);
-        out.push(H264Unit {
-            timestamp,
-            pts: self.clock.time_of(timestamp),
-            data: au.data.freeze(),
-            keyframe: au.keyframe,
-            damaged: au.damaged,
-        });
+        self.au.rebase(at);
     }
 
     fn payload(&mut self, packet: &RtpPacket) -> Result<(), H264RtpError> {
@@ -274,11 +158,11 @@ impl H264Depacketizer {
             // in the payload. The NAL header type field is equal to the
             // original NAL unit type, i.e., in the range of 1 to 23".
             1..=23 => {
-                self.abandon_fragment();
+                self.au.abandon_fragment();
                 self.append_nal(payload, sequence)
             }
             payload_type::STAP_A => {
-                self.abandon_fragment();
+                self.au.abandon_fragment();
                 self.stap_a(payload, sequence)
             }
             payload_type::FU_A => self.fu_a(payload, sequence),
@@ -292,34 +176,13 @@ impl H264Depacketizer {
         }
     }
 
-    /// A NAL unit arriving whole while fragments of another are pending:
-    /// the pending one lost its end.
-    fn abandon_fragment(&mut self) {
-        if self.fu.take().is_some() {
-            self.dropped_nals += 1;
-            if let Some(au) = &mut self.au {
-                au.damaged = true;
-            }
-        }
-    }
-
     /// §5.7.1: "STAP-A ... NAL unit size (16 bits) ... followed by the NAL
     /// unit", repeated; "the NALU size indicates the size of a NAL unit in
     /// bytes, excluding the two octets of the NALU size field".
     fn stap_a(&mut self, payload: &[u8], sequence: u16) -> Result<(), H264RtpError> {
-        let mut offset = 1;
-        while offset < payload.len() {
-            let bad = H264RtpError::Aggregation { sequence, offset };
-            let size = match payload.get(offset..offset + 2) {
-                Some(&[a, b]) => usize::from(u16::from_be_bytes([a, b])),
-                _ => return Err(bad),
-            };
-            let nal = payload
-                .get(offset + 2..offset + 2 + size)
-                .filter(|nal| !nal.is_empty())
-                .ok_or(bad)?;
+        for nal in aggregated_nals(payload, 1) {
+            let nal = nal.map_err(|offset| H264RtpError::Aggregation { sequence, offset })?;
             self.append_nal(nal, sequence)?;
-            offset += 2 + size;
         }
         Ok(())
     }
@@ -342,53 +205,64 @@ impl H264Depacketizer {
         if start && end {
             return Err(H264RtpError::Fragment { sequence });
         }
-        if start {
-            self.abandon_fragment();
-            // "the NAL unit type octet of the fragmented NAL unit is not
-            // included as such in the fragmentation unit payload, but rather
-            // the information of the NAL unit type octet ... is conveyed in
-            // the F and NRI fields of the FU indicator ... and in the type
-            // field of the FU header."
-            let mut nal = BytesMut::with_capacity(data.len() + 1);
-            nal.extend_from_slice(&[(indicator & 0xe0) | (header & 0x1f)]);
-            nal.extend_from_slice(data);
-            self.fu = Some(nal);
-        } else {
-            let Some(nal) = &mut self.fu else {
-                // After a loss the unit is damaged already; the rest of the
-                // lost NAL unit is expected and dropped quietly.
-                return match &self.au {
-                    Some(au) if au.damaged => Ok(()),
-                    _ => Err(H264RtpError::FragmentWithoutStart { sequence }),
-                };
-            };
-            nal.extend_from_slice(data);
-        }
-        let held = self.fu.as_ref().map_or(0, BytesMut::len)
-            + self.au.as_ref().map_or(0, |au| au.data.len());
-        if held > MAX_ACCESS_UNIT_BYTES {
-            return Err(H264RtpError::TooLarge { sequence });
-        }
-        if end && let Some(nal) = self.fu.take() {
+        // "the NAL unit type octet of the fragmented NAL unit is not
+        // included as such in the fragmentation unit payload, but rather the
+        // information of the NAL unit type octet ... is conveyed in the F
+        // and NRI fields of the FU indicator ... and in the type field of
+        // the FU header."
+        let nal = self
+            .au
+            .fragment(start, end, &[(indicator & 0xe0) | (header & 0x1f)], data)
+            .map_err(|e| match e {
+                FragmentError::Orphan => H264RtpError::FragmentWithoutStart { sequence },
+                FragmentError::TooLarge => H264RtpError::TooLarge { sequence },
+            })?;
+        if let Some(nal) = nal {
             self.append_nal(&nal, sequence)?;
         }
         Ok(())
     }
 
     fn append_nal(&mut self, nal: &[u8], sequence: u16) -> Result<(), H264RtpError> {
-        let Some(au) = &mut self.au else {
-            return Ok(());
-        };
-        if au.data.len() + nal.len() + START_CODE.len() > MAX_ACCESS_UNIT_BYTES {
-            return Err(H264RtpError::TooLarge { sequence });
-        }
-        if nal.first().is_some_and(|h| h & 0x1f == nal_type::IDR) {
-            au.keyframe = true;
-        }
-        au.data.extend_from_slice(&START_CODE);
-        au.data.extend_from_slice(nal);
-        Ok(())
+        let keyframe = nal.first().is_some_and(|h| h & 0x1f == nal_type::IDR);
+        self.au
+            .append_nal(nal, keyframe)
+            .map_err(|_| H264RtpError::TooLarge { sequence })
     }
+}
+
+/// The NAL units of an aggregation packet whose first unit's 16-bit size
+/// field is at `offset` (RFC 6184 STAP-A, RFC 7798 AP without DONL): each
+/// item is a NAL unit, or the offset of a size field that runs past the
+/// payload or is zero.
+pub(crate) fn aggregated_nals(
+    payload: &[u8],
+    offset: usize,
+) -> impl Iterator<Item = Result<&[u8], usize>> {
+    let mut offset = Some(offset);
+    std::iter::from_fn(move || {
+        let at = offset.filter(|at| *at < payload.len())?;
+        let nal = match payload.get(at..at + 2) {
+            Some(&[a, b]) => {
+                let size = usize::from(u16::from_be_bytes([a, b]));
+                payload
+                    .get(at + 2..at + 2 + size)
+                    .filter(|nal| !nal.is_empty())
+                    .map(|nal| (nal, at + 2 + size))
+            }
+            _ => None,
+        };
+        Some(match nal {
+            Some((nal, next)) => {
+                offset = Some(next);
+                Ok(nal)
+            }
+            None => {
+                offset = None;
+                Err(at)
+            }
+        })
+    })
 }
 
 #[cfg(test)]
@@ -396,7 +270,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use bytes::Bytes;
     use proptest::prelude::*;
+
+    const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
     fn packet(sequence: u16, timestamp: u32, marker: bool, payload: &[u8]) -> RtpPacket {
         RtpPacket {

@@ -16,7 +16,7 @@ use super::RtpStats;
 use super::elementary::{Media, SdpOverRtp, SdpRtpError};
 use super::mpegts::{TsOverRtp, TsRtpError};
 use super::reorder::ReorderConfig;
-use super::sdp::{SdpError, SdpSession};
+use super::sdp::{Rtcp, SdpError, SdpSession};
 
 /// Settings shared by every RTP port.
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +136,7 @@ impl RtpIngest {
             let (core, wanted) = match (entry.format, &entry.sdp) {
                 (RtpFormat::Mpegts, _) => (
                     Core::Ts(Box::new(TsOverRtp::new(reorder))),
-                    vec![(addr, None)],
+                    vec![(addr, Media::Video, false)],
                 ),
                 (RtpFormat::Sdp, Some(path)) => {
                     let session = read_sdp(addr, path).await?;
@@ -144,12 +144,24 @@ impl RtpIngest {
                     if !ports.contains(&addr.port()) {
                         return Err(RtpIngestError::SdpPort { addr, ports });
                     }
+                    // Each stream's RTP port, then its RTCP port unless RTCP
+                    // shares the RTP port (`a=rtcp-mux`).
                     let mut wanted = Vec::new();
-                    if let Some(v) = &session.video {
-                        wanted.push((SocketAddr::new(addr.ip(), v.port), Some(Media::Video)));
-                    }
-                    if let Some(a) = &session.audio {
-                        wanted.push((SocketAddr::new(addr.ip(), a.port), Some(Media::Audio)));
+                    let streams = [
+                        session
+                            .video
+                            .as_ref()
+                            .map(|v| (v.port, v.rtcp, Media::Video)),
+                        session
+                            .audio
+                            .as_ref()
+                            .map(|a| (a.port, a.rtcp, Media::Audio)),
+                    ];
+                    for (port, rtcp, media) in streams.into_iter().flatten() {
+                        wanted.push((SocketAddr::new(addr.ip(), port), media, false));
+                        if let Rtcp::Port(rtcp) = rtcp {
+                            wanted.push((SocketAddr::new(addr.ip(), rtcp), media, true));
+                        }
                     }
                     (
                         Core::Sdp(Box::new(SdpOverRtp::new(&session, reorder))),
@@ -162,7 +174,7 @@ impl RtpIngest {
             };
             let mut sockets = Vec::with_capacity(wanted.len());
             let mut local_addr = addr;
-            for (at, media) in wanted {
+            for (at, media, rtcp) in wanted {
                 let socket = UdpSocket::bind(at)
                     .await
                     .map_err(|source| RtpIngestError::Bind { addr: at, source })?;
@@ -174,7 +186,8 @@ impl RtpIngest {
                 }
                 sockets.push(Input {
                     socket,
-                    media: media.unwrap_or(Media::Video),
+                    media,
+                    rtcp,
                 });
             }
             let format = match entry.format {
@@ -275,14 +288,15 @@ enum CoreError {
 impl Core {
     fn push_datagram(
         &mut self,
-        media: Media,
+        input: (Media, bool),
         datagram: &[u8],
         now: Instant,
         out: &mut Vec<BusMessage>,
     ) -> Result<(), CoreError> {
-        match self {
-            Core::Ts(core) => Ok(core.push_datagram(datagram, now, out)?),
-            Core::Sdp(core) => Ok(core.push_datagram(media, datagram, now, out)?),
+        match (self, input) {
+            (Core::Ts(core), _) => Ok(core.push_datagram(datagram, now, out)?),
+            (Core::Sdp(core), (media, false)) => Ok(core.push_datagram(media, datagram, now, out)?),
+            (Core::Sdp(core), (media, true)) => Ok(core.push_rtcp(media, datagram, now, out)?),
         }
     }
 
@@ -326,6 +340,8 @@ impl Core {
 struct Input {
     socket: UdpSocket,
     media: Media,
+    /// RTCP (the stream's RTCP port) rather than RTP.
+    rtcp: bool,
 }
 
 /// Receive on the `index`th input, or never if there is none.
@@ -333,9 +349,9 @@ async fn recv(
     inputs: &[Input],
     index: usize,
     buf: &mut [u8],
-) -> (std::io::Result<(usize, SocketAddr)>, Media) {
+) -> (std::io::Result<(usize, SocketAddr)>, (Media, bool)) {
     match inputs.get(index) {
-        Some(input) => (input.socket.recv_from(buf).await, input.media),
+        Some(input) => (input.socket.recv_from(buf).await, (input.media, input.rtcp)),
         None => std::future::pending().await,
     }
 }
@@ -361,8 +377,11 @@ struct Session {
 impl Receiver {
     async fn run(mut self) {
         let inputs = std::mem::take(&mut self.sockets);
+        // At most four inputs: video and audio, RTP and RTCP each.
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut buf2 = vec![0u8; MAX_DATAGRAM];
+        let mut buf3 = vec![0u8; MAX_DATAGRAM];
+        let mut buf4 = vec![0u8; MAX_DATAGRAM];
         let mut out = Vec::new();
         let mut session: Option<Session> = None;
         loop {
@@ -374,6 +393,12 @@ impl Receiver {
                 }
                 (received, media) = recv(&inputs, 1, &mut buf2) => {
                     self.on_received(received, media, &buf2, &mut session, &mut out);
+                }
+                (received, media) = recv(&inputs, 2, &mut buf3) => {
+                    self.on_received(received, media, &buf3, &mut session, &mut out);
+                }
+                (received, media) = recv(&inputs, 3, &mut buf4) => {
+                    self.on_received(received, media, &buf4, &mut session, &mut out);
                 }
                 () = sleep_until(deadline) => self.core.poll(Instant::now(), &mut out),
                 () = sleep_until(idle_at) => {
@@ -397,7 +422,7 @@ impl Receiver {
     fn on_received(
         &mut self,
         received: std::io::Result<(usize, SocketAddr)>,
-        media: Media,
+        media: (Media, bool),
         buf: &[u8],
         session: &mut Option<Session>,
         out: &mut Vec<BusMessage>,
@@ -412,6 +437,9 @@ impl Receiver {
         let now = Instant::now();
         let datagram = buf.get(..len).unwrap_or_default();
         match self.core.push_datagram(media, datagram, now, out) {
+            // RTCP alone neither starts a sender's session nor keeps it
+            // alive: its reports wait in the core for the media.
+            Ok(()) if media.1 => {}
             Ok(()) => {
                 let s = session.get_or_insert_with(|| {
                     info!(%from, "RTP sender started");

@@ -6,10 +6,16 @@
 //! - [`mpegts`]: MPEG-TS over RTP (RFC 2250), sans-IO, into the same
 //!   demuxer, track gate and bus path as SRT;
 //! - [`sdp`]: the SDP reader for elementary streams (`format = "sdp"`);
-//! - [`h264`] (RFC 6184) and [`aac`] (RFC 3640): sans-IO depacketisers;
-//!   [`clock`]: 32-bit RTP timestamps onto the 90 kHz timeline;
-//! - [`elementary`]: both ports of an SDP session through jitter buffers,
-//!   depacketisers and the track gate onto the bus, sans-IO;
+//! - [`h264`] (RFC 6184), [`h265`] (RFC 7798) and [`aac`] (RFC 3640):
+//!   sans-IO depacketisers, the two video ones sharing
+//!   [`access_unit`] assembly; [`clock`]: 32-bit RTP timestamps onto the
+//!   90 kHz timeline;
+//! - [`decode_time`]: video decode times derived from presentation times
+//!   and the SPS reorder depth (B-frames);
+//! - [`sync`]: RTCP sender reports and the A/V placement they give;
+//! - [`elementary`]: both streams of an SDP session (RTP and RTCP ports)
+//!   through jitter buffers, depacketisers, decode times, A/V sync and the
+//!   track gate onto the bus, sans-IO;
 //! - [`RtpIngest`]: the tokio adapter, a task per port.
 //!
 //! RTP has no handshake, no stream name and no key: a port is bound to a
@@ -18,13 +24,17 @@
 //! applies) after the ingest idle timeout.
 
 pub mod aac;
+pub mod access_unit;
 pub mod clock;
+pub mod decode_time;
 pub mod elementary;
 pub mod h264;
+pub mod h265;
 pub mod mpegts;
 pub mod packet;
 pub mod reorder;
 pub mod sdp;
+pub mod sync;
 
 mod ingest;
 
@@ -67,9 +77,16 @@ pub struct RtpStats {
     /// picture and those after it up to the next IDR; an audio frame that
     /// lost a fragment).
     pub damaged: u64,
-    /// Elementary streams: access units dropped because their timestamp did
-    /// not advance (B-frames: RTP carries no decode time).
+    /// Elementary streams: access units dropped because no decode time
+    /// could be derived for them (a video picture reordered deeper than its
+    /// SPS says, a repeated timestamp; an audio frame whose timestamp did
+    /// not advance).
     pub out_of_order: u64,
+    /// Elementary streams: RTCP sender reports received.
+    pub sender_reports: u64,
+    /// Elementary streams: sender sessions whose tracks were placed on one
+    /// timeline by RTCP sender reports (the others by their first packets).
+    pub rtcp_synced: u64,
 }
 
 impl RtpStats {

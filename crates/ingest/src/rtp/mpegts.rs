@@ -54,6 +54,8 @@ pub struct TsOverRtp {
     pipeline: SessionPipeline,
     ssrc: Option<u32>,
     stats: RtpStats,
+    /// When input last came (the time `finish` releases at).
+    last_input: Option<Instant>,
 }
 
 impl TsOverRtp {
@@ -64,6 +66,7 @@ impl TsOverRtp {
             pipeline: SessionPipeline::new(),
             ssrc: None,
             stats: RtpStats::default(),
+            last_input: None,
         }
     }
 
@@ -107,7 +110,7 @@ impl TsOverRtp {
         // nothing to do with the old one's.
         if self.ssrc.is_some_and(|ssrc| ssrc != packet.ssrc) {
             self.stats.ssrc_changes += 1;
-            self.flush_reorder(out);
+            self.flush_reorder(now, out);
             self.reorder.reset();
         }
         self.ssrc = Some(packet.ssrc);
@@ -138,8 +141,9 @@ impl TsOverRtp {
     /// The sender has gone: release everything held, end the demuxer, and
     /// start afresh for the next sender. Counters carry on.
     pub fn finish(&mut self, out: &mut Vec<BusMessage>) {
-        self.flush_reorder(out);
-        self.pipeline.finish(&mut |m| out.push(m));
+        let now = self.last_input.unwrap_or_else(Instant::now);
+        self.flush_reorder(now, out);
+        self.pipeline.finish(now, &mut |m| out.push(m));
         self.discard();
     }
 
@@ -150,6 +154,7 @@ impl TsOverRtp {
         self.stats.units += self.pipeline.units;
         self.pipeline = SessionPipeline::new();
         self.ssrc = None;
+        self.last_input = None;
     }
 
     /// Counters so far.
@@ -160,18 +165,19 @@ impl TsOverRtp {
         stats
     }
 
-    fn flush_reorder(&mut self, out: &mut Vec<BusMessage>) {
+    fn flush_reorder(&mut self, now: Instant, out: &mut Vec<BusMessage>) {
         let Self {
             reorder, pipeline, ..
         } = self;
         for payload in reorder.flush() {
-            pipeline.push(&payload, &mut |m| out.push(m));
+            pipeline.push(&payload, now, &mut |m| out.push(m));
         }
     }
 
     fn drain(&mut self, now: Instant, out: &mut Vec<BusMessage>) {
+        self.last_input = Some(now);
         while let Some(payload) = self.reorder.poll(now) {
-            self.pipeline.push(&payload, &mut |m| out.push(m));
+            self.pipeline.push(&payload, now, &mut |m| out.push(m));
         }
     }
 }

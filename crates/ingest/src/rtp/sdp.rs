@@ -1,7 +1,9 @@
 //! A small, strict SDP reader (RFC 8866, which obsoletes RFC 4566) for the
 //! session descriptions `ffmpeg -f rtp ... -sdp_file` writes: one H.264
-//! video stream (RFC 6184) and/or one AAC audio stream (RFC 3640
-//! `mpeg4-generic`), each on its own UDP port.
+//! (RFC 6184) or HEVC (RFC 7798) video stream and/or one AAC audio stream
+//! (RFC 3640 `mpeg4-generic`), each on its own UDP port, with its RTCP on
+//! the next port up, on `a=rtcp:PORT` (RFC 3605) or on the same port with
+//! `a=rtcp-mux` (RFC 5761).
 //!
 //! [`parse`] reads the generic structure (`v=`, `c=`, `m=`, `a=rtpmap`,
 //! `a=fmtp`); [`SdpSession::from_sdp`] picks out what Ferrocast can
@@ -19,7 +21,8 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 use ferrocast_media::h264::{H264Error, nal_type, nal_unit_type, params_from_parameter_sets};
-use ferrocast_media::{AacParams, H264Params, aac};
+use ferrocast_media::h265::H265Error;
+use ferrocast_media::{AacParams, CodecParams, aac, h265};
 
 use super::aac::AacRtpConfig;
 
@@ -68,8 +71,10 @@ pub enum SdpError {
         /// The payload type.
         payload_type: u8,
     },
-    /// A codec other than H.264 video or MPEG4-GENERIC audio.
-    #[error("SDP m={media}: codec {encoding:?} is not supported (H264 video, MPEG4-GENERIC audio)")]
+    /// A codec other than H.264 or HEVC video or MPEG4-GENERIC audio.
+    #[error(
+        "SDP m={media}: codec {encoding:?} is not supported (H264 or H265 video, MPEG4-GENERIC audio)"
+    )]
     Codec {
         /// The media type.
         media: String,
@@ -118,6 +123,22 @@ pub enum SdpError {
     /// The SPS in `sprop-parameter-sets` does not parse.
     #[error("SDP sprop-parameter-sets: {0}")]
     Sps(#[from] H264Error),
+    /// `sprop-vps`, `sprop-sps` and `sprop-pps` are not one base64 VPS, SPS
+    /// and PPS that parse.
+    #[error("SDP HEVC parameter sets (sprop-vps/sps/pps): {reason}")]
+    HevcParameterSets {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The HEVC SPS in `sprop-sps` does not parse.
+    #[error("SDP sprop-sps: {0}")]
+    HevcSps(#[from] H265Error),
+    /// An `a=rtcp:` attribute that is not a port (RFC 3605).
+    #[error("SDP line {line}: malformed a=rtcp: attribute")]
+    Rtcp {
+        /// 1-based line number.
+        line: usize,
+    },
     /// The AAC `config` is not hex or not a usable AudioSpecificConfig.
     #[error("SDP AAC config: {reason}")]
     AudioConfig {
@@ -143,6 +164,10 @@ pub struct MediaSection {
     pub rtpmaps: Vec<(u8, String)>,
     /// `a=fmtp:` values by payload type.
     pub fmtps: Vec<(u8, String)>,
+    /// `a=rtcp:PORT` (RFC 3605), if given.
+    pub rtcp_port: Option<u16>,
+    /// `a=rtcp-mux` (RFC 5761): RTCP on the RTP port.
+    pub rtcp_mux: bool,
 }
 
 /// The parts of a session description this reader understands.
@@ -213,6 +238,13 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
                         field: "fmtp",
                     })?;
                     m.fmtps.push(entry);
+                } else if let Some(rest) = value.strip_prefix("rtcp:") {
+                    // RFC 3605 §2.1: "rtcp-attribute = "a=rtcp:" port
+                    // [nettype space addrtype space connection-address]".
+                    let port = rest.split(' ').next().and_then(|p| p.parse::<u16>().ok());
+                    m.rtcp_port = Some(port.filter(|p| *p > 0).ok_or(SdpError::Rtcp { line })?);
+                } else if value == "rtcp-mux" {
+                    m.rtcp_mux = true;
                 }
             }
             _ => {}
@@ -279,6 +311,8 @@ fn media_line(value: &str, line: usize) -> Result<MediaSection, SdpError> {
         connection: None,
         rtpmaps: Vec::new(),
         fmtps: Vec::new(),
+        rtcp_port: None,
+        rtcp_mux: false,
     })
 }
 
@@ -289,16 +323,50 @@ fn pt_value(rest: &str) -> Option<(u8, String)> {
     Some((pt, value.trim().to_string()))
 }
 
-/// The H.264 stream of a session.
+/// Where a stream's RTCP packets arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rtcp {
+    /// On their own UDP port: `a=rtcp:PORT`, else the RTP port + 1 (RFC
+    /// 3550 §11: "RTCP ... SHOULD use the next higher (odd) port number").
+    Port(u16),
+    /// On the RTP port (`a=rtcp-mux`, RFC 5761).
+    Mux,
+}
+
+impl Rtcp {
+    fn of(m: &MediaSection) -> Rtcp {
+        if m.rtcp_mux {
+            Rtcp::Mux
+        } else {
+            Rtcp::Port(m.rtcp_port.unwrap_or(m.port.wrapping_add(1)))
+        }
+    }
+}
+
+/// The video codec of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// H.264 (`H264/90000`, RFC 6184).
+    H264,
+    /// HEVC (`H265/90000`, RFC 7798).
+    H265,
+}
+
+/// The video stream of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoStream {
     /// UDP port from the `m=` line.
     pub port: u16,
+    /// Where its RTCP arrives.
+    pub rtcp: Rtcp,
     /// RTP payload type.
     pub payload_type: u8,
-    /// Parameters from `sprop-parameter-sets`, when the SDP carries them;
-    /// otherwise they come in-band with the first SPS and PPS.
-    pub params: Option<H264Params>,
+    /// H.264 or HEVC.
+    pub codec: VideoCodec,
+    /// Parameters from `sprop-parameter-sets` (H.264) or `sprop-vps`,
+    /// `sprop-sps` and `sprop-pps` (HEVC), when the SDP carries them;
+    /// otherwise they come in-band with the first parameter sets.
+    pub params: Option<CodecParams>,
 }
 
 /// The AAC stream of a session.
@@ -306,6 +374,8 @@ pub struct VideoStream {
 pub struct AudioStream {
     /// UDP port from the `m=` line.
     pub port: u16,
+    /// Where its RTCP arrives.
+    pub rtcp: Rtcp,
     /// RTP payload type.
     pub payload_type: u8,
     /// Parameters from `config` (the AudioSpecificConfig).
@@ -314,8 +384,8 @@ pub struct AudioStream {
     pub rtp: AacRtpConfig,
 }
 
-/// What Ferrocast receives of a session: at most one H.264 and one AAC
-/// stream.
+/// What Ferrocast receives of a session: at most one H.264 or HEVC and one
+/// AAC stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SdpSession {
     /// The video stream, if any.
@@ -387,8 +457,26 @@ impl SdpSession {
                     }
                     session.video = Some(VideoStream {
                         port: m.port,
+                        rtcp: Rtcp::of(m),
                         payload_type,
-                        params: h264_fmtp(fmtp)?,
+                        codec: VideoCodec::H264,
+                        params: h264_fmtp(fmtp)?.map(CodecParams::H264),
+                    });
+                }
+                ("video", "H265") => {
+                    // RFC 7798 §7.1: "The clock rate MUST be 90000."
+                    if rate != 90_000 {
+                        return Err(codec_error());
+                    }
+                    if session.video.is_some() {
+                        return Err(SdpError::Duplicate { media: "video" });
+                    }
+                    session.video = Some(VideoStream {
+                        port: m.port,
+                        rtcp: Rtcp::of(m),
+                        payload_type,
+                        codec: VideoCodec::H265,
+                        params: h265_fmtp(fmtp)?.map(CodecParams::H265),
                     });
                 }
                 ("audio", "MPEG4-GENERIC") => {
@@ -398,6 +486,7 @@ impl SdpSession {
                     let (params, rtp) = aac_fmtp(fmtp, rate)?;
                     session.audio = Some(AudioStream {
                         port: m.port,
+                        rtcp: Rtcp::of(m),
                         payload_type,
                         params,
                         rtp,
@@ -431,8 +520,73 @@ fn fmtp_params(fmtp: &str) -> impl Iterator<Item = (String, &str)> {
     })
 }
 
+/// RFC 7798 §7.1 parameters of an HEVC stream.
+fn h265_fmtp(fmtp: &str) -> Result<Option<ferrocast_media::H265Params>, SdpError> {
+    let unsupported = |parameter: &'static str, value: &str| SdpError::Parameter {
+        media: "video",
+        parameter,
+        value: value.to_string(),
+    };
+    let mut sprop: [Option<&str>; 3] = [None; 3];
+    for (name, value) in fmtp_params(fmtp) {
+        match name.as_str() {
+            // §7.1: "sprop-max-don-diff: ... If sprop-max-don-diff is
+            // greater than 0 ... the DONL field ... MUST be present" in
+            // every packet. This receiver reads no DONL field.
+            "sprop-max-don-diff" if value != "0" => {
+                return Err(unsupported("sprop-max-don-diff", value));
+            }
+            // §7.1: "sprop-depack-buf-nalus ... greater than 0 ... the
+            // transmission order ... may differ from the decoding order"
+            // (needs DON): refused for the same reason.
+            "sprop-depack-buf-nalus" if value != "0" => {
+                return Err(unsupported("sprop-depack-buf-nalus", value));
+            }
+            // §7.1: "tx-mode ... "SRST" ... single RTP stream", the default;
+            // "MRST" and "MRMT" spread one bitstream over several streams.
+            "tx-mode" if !value.eq_ignore_ascii_case("SRST") => {
+                return Err(unsupported("tx-mode", value));
+            }
+            // "sprop-vps: ... one or more VPS NAL units ... base64
+            // representation", likewise sprop-sps and sprop-pps, each a
+            // comma-separated list.
+            "sprop-vps" => sprop[0] = Some(value),
+            "sprop-sps" => sprop[1] = Some(value),
+            "sprop-pps" => sprop[2] = Some(value),
+            _ => {}
+        }
+    }
+    if sprop.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let bad = |reason: String| SdpError::HevcParameterSets { reason };
+    let mut sets = Vec::with_capacity(3);
+    for (name, value, expected) in [
+        ("sprop-vps", sprop[0], h265::nal_type::VPS),
+        ("sprop-sps", sprop[1], h265::nal_type::SPS),
+        ("sprop-pps", sprop[2], h265::nal_type::PPS),
+    ] {
+        let value = value.ok_or_else(|| bad(format!("{name} is missing")))?;
+        let mut first = None;
+        for b64 in value.split(',').filter(|s| !s.is_empty()) {
+            let nal = base64_decode(b64).ok_or_else(|| bad(format!("{b64:?} is not base64")))?;
+            if h265::nal_unit_type(&nal) != Some(expected) {
+                return Err(bad(format!("{name} holds a NAL unit of another type")));
+            }
+            first.get_or_insert(nal);
+        }
+        sets.push(Bytes::from(
+            first.ok_or_else(|| bad(format!("{name} is empty")))?,
+        ));
+    }
+    let [vps, sps, pps]: [Bytes; 3] = sets
+        .try_into()
+        .map_err(|_| bad("needs a VPS, an SPS and a PPS".to_string()))?;
+    Ok(Some(h265::params_from_parameter_sets(vps, sps, pps)?))
+}
+
 /// RFC 6184 §8.1 parameters of the video stream.
-fn h264_fmtp(fmtp: &str) -> Result<Option<H264Params>, SdpError> {
+fn h264_fmtp(fmtp: &str) -> Result<Option<ferrocast_media::H264Params>, SdpError> {
     let mut sprop = None;
     for (name, value) in fmtp_params(fmtp) {
         match name.as_str() {
@@ -653,6 +807,81 @@ mod tests {
         c=IN IP4 127.0.0.1\r\nt=0 0\r\na=tool:libavformat LIBAVFORMAT_VERSION\r\n\
         m=video 40000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\n";
 
+    /// Written by Debian's ffmpeg 5.1 for `-c:v libx265 -flags +global_header
+    /// -f rtp rtp://127.0.0.1:40000 -sdp_file x.sdp` (320x240 testsrc2).
+    const FFMPEG_HEVC: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\n\
+        c=IN IP4 127.0.0.1\r\nt=0 0\r\na=tool:libavformat LIBAVFORMAT_VERSION\r\n\
+        m=video 40000 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n\
+        a=fmtp:96 sprop-vps=QAEMAf//AWAAAAMAkAAAAwAAAwA8lZgJ; \
+        sprop-sps=QgEBAWAAAAMAkAAAAwAAAwA8oAoIDxZZWaSTK8BaAgAAAwACAAADADIQ; \
+        sprop-pps=RAHBcrRiQA==\r\n";
+
+    #[test]
+    fn reads_ffmpeg_hevc_sdp() {
+        let s = SdpSession::from_sdp(FFMPEG_HEVC).unwrap();
+        let v = s.video.unwrap();
+        assert_eq!(
+            (v.port, v.codec, v.rtcp),
+            (40000, VideoCodec::H265, Rtcp::Port(40001))
+        );
+        let Some(CodecParams::H265(p)) = v.params else {
+            panic!("{:?}", v.params)
+        };
+        assert_eq!((p.width, p.height), (320, 240));
+        assert_eq!(p.general_profile_idc, 1);
+        // In-band parameter sets: no fmtp at all.
+        let bare = "v=0\r\nm=video 5004 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\na=rtcp-mux\r\n";
+        let v = SdpSession::from_sdp(bare).unwrap().video.unwrap();
+        assert_eq!(
+            (v.codec, v.params, v.rtcp),
+            (VideoCodec::H265, None, Rtcp::Mux)
+        );
+        let with = |from: &str, to: &str| {
+            assert!(FFMPEG_HEVC.contains(from), "{from}");
+            SdpSession::from_sdp(&FFMPEG_HEVC.replace(from, to)).unwrap_err()
+        };
+        assert!(matches!(
+            with("sprop-pps=", "sprop-max-don-diff=2; sprop-pps="),
+            SdpError::Parameter {
+                parameter: "sprop-max-don-diff",
+                ..
+            }
+        ));
+        assert!(matches!(
+            with("sprop-pps=", "tx-mode=MRST; sprop-pps="),
+            SdpError::Parameter {
+                parameter: "tx-mode",
+                ..
+            }
+        ));
+        assert!(matches!(
+            with(
+                "sprop-pps=RAHBcrRiQA==",
+                "sprop-pps=QAEMAf//AWAAAAMAkAAAAwAAAwA8lZgJ"
+            ),
+            SdpError::HevcParameterSets { .. }
+        ));
+        assert!(matches!(
+            with(
+                "; \
+        sprop-pps=RAHBcrRiQA==",
+                ""
+            ),
+            SdpError::HevcParameterSets { .. }
+        ));
+        assert!(matches!(
+            with("H265/90000", "H265/48000"),
+            SdpError::Codec { .. }
+        ));
+        assert!(matches!(
+            SdpSession::from_sdp(&FFMPEG_HEVC.replace("a=rtpmap", "a=rtcp:x\r\na=rtpmap")),
+            Err(SdpError::Rtcp { line: 8 })
+        ));
+        let s = SdpSession::from_sdp(&FFMPEG_HEVC.replace("a=rtpmap", "a=rtcp:6000\r\na=rtpmap"))
+            .unwrap();
+        assert_eq!(s.video.unwrap().rtcp, Rtcp::Port(6000));
+    }
+
     #[test]
     fn reads_ffmpeg_sdp_with_in_band_parameter_sets() {
         let s = SdpSession::from_sdp(FFMPEG_IN_BAND).unwrap();
@@ -674,8 +903,10 @@ mod tests {
     #[test]
     fn reads_ffmpeg_sdp_with_sprop_parameter_sets() {
         let s = SdpSession::from_sdp(FFMPEG_SPROP).unwrap();
-        let p = s.video.unwrap().params.unwrap();
-        assert_eq!((p.width, p.height), (320, 240));
+        let v = s.video.unwrap();
+        assert_eq!((v.codec, v.rtcp), (VideoCodec::H264, Rtcp::Port(40001)));
+        let p = v.params.unwrap();
+        assert_eq!(p.resolution(), Some((320, 240)));
         assert_eq!(p.codec_string(), "avc1.64000d");
         assert_eq!(s.audio.unwrap().params.sample_rate, 48_000);
         let s = SdpSession::from_sdp(FFMPEG_VIDEO_ONLY).unwrap();
@@ -700,8 +931,8 @@ mod tests {
             }
         ));
         assert!(matches!(
-            with("H264/90000", "H265/90000"),
-            SdpError::Codec { encoding, .. } if encoding == "H265/90000"
+            with("H264/90000", "VP8/90000"),
+            SdpError::Codec { encoding, .. } if encoding == "VP8/90000"
         ));
         assert!(matches!(
             with("MPEG4-GENERIC/44100/1", "opus/48000/2"),
