@@ -280,9 +280,9 @@ async fn run(
                 } else {
                     max_late = max_late.max(now - at);
                 }
-                pipeline.push(message, &mut send);
+                pipeline.push(message, Instant::now(), &mut send);
             }
-            pipeline.finish(&mut send);
+            pipeline.finish(Instant::now(), &mut send);
         }
         publisher.end();
         Fed {

@@ -4,9 +4,11 @@
 //! `streamid` ([`streamid`]) and publish key ([`auth`]) before the handshake
 //! completes, with the stream's SRT passphrase if it has one, then runs a
 //! session per publisher: SRT payloads go through the sans-IO MPEG-TS
-//! demuxer from `ferrocast-media`, a [`gate::TrackGate`] holds the first
-//! units until the stream's track set is known, and access units go onto
-//! the media bus.
+//! demuxer from `ferrocast-media`, a [`timeline::TimelineGuard`] corrects
+//! timestamp jumps and clock drift (flagging discontinuities), a
+//! [`gate::TrackGate`] holds the first units until the stream's track set is
+//! known, and an [`interleave::Interleaver`] merges the tracks by decode
+//! time before access units go onto the media bus.
 //!
 //! RTP inputs ([`rtp::RtpIngest`]) bind the UDP ports configured for a
 //! stream; MPEG-TS over RTP goes through a sans-IO jitter buffer
@@ -24,11 +26,13 @@
 
 pub mod auth;
 pub mod gate;
+pub mod interleave;
 pub mod rtp;
 pub mod session;
 pub mod srt;
 pub mod status;
 pub mod streamid;
+pub mod timeline;
 
 pub use auth::{AuthError, PublishAuthorizer, PublishGrant, StaticAuthorizer};
 pub use rtp::{RtpIngest, RtpIngestError, RtpPortStats, RtpSettings, RtpStats};

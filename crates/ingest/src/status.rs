@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ferrocast_telemetry::Metrics;
+use ferrocast_telemetry::{Metrics, TIMELINE_CORRECTION_KINDS};
+
+use crate::timeline::TimelineStats;
 
 /// A snapshot of one publisher session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +35,15 @@ pub struct PublisherStatus {
     pub retransmitted_packets: u64,
     /// SRT packets dropped as too late.
     pub dropped_packets: u64,
+    /// Source timestamp jumps corrected.
+    pub timestamp_jumps: u64,
+    /// Times the source clock drifted too far from the wall clock.
+    pub clock_resyncs: u64,
+    /// Times audio was shifted back into step with video.
+    pub av_corrections: u64,
+    /// Measured drift of the source clock against the wall clock,
+    /// milliseconds (positive: media time runs slow), once known.
+    pub clock_drift_ms: Option<i64>,
 }
 
 impl Default for PublisherStatus {
@@ -50,6 +61,10 @@ impl Default for PublisherStatus {
             lost_packets: 0,
             retransmitted_packets: 0,
             dropped_packets: 0,
+            timestamp_jumps: 0,
+            clock_resyncs: 0,
+            av_corrections: 0,
+            clock_drift_ms: None,
         }
     }
 }
@@ -126,6 +141,29 @@ impl StatusRecorder {
         self.warnings_counter.inc_by(dw);
     }
 
+    /// The session's timeline corrections and clock drift so far.
+    pub fn record_timeline(&self, stats: TimelineStats, drift_ms: Option<i64>) {
+        let stream = self.with(|s| {
+            s.timestamp_jumps = stats.jumps;
+            s.clock_resyncs = stats.wall_resyncs;
+            s.av_corrections = stats.av_corrections;
+            s.clock_drift_ms = drift_ms;
+            s.stream.clone()
+        });
+        let i = &self.metrics.ingest;
+        let counts = [stats.jumps, stats.wall_resyncs, stats.av_corrections];
+        for (kind, count) in TIMELINE_CORRECTION_KINDS.into_iter().zip(counts) {
+            i.timeline_corrections
+                .with_label_values(&[stream.as_str(), kind])
+                .set(count as i64);
+        }
+        if let Some(drift) = drift_ms {
+            i.clock_drift_ms
+                .with_label_values(&[stream.as_str()])
+                .set(drift);
+        }
+    }
+
     /// An SRT statistics sample.
     pub fn record_srt(&self, sample: SrtSample) {
         let bitrate = {
@@ -174,8 +212,14 @@ impl Drop for StatusRecorder {
             &i.srt_lost_packets,
             &i.srt_retransmitted_packets,
             &i.srt_dropped_packets,
+            &i.clock_drift_ms,
         ] {
             let _ = gauge.remove_label_values(&labels);
+        }
+        for kind in TIMELINE_CORRECTION_KINDS {
+            let _ = i
+                .timeline_corrections
+                .remove_label_values(&[stream.as_str(), kind]);
         }
     }
 }

@@ -19,6 +19,9 @@ use prometheus::{
     TextEncoder,
 };
 
+/// The `kind` label values of [`IngestMetrics::timeline_corrections`].
+pub const TIMELINE_CORRECTION_KINDS: [&str; 3] = ["jump", "wall_drift", "av_drift"];
+
 /// Ingest metrics.
 #[derive(Debug, Clone)]
 pub struct IngestMetrics {
@@ -40,6 +43,12 @@ pub struct IngestMetrics {
     pub srt_dropped_packets: IntGaugeVec,
     /// Bad MPEG-TS input skipped, per stream.
     pub demux_warnings: IntCounterVec,
+    /// Source timeline corrections per stream, by kind (`jump`,
+    /// `wall_drift`, `av_drift`), since the session began.
+    pub timeline_corrections: IntGaugeVec,
+    /// Drift of the source's clock against the wall clock per stream,
+    /// milliseconds (positive: media time runs slow).
+    pub clock_drift_ms: IntGaugeVec,
 }
 
 /// Packager and origin metrics.
@@ -167,6 +176,18 @@ impl Metrics {
                 "Bad MPEG-TS input skipped.",
                 streams,
             ),
+            timeline_corrections: gauge_vec(
+                &r,
+                "ferrocast_ingest_timeline_corrections",
+                "Source timestamp jumps and clock drifts corrected in this session, by kind.",
+                &["stream", "kind"],
+            ),
+            clock_drift_ms: gauge_vec(
+                &r,
+                "ferrocast_ingest_clock_drift_milliseconds",
+                "Drift of the source clock against the wall clock (positive: media time runs slow).",
+                streams,
+            ),
         };
         let part_publish_seconds = Histogram::with_opts(
             HistogramOpts::new(
@@ -249,8 +270,12 @@ impl Metrics {
             &i.srt_lost_packets,
             &i.srt_retransmitted_packets,
             &i.srt_dropped_packets,
+            &i.clock_drift_ms,
         ] {
             let _ = gauge.remove_label_values(labels);
+        }
+        for kind in TIMELINE_CORRECTION_KINDS {
+            let _ = i.timeline_corrections.remove_label_values(&[stream, kind]);
         }
         let p = &self.packager;
         let _ = p.parts.remove_label_values(labels);

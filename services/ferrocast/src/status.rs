@@ -45,6 +45,12 @@ fn publisher_json(p: &PublisherStatus) -> Value {
         "units": p.units,
         "demux_warnings": p.demux_warnings,
         "bitrate_bps": p.bitrate_bps,
+        "timeline": {
+            "timestamp_jumps": p.timestamp_jumps,
+            "clock_resyncs": p.clock_resyncs,
+            "av_corrections": p.av_corrections,
+            "clock_drift_ms": p.clock_drift_ms,
+        },
         "srt": {
             "rtt_us": p.rtt_us,
             "lost_packets": p.lost_packets,
@@ -133,6 +139,8 @@ async fn streams(State(status): State<Status>) -> impl IntoResponse {
                 "lost": s.lost,
                 "damaged": s.damaged,
                 "out_of_order": s.out_of_order,
+                "sender_reports": s.sender_reports,
+                "rtcp_synced": s.rtcp_synced,
                 "units": s.units,
             })
         })

@@ -10,7 +10,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Sender, Server, client, ffmpeg_push, get_text, playlist_with_segment};
+use common::{
+    Sender, Server, client, ffmpeg_push, ffmpeg_push_with, get_text, playlist_with_segment,
+};
 
 /// The (msn, index) of `part{msn}.{index}.m4s`.
 fn part_ref(uri: &str) -> (u64, u32) {
@@ -57,7 +59,15 @@ fn media_sequence_numbers(playlist: &str) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_reload_is_held_until_the_part_exists() {
     let server = Server::start("");
-    let _push = ffmpeg_push(server.srt, "publish:live/block", 30);
+    // Audio in one PES per frame: ingest releases video as soon as the
+    // audio of the same instant is in, so parts complete one at a time
+    // (with ffmpeg's default 0.37 s audio PES they complete in pairs).
+    let _push = ffmpeg_push_with(
+        server.srt,
+        "publish:live/block",
+        30,
+        &["-pes_payload_size", "0"],
+    );
     let http = client();
     let before = playlist_with_segment(&http, &server, "block", 1).await;
     let (msn, index) = preload_hint(&before).unwrap();

@@ -197,9 +197,17 @@ pub fn test_source_args(seconds: u32) -> Vec<String> {
 
 /// ffmpeg pushing the test source to `srt` as `streamid`.
 pub fn ffmpeg_push(srt: SocketAddr, streamid: &str, seconds: u32) -> Sender {
+    ffmpeg_push_with(srt, streamid, seconds, &[])
+}
+
+/// [`ffmpeg_push`] with extra MPEG-TS muxer options (for example
+/// `-pes_payload_size 0`, one PES per audio frame, instead of ffmpeg's
+/// default of batching about 0.37 s of audio into one PES).
+pub fn ffmpeg_push_with(srt: SocketAddr, streamid: &str, seconds: u32, muxer: &[&str]) -> Sender {
     let url = format!("srt://{srt}?streamid={streamid}&pkt_size=1316");
     let child = Command::new("ffmpeg")
         .args(test_source_args(seconds))
+        .args(muxer)
         .args(["-f", "mpegts", &url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -1,0 +1,280 @@
+//! Putting a publisher's tracks in decode-time order. Sans-IO.
+//!
+//! A sender interleaves audio and video as its muxer pleases: ffmpeg's
+//! MPEG-TS muxer, for one, gathers audio into PES packets of a third of a
+//! second or more, so audio arrives in bursts well after the video of the
+//! same instant. Downstream (the packager's parts, the transcoder, the GOP
+//! cache a new viewer starts from) wants one timeline, so units leave ingest
+//! merged by decode time: a unit is let go once every other live track has
+//! a unit queued at or after it (nothing earlier can still come, since each
+//! track's decode times only increase), or once it is more than
+//! [`InterleaveConfig::max_skew`] of media older than the newest queued
+//! unit, or when a track has sent nothing for
+//! [`InterleaveConfig::idle_after`] of wall time (it stopped; the others do
+//! not wait for it). The hold is therefore bounded in media time and in
+//! memory.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use ferrocast_media::{AccessUnit, Time90k, TrackId};
+
+/// Bounds of the [`Interleaver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterleaveConfig {
+    /// The most media time a unit waits for the other tracks.
+    pub max_skew: Time90k,
+    /// A track silent for this long is not waited for.
+    pub idle_after: Duration,
+}
+
+impl Default for InterleaveConfig {
+    fn default() -> Self {
+        InterleaveConfig {
+            max_skew: Time90k::from_millis(1000),
+            idle_after: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Lane {
+    track: TrackId,
+    queue: VecDeque<AccessUnit>,
+    last_arrival: Option<Instant>,
+}
+
+/// Merges the units of a stream's tracks by decode time.
+#[derive(Debug, Default)]
+pub struct Interleaver {
+    config: InterleaveConfig,
+    lanes: Vec<Lane>,
+}
+
+impl Interleaver {
+    /// An interleaver with `config`'s bounds.
+    pub fn new(config: InterleaveConfig) -> Self {
+        Interleaver {
+            config,
+            lanes: Vec::new(),
+        }
+    }
+
+    /// The stream's tracks are now `tracks`: whatever is held is released
+    /// first (in order), then units are merged across these tracks.
+    pub fn set_tracks(
+        &mut self,
+        tracks: impl IntoIterator<Item = TrackId>,
+        out: &mut Vec<AccessUnit>,
+    ) {
+        self.flush(out);
+        self.lanes = tracks
+            .into_iter()
+            .map(|track| Lane {
+                track,
+                queue: VecDeque::new(),
+                last_arrival: None,
+            })
+            .collect();
+    }
+
+    /// Units held now.
+    pub fn held(&self) -> usize {
+        self.lanes.iter().map(|l| l.queue.len()).sum()
+    }
+
+    /// One unit, arrived at `now`; units that may go are appended to `out`
+    /// in decode order. A unit of a track not in the set passes straight
+    /// through.
+    pub fn push(&mut self, unit: AccessUnit, now: Instant, out: &mut Vec<AccessUnit>) {
+        let Some(lane) = self.lanes.iter_mut().find(|l| l.track == unit.track) else {
+            out.push(unit);
+            return;
+        };
+        lane.last_arrival = Some(now);
+        lane.queue.push_back(unit);
+        self.release(now, out);
+    }
+
+    /// Let go what no longer needs to wait at `now` (a track may have gone
+    /// idle since the last push).
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<AccessUnit>) {
+        self.release(now, out);
+    }
+
+    /// Release everything held, in decode order.
+    pub fn flush(&mut self, out: &mut Vec<AccessUnit>) {
+        while let Some(i) = self.earliest() {
+            if let Some(unit) = self.lanes[i].queue.pop_front() {
+                out.push(unit);
+            }
+        }
+    }
+
+    fn release(&mut self, now: Instant, out: &mut Vec<AccessUnit>) {
+        let idle_after = self.config.idle_after;
+        while let Some(i) = self.earliest() {
+            let head = self.lanes[i].queue.front().map(|u| u.dts);
+            let newest = self
+                .lanes
+                .iter()
+                .filter_map(|l| l.queue.back().map(|u| u.dts))
+                .max();
+            let (Some(head), Some(newest)) = (head, newest) else {
+                break;
+            };
+            let others_ready = self.lanes.iter().all(|l| {
+                !l.queue.is_empty()
+                    || l.last_arrival
+                        .is_some_and(|at| now.saturating_duration_since(at) >= idle_after)
+            });
+            let too_old = newest - head > self.config.max_skew;
+            if !(others_ready || too_old) {
+                break;
+            }
+            if let Some(unit) = self.lanes[i].queue.pop_front() {
+                out.push(unit);
+            }
+        }
+    }
+
+    /// The lane whose head has the smallest decode time (the first lane on
+    /// a tie, so video set first goes first).
+    fn earliest(&self) -> Option<usize> {
+        self.lanes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.queue.front().map(|u| (u.dts, i)))
+            .min()
+            .map(|(_, i)| i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use ferrocast_media::TrackKind;
+    use proptest::prelude::*;
+
+    const V: TrackId = TrackId(1);
+    const A: TrackId = TrackId(2);
+
+    fn unit(track: TrackId, ms: i64) -> AccessUnit {
+        AccessUnit {
+            track,
+            kind: if track == V {
+                TrackKind::Video
+            } else {
+                TrackKind::Audio
+            },
+            pts: Time90k::from_millis(ms),
+            dts: Time90k::from_millis(ms),
+            keyframe: true,
+            data: Bytes::new(),
+        }
+    }
+
+    fn times(out: &[AccessUnit]) -> Vec<(u16, i64)> {
+        out.iter().map(|u| (u.track.0, u.dts.as_millis())).collect()
+    }
+
+    #[test]
+    fn batched_audio_is_merged_by_decode_time() {
+        let now = Instant::now();
+        let mut il = Interleaver::default();
+        let mut out = Vec::new();
+        il.set_tracks([V, A], &mut out);
+        for ms in [0, 40, 80] {
+            il.push(unit(V, ms), now, &mut out);
+        }
+        assert!(out.is_empty(), "video waits for audio");
+        for ms in [0, 21, 42, 64, 85] {
+            il.push(unit(A, ms), now, &mut out);
+        }
+        assert_eq!(
+            times(&out),
+            vec![(1, 0), (2, 0), (2, 21), (1, 40), (2, 42), (2, 64), (1, 80)]
+        );
+        assert_eq!(il.held(), 1);
+        il.flush(&mut out);
+        assert_eq!(out.last().map(|u| u.dts.as_millis()), Some(85));
+    }
+
+    #[test]
+    fn skew_bound_and_idle_track_stop_the_wait() {
+        let start = Instant::now();
+        let mut il = Interleaver::default();
+        let mut out = Vec::new();
+        il.set_tracks([V, A], &mut out);
+        // Audio never comes: video goes once it is 1 s of media behind.
+        for ms in (0..=1040).step_by(40) {
+            il.push(unit(V, ms), start, &mut out);
+        }
+        assert_eq!(times(&out), vec![(1, 0)]);
+        // Audio spoke once, then stopped: after idle_after, nothing waits.
+        il.push(unit(A, 1050), start, &mut out);
+        out.clear();
+        il.push(unit(V, 1080), start, &mut out);
+        il.push(unit(V, 1120), start + Duration::from_millis(600), &mut out);
+        assert_eq!(times(&out).last(), Some(&(1, 1120)));
+        assert_eq!(il.held(), 0);
+    }
+
+    #[test]
+    fn track_change_flushes_and_unknown_tracks_pass() {
+        let now = Instant::now();
+        let mut il = Interleaver::default();
+        let mut out = Vec::new();
+        il.set_tracks([V, A], &mut out);
+        il.push(unit(V, 0), now, &mut out);
+        il.push(unit(TrackId(9), 5), now, &mut out);
+        assert_eq!(times(&out), vec![(9, 5)]);
+        il.set_tracks([V], &mut out);
+        assert_eq!(times(&out), vec![(9, 5), (1, 0)]);
+        il.push(unit(V, 40), now, &mut out);
+        assert_eq!(out.len(), 3, "a single track never waits");
+    }
+
+    proptest! {
+        /// Whatever the arrival interleaving, output is every unit once, each
+        /// track in its own order, and in decode order wherever both tracks
+        /// had a unit waiting.
+        #[test]
+        fn output_is_a_decode_ordered_merge(
+            video_steps in proptest::collection::vec(1i64..80, 1..60),
+            audio_steps in proptest::collection::vec(1i64..80, 1..60),
+            arrival in proptest::collection::vec(any::<bool>(), 0..200),
+        ) {
+            let now = Instant::now();
+            let scan = |steps: &[i64]| {
+                steps.iter().scan(0i64, |t, s| { *t += s; Some(*t) }).collect::<Vec<_>>()
+            };
+            let (vt, at) = (scan(&video_steps), scan(&audio_steps));
+            let mut il = Interleaver::default();
+            let mut out = Vec::new();
+            il.set_tracks([V, A], &mut out);
+            let (mut vi, mut ai) = (0, 0);
+            let mut choices = arrival.into_iter();
+            while vi < vt.len() || ai < at.len() {
+                let pick_video = ai >= at.len() || (vi < vt.len() && choices.next().unwrap_or(true));
+                if pick_video {
+                    il.push(unit(V, vt[vi]), now, &mut out);
+                    vi += 1;
+                } else {
+                    il.push(unit(A, at[ai]), now, &mut out);
+                    ai += 1;
+                }
+            }
+            il.flush(&mut out);
+            prop_assert_eq!(out.len(), vt.len() + at.len());
+            let of = |t: TrackId| out.iter().filter(|u| u.track == t).map(|u| u.dts.as_millis()).collect::<Vec<_>>();
+            prop_assert_eq!(of(V), vt.clone());
+            prop_assert_eq!(of(A), at.clone());
+            // Spans stay within 1 s: the merge is fully ordered.
+            if vt.last().copied().unwrap_or(0) < 1000 && at.last().copied().unwrap_or(0) < 1000 {
+                prop_assert!(out.windows(2).all(|w| w[0].dts <= w[1].dts));
+            }
+        }
+    }
+}
