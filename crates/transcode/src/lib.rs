@@ -1,0 +1,65 @@
+//! The transcoder core: from a live source's access units to an adaptive
+//! bitrate ladder whose renditions switch cleanly.
+//!
+//! - [`ladder`]: ladder profiles as operators write them (TOML/serde),
+//!   the built-in ones, validation.
+//! - [`mod@plan`]: a ladder applied to one source track — no upscaling, frame
+//!   rate caps, widths from the aspect ratio, and the keyframe cadence on
+//!   the source's 90 kHz clock that every rung shares.
+//! - [`gpu`]: CUDA discovery (safe without a driver), NVENC-or-CPU
+//!   selection decided by opening an encoder, and the per-stream NVENC
+//!   session budget.
+//! - [`Transcoder`] ([`pipeline`]): FFmpeg through `ffmpeg-next`,
+//!   synchronous and runtime-free. Decode once, then per rung scale and
+//!   encode with IDR frames forced at the same source timestamps; AAC
+//!   passes through, Opus becomes AAC. Output timestamps are the source's.
+//! - [`stats`]: counters, processing latency and real-time lag.
+//!
+//! It is not the transcoder *service*: subscribing to the bus, publishing
+//! renditions and multivariant playlists are the callers' job, one
+//! [`Transcoder`] per stream on a blocking thread.
+//!
+//! ```no_run
+//! use ferrocast_transcode::gpu::{assign, discover, select, NvencBudget};
+//! use ferrocast_transcode::ladder::{BuiltinLadder, Ladder};
+//! use ferrocast_transcode::{plan, FfmpegProbe, Output, Transcoder};
+//! # fn demo(source: ferrocast_media::TrackInfo, audio: ferrocast_media::TrackInfo,
+//! #         units: Vec<ferrocast_media::AccessUnit>) -> Result<(), Box<dyn std::error::Error>> {
+//! // Once per process:
+//! let machine = select(&discover(), &FfmpegProbe, &[ladder::VideoCodec::H264]);
+//! let budget = NvencBudget::new(8);
+//! // Per stream:
+//! let plan = plan::plan(&Ladder::builtin(BuiltinLadder::Default), &source)?;
+//! let encoders = assign("live/cam1", &machine, &budget, plan.rungs.len() as u32);
+//! let mut transcoder = Transcoder::new(plan, encoders)?;
+//! transcoder.set_tracks(&[source.clone(), audio])?;
+//! let mut out = Vec::new();
+//! for unit in &units {
+//!     transcoder.push(unit, &mut out)?;
+//!     for output in out.drain(..) {
+//!         match output {
+//!             Output::Video { rung, unit } => { /* publish on rendition `rung` */ }
+//!             Output::Audio(unit) => { /* publish on every rendition */ }
+//!             Output::Passthrough(unit) => { /* publish on "source" */ }
+//!         }
+//!     }
+//! }
+//! # use ferrocast_transcode::ladder;
+//! # Ok(()) }
+//! ```
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod error;
+#[allow(unsafe_code)]
+mod ffmpeg;
+pub mod gpu;
+pub mod ladder;
+pub mod pipeline;
+pub mod plan;
+pub mod stats;
+
+pub use config::TranscodeConfig;
+pub use error::TranscodeError;
+pub use pipeline::{FfmpegProbe, Output, Tracks, Transcoder};
+pub use plan::{Plan, plan};
