@@ -180,8 +180,27 @@ fn elementary_rtp_args(
     realtime: bool,
     bframes: u32,
 ) -> Vec<String> {
+    elementary_rtp_args_with(video, audio, seconds, realtime, bframes, "libx264")
+}
+
+/// [`elementary_rtp_args`] with the video encoder `encoder` (`libx264` or
+/// `libx265`).
+fn elementary_rtp_args_with(
+    video: u16,
+    audio: u16,
+    seconds: u32,
+    realtime: bool,
+    bframes: u32,
+    encoder: &str,
+) -> Vec<String> {
     let bf = bframes.to_string();
     let t = seconds.to_string();
+    // x265 prints its banner and statistics unless told otherwise.
+    let quiet = if encoder == "libx265" {
+        vec!["-x265-params", "log-level=error"]
+    } else {
+        Vec::new()
+    };
     let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error"]
         .iter()
         .map(|s| s.to_string())
@@ -189,45 +208,58 @@ fn elementary_rtp_args(
     if realtime {
         args.push("-re".into());
     }
+    let video_url = format!("rtp://127.0.0.1:{video}");
+    let audio_url = format!("rtp://127.0.0.1:{audio}");
+    let input = [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+    ];
+    let video_out = [
+        "-map",
+        "0:v",
+        "-c:v",
+        encoder,
+        "-preset",
+        "veryfast",
+        "-bf",
+        bf.as_str(),
+        "-g",
+        "25",
+        "-pix_fmt",
+        "yuv420p",
+        "-t",
+        t.as_str(),
+        "-f",
+        "rtp",
+        video_url.as_str(),
+    ];
+    let audio_out = [
+        "-map",
+        "1:a",
+        "-c:a",
+        "aac",
+        "-t",
+        t.as_str(),
+        "-f",
+        "rtp",
+        audio_url.as_str(),
+    ];
+    // The video options come before its output URL, so x265's apply to it.
+    let (video_opts, video_url_arg) = video_out.split_at(video_out.len() - 1);
     args.extend(
-        [
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-map",
-            "0:v",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-bf",
-            &bf,
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            "-t",
-            &t,
-            "-f",
-            "rtp",
-            &format!("rtp://127.0.0.1:{video}"),
-            "-map",
-            "1:a",
-            "-c:a",
-            "aac",
-            "-t",
-            &t,
-            "-f",
-            "rtp",
-            &format!("rtp://127.0.0.1:{audio}"),
-        ]
-        .iter()
-        .map(|s| s.to_string()),
+        input
+            .iter()
+            .chain(video_opts)
+            .chain(&quiet)
+            .chain(video_url_arg)
+            .chain(&audio_out)
+            .map(|s| s.to_string()),
     );
     args
 }
@@ -290,6 +322,56 @@ async fn rtp_h264_aac_elementary_streams_from_ffmpeg_play() {
     assert!(input["packets"].as_u64().unwrap() > 100, "{body}");
     assert!(input["units"].as_u64().unwrap() > 100, "{body}");
     assert_eq!(input["lost"].as_u64(), Some(0), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_hevc_aac_elementary_streams_from_ffmpeg_play_as_hvc1() {
+    let (video, audio) = free_even_ports();
+    let dir = tempfile::tempdir().unwrap();
+    let sdp = dir.path().join("session.sdp");
+    let (ok, _, err) = common::run_with_timeout(
+        Command::new("ffmpeg")
+            .args(elementary_rtp_args_with(
+                video, audio, 1, false, 0, "libx265",
+            ))
+            .arg("-sdp_file")
+            .arg(&sdp),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffmpeg (SDP) failed: {err}");
+    let sdp_text = std::fs::read_to_string(&sdp).unwrap();
+    assert!(sdp_text.contains("H265/90000"), "{sdp_text}");
+
+    let config = format!(
+        "[[rtp]]\nlisten = \"127.0.0.1:{video}\"\nstream = \"rtphevc\"\nformat = \"sdp\"\nsdp = \"{}\"\n",
+        sdp.display()
+    );
+    let server = Server::start(&config);
+    let child = Command::new("ffmpeg")
+        .args(elementary_rtp_args_with(
+            video, audio, 20, true, 0, "libx265",
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg starts");
+    let _push = Sender(child);
+    let http = client();
+    playlist_with_segment(&http, &server, "rtphevc", 2).await;
+    let (status, multivariant) = get_text(&http, &server.url("rtphevc", "index.m3u8")).await;
+    assert_eq!(status, 200, "{multivariant}");
+    assert!(multivariant.contains("hvc1."), "{multivariant}");
+    assert!(multivariant.contains("mp4a.40.2"), "{multivariant}");
+    common::assert_ffmpeg_decodes(&server, "rtphevc", 4);
+    let log = server.log();
+    assert!(!log.contains("panicked"), "{log}");
+    let (_, body) = get_text(&http, &format!("http://{}/api/v1/streams", server.http)).await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let input = &json["rtp_inputs"][0];
+    assert_eq!(input["stream"], "rtphevc", "{body}");
+    assert_eq!(input["lost"].as_u64(), Some(0), "{body}");
+    assert_eq!(input["damaged"].as_u64(), Some(0), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
