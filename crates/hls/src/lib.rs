@@ -54,6 +54,7 @@ pub mod multivariant;
 pub mod names;
 pub mod query;
 pub mod render;
+pub mod rendition;
 pub mod window;
 
 pub use datetime::format_program_date_time;
@@ -64,6 +65,7 @@ pub use names::{
 };
 pub use query::{BlockTarget, MAX_QUERY_LEN, PlaylistRequest, QueryError, QueryParam, SkipRequest};
 pub use render::{InvalidValue, MEDIA_PLAYLIST_VERSION, RenderOptions, RenditionReport};
+pub use rendition::{MAX_RENDITION_LEN, MEDIA_PLAYLIST_NAME, RenditionName, RenditionNameError};
 pub use window::{
     BlockingStatus, ClosedSegment, ConfigError, LiveWindow, ResourceStatus, SegmentStart,
     WindowConfig, WindowError,

@@ -253,6 +253,12 @@ impl LiveWindow {
             if *a < three_td {
                 write_parts(&mut out, s);
             }
+            if s.gap {
+                // §4.4.4.7 (recalled): "The EXT-X-GAP tag indicates that the
+                // segment URI to which it applies does not contain media
+                // data and SHOULD NOT be loaded by clients."
+                line(&mut out, "#EXT-X-GAP");
+            }
             // §4.4.4.1: "#EXTINF:<duration>,[<title>]"; §4.4.3.1: "The
             // EXTINF duration of each Media Segment in a Playlist file, when
             // rounded to the nearest integer, MUST be less than or equal to

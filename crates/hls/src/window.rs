@@ -146,6 +146,20 @@ pub enum WindowError {
     /// The Media Sequence Number would pass `u64::MAX`.
     #[error("media sequence numbers are exhausted")]
     MsnExhausted,
+    /// [`LiveWindow::skip_to`] a number below the next one: numbers never
+    /// go backwards.
+    #[error("cannot skip back to sequence number {requested}; the next is {next}")]
+    SkipBackwards {
+        /// The number asked for.
+        requested: u64,
+        /// The number the next segment would have had.
+        next: u64,
+    },
+    /// [`LiveWindow::skip_to`] or [`LiveWindow::add_gap_segment`] is only
+    /// for a window with no open segment, and `skip_to` only for one that
+    /// has listed nothing yet (a playlist's numbers are consecutive).
+    #[error("the window already has segments (or one is open)")]
+    NotFresh,
 }
 
 /// How a new Media Segment starts; given to [`LiveWindow::open_segment`].
@@ -225,8 +239,12 @@ pub(crate) struct Segment {
     pub(crate) discontinuity: bool,
     pub(crate) init_generation: u32,
     pub(crate) parts: Vec<Part>,
-    /// Sum of `parts` durations, kept in step with them.
+    /// Sum of `parts` durations, kept in step with them; for a gap
+    /// segment, the duration it stands for.
     pub(crate) duration: Time90k,
+    /// A placeholder for media this rendition does not have
+    /// (`EXT-X-GAP`); it has no parts and no bytes.
+    pub(crate) gap: bool,
 }
 
 impl Segment {
@@ -347,8 +365,74 @@ impl LiveWindow {
             init_generation: start.init_generation,
             parts: Vec::new(),
             duration: Time90k::ZERO,
+            gap: false,
         });
         Ok(self.next_msn)
+    }
+
+    /// Makes `msn` the Media Sequence Number of the next segment, for a
+    /// rendition that joins a stream whose other renditions already
+    /// numbered their segments: its first segment takes the number the
+    /// others gave the segment starting at the same time.
+    ///
+    /// Only before the first segment is opened ([`WindowError::NotFresh`]
+    /// otherwise; later holes are filled with
+    /// [`LiveWindow::add_gap_segment`]), and never backwards.
+    pub fn skip_to(&mut self, msn: u64) -> Result<(), WindowError> {
+        if self.ended {
+            return Err(WindowError::Ended);
+        }
+        if msn < self.next_msn {
+            return Err(WindowError::SkipBackwards {
+                requested: msn,
+                next: self.next_msn,
+            });
+        }
+        if self.open.is_some() || !self.listed.is_empty() || !self.retired.is_empty() {
+            return Err(WindowError::NotFresh);
+        }
+        self.next_msn = msn;
+        Ok(())
+    }
+
+    /// Lists a segment this rendition has no media for (it lost it, while
+    /// the stream's other renditions have it), so that its later segments
+    /// keep the same Media Sequence Numbers as theirs. Returns its number.
+    ///
+    /// RFC 8216bis §4.4.4.7 (recalled): "The EXT-X-GAP tag indicates that
+    /// the segment URI to which it applies does not contain media data and
+    /// SHOULD NOT be loaded by clients."
+    pub fn add_gap_segment(
+        &mut self,
+        start: SegmentStart,
+        duration: Time90k,
+    ) -> Result<u64, WindowError> {
+        if self.ended {
+            return Err(WindowError::Ended);
+        }
+        if self.open.is_some() {
+            return Err(WindowError::NotFresh);
+        }
+        let msn = self.next_msn;
+        if duration.0 <= 0 {
+            return Err(WindowError::NonPositiveDuration {
+                part: PartRef { msn, index: 0 },
+                ticks: duration.0,
+            });
+        }
+        let discontinuity = start.discontinuity || self.carry_discontinuity;
+        self.carry_discontinuity = false;
+        self.open = Some(Segment {
+            msn,
+            program_date_time_ms: start.program_date_time_ms,
+            discontinuity,
+            init_generation: start.init_generation,
+            parts: Vec::new(),
+            duration,
+            gap: true,
+        });
+        self.close_open()?;
+        Ok(msn)
     }
 
     /// Records that the next Partial Segment of the open segment is complete
@@ -416,7 +500,7 @@ impl LiveWindow {
         let Some(open) = self.open.as_ref() else {
             return Err(WindowError::NoOpenSegment);
         };
-        if open.parts.is_empty() {
+        if open.parts.is_empty() && !open.gap {
             self.carry_discontinuity |= open.discontinuity;
             self.open = None;
             return Ok(None);
@@ -471,6 +555,12 @@ impl LiveWindow {
     /// will be first.
     pub fn media_sequence(&self) -> u64 {
         self.listed.front().map_or(self.next_msn, |s| s.msn)
+    }
+
+    /// Media Sequence Number of the open segment, or of the next one to
+    /// open.
+    pub fn next_msn(&self) -> u64 {
+        self.next_msn
     }
 
     /// Media Sequence Number of the last completed segment, if any is
@@ -994,6 +1084,55 @@ mod tests {
         assert_eq!(w.add_part(ms(250), true), Err(WindowError::Ended));
         assert_eq!(w.close_segment(), Err(WindowError::Ended));
         assert_eq!(w.last_msn(), Some(0));
+    }
+
+    #[test]
+    fn skip_to_only_forward_and_only_when_fresh() {
+        let mut w = window();
+        assert_eq!(w.skip_to(7), Ok(()));
+        assert_eq!(w.media_sequence(), 7);
+        assert_eq!(
+            w.skip_to(3),
+            Err(WindowError::SkipBackwards {
+                requested: 3,
+                next: 7
+            })
+        );
+        assert_eq!(w.open_segment(start(false, 0)), Ok(7));
+        assert_eq!(w.skip_to(9), Err(WindowError::NotFresh));
+        w.add_part(ms(250), true).unwrap();
+        w.close_segment().unwrap();
+        assert_eq!(w.skip_to(9), Err(WindowError::NotFresh));
+    }
+
+    #[test]
+    fn gap_segments_keep_numbers_and_render_ext_x_gap() {
+        let mut w = window();
+        full_segment(&mut w);
+        assert_eq!(w.add_gap_segment(start(true, 0), ms(1000)), Ok(1));
+        assert_eq!(w.add_gap_segment(start(false, 0), ms(1000)), Ok(2));
+        assert!(matches!(
+            w.add_gap_segment(start(false, 0), Time90k(0)),
+            Err(WindowError::NonPositiveDuration { .. })
+        ));
+        assert_eq!(w.open_segment(start(false, 0)), Ok(3));
+        assert_eq!(
+            w.add_gap_segment(start(false, 0), ms(1000)),
+            Err(WindowError::NotFresh)
+        );
+        w.add_part(ms(250), true).unwrap();
+        let text = w.render(&crate::RenderOptions::default());
+        assert!(
+            text.contains("#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:")
+                && text.contains("#EXT-X-GAP\n#EXTINF:1.000,\nseg1.m4s\n#EXT-X-PROGRAM-DATE-TIME:")
+                && text.contains("#EXT-X-GAP\n#EXTINF:1.000,\nseg2.m4s\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("#EXT-X-GAP").count(), 2);
+        assert_eq!(
+            w.part_status(PartRef { msn: 1, index: 0 }),
+            ResourceStatus::NotFound
+        );
     }
 
     #[test]

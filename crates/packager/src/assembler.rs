@@ -26,6 +26,7 @@ use ferrocast_hls::{ConfigError, LiveWindow, SegmentStart, WindowConfig};
 use ferrocast_media::{AccessUnit, Time90k, TrackInfo, TrackKind};
 use tracing::{debug, warn};
 
+use crate::alignment::{self, Alignment, Break, Cut, Member, SharedAlignment};
 use crate::media_store::MediaStore;
 
 /// Timing rules for cutting parts and segments.
@@ -171,14 +172,31 @@ pub struct Assembler {
     partial_duration: Time90k,
     ended: bool,
     discontinuities: u64,
+    /// The timeline shared with the stream's other renditions.
+    align: SharedAlignment,
+    member: Member,
+    /// Why the timeline last broke (`None` before the first start).
+    last_break: Option<Break>,
 }
 
 impl Assembler {
-    /// A packager for a new stream.
+    /// A packager for a new stream with a single rendition.
     pub fn new(cut: CutConfig, window: WindowConfig) -> Result<Self, ConfigError> {
+        Assembler::with_alignment(cut, window, Alignment::shared())
+    }
+
+    /// A packager for one rendition of a stream, sharing `align` with the
+    /// stream's other renditions (see [`crate::alignment`]).
+    pub fn with_alignment(
+        cut: CutConfig,
+        window: WindowConfig,
+        align: SharedAlignment,
+    ) -> Result<Self, ConfigError> {
+        let window = LiveWindow::new(window)?;
+        alignment::lock(&align).join();
         Ok(Assembler {
             cut,
-            window: LiveWindow::new(window)?,
+            window,
             store: MediaStore::default(),
             layout: None,
             generation: 0,
@@ -197,7 +215,15 @@ impl Assembler {
             partial_duration: Time90k::ZERO,
             ended: false,
             discontinuities: 0,
+            align,
+            member: Member::default(),
+            last_break: None,
         })
+    }
+
+    /// The timeline this rendition shares with the stream's others.
+    pub fn alignment(&self) -> &SharedAlignment {
+        &self.align
     }
 
     /// The current track set, once known.
@@ -246,7 +272,7 @@ impl Assembler {
         let mut changes = Changes::default();
         if self.layout.is_some() {
             // New codec parameters: new init segment, new timeline piece.
-            changes.merge(self.break_timeline());
+            changes.merge(self.break_timeline(Break::Publisher));
             self.generation += 1;
         }
         let slot = |kind: TrackKind| {
@@ -284,7 +310,18 @@ impl Assembler {
         if self.ended {
             return Changes::default();
         }
-        self.break_timeline()
+        self.break_timeline(Break::Publisher)
+    }
+
+    /// This subscriber lost media (the bus dropped whole GOPs for it), but
+    /// the source clock goes on: close what is open and continue after a
+    /// discontinuity. With sibling renditions, the shared offset is kept so
+    /// the lost time stays a hole and later segments stay aligned.
+    pub fn on_gap(&mut self) -> Changes {
+        if self.ended {
+            return Changes::default();
+        }
+        self.break_timeline(Break::Gap)
     }
 
     /// The publisher left: finish the open part and segment so that every
@@ -293,7 +330,7 @@ impl Assembler {
         if self.ended {
             return Changes::default();
         }
-        self.break_timeline()
+        self.break_timeline(Break::Publisher)
     }
 
     /// The stream is over: EXT-X-ENDLIST.
@@ -304,6 +341,7 @@ impl Assembler {
         let mut changes = self.close_segment();
         self.window.end();
         self.ended = true;
+        alignment::lock(&self.align).leave();
         self.release_unused_inits();
         changes.playlist = true;
         changes
@@ -332,8 +370,11 @@ impl Assembler {
         }
     }
 
-    fn break_timeline(&mut self) -> Changes {
+    fn break_timeline(&mut self, why: Break) -> Changes {
         let changes = self.close_segment();
+        if self.started {
+            self.last_break = Some(why);
+        }
         self.started = false;
         self.offset = None;
         self.last_video_dts = None;
@@ -348,16 +389,25 @@ impl Assembler {
         self.timeline_end > Time90k::ZERO
     }
 
-    /// Map a source time onto the output timeline, starting it if needed.
+    /// Map a source time onto the output timeline, starting it (on the
+    /// timeline shared with the other renditions) if needed.
     fn start(&mut self, source_dts: Time90k, now_unix_ms: i64) -> i64 {
-        let offset = *self
-            .offset
-            .get_or_insert(self.timeline_end.ticks() - source_dts.ticks());
-        if !self.started {
-            self.started = true;
-            self.pdt_anchor = Some((Time90k(source_dts.ticks() + offset), now_unix_ms));
+        if self.started
+            && let Some(offset) = self.offset
+        {
+            return offset;
         }
-        offset
+        let start = alignment::lock(&self.align).start(
+            &mut self.member,
+            source_dts,
+            self.timeline_end,
+            self.last_break,
+            now_unix_ms,
+        );
+        self.started = true;
+        self.offset = Some(start.offset);
+        self.pdt_anchor = Some(start.pdt_anchor);
+        start.offset
     }
 
     fn on_video(&mut self, unit: &AccessUnit, now_unix_ms: i64) -> Changes {
@@ -374,7 +424,7 @@ impl Assembler {
                     "video timestamps jumped; continuing after a discontinuity"
                 );
                 self.discontinuities += 1;
-                changes.merge(self.break_timeline());
+                changes.merge(self.break_timeline(Break::Publisher));
             }
         }
         if !self.started && !unit.keyframe {
@@ -526,16 +576,40 @@ impl Assembler {
         now_unix_ms: i64,
     ) -> Changes {
         let mut changes = Changes::default();
-        if let Some(segment) = &self.segment {
-            let elapsed = dts - segment.start;
-            let cut_at_keyframe = keyframe && elapsed >= self.cut.segment_min;
-            let too_long = elapsed + duration > self.cut.segment_max;
-            if cut_at_keyframe || too_long {
-                changes.merge(self.close_segment());
+        let (cut_at_keyframe, too_long) = match &self.segment {
+            Some(segment) => {
+                let elapsed = dts - segment.start;
+                (
+                    keyframe && elapsed >= self.cut.segment_min,
+                    elapsed + duration > self.cut.segment_max,
+                )
             }
+            None => (true, false),
+        };
+        let (cut, msn) = if is_video && keyframe {
+            match self.aligned_cut(dts, cut_at_keyframe || too_long) {
+                Cut::Boundary { msn } => (true, Some(msn)),
+                Cut::Inside if self.segment.is_none() => {
+                    // A rendition joining (or coming back) in the middle of
+                    // the others' segment waits for their next one, so that
+                    // its segments start where theirs do.
+                    self.audio.pending.clear();
+                    return changes;
+                }
+                Cut::Inside => (too_long, None),
+            }
+        } else if is_video && self.segment.is_none() {
+            // Waiting for a keyframe that starts a segment.
+            self.audio.pending.clear();
+            return changes;
+        } else {
+            (cut_at_keyframe || too_long, None)
+        };
+        if cut && self.segment.is_some() {
+            changes.merge(self.close_segment());
         }
         if self.segment.is_none() {
-            self.open_segment(dts, now_unix_ms);
+            self.open_segment(dts, msn, now_unix_ms);
             changes.playlist = true;
         }
         let Some(segment) = self.segment.as_mut() else {
@@ -563,6 +637,7 @@ impl Assembler {
         let part_start = segment.part.as_ref().map_or(dts, |p| p.start);
         let part_duration = segment.end - part_start;
         self.timeline_end = segment.end;
+        alignment::lock(&self.align).extend(self.timeline_end);
 
         let chunk = self.write_chunk(dts, sample, is_video);
         if let Some(chunk) = chunk {
@@ -617,11 +692,99 @@ impl Assembler {
         }
     }
 
-    fn open_segment(&mut self, start: Time90k, now_unix_ms: i64) {
-        let pdt = match self.pdt_anchor {
-            Some((anchor_time, anchor_ms)) => anchor_ms + (start - anchor_time).as_millis(),
-            None => now_unix_ms,
+    /// The segment decision at a video keyframe at output time `dts`: the
+    /// one recorded by the first rendition to get there, or this one's
+    /// (`local`: its own rule says cut), recorded for the others.
+    fn aligned_cut(&mut self, dts: Time90k, local: bool) -> Cut {
+        let own_next = match &self.segment {
+            Some(segment) => segment.msn + 1,
+            None => self.window.next_msn(),
         };
+        let mut align = alignment::lock(&self.align);
+        if let Some(cut) = align.cut_at(dts) {
+            return cut;
+        }
+        let cut = if local {
+            let msn = match &self.segment {
+                Some(_) => own_next,
+                // A fresh start numbers on from the others' segments.
+                None => align.msn_after(dts).map_or(own_next, |m| m.max(own_next)),
+            };
+            Cut::Boundary { msn }
+        } else {
+            Cut::Inside
+        };
+        align.record(dts, cut);
+        cut
+    }
+
+    /// Before opening a segment numbered `msn` (the number the stream's
+    /// other renditions gave the segment starting at the same time): take
+    /// that number, listing the segments this rendition lost as gaps.
+    fn catch_up_numbering(&mut self, start: Time90k, msn: u64) {
+        let next = self.window.next_msn();
+        if msn < next {
+            warn!(
+                msn,
+                next, "segment numbers ahead of the other renditions'; not aligned"
+            );
+            return;
+        }
+        if msn == next || self.window.skip_to(msn).is_ok() {
+            return;
+        }
+        // Segments `next..msn` exist in the other renditions only.
+        let times: Vec<Option<Time90k>> = {
+            let align = alignment::lock(&self.align);
+            (next..=msn)
+                .map(|m| {
+                    if m == msn {
+                        Some(start)
+                    } else {
+                        align.boundary_time(m)
+                    }
+                })
+                .collect()
+        };
+        let missing = msn - next;
+        let even = Time90k((start - self.timeline_end).ticks() / missing.max(1) as i64);
+        for (i, m) in (next..msn).enumerate() {
+            let duration = match (times[i], times[i + 1]) {
+                (Some(a), Some(b)) if b > a => b - a,
+                _ => even,
+            };
+            let begin = times[i].unwrap_or(self.timeline_end);
+            let pdt = self.pdt_at(begin, 0);
+            let discontinuity = std::mem::take(&mut self.pending_discontinuity);
+            match self.window.add_gap_segment(
+                SegmentStart {
+                    program_date_time_ms: pdt,
+                    discontinuity,
+                    init_generation: self.generation,
+                },
+                duration,
+            ) {
+                Ok(_) => debug!(msn = m, "segment lost in this rendition listed as a gap"),
+                Err(e) => {
+                    warn!(error = %e, "cannot list a lost segment; numbers not aligned");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn pdt_at(&self, at: Time90k, now_unix_ms: i64) -> i64 {
+        match self.pdt_anchor {
+            Some((anchor_time, anchor_ms)) => anchor_ms + (at - anchor_time).as_millis(),
+            None => now_unix_ms,
+        }
+    }
+
+    fn open_segment(&mut self, start: Time90k, msn: Option<u64>, now_unix_ms: i64) {
+        if let Some(msn) = msn {
+            self.catch_up_numbering(start, msn);
+        }
+        let pdt = self.pdt_at(start, now_unix_ms);
         let discontinuity = std::mem::take(&mut self.pending_discontinuity);
         let msn = match self.window.open_segment(SegmentStart {
             program_date_time_ms: pdt,

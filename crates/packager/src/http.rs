@@ -3,14 +3,16 @@
 //!
 //! | path | what |
 //! |---|---|
-//! | `/live/NAME/index.m3u8` | multivariant playlist |
-//! | `/live/NAME/stream.m3u8` | LL-HLS media playlist (blocking reload, delta updates) |
-//! | `/live/NAME/initN.mp4` | CMAF init segment, generation N |
-//! | `/live/NAME/partM.I.m4s` | part I of segment M, streamed as it is written |
-//! | `/live/NAME/segM.m4s` | segment M |
+//! | `/live/NAME/index.m3u8` | multivariant playlist: every listed rendition |
+//! | `/live/NAME/stream.m3u8` | the source rendition's LL-HLS media playlist (blocking reload, delta updates, rendition reports) |
+//! | `/live/NAME/initN.mp4` | its CMAF init segment, generation N |
+//! | `/live/NAME/partM.I.m4s` | its part I of segment M, streamed as it is written |
+//! | `/live/NAME/segM.m4s` | its segment M |
+//! | `/live/NAME/RUNG/{stream.m3u8,initN.mp4,partM.I.m4s,segM.m4s}` | the same for rendition RUNG (`source` names the source rendition) |
 //!
 //! Every name from the URL is validated against a strict grammar before it
-//! is looked up; nothing from a URL reaches a file system.
+//! is looked up (a rendition name that is not `[A-Za-z0-9._-]{1,32}`, not
+//! starting with `.`, is a 404); nothing from a URL reaches a file system.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use ferrocast_hls::{
-    BlockingStatus, PartRef, PlaylistRequest, RenderOptions, ResourceName, ResourceStatus, Variant,
+    BlockingStatus, PartRef, PlaylistRequest, RenderOptions, RenditionName, RenditionReport,
+    ResourceName, ResourceStatus, Variant,
 };
 use ferrocast_media::{StreamName, TrackKind};
 use tokio::time::Instant;
@@ -32,11 +35,11 @@ use tower_http::compression::predicate::{Predicate, SizeAbove};
 use tower_http::cors::CorsLayer;
 use tracing::warn;
 
-use crate::origin::Origin;
+use crate::origin::{Origin, RenditionPlan, StreamGroup};
 use crate::stream::{Check, LiveStream};
 
-/// Media playlist name of the (single, muxed) rendition.
-pub const MEDIA_PLAYLIST: &str = "stream.m3u8";
+/// Media playlist name of every (muxed) rendition.
+pub const MEDIA_PLAYLIST: &str = ferrocast_hls::MEDIA_PLAYLIST_NAME;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
@@ -48,6 +51,7 @@ pub fn router(origin: Origin) -> Router {
     let metrics = origin.metrics().clone();
     Router::new()
         .route("/live/{name}/{file}", get(live_file))
+        .route("/live/{name}/{rendition}/{file}", get(rendition_file))
         .route("/healthz", get(|| async { "ok" }))
         .layer(CompressionLayer::new().gzip(true).compress_when(compress))
         .layer(CorsLayer::permissive())
@@ -166,14 +170,64 @@ async fn live_file(
     Path((name, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, HttpError> {
-    let name = StreamName::new(&name).map_err(|_| HttpError::NotFound("no such stream"))?;
-    let stream = origin
-        .stream(&name)
-        .ok_or(HttpError::NotFound("no such stream"))?;
+    let (name, group) = find_group(&origin, &name)?;
     let deadline = Instant::now() + origin.config().max_hold;
-    match file.as_str() {
-        "index.m3u8" => multivariant(&stream, deadline).await,
-        MEDIA_PLAYLIST => media_playlist(&stream, query.as_deref(), deadline).await,
+    if file == "index.m3u8" {
+        let plan = origin.plan(&name);
+        let all_deadline = deadline.min(group.started() + origin.config().rendition_wait);
+        return multivariant(&group, &plan, all_deadline, deadline).await;
+    }
+    let plan = origin.plan(&name);
+    rendition_resource(
+        group,
+        RenditionName::source(),
+        &plan,
+        &file,
+        query,
+        deadline,
+    )
+    .await
+}
+
+async fn rendition_file(
+    State(origin): State<Origin>,
+    Path((name, rendition, file)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, HttpError> {
+    // Validated before anything is looked up with it.
+    let rendition =
+        RenditionName::new(&rendition).map_err(|_| HttpError::NotFound("no such rendition"))?;
+    let (name, group) = find_group(&origin, &name)?;
+    let deadline = Instant::now() + origin.config().max_hold;
+    let plan = origin.plan(&name);
+    rendition_resource(group, rendition, &plan, &file, query, deadline).await
+}
+
+fn find_group(origin: &Origin, name: &str) -> Result<(StreamName, Arc<StreamGroup>), HttpError> {
+    let name = StreamName::new(name).map_err(|_| HttpError::NotFound("no such stream"))?;
+    let group = origin
+        .group(&name)
+        .ok_or(HttpError::NotFound("no such stream"))?;
+    Ok((name, group))
+}
+
+async fn rendition_resource(
+    group: Arc<StreamGroup>,
+    rendition: RenditionName,
+    plan: &RenditionPlan,
+    file: &str,
+    query: Option<String>,
+    deadline: Instant,
+) -> Result<Response, HttpError> {
+    let stream = group
+        .rendition(&rendition)
+        .ok_or(if rendition.is_source() {
+            HttpError::NotFound("no such stream")
+        } else {
+            HttpError::NotFound("no such rendition")
+        })?;
+    match file {
+        MEDIA_PLAYLIST => media_playlist(&group, &stream, plan, query.as_deref(), deadline).await,
         other => match ResourceName::parse(other) {
             Ok(ResourceName::Init { generation }) => init(&stream, generation),
             Ok(ResourceName::Part(part_ref)) => part(stream, part_ref, deadline).await,
@@ -210,48 +264,134 @@ fn media_response(body: Body, immutable: bool) -> Response {
         .into_response()
 }
 
-async fn multivariant(stream: &LiveStream, deadline: Instant) -> Result<Response, HttpError> {
-    // A player may ask as the publisher connects: hold until the first part.
-    let text = stream
-        .wait_for(deadline, |a| {
-            let Some(tracks) = a.tracks() else {
-                return Check::Wait;
-            };
-            if a.window.last_part().is_none() {
-                return Check::Wait;
+/// One rendition's `EXT-X-STREAM-INF`, once it has media.
+fn variant_of(stream: &LiveStream) -> Option<Variant> {
+    let a = stream.lock();
+    let tracks = a.tracks()?;
+    a.window.last_part()?;
+    let bitrate = a.bitrate();
+    let codecs: Vec<String> = tracks.iter().map(|t| t.params.codec_string()).collect();
+    let video = tracks.iter().find(|t| t.kind() == TrackKind::Video);
+    Some(Variant {
+        uri: stream.rendition_name().playlist_uri(),
+        bandwidth: bitrate.peak.max(1),
+        average_bandwidth: Some(bitrate.average.max(1)),
+        codecs: codecs.join(","),
+        resolution: video.and_then(|t| t.params.resolution()),
+        frame_rate: video.and_then(|t| t.params.frame_rate()),
+    })
+}
+
+/// The listed renditions that have media, highest bandwidth first, and
+/// whether every expected one is among them.
+fn variants(renditions: &[Arc<LiveStream>], plan: &RenditionPlan) -> (Vec<Variant>, bool) {
+    let mut expected: Vec<RenditionName> = plan.rungs.clone();
+    if plan.source_listed {
+        expected.push(RenditionName::source());
+    }
+    let mut ready = Vec::new();
+    let mut ready_names = Vec::new();
+    for stream in renditions {
+        let rendition = stream.rendition_name();
+        if !plan.lists(rendition) {
+            continue;
+        }
+        if !expected.contains(rendition) {
+            // Not announced, but here: expected too.
+            expected.push(rendition.clone());
+        }
+        if let Some(variant) = variant_of(stream) {
+            ready.push(variant);
+            ready_names.push(rendition.clone());
+        }
+    }
+    let complete = expected.iter().all(|e| ready_names.contains(e));
+    // RFC 8216bis §6.2.4 leaves the order to the server; players start with
+    // the first one, so the best goes first.
+    ready.sort_by(|a, b| {
+        b.bandwidth
+            .cmp(&a.bandwidth)
+            .then_with(|| a.uri.cmp(&b.uri))
+    });
+    (ready, complete)
+}
+
+async fn multivariant(
+    group: &StreamGroup,
+    plan: &RenditionPlan,
+    all_deadline: Instant,
+    deadline: Instant,
+) -> Result<Response, HttpError> {
+    // A player may ask as the publisher connects: hold until every expected
+    // rendition has a part, but only within the stream's first moments
+    // (`all_deadline`); then take what has media, for as long as a request
+    // may be held.
+    let complete = group
+        .wait_for(all_deadline, |renditions| {
+            match variants(renditions, plan) {
+                (ready, true) if !ready.is_empty() => Check::Done(ready),
+                _ => Check::Wait,
             }
-            let bitrate = a.bitrate();
-            let codecs: Vec<String> = tracks.iter().map(|t| t.params.codec_string()).collect();
-            let video = tracks.iter().find(|t| t.kind() == TrackKind::Video);
-            let resolution = video.and_then(|t| t.params.resolution());
-            let frame_rate = video.and_then(|t| t.params.frame_rate());
-            let variant = Variant {
-                uri: MEDIA_PLAYLIST.to_owned(),
-                bandwidth: bitrate.peak.max(1),
-                average_bandwidth: Some(bitrate.average.max(1)),
-                codecs: codecs.join(","),
-                resolution,
-                frame_rate,
-            };
-            Check::Done(ferrocast_hls::render_multivariant(&[variant], true))
         })
-        .await
-        .map_err(|_| HttpError::Unavailable("stream has no media yet"))?
-        .map_err(|e| {
-            warn!(error = %e, "cannot render multivariant playlist");
-            HttpError::Unavailable("stream description not available")
-        })?;
+        .await;
+    let ready = match complete {
+        Ok(ready) => ready,
+        Err(_) => group
+            .wait_for(deadline, |renditions| {
+                let (ready, _) = variants(renditions, plan);
+                if !ready.is_empty() {
+                    return Check::Done(ready);
+                }
+                // Nothing listed has media: an unlisted source is better
+                // than no playlist at all.
+                match renditions
+                    .iter()
+                    .find(|r| r.rendition_name().is_source())
+                    .and_then(|r| variant_of(r))
+                {
+                    Some(source) => Check::Done(vec![source]),
+                    None => Check::Wait,
+                }
+            })
+            .await
+            .map_err(|_| HttpError::Unavailable("stream has no media yet"))?,
+    };
+    let text = ferrocast_hls::render_multivariant(&ready, true).map_err(|e| {
+        warn!(error = %e, "cannot render multivariant playlist");
+        HttpError::Unavailable("stream description not available")
+    })?;
     Ok(playlist_response(text))
 }
 
-async fn media_playlist(
+/// `EXT-X-RENDITION-REPORT`s for the other listed renditions of `stream`'s
+/// group. Locks each of them in turn, never two at once.
+fn rendition_reports(
+    group: &StreamGroup,
     stream: &LiveStream,
+    plan: &RenditionPlan,
+) -> Vec<RenditionReport> {
+    let own = stream.rendition_name();
+    group
+        .renditions()
+        .iter()
+        .filter(|r| r.rendition_name() != own && plan.lists(r.rendition_name()))
+        .filter_map(|r| {
+            let last = r.lock().window.last_part();
+            RenditionReport::new(&own.uri_of(r.rendition_name()), last).ok()
+        })
+        .collect()
+}
+
+async fn media_playlist(
+    group: &StreamGroup,
+    stream: &LiveStream,
+    plan: &RenditionPlan,
     query: Option<&str>,
     deadline: Instant,
 ) -> Result<Response, HttpError> {
     let request = PlaylistRequest::from_query(query.unwrap_or(""))
         .map_err(|_| HttpError::BadRequest("bad _HLS_msn/_HLS_part/_HLS_skip"))?;
-    let text = stream
+    stream
         .wait_for(deadline, |a| {
             if a.tracks().is_none() || a.window.last_part().is_none() {
                 return Check::Wait;
@@ -261,10 +401,7 @@ async fn media_playlist(
                 None => BlockingStatus::Ready,
             };
             match status {
-                BlockingStatus::Ready => Check::Done(Ok(a.window.render(&RenderOptions {
-                    skip: request.skip.wants_delta(),
-                    ..RenderOptions::default()
-                }))),
+                BlockingStatus::Ready => Check::Done(Ok(())),
                 BlockingStatus::TooFarAhead => Check::Done(Err(HttpError::BadRequest(
                     "_HLS_msn is more than two segments ahead of the playlist",
                 ))),
@@ -275,6 +412,14 @@ async fn media_playlist(
         .map_err(|_| {
             HttpError::Unavailable("playlist did not reach the requested part in time")
         })??;
+    // The other renditions' state, taken before this one's lock (never two
+    // rendition locks at once); the window only moves forward, so it still
+    // satisfies the request when rendered below.
+    let reports = rendition_reports(group, stream, plan);
+    let text = stream.lock().window.render(&RenderOptions {
+        skip: request.skip.wants_delta(),
+        rendition_reports: &reports,
+    });
     Ok(playlist_response(text))
 }
 

@@ -19,10 +19,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alignment;
 pub mod assembler;
 pub mod http;
 pub mod media_store;
 pub mod origin;
 pub mod stream;
 
-pub use origin::{Origin, PackagerConfig};
+pub use origin::{Origin, PackagerConfig, RenditionPlan, StreamGroup};

@@ -1,21 +1,34 @@
-//! The origin: every stream being packaged, found by name.
+//! The origin: every stream being packaged, found by name, each as a group
+//! of renditions.
 //!
 //! A supervisor task watches the bus for new publications and starts a
-//! packaging task per stream. Ended streams stay visible (with
-//! EXT-X-ENDLIST) for [`ENDED_RETENTION`] so players see the end, then go.
+//! packaging task per bus stream. Bus stream `NAME` is the source
+//! rendition of stream `NAME`; `NAME/RUNG` (a transcoder's output) is its
+//! rendition `RUNG`. The renditions of a stream share one timeline
+//! ([`crate::alignment`]). Ended renditions stay visible (with
+//! EXT-X-ENDLIST) for [`ENDED_RETENTION`] so players see the end, then go;
+//! a stream goes when its last rendition does.
+//!
+//! Which renditions the multivariant playlist lists, and waits for, is the
+//! stream's [`RenditionPlan`], set by whoever runs the transcoder
+//! ([`Origin::set_renditions`], [`Origin::set_source_listed`]); without one,
+//! the source is listed along with any rendition that appears.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use ferrocast_bus::{InProcessBus, StreamEvent};
-use ferrocast_hls::WindowConfig;
+use ferrocast_hls::{RenditionName, WindowConfig};
 use ferrocast_media::{StreamName, Time90k};
 use ferrocast_telemetry::Metrics;
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::alignment::{Alignment, SharedAlignment};
 use crate::assembler::{Assembler, CutConfig};
-use crate::stream::{self, LiveStream};
+use crate::stream::{self, Check, LiveStream, TimedOut};
 
 /// How long an ended stream stays visible.
 pub const ENDED_RETENTION: Duration = Duration::from_secs(60);
@@ -35,6 +48,10 @@ pub struct PackagerConfig {
     pub max_hold: Duration,
     /// Publisher reconnect grace period.
     pub reconnect_grace: Duration,
+    /// How long after a stream starts a multivariant playlist request waits
+    /// for every expected rendition to have media; after that it lists the
+    /// renditions that have some.
+    pub rendition_wait: Duration,
 }
 
 impl From<&ferrocast_config::Config> for PackagerConfig {
@@ -46,17 +63,32 @@ impl From<&ferrocast_config::Config> for PackagerConfig {
             window_segments: config.hls.window_segments,
             max_hold: Duration::from_millis(config.hls.max_hold_ms),
             reconnect_grace: Duration::from_millis(config.ingest.reconnect_grace_ms),
+            rendition_wait: Duration::from_millis(config.hls.max_hold_ms),
         }
     }
 }
 
 impl PackagerConfig {
-    /// A fresh assembler with these settings.
+    /// A fresh assembler with these settings, for a stream of one rendition.
     pub fn assembler(&self) -> Result<Assembler, ferrocast_hls::ConfigError> {
+        self.rendition_assembler(Alignment::shared())
+    }
+
+    /// A fresh assembler with these settings for one rendition of a stream,
+    /// on the timeline `align` it shares with the others.
+    pub fn rendition_assembler(
+        &self,
+        align: SharedAlignment,
+    ) -> Result<Assembler, ferrocast_hls::ConfigError> {
         let cut = CutConfig {
             part_target: self.part_target,
             segment_min: self.segment_min,
-            segment_max: Time90k(i64::from(self.target_duration_secs) * 90_000),
+            // RFC 8216bis §4.4.3.1: "The EXTINF duration of each Media
+            // Segment ... when rounded to the nearest integer, MUST be less
+            // than or equal to the Target Duration": up to target + 0.5 s,
+            // exclusive, which leaves room for a GOP a frame longer than
+            // planned.
+            segment_max: Time90k(i64::from(self.target_duration_secs) * 90_000 + 45_000 - 1),
         };
         let window = WindowConfig {
             part_target: self.part_target,
@@ -64,7 +96,119 @@ impl PackagerConfig {
             window_segments: self.window_segments,
             ..WindowConfig::default()
         };
-        Assembler::new(cut, window)
+        Assembler::with_alignment(cut, window, align)
+    }
+}
+
+/// Which renditions of a stream the multivariant playlist lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenditionPlan {
+    /// List the source rendition (`stream.m3u8`). Whether or not it is
+    /// listed, it is packaged and served.
+    pub source_listed: bool,
+    /// Renditions expected to appear (bus streams `NAME/RUNG`): a
+    /// multivariant request waits for them, within
+    /// [`PackagerConfig::rendition_wait`] of the stream's start.
+    pub rungs: Vec<RenditionName>,
+}
+
+impl Default for RenditionPlan {
+    /// The source, listed, and nothing else expected.
+    fn default() -> Self {
+        RenditionPlan {
+            source_listed: true,
+            rungs: Vec::new(),
+        }
+    }
+}
+
+impl RenditionPlan {
+    /// Whether the multivariant playlist lists `rendition` (every
+    /// rendition but an unlisted source).
+    pub fn lists(&self, rendition: &RenditionName) -> bool {
+        self.source_listed || !rendition.is_source()
+    }
+}
+
+/// All the renditions of one stream, on one timeline.
+#[derive(Debug)]
+pub struct StreamGroup {
+    name: StreamName,
+    align: SharedAlignment,
+    renditions: RwLock<BTreeMap<RenditionName, Arc<LiveStream>>>,
+    /// Bumped when a rendition is added or one's playlist changes.
+    version: Arc<watch::Sender<u64>>,
+    started: Instant,
+}
+
+impl StreamGroup {
+    fn new(name: StreamName) -> Self {
+        StreamGroup {
+            name,
+            align: Alignment::shared(),
+            renditions: RwLock::new(BTreeMap::new()),
+            version: Arc::new(watch::Sender::new(0)),
+            started: Instant::now(),
+        }
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &StreamName {
+        &self.name
+    }
+
+    /// When the stream's first rendition appeared.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Every rendition, by name.
+    pub fn renditions(&self) -> Vec<Arc<LiveStream>> {
+        self.renditions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// One rendition.
+    pub fn rendition(&self, rendition: &RenditionName) -> Option<Arc<LiveStream>> {
+        self.renditions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(rendition)
+            .cloned()
+    }
+
+    /// The source rendition, if it is being packaged.
+    pub fn source(&self) -> Option<Arc<LiveStream>> {
+        self.rendition(&RenditionName::source())
+    }
+
+    /// True while some rendition has not ended.
+    fn is_live(&self) -> bool {
+        self.renditions().iter().any(|r| !r.lock().ended())
+    }
+
+    /// Run `check` against the renditions now and after every rendition
+    /// change until it is done or `deadline` passes. Locks no rendition
+    /// itself: `check` locks each one it looks at, one at a time.
+    pub async fn wait_for<T>(
+        &self,
+        deadline: Instant,
+        mut check: impl FnMut(&[Arc<LiveStream>]) -> Check<T>,
+    ) -> Result<T, TimedOut> {
+        let mut version = self.version.subscribe();
+        loop {
+            if let Check::Done(value) = check(&self.renditions()) {
+                return Ok(value);
+            }
+            match tokio::time::timeout_at(deadline, version.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Err(TimedOut),
+            }
+        }
     }
 }
 
@@ -78,7 +222,23 @@ pub struct Origin {
 struct Inner {
     config: PackagerConfig,
     metrics: Arc<Metrics>,
-    streams: RwLock<HashMap<StreamName, Arc<LiveStream>>>,
+    groups: RwLock<HashMap<StreamName, Arc<StreamGroup>>>,
+    plans: RwLock<HashMap<StreamName, RenditionPlan>>,
+}
+
+/// A bus stream name split into stream and rendition.
+fn split_bus_name(bus_name: &str) -> Option<(StreamName, RenditionName)> {
+    match bus_name.split_once('/') {
+        None => Some((StreamName::new(bus_name).ok()?, RenditionName::source())),
+        Some((name, rung)) => {
+            let rendition = RenditionName::new(rung).ok()?;
+            // `NAME/source` would shadow the source rendition.
+            if rendition.is_source() {
+                return None;
+            }
+            Some((StreamName::new(name).ok()?, rendition))
+        }
+    }
 }
 
 impl Origin {
@@ -93,7 +253,8 @@ impl Origin {
             inner: Arc::new(Inner {
                 config,
                 metrics,
-                streams: RwLock::new(HashMap::new()),
+                groups: RwLock::new(HashMap::new()),
+                plans: RwLock::new(HashMap::new()),
             }),
         };
         let supervisor = origin.clone();
@@ -115,9 +276,8 @@ impl Origin {
                 match event {
                     StreamEvent::Started(name) => supervisor.package(&bus, &name),
                     StreamEvent::PublisherGone(name) => {
-                        if let Some(stream) = StreamName::new(&name)
-                            .ok()
-                            .and_then(|n| supervisor.stream(&n))
+                        if let Some(stream) = split_bus_name(&name)
+                            .and_then(|(n, r)| supervisor.group(&n).and_then(|g| g.rendition(&r)))
                         {
                             stream.publisher_gone();
                         }
@@ -139,11 +299,68 @@ impl Origin {
         &self.inner.metrics
     }
 
-    /// Every stream being served (live or recently ended), by name.
+    /// Sets which renditions of `stream` the multivariant playlist lists
+    /// and waits for; may be called before the stream starts, and stays
+    /// until [`Origin::clear_renditions`].
+    pub fn set_renditions(&self, stream: &StreamName, plan: RenditionPlan) {
+        self.inner
+            .plans
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(stream.clone(), plan);
+        if let Some(group) = self.group(stream) {
+            group.version.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Whether the source rendition of `stream` is listed in its
+    /// multivariant playlist (keeping the expected rungs of its plan).
+    pub fn set_source_listed(&self, stream: &StreamName, listed: bool) {
+        let mut plan = self.plan(stream);
+        plan.source_listed = listed;
+        self.set_renditions(stream, plan);
+    }
+
+    /// Back to the default plan for `stream`: the source listed, nothing
+    /// else expected.
+    pub fn clear_renditions(&self, stream: &StreamName) {
+        self.inner
+            .plans
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(stream);
+    }
+
+    /// The rendition plan of `stream` (the default if none was set).
+    pub fn plan(&self, stream: &StreamName) -> RenditionPlan {
+        self.inner
+            .plans
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(stream)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The source rendition of every stream being served (live or
+    /// recently ended), by name.
     pub fn streams(&self) -> Vec<Arc<LiveStream>> {
-        let mut all: Vec<Arc<LiveStream>> = self
+        let mut all: Vec<Arc<LiveStream>> =
+            self.groups().iter().filter_map(|g| g.source()).collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
+    }
+
+    /// The source rendition of a stream.
+    pub fn stream(&self, name: &StreamName) -> Option<Arc<LiveStream>> {
+        self.group(name)?.source()
+    }
+
+    /// Every stream being served, by name.
+    pub fn groups(&self) -> Vec<Arc<StreamGroup>> {
+        let mut all: Vec<Arc<StreamGroup>> = self
             .inner
-            .streams
+            .groups
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
@@ -153,59 +370,129 @@ impl Origin {
         all
     }
 
-    /// A stream by name.
-    pub fn stream(&self, name: &StreamName) -> Option<Arc<LiveStream>> {
+    /// A stream, with all its renditions.
+    pub fn group(&self, name: &StreamName) -> Option<Arc<StreamGroup>> {
         self.inner
-            .streams
+            .groups
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
             .cloned()
     }
 
-    fn package(&self, bus: &InProcessBus, name: &str) {
-        let Ok(stream_name) = StreamName::new(name) else {
-            warn!(name, "bus stream with an invalid name not packaged");
+    fn package(&self, bus: &InProcessBus, bus_name: &str) {
+        let Some((stream_name, rendition)) = split_bus_name(bus_name) else {
+            warn!(
+                name = bus_name,
+                "bus stream with an invalid name not packaged"
+            );
             return;
         };
-        let Some(subscriber) = bus.subscribe(name) else {
+        let Some(subscriber) = bus.subscribe(bus_name) else {
             return;
         };
-        let assembler = match self.inner.config.assembler() {
+        let group = {
+            let mut groups = self
+                .inner
+                .groups
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            match groups.get(&stream_name) {
+                Some(group) if group.is_live() => group.clone(),
+                _ => {
+                    let group = Arc::new(StreamGroup::new(stream_name.clone()));
+                    groups.insert(stream_name.clone(), group.clone());
+                    group
+                }
+            }
+        };
+        let assembler = match self.inner.config.rendition_assembler(group.align.clone()) {
             Ok(assembler) => assembler,
             Err(e) => {
                 warn!(error = %e, "cannot package stream");
                 return;
             }
         };
-        let live = Arc::new(LiveStream::new(
+        let live = Arc::new(LiveStream::rendition(
             stream_name.clone(),
+            rendition.clone(),
             assembler,
             self.inner.metrics.clone(),
+            group.version.clone(),
         ));
-        self.inner
-            .streams
+        group
+            .renditions
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(stream_name.clone(), live.clone());
-        info!(stream = %stream_name, "packaging");
+            .insert(rendition.clone(), live.clone());
+        group.version.send_modify(|v| *v += 1);
+        info!(stream = %stream_name, rendition = %rendition, "packaging");
         let origin = self.clone();
         let bus = bus.clone();
         let grace = self.inner.config.reconnect_grace;
         tokio::spawn(async move {
             stream::run(live.clone(), subscriber, bus, grace).await;
             tokio::time::sleep(ENDED_RETENTION).await;
-            let mut streams = origin
+            let mut groups = origin
                 .inner
-                .streams
+                .groups
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            if streams
-                .get(&stream_name)
+            let mut renditions = group
+                .renditions
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if renditions
+                .get(&rendition)
                 .is_some_and(|s| Arc::ptr_eq(s, &live))
             {
-                streams.remove(&stream_name);
+                renditions.remove(&rendition);
             }
+            if renditions.is_empty()
+                && groups
+                    .get(&stream_name)
+                    .is_some_and(|g| Arc::ptr_eq(g, &group))
+            {
+                groups.remove(&stream_name);
+            }
+            drop(renditions);
+            drop(groups);
+            group.version.send_modify(|v| *v += 1);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_names_split_into_stream_and_rendition() {
+        let (name, rendition) = split_bus_name("cam1").unwrap();
+        assert_eq!((name.as_str(), rendition.is_source()), ("cam1", true));
+        let (name, rendition) = split_bus_name("cam1/720p").unwrap();
+        assert_eq!((name.as_str(), rendition.as_str()), ("cam1", "720p"));
+        for bad in [
+            "cam1/source",
+            "cam1/",
+            "/720p",
+            "cam1/a/b",
+            "cam1/..",
+            "a b",
+        ] {
+            assert!(split_bus_name(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plan_lists_every_rung_and_the_source_if_asked() {
+        let hd = RenditionName::new("720p").unwrap();
+        let plan = RenditionPlan::default();
+        assert!(plan.lists(&RenditionName::source()) && plan.lists(&hd));
+        let plan = RenditionPlan {
+            source_listed: false,
+            rungs: vec![hd.clone()],
+        };
+        assert!(!plan.lists(&RenditionName::source()) && plan.lists(&hd));
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use ferrocast_bus::{BusMessage, InProcessBus, Subscriber};
+use ferrocast_hls::RenditionName;
 use ferrocast_media::StreamName;
 use ferrocast_telemetry::Metrics;
 use futures::FutureExt;
@@ -20,12 +21,20 @@ use tracing::{debug, info};
 
 use crate::assembler::{Assembler, Changes};
 
-/// A stream being packaged.
+/// One rendition of a stream being packaged (a stream with no transcoding
+/// has one, its source).
 #[derive(Debug)]
 pub struct LiveStream {
     name: StreamName,
+    rendition: RenditionName,
+    /// The bus stream it comes from (`NAME` or `NAME/RUNG`), also the
+    /// `stream` label of its metrics.
+    bus_name: String,
     state: Mutex<Assembler>,
     version: watch::Sender<u64>,
+    /// Bumped on playlist changes, shared by the renditions of a stream
+    /// (multivariant playlists wait on it).
+    group_version: Arc<watch::Sender<u64>>,
     gone: Notify,
     metrics: Arc<Metrics>,
 }
@@ -43,15 +52,52 @@ pub enum Check<T> {
 pub struct TimedOut;
 
 impl LiveStream {
-    /// A stream around a fresh assembler.
+    /// The source rendition of a stream, around a fresh assembler.
     pub fn new(name: StreamName, assembler: Assembler, metrics: Arc<Metrics>) -> Self {
+        LiveStream::rendition(
+            name,
+            RenditionName::source(),
+            assembler,
+            metrics,
+            Arc::new(watch::Sender::new(0)),
+        )
+    }
+
+    /// Rendition `rendition` of stream `name`; `group_version` is shared
+    /// with the stream's other renditions and bumped whenever this one's
+    /// playlist changes.
+    pub fn rendition(
+        name: StreamName,
+        rendition: RenditionName,
+        assembler: Assembler,
+        metrics: Arc<Metrics>,
+        group_version: Arc<watch::Sender<u64>>,
+    ) -> Self {
+        let bus_name = if rendition.is_source() {
+            name.as_str().to_owned()
+        } else {
+            format!("{}/{}", name.as_str(), rendition.as_str())
+        };
         LiveStream {
             name,
+            rendition,
+            bus_name,
             state: Mutex::new(assembler),
             version: watch::Sender::new(0),
+            group_version,
             gone: Notify::new(),
             metrics,
         }
+    }
+
+    /// Which rendition of the stream this is.
+    pub fn rendition_name(&self) -> &RenditionName {
+        &self.rendition
+    }
+
+    /// The bus stream it is packaged from: `NAME`, or `NAME/RUNG`.
+    pub fn bus_name(&self) -> &str {
+        &self.bus_name
     }
 
     /// The publisher left: the stream's task finishes what is open and
@@ -75,6 +121,9 @@ impl LiveStream {
         let changes = f(&mut self.lock());
         if changes.chunk || changes.playlist {
             self.version.send_modify(|v| *v += 1);
+        }
+        if changes.playlist {
+            self.group_version.send_modify(|v| *v += 1);
         }
     }
 
@@ -119,7 +168,7 @@ pub async fn run(
     bus: InProcessBus,
     grace: Duration,
 ) {
-    let name = stream.name().clone();
+    let name = stream.bus_name().to_owned();
     let mut grace_deadline: Option<Instant> = None;
     let mut messages: u64 = 0;
     loop {
@@ -153,7 +202,7 @@ pub async fn run(
                 grace_deadline = Some(Instant::now() + grace);
             }
             () = sleep_until_some(grace_deadline) => {
-                match bus.end_stream(name.as_str()) {
+                match bus.end_stream(&name) {
                     Ok(()) => {
                         info!(stream = %name, "no publisher within the grace period: stream ends");
                         break;
@@ -165,14 +214,14 @@ pub async fn run(
         }
     }
     stream.update(Assembler::on_end);
-    stream.metrics.forget_stream(name.as_str());
+    stream.metrics.forget_stream(&name);
     info!(stream = %name, "stream ended");
 }
 
 /// Per-stream memory on the bus side and losses, for the metrics.
 fn record_bus_stats(stream: &LiveStream, subscriber: &Subscriber) {
     let stats = subscriber.stats();
-    let labels = [stream.name.as_str()];
+    let labels = [stream.bus_name.as_str()];
     let packager = &stream.metrics.packager;
     packager
         .bus_queued_bytes
@@ -196,7 +245,7 @@ fn apply(stream: &LiveStream, message: BusMessage) {
                 let changes = a.on_unit(&unit, now);
                 part_completed = a.window.last_part() != before;
                 if part_completed {
-                    let labels = [stream.name.as_str()];
+                    let labels = [stream.bus_name.as_str()];
                     let packager = &stream.metrics.packager;
                     packager.parts.with_label_values(&labels).inc();
                     packager
@@ -216,9 +265,13 @@ fn apply(stream: &LiveStream, message: BusMessage) {
                     .observe(seconds);
             }
         }
-        BusMessage::Discontinuity | BusMessage::Gap => {
-            debug!(stream = %stream.name(), "discontinuity");
+        BusMessage::Discontinuity => {
+            debug!(stream = %stream.bus_name(), "discontinuity");
             stream.update(Assembler::on_discontinuity);
+        }
+        BusMessage::Gap => {
+            debug!(stream = %stream.bus_name(), "gap: media lost on the bus");
+            stream.update(Assembler::on_gap);
         }
         BusMessage::End => {}
     }

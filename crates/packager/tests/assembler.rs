@@ -399,3 +399,128 @@ fn opus_only_stream_cuts_parts_on_packet_durations() {
     assert!(runs.iter().all(|r| r.1 == [960]), "{runs:?}");
     assert_contiguous(&runs);
 }
+
+/// A rendition on the timeline `align`, cutting at the first keyframe
+/// after 2 s (so with 1 s GOPs every other keyframe starts a segment).
+fn rendition(align: &ferrocast_packager::alignment::SharedAlignment) -> Assembler {
+    let part_target = Time90k::from_millis(200);
+    let cut = CutConfig {
+        part_target,
+        segment_min: Time90k::from_millis(2000),
+        segment_max: Time90k::from_millis(3000),
+    };
+    let window = WindowConfig {
+        window_segments: 20,
+        ..WindowConfig::new(part_target, 3)
+    };
+    let mut a = Assembler::with_alignment(cut, window, align.clone()).unwrap();
+    a.on_tracks(tracks());
+    a
+}
+
+/// Video `tfdt` of the first fragment of segment `msn`.
+fn segment_tfdt(a: &Assembler, msn: u64) -> Option<u64> {
+    let bytes: Vec<u8> = a
+        .store
+        .segment(msn)?
+        .chunks()
+        .next()?
+        .iter()
+        .copied()
+        .collect();
+    let at = bytes.windows(4).position(|w| w == b"tfdt")?;
+    let version = bytes[at + 4];
+    let body = &bytes[at + 8..];
+    Some(if version == 1 {
+        u64::from_be_bytes(body[..8].try_into().unwrap())
+    } else {
+        u64::from(u32::from_be_bytes(body[..4].try_into().unwrap()))
+    })
+}
+
+/// `(msn, EXTINF ms)` of every completed segment of a playlist.
+fn segments(playlist: &str) -> Vec<(u64, i64)> {
+    let first: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    (first..).zip(durations_ms(playlist, "#EXTINF:")).collect()
+}
+
+#[test]
+fn renditions_share_offset_cuts_and_numbers_and_a_late_one_joins_at_a_boundary() {
+    let align = ferrocast_packager::alignment::Alignment::shared();
+    let mut first = rendition(&align);
+    let mut late = rendition(&align);
+    // The first rendition: 8 s from source time 10 s.
+    feed(&mut first, 900_000, 200);
+    // The late one starts at source 13 s, inside the others' segment 1
+    // (2 s to 4 s): it waits for segment 2, at 4 s.
+    feed(&mut late, 900_000 + 3 * 90_000, 125);
+    let (a, b) = (playlist(&first), playlist(&late));
+    assert_eq!(segments(&a), vec![(0, 2000), (1, 2000), (2, 2000)], "{a}");
+    assert_eq!(segments(&b), vec![(2, 2000)], "{b}");
+    for msn in 2..=3 {
+        assert_eq!(
+            segment_tfdt(&first, msn),
+            segment_tfdt(&late, msn),
+            "segment {msn}"
+        );
+    }
+    assert_eq!(segment_tfdt(&late, 2), Some(4 * 90_000));
+    assert_eq!(first.window.last_part(), late.window.last_part());
+}
+
+#[test]
+fn a_gap_in_one_rendition_is_listed_as_gap_segments_and_numbers_stay_aligned() {
+    let align = ferrocast_packager::alignment::Alignment::shared();
+    let mut whole = rendition(&align);
+    let mut lossy = rendition(&align);
+    feed(&mut whole, 0, 250);
+    feed(&mut lossy, 0, 75);
+    // The bus dropped 3 s of this rendition's media.
+    lossy.on_gap();
+    feed(&mut lossy, 6 * 90_000, 100);
+    let (a, b) = (playlist(&whole), playlist(&lossy));
+    assert_eq!(segment_tfdt(&lossy, 3), Some(6 * 90_000), "{b}");
+    assert_eq!(segment_tfdt(&whole, 3), segment_tfdt(&lossy, 3));
+    assert_eq!(segment_tfdt(&whole, 4), segment_tfdt(&lossy, 4));
+    // Segment 1 ended at the loss; segment 2 (4 s to 6 s) is a gap.
+    assert_eq!(
+        segments(&b),
+        vec![(0, 2000), (1, 1000), (2, 2000), (3, 2000)],
+        "{b}"
+    );
+    assert!(b.contains("#EXT-X-GAP\n#EXTINF:2.000,\nseg2.m4s\n"), "{b}");
+    assert_eq!(&segments(&a)[3..], &[(3, 2000)], "{a}");
+}
+
+#[test]
+fn after_a_publisher_break_every_rendition_moves_to_the_same_new_offset() {
+    let align = ferrocast_packager::alignment::Alignment::shared();
+    let mut one = rendition(&align);
+    let mut two = rendition(&align);
+    feed(&mut one, 900_000, 100);
+    feed(&mut two, 900_000, 100);
+    one.on_discontinuity();
+    two.on_discontinuity();
+    // The publisher came back with a clock that starts at 1 s.
+    feed(&mut one, 90_000, 100);
+    feed(&mut two, 90_000, 100);
+    let (a, b) = (playlist(&one), playlist(&two));
+    assert_eq!(segments(&a), segments(&b), "{a}\n{b}");
+    let after = segments(&a).last().unwrap().0;
+    for msn in 0..=after {
+        assert_eq!(
+            segment_tfdt(&one, msn),
+            segment_tfdt(&two, msn),
+            "segment {msn}"
+        );
+    }
+    assert_eq!(
+        a.matches("#EXT-X-DISCONTINUITY\n").count(),
+        b.matches("#EXT-X-DISCONTINUITY\n").count()
+    );
+}
