@@ -1,0 +1,117 @@
+//! The edge's sans-IO core: viewer JWTs, signed edge tokens and the
+//! LL-HLS playlist rewriter.
+//!
+//! **What it is for.** An HTTP server (axum over HTTP/1.1 and 2, h3 over
+//! QUIC) calls it once per request:
+//!
+//! 1. **Multivariant Playlist request** (`/live/{stream}/index.m3u8`):
+//!    [`JwtVerifier::verify`] checks the viewer's JWT (from
+//!    `Authorization: Bearer`, see [`jwt::bearer`], or a query parameter
+//!    for players that cannot set headers): signature, `kid`, `exp`/`nbf`,
+//!    `aud` and the `streams` scope. Then [`EdgeTokens::sign_session`]
+//!    signs a session token and [`Rewriter::rewrite`] puts it on every URI
+//!    of the playlist.
+//! 2. **Every later request** (Media Playlists, parts, segments, maps):
+//!    [`edge_token::query_param`] takes `token` from the query and
+//!    [`EdgeTokens::verify`] checks it against the stream in the path. A
+//!    Media Playlist is rewritten with a fresh short-lived token from
+//!    [`EdgeTokens::sign_media`], so parts and segments carry a token
+//!    renewed on every reload.
+//!
+//! Errors carry their HTTP status (`status()`: 401, or 403 for a JWT
+//! whose scope lacks the stream) and a short `reason()` that never
+//! contains a token.
+//!
+//! **What it is not for.** No sockets, no clock (`now` is an argument, Unix
+//! seconds), no tokio, no caching or request coalescing; it knows HLS
+//! syntax well enough to find URIs and nothing about codecs.
+//!
+//! ```
+//! use ferrocast_edge::{EdgeConfig, EdgeTokens, JwtVerifier, Rewriter, edge_token};
+//! use jsonwebtoken::{EncodingKey, Header, encode};
+//!
+//! let config: EdgeConfig = toml::from_str(r#"
+//!     [jwt]
+//!     audience = "ferrocast"
+//!     [[jwt.keys]]
+//!     kid = "auth-1"
+//!     algorithm = "HS256"
+//!     secret = "auth-service-secret-auth-service-secret"
+//!     [token]
+//!     keys = [{ kid = 1, secret = "edge-secret-edge-secret-edge-secret!" }]
+//!     [rewrite]
+//!     own_origins = ["https://live.example.com"]
+//! "#)?;
+//! let jwts = JwtVerifier::new(&config.jwt)?;
+//! let tokens = EdgeTokens::new(&config.token)?;
+//! let rewriter = Rewriter::new(&config.rewrite)?;
+//! let now = 1_750_000_000;
+//!
+//! // What the operator's auth service hands the viewer.
+//! let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+//! header.kid = Some("auth-1".into());
+//! let jwt = encode(
+//!     &header,
+//!     &serde_json::json!({
+//!         "sub": "viewer-42", "aud": "ferrocast", "exp": now + 600,
+//!         "streams": ["sports-*"],
+//!     }),
+//!     &EncodingKey::from_secret(b"auth-service-secret-auth-service-secret"),
+//! )?;
+//!
+//! // GET /live/sports-1/index.m3u8 with Authorization: Bearer <jwt>
+//! let viewer = jwts.verify(&jwt, "sports-1", now)?;
+//! let session = tokens.sign_session("sports-1", &viewer, None, now);
+//! let multivariant = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=2500000\nvideo.m3u8\n";
+//! let body = rewriter.rewrite(multivariant, &session)?;
+//! assert_eq!(body.lines().nth(2), Some(format!("video.m3u8?token={session}").as_str()));
+//! // The same JWT is refused for a stream outside its scope, with a 403.
+//! assert_eq!(jwts.verify(&jwt, "news", now).unwrap_err().status(), 403);
+//!
+//! // GET /live/sports-1/video.m3u8?_HLS_msn=7&token=<session>, 5 s later.
+//! let query = format!("_HLS_msn=7&token={session}");
+//! let token = edge_token::query_param(&query, "token").unwrap_or("");
+//! let claims = tokens.verify(token, "sports-1", now + 5)?;
+//! let media = tokens.sign_media("sports-1", &claims, now + 5);
+//! let body = rewriter.rewrite("#EXTM3U\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part7.0.m4s\"\n", &media)?;
+//! assert!(body.ends_with(&format!("URI=\"part7.0.m4s?token={media}\"\n")));
+//!
+//! // GET /live/sports-1/part7.0.m4s?token=<media>
+//! assert!(tokens.verify(&media, "sports-1", now + 6).is_ok());
+//! assert_eq!(tokens.verify(&media, "news", now + 6).unwrap_err().status(), 401);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! `examples/edge_flow.rs` walks the same flow with printed output.
+#![forbid(unsafe_code)]
+
+pub mod edge_token;
+pub mod jwt;
+pub mod rewrite;
+mod secret;
+
+use serde::{Deserialize, Serialize};
+
+pub use edge_token::{
+    EdgeClaims, EdgeKeyConfig, EdgeTokenConfig, EdgeTokenConfigError, EdgeTokenError, EdgeTokens,
+    SessionId, SessionLimit,
+};
+pub use jwt::{
+    JwtAlgorithm, JwtConfig, JwtConfigError, JwtError, JwtKeyConfig, JwtVerifier, Viewer,
+};
+pub use rewrite::{KeyUris, RewriteConfig, RewriteConfigError, RewriteError, Rewriter};
+pub use secret::Secret;
+
+/// The edge's configuration (`[edge]`): viewer JWTs, edge tokens, the
+/// rewriter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Viewer JWT verification.
+    pub jwt: JwtConfig,
+    /// Edge token signing.
+    pub token: EdgeTokenConfig,
+    /// Playlist rewriting. Default: relative URIs only, key URIs signed.
+    #[serde(default)]
+    pub rewrite: RewriteConfig,
+}

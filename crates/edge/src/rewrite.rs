@@ -1,0 +1,638 @@
+//! The playlist rewriter: puts `token=<edge token>` on every URI of a
+//! Multivariant or Media Playlist and leaves every other byte alone.
+//!
+//! It works line by line on the text (m3u8-rs drops LL-HLS tags; see
+//! DEPENDENCIES.md trap 6), so tags it does not know, comments, attribute
+//! order, `BYTERANGE`s and line endings (LF or CRLF) come out as they went
+//! in. RFC 8216bis §4.1: "Each line is a URI, is blank, or starts with the
+//! character '#'." URIs sit in two places:
+//!
+//! - **URI lines**: every non-blank line not starting with `#` (the
+//!   segment after `EXTINF`, the Media Playlist after `EXT-X-STREAM-INF`);
+//! - **URI attributes** (quoted-strings) of `EXT-X-MAP`, `EXT-X-PART`,
+//!   `EXT-X-PRELOAD-HINT`, `EXT-X-RENDITION-REPORT`, `EXT-X-MEDIA`,
+//!   `EXT-X-I-FRAME-STREAM-INF`, `EXT-X-SESSION-DATA` (`URI`),
+//!   `EXT-X-CONTENT-STEERING` (`SERVER-URI`), and `EXT-X-KEY` /
+//!   `EXT-X-SESSION-KEY` (`URI`, unless [`KeyUris::Leave`]).
+//!
+//! Which URIs get a token:
+//!
+//! - relative references: always;
+//! - `http:`/`https:` URIs and network-path references (`//host/...`):
+//!   only when they point at one of the configured own origins (a token
+//!   must not leak to a third party);
+//! - any other scheme (`data:`, `skd:`, ...): never.
+//!
+//! In a URI that gets one, an existing `token` parameter is replaced (not
+//! duplicated), other query parameters keep their order and bytes (empty
+//! ones, as in `a?x=1&&y=2`, are dropped), a fragment stays at the end.
+//! Rewriting an already rewritten playlist with a new token gives the
+//! same text as rewriting the original with it.
+
+use serde::{Deserialize, Serialize};
+
+/// Default of [`RewriteConfig::token_param`].
+pub const DEFAULT_TOKEN_PARAM: &str = "token";
+/// Default of [`RewriteConfig::max_playlist_bytes`]: 8 MiB.
+pub const DEFAULT_MAX_PLAYLIST_BYTES: usize = 8 * 1024 * 1024;
+/// Longest token value [`Rewriter::rewrite`] accepts.
+pub const MAX_TOKEN_VALUE_LEN: usize = 512;
+
+/// Whether key URIs (`EXT-X-KEY`, `EXT-X-SESSION-KEY`) get the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyUris {
+    /// Sign them like every other URI (a key server behind this edge).
+    #[default]
+    Sign,
+    /// Leave them as they are (a key server that checks its own
+    /// credentials).
+    Leave,
+}
+
+/// Rewriter settings (`[edge.rewrite]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteConfig {
+    /// This edge's own origins, `scheme://host[:port]` (e.g.
+    /// `https://live.example.com`): absolute URIs are signed only when
+    /// they point at one of these. Default: none (only relative URIs are
+    /// signed).
+    #[serde(default)]
+    pub own_origins: Vec<String>,
+    /// Key URIs. Default `sign`.
+    #[serde(default)]
+    pub key_uris: KeyUris,
+    /// The query parameter name. Default `token`.
+    #[serde(default = "default_token_param")]
+    pub token_param: String,
+    /// Largest playlist accepted, bytes. Default 8 MiB.
+    #[serde(default = "default_max_playlist_bytes")]
+    pub max_playlist_bytes: usize,
+}
+
+impl Default for RewriteConfig {
+    fn default() -> Self {
+        RewriteConfig {
+            own_origins: Vec::new(),
+            key_uris: KeyUris::default(),
+            token_param: default_token_param(),
+            max_playlist_bytes: DEFAULT_MAX_PLAYLIST_BYTES,
+        }
+    }
+}
+
+fn default_token_param() -> String {
+    DEFAULT_TOKEN_PARAM.to_owned()
+}
+
+fn default_max_playlist_bytes() -> usize {
+    DEFAULT_MAX_PLAYLIST_BYTES
+}
+
+/// A rewriter configuration that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RewriteConfigError {
+    /// An own origin that is not `http[s]://host[:port]` (no path, query,
+    /// fragment or user info).
+    #[error("edge.rewrite: own origin {0:?} is not scheme://host[:port]")]
+    BadOrigin(String),
+    /// A parameter name that is empty or has characters beyond
+    /// `[A-Za-z0-9._~-]`.
+    #[error("edge.rewrite: token_param {0:?} must be 1+ characters of [A-Za-z0-9._~-]")]
+    BadParam(String),
+}
+
+/// Why a playlist could not be rewritten. The server answers 502: the
+/// origin (or the upstream) sent something that is not a playlist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RewriteError {
+    /// Larger than the configured bound.
+    #[error("playlist is {len} bytes, more than {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// Not UTF-8 (RFC 8216bis §4.1: "Playlist files MUST be encoded in
+    /// UTF-8").
+    #[error("playlist is not UTF-8")]
+    NotUtf8,
+    /// The first line is not `#EXTM3U` (§4.4.1.1: "It MUST be the first
+    /// line of every Media Playlist and every Multivariant Playlist"); a
+    /// byte order mark also lands here (§4.1: "MUST NOT contain any Byte
+    /// Order Mark").
+    #[error("not a playlist: first line is not #EXTM3U")]
+    NotAPlaylist,
+    /// The token value is empty, too long, or has characters that would
+    /// need escaping (anything beyond `[A-Za-z0-9._~-]`).
+    #[error("token value is not URL-safe")]
+    BadToken,
+}
+
+/// An own origin: scheme, and authority lower-cased without its default
+/// port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    https: bool,
+    /// `host` or `host:port`, lower-case, without a default port.
+    authority: String,
+}
+
+impl Origin {
+    fn parse(s: &str) -> Option<Origin> {
+        let s = s.strip_suffix('/').unwrap_or(s);
+        let (scheme, rest) = s.split_once("://")?;
+        let https = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
+            return None;
+        };
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+            return None;
+        }
+        Some(Origin {
+            https,
+            authority: without_default_port(rest, https)?.to_ascii_lowercase(),
+        })
+    }
+}
+
+/// An authority without the scheme's default port (`host:443` for https,
+/// `host:80` for http, or an empty port); `None` if it has user info or a
+/// non-numeric port. Compared case-insensitively, so nothing is allocated.
+fn without_default_port(authority: &str, https: bool) -> Option<&str> {
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    // The port follows the last ':' unless that is inside an IPv6 literal.
+    match authority.rfind(':') {
+        Some(colon) if !authority[colon..].contains(']') => {
+            let port = &authority[colon + 1..];
+            if !port.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let default = if https { "443" } else { "80" };
+            if port.is_empty() || port.trim_start_matches('0') == default {
+                Some(&authority[..colon])
+            } else {
+                Some(authority)
+            }
+        }
+        _ => Some(authority),
+    }
+}
+
+/// Rewrites playlists for one edge. Build once from [`RewriteConfig`].
+#[derive(Debug, Clone)]
+pub struct Rewriter {
+    origins: Vec<Origin>,
+    key_uris: KeyUris,
+    param: String,
+    max_len: usize,
+}
+
+/// Which attribute of a tag line holds a URI.
+fn uri_attribute(tag: &str, key_uris: KeyUris) -> Option<&'static str> {
+    match tag {
+        "#EXT-X-MAP"
+        | "#EXT-X-PART"
+        | "#EXT-X-PRELOAD-HINT"
+        | "#EXT-X-RENDITION-REPORT"
+        | "#EXT-X-MEDIA"
+        | "#EXT-X-I-FRAME-STREAM-INF"
+        | "#EXT-X-SESSION-DATA" => Some("URI"),
+        "#EXT-X-KEY" | "#EXT-X-SESSION-KEY" if key_uris == KeyUris::Sign => Some("URI"),
+        "#EXT-X-CONTENT-STEERING" => Some("SERVER-URI"),
+        _ => None,
+    }
+}
+
+/// Characters a token value or parameter name may hold: RFC 3986
+/// "unreserved", safe unescaped in a query and inside a quoted-string.
+fn is_url_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+impl Rewriter {
+    /// Builds a rewriter, checking the origins and parameter name.
+    pub fn new(config: &RewriteConfig) -> Result<Self, RewriteConfigError> {
+        if !is_url_safe(&config.token_param) {
+            return Err(RewriteConfigError::BadParam(config.token_param.clone()));
+        }
+        let origins = config
+            .own_origins
+            .iter()
+            .map(|o| Origin::parse(o).ok_or_else(|| RewriteConfigError::BadOrigin(o.clone())))
+            .collect::<Result<_, _>>()?;
+        Ok(Rewriter {
+            origins,
+            key_uris: config.key_uris,
+            param: config.token_param.clone(),
+            max_len: config.max_playlist_bytes,
+        })
+    }
+
+    /// As [`rewrite`](Self::rewrite), for a body that may not be UTF-8.
+    pub fn rewrite_bytes(&self, playlist: &[u8], token: &str) -> Result<String, RewriteError> {
+        if playlist.len() > self.max_len {
+            return Err(RewriteError::TooLarge {
+                len: playlist.len(),
+                max: self.max_len,
+            });
+        }
+        let text = std::str::from_utf8(playlist).map_err(|_| RewriteError::NotUtf8)?;
+        self.rewrite(text, token)
+    }
+
+    /// Returns `playlist` with `token` on every URI that should carry it.
+    ///
+    /// One output `String`, sized up front for one token per line; no
+    /// other allocation.
+    pub fn rewrite(&self, playlist: &str, token: &str) -> Result<String, RewriteError> {
+        if playlist.len() > self.max_len {
+            return Err(RewriteError::TooLarge {
+                len: playlist.len(),
+                max: self.max_len,
+            });
+        }
+        if token.len() > MAX_TOKEN_VALUE_LEN || !is_url_safe(token) {
+            return Err(RewriteError::BadToken);
+        }
+        let first = playlist.split('\n').next().unwrap_or("");
+        if first.trim_end_matches(['\r', ' ', '\t']) != "#EXTM3U" {
+            return Err(RewriteError::NotAPlaylist);
+        }
+
+        let lines = playlist.bytes().filter(|b| *b == b'\n').count() + 1;
+        // Each line gains at most "&token=<value>" (more only on a line
+        // with several URI attributes, which no tag we sign has).
+        let per_line = 2 + self.param.len() + token.len();
+        let mut out = String::with_capacity(playlist.len() + lines.min(1 << 20) * per_line);
+
+        for raw in playlist.split_inclusive('\n') {
+            let (line, eol) = split_eol(raw);
+            if line.starts_with('#') {
+                self.write_tag_line(&mut out, line, token);
+            } else {
+                self.write_uri_line(&mut out, line, token);
+            }
+            out.push_str(eol);
+        }
+        Ok(out)
+    }
+
+    /// A URI line: the URI is the line less surrounding blanks, which stay.
+    fn write_uri_line(&self, out: &mut String, line: &str, token: &str) {
+        let uri = line.trim_matches([' ', '\t']);
+        if uri.is_empty() {
+            out.push_str(line);
+            return;
+        }
+        let lead = line.len() - line.trim_start_matches([' ', '\t']).len();
+        out.push_str(&line[..lead]);
+        self.write_uri(out, uri, token);
+        out.push_str(&line[lead + uri.len()..]);
+    }
+
+    fn write_tag_line(&self, out: &mut String, line: &str, token: &str) {
+        let Some((tag, attrs)) = line.split_once(':') else {
+            out.push_str(line);
+            return;
+        };
+        let Some(name) = uri_attribute(tag, self.key_uris) else {
+            out.push_str(line);
+            return;
+        };
+        let Some((start, end)) = find_quoted_attribute(attrs, name) else {
+            // No such attribute (EXT-X-KEY:METHOD=NONE), or an attribute
+            // list we cannot read: leave it as it is.
+            out.push_str(line);
+            return;
+        };
+        let offset = tag.len() + 1;
+        out.push_str(&line[..offset + start]);
+        self.write_uri(out, &attrs[start..end], token);
+        out.push_str(&line[offset + end..]);
+    }
+
+    /// Writes `uri`, with the token if it should carry one.
+    fn write_uri(&self, out: &mut String, uri: &str, token: &str) {
+        if self.should_sign(uri) {
+            write_with_param(out, uri, &self.param, token);
+        } else {
+            out.push_str(uri);
+        }
+    }
+
+    fn should_sign(&self, uri: &str) -> bool {
+        if uri.is_empty() {
+            return false;
+        }
+        // RFC 3986 §4.2: "A relative reference that begins with two slash
+        // characters is termed a network-path reference".
+        if let Some(rest) = uri.strip_prefix("//") {
+            let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+            return self.origins.iter().any(|o| {
+                without_default_port(authority, o.https)
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&o.authority))
+            });
+        }
+        match scheme(uri) {
+            // A relative reference.
+            None => true,
+            Some(scheme) => {
+                let https = if scheme.eq_ignore_ascii_case("https") {
+                    true
+                } else if scheme.eq_ignore_ascii_case("http") {
+                    false
+                } else {
+                    return false;
+                };
+                let Some(rest) = uri[scheme.len() + 1..].strip_prefix("//") else {
+                    return false;
+                };
+                let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+                let Some(authority) = without_default_port(authority, https) else {
+                    return false;
+                };
+                self.origins
+                    .iter()
+                    .any(|o| o.https == https && authority.eq_ignore_ascii_case(&o.authority))
+            }
+        }
+    }
+}
+
+/// The scheme of an absolute URI (RFC 3986 §3.1: `ALPHA *( ALPHA / DIGIT /
+/// "+" / "-" / "." )` before the first `:`), or `None` for a relative
+/// reference (§4.2: its first segment has no colon).
+fn scheme(uri: &str) -> Option<&str> {
+    let end = uri.find([':', '/', '?', '#'])?;
+    if uri.as_bytes()[end] != b':' {
+        return None;
+    }
+    let s = &uri[..end];
+    let mut bytes = s.bytes();
+    let first = bytes.next()?;
+    (first.is_ascii_alphabetic()
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+    .then_some(s)
+}
+
+/// Writes `uri` with `param=value` as its last query parameter: earlier
+/// `param` parameters and empty ones dropped, the fragment kept last.
+fn write_with_param(out: &mut String, uri: &str, param: &str, value: &str) {
+    let (before_fragment, fragment) = match uri.find('#') {
+        Some(i) => uri.split_at(i),
+        None => (uri, ""),
+    };
+    let (path, query) = match before_fragment.find('?') {
+        Some(i) => (&before_fragment[..i], &before_fragment[i + 1..]),
+        None => (before_fragment, ""),
+    };
+    out.push_str(path);
+    out.push('?');
+    for pair in query.split('&') {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        if pair.is_empty() || name == param {
+            continue;
+        }
+        out.push_str(pair);
+        out.push('&');
+    }
+    out.push_str(param);
+    out.push('=');
+    out.push_str(value);
+    out.push_str(fragment);
+}
+
+/// Splits a line from `split_inclusive('\n')` into its text and its
+/// terminator (`"\r\n"`, `"\n"`, or `""` for a last line without one; a
+/// lone `\r` at the very end counts as a terminator too).
+fn split_eol(raw: &str) -> (&str, &str) {
+    let text_len = if raw.ends_with("\r\n") {
+        raw.len() - 2
+    } else if raw.ends_with('\n') || raw.ends_with('\r') {
+        raw.len() - 1
+    } else {
+        raw.len()
+    };
+    raw.split_at(text_len)
+}
+
+/// Finds the quoted-string value of attribute `name` in an attribute list,
+/// returning the byte range of the text between the quotes.
+///
+/// RFC 8216bis §4.2: "An attribute-list is a comma-separated list of
+/// attribute/value pairs with no whitespace. An attribute/value pair has
+/// the following syntax: AttributeName=AttributeValue"; a quoted-string
+/// is "a string of characters within a pair of double quotes (0x22). The
+/// following characters MUST NOT appear in a quoted-string: line feed
+/// (0xA), carriage return (0xD), or double quote (0x22)." Unquoted values
+/// hold no comma. Blanks around names are tolerated.
+fn find_quoted_attribute(attrs: &str, name: &str) -> Option<(usize, usize)> {
+    let b = attrs.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let name_start = i;
+        while i < b.len() && b[i] != b'=' && b[i] != b',' {
+            i += 1;
+        }
+        if i == b.len() {
+            return None;
+        }
+        if b[i] == b',' {
+            // A name without a value: skip it.
+            i += 1;
+            continue;
+        }
+        let this = attrs[name_start..i].trim_matches([' ', '\t']);
+        i += 1;
+        if b.get(i) == Some(&b'"') {
+            let start = i + 1;
+            let end = start + attrs[start..].find('"')?;
+            if this == name {
+                return Some((start, end));
+            }
+            i = end + 1;
+        } else if this == name {
+            // The attribute is there but not quoted: not ours to touch.
+            return None;
+        }
+        while i < b.len() && b[i] != b',' {
+            i += 1;
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewriter(origins: &[&str]) -> Rewriter {
+        Rewriter::new(&RewriteConfig {
+            own_origins: origins.iter().map(|s| s.to_string()).collect(),
+            ..RewriteConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn uri(r: &Rewriter, u: &str) -> String {
+        let mut out = String::new();
+        r.write_uri(&mut out, u, "T");
+        out
+    }
+
+    #[test]
+    fn query_and_fragment_handling() {
+        let r = rewriter(&[]);
+        assert_eq!(uri(&r, "seg1.m4s"), "seg1.m4s?token=T");
+        assert_eq!(uri(&r, "a.m3u8?x=1"), "a.m3u8?x=1&token=T");
+        assert_eq!(uri(&r, "a.m3u8?"), "a.m3u8?token=T");
+        assert_eq!(uri(&r, "a?token=old"), "a?token=T");
+        assert_eq!(uri(&r, "a?token"), "a?token=T");
+        assert_eq!(uri(&r, "a?x=1&token=old&y=2"), "a?x=1&y=2&token=T");
+        assert_eq!(
+            uri(&r, "a?tokens=1&xtoken=2"),
+            "a?tokens=1&xtoken=2&token=T"
+        );
+        assert_eq!(uri(&r, "a?x=1&&y=&"), "a?x=1&y=&token=T");
+        assert_eq!(uri(&r, "a#t=10"), "a?token=T#t=10");
+        assert_eq!(uri(&r, "a?x=1#frag?no"), "a?x=1&token=T#frag?no");
+        assert_eq!(uri(&r, "../v/720p.m3u8"), "../v/720p.m3u8?token=T");
+        assert_eq!(uri(&r, "/live/s/seg1.m4s"), "/live/s/seg1.m4s?token=T");
+        assert_eq!(uri(&r, "./a:b.m4s"), "./a:b.m4s?token=T");
+    }
+
+    #[test]
+    fn absolute_uris_only_to_own_origins() {
+        let r = rewriter(&["https://Edge.Example.com", "http://10.0.0.1:8080/"]);
+        for own in [
+            "https://edge.example.com/s/seg1.m4s",
+            "HTTPS://EDGE.EXAMPLE.COM:443/s/seg1.m4s",
+            "https://edge.example.com",
+            "https://edge.example.com?x=1",
+            "http://10.0.0.1:8080/a.m3u8",
+            "//edge.example.com/a.m3u8",
+        ] {
+            assert!(uri(&r, own).contains("token=T"), "{own}");
+        }
+        for foreign in [
+            "https://cdn.other.net/s/seg1.m4s",
+            "http://edge.example.com/s/seg1.m4s",
+            "https://edge.example.com:8443/x",
+            "https://edge.example.com.evil.net/x",
+            "https://edge.example.com@evil.net/x",
+            "https://evil.net@edge.example.com/x",
+            "http://10.0.0.1/a.m3u8",
+            "//cdn.other.net/a.m3u8",
+            "data:text/plain;base64,AAAA",
+            "skd://key-id-123",
+            "urn:uuid:1234",
+            "https:relative-looking",
+        ] {
+            assert_eq!(uri(&r, foreign), foreign, "{foreign}");
+        }
+        // No origins configured: absolute URIs are never signed.
+        let none = rewriter(&[]);
+        let u = "https://edge.example.com/a";
+        assert_eq!(uri(&none, u), u);
+    }
+
+    #[test]
+    fn origins_are_checked() {
+        for bad in [
+            "edge.example.com",
+            "ftp://x",
+            "https://x/path",
+            "https://u@x",
+            "https://",
+            "https://x:port",
+        ] {
+            let c = RewriteConfig {
+                own_origins: vec![bad.into()],
+                ..RewriteConfig::default()
+            };
+            assert!(Rewriter::new(&c).is_err(), "{bad}");
+        }
+        let c = RewriteConfig {
+            token_param: "to ken".into(),
+            ..RewriteConfig::default()
+        };
+        assert!(matches!(
+            Rewriter::new(&c),
+            Err(RewriteConfigError::BadParam(_))
+        ));
+        let o = Origin::parse("https://[::1]:443").unwrap();
+        assert_eq!(o.authority, "[::1]");
+        let o = Origin::parse("http://[::1]:8080").unwrap();
+        assert_eq!(o.authority, "[::1]:8080");
+    }
+
+    #[test]
+    fn attribute_lists() {
+        let f = find_quoted_attribute;
+        let a = r#"TYPE=PART,URI="part1.2.m4s""#;
+        assert_eq!(
+            &a[f(a, "URI").unwrap().0..f(a, "URI").unwrap().1],
+            "part1.2.m4s"
+        );
+        // A quoted value holding "URI=" and commas is not the attribute.
+        let a = r#"NAME="URI=x,URI=\"",URI="real""#;
+        assert_eq!(f(a, "URI").map(|(s, e)| &a[s..e]), Some("real"));
+        let a = r#"NAME="a,URI=b",URI="real""#;
+        assert_eq!(f(a, "URI").map(|(s, e)| &a[s..e]), Some("real"));
+        let a = r#"X-URI="no",URI="yes""#;
+        assert_eq!(f(a, "URI").map(|(s, e)| &a[s..e]), Some("yes"));
+        assert_eq!(f("METHOD=NONE", "URI"), None);
+        assert_eq!(f(r#"URI="unterminated"#, "URI"), None);
+        assert_eq!(f("URI=unquoted", "URI"), None);
+        assert_eq!(f("", "URI"), None);
+        assert_eq!(f(",,=,", "URI"), None);
+        let a = r#"BANDWIDTH=1, URI="spaced""#;
+        assert_eq!(f(a, "URI").map(|(s, e)| &a[s..e]), Some("spaced"));
+    }
+
+    #[test]
+    fn refusals() {
+        let r = rewriter(&[]);
+        assert_eq!(r.rewrite("", "T"), Err(RewriteError::NotAPlaylist));
+        assert_eq!(r.rewrite("seg.ts\n", "T"), Err(RewriteError::NotAPlaylist));
+        assert_eq!(
+            r.rewrite("\u{feff}#EXTM3U\n", "T"),
+            Err(RewriteError::NotAPlaylist)
+        );
+        assert_eq!(
+            r.rewrite("#EXTM3U8\n", "T"),
+            Err(RewriteError::NotAPlaylist)
+        );
+        assert_eq!(r.rewrite("#EXTM3U\n", "a b"), Err(RewriteError::BadToken));
+        assert_eq!(r.rewrite("#EXTM3U\n", "a\"b"), Err(RewriteError::BadToken));
+        assert_eq!(r.rewrite("#EXTM3U\n", ""), Err(RewriteError::BadToken));
+        assert_eq!(
+            r.rewrite_bytes(b"#EXTM3U\n\xff\n", "T"),
+            Err(RewriteError::NotUtf8)
+        );
+        let small = Rewriter::new(&RewriteConfig {
+            max_playlist_bytes: 10,
+            ..RewriteConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            small.rewrite("#EXTM3U\nabcdefgh\n", "T"),
+            Err(RewriteError::TooLarge { len: 17, max: 10 })
+        );
+        assert_eq!(r.rewrite("#EXTM3U", "T").unwrap(), "#EXTM3U");
+        assert_eq!(r.rewrite("#EXTM3U\r\n", "T").unwrap(), "#EXTM3U\r\n");
+    }
+}
