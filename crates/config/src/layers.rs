@@ -137,6 +137,10 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     }
     validate_streams(&config.streams)?;
     validate_rtp(config)?;
+    config
+        .transcode
+        .validate()
+        .map_err(|e| ConfigError::Range(e.to_string()))?;
     if !(3..=1000).contains(&hls.window_segments) {
         return Err(ConfigError::Range(format!(
             "hls.window_segments = {} is outside 3..=1000",
@@ -497,6 +501,46 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(err, ConfigError::Invalid(_)), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn transcode_section_layers() {
+        let config = Layers::default()
+            .with_env(env(&[("FERROCAST_TRANSCODE__LADDER", "small")]))
+            .build()
+            .unwrap();
+        assert_eq!(config.transcode.ladder, "small");
+        let config = Layers::default()
+            .with_env(env(&[("FERROCAST_TRANSCODE__LADDER", "small")]))
+            .with_file_text("[transcode]\nshed_lag_ms = 900\n[[transcode.ladders]]\nname = \"t\"\n[[transcode.ladders.rungs]]\nname = \"240p\"\nheight = 240\nvideo_bitrate_kbps = 300\n")
+            .unwrap()
+            .with_value("transcode.ladder", "off")
+            .build()
+            .unwrap();
+        assert_eq!(config.transcode.ladder, "off", "flag wins");
+        assert_eq!(config.transcode.shed_lag_ms, 900);
+        assert_eq!(config.transcode.ladders[0].rungs[0].height, 240);
+        for (bad, expect) in [
+            ("[transcode]\nladder = \"nope\"\n", "no ladder named"),
+            (
+                "[[transcode.ladders]]\nname = \"t\"\n[[transcode.ladders.rungs]]\nname = \"x\"\nheight = 241\nvideo_bitrate_kbps = 300\n",
+                "must be even",
+            ),
+        ] {
+            let err = Layers::default()
+                .with_file_text(bad)
+                .unwrap()
+                .build()
+                .unwrap_err();
+            assert!(matches!(err, ConfigError::Range(_)), "{bad}: {err}");
+            assert!(err.to_string().contains(expect), "{bad}: {err}");
+        }
+        let err = Layers::default()
+            .with_file_text("[transcode]\nladdr = \"small\"\n")
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("laddr"), "{err}");
     }
 
     #[test]

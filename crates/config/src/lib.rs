@@ -22,9 +22,11 @@
 //! assert_eq!(config.hls.part_target_ms, Config::default().hls.part_target_ms);
 //! ```
 
+pub mod ladder;
 mod layers;
 mod model;
 mod secret;
+pub mod transcode;
 
 pub use layers::{ConfigError, ENV_PREFIX, Layers};
 pub use model::{
@@ -32,3 +34,4 @@ pub use model::{
     RtpFormat, StreamConfig,
 };
 pub use secret::Secret;
+pub use transcode::{LadderChoice, TranscodeConfig};

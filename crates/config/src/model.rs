@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+use crate::transcode::TranscodeConfig;
 
 /// Configuration of the all-in-one process (`ferrocast up`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,8 @@ pub struct Config {
     /// RTP inputs (`[[rtp]]`): one UDP port each, mapped to one stream.
     /// Default: none.
     pub rtp: Vec<RtpConfig>,
+    /// Transcoder settings (`[transcode]`): the ABR ladder, NVENC, shedding.
+    pub transcode: TranscodeConfig,
 }
 
 impl Default for Config {
@@ -39,6 +42,7 @@ impl Default for Config {
             hls: HlsConfig::default(),
             streams: Vec::new(),
             rtp: Vec::new(),
+            transcode: TranscodeConfig::default(),
         }
     }
 }

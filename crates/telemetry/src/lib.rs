@@ -69,6 +69,36 @@ pub struct PackagerMetrics {
     pub bus_queued_bytes: IntGaugeVec,
 }
 
+/// Transcoder metrics.
+#[derive(Debug, Clone)]
+pub struct TranscodeMetrics {
+    /// The encoder family chosen at start: 1 for the one in use, labelled
+    /// `backend` (`nvenc` or `cpu`) and `reason` (why).
+    pub encoder: IntGaugeVec,
+    /// Encoded frames out, per stream and rung (its rate is the rung's fps).
+    pub frames: IntCounterVec,
+    /// How far the stream's transcode lags behind live, milliseconds (the
+    /// largest real-time lag of its rungs).
+    pub lag_ms: IntGaugeVec,
+    /// Rungs shed because the transcoder could not keep up, per stream.
+    pub shed_rungs: IntCounterVec,
+    /// Source GOPs dropped because the transcoder's queue was full, per
+    /// stream.
+    pub dropped_gops: IntCounterVec,
+}
+
+impl TranscodeMetrics {
+    /// Drop every series of `stream` whose rungs were `rungs`.
+    pub fn forget_stream<S: AsRef<str>>(&self, stream: &str, rungs: &[S]) {
+        for rung in rungs {
+            let _ = self.frames.remove_label_values(&[stream, rung.as_ref()]);
+        }
+        let _ = self.lag_ms.remove_label_values(&[stream]);
+        let _ = self.shed_rungs.remove_label_values(&[stream]);
+        let _ = self.dropped_gops.remove_label_values(&[stream]);
+    }
+}
+
 /// HTTP metrics.
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
@@ -86,6 +116,8 @@ pub struct Metrics {
     pub packager: PackagerMetrics,
     /// HTTP.
     pub http: HttpMetrics,
+    /// Transcoder.
+    pub transcode: TranscodeMetrics,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -242,11 +274,44 @@ impl Metrics {
                 &["kind", "version", "status"],
             ),
         };
+        let transcode = TranscodeMetrics {
+            encoder: gauge_vec(
+                &r,
+                "ferrocast_transcode_encoder",
+                "Encoder family in use (1), with the reason it was chosen.",
+                &["backend", "reason"],
+            ),
+            frames: counter_vec(
+                &r,
+                "ferrocast_transcode_frames_total",
+                "Encoded frames out, per stream and rung.",
+                &["stream", "rung"],
+            ),
+            lag_ms: gauge_vec(
+                &r,
+                "ferrocast_transcode_lag_milliseconds",
+                "How far the transcode lags behind live (largest rung lag).",
+                streams,
+            ),
+            shed_rungs: counter_vec(
+                &r,
+                "ferrocast_transcode_shed_rungs_total",
+                "Rungs shed because the transcoder could not keep up.",
+                streams,
+            ),
+            dropped_gops: counter_vec(
+                &r,
+                "ferrocast_transcode_dropped_gops_total",
+                "Source GOPs dropped because the transcoder's queue was full.",
+                streams,
+            ),
+        };
         Metrics {
             registry: r,
             ingest,
             packager,
             http,
+            transcode,
         }
     }
 
@@ -320,8 +385,28 @@ mod tests {
             ),
             "{text}"
         );
+        m.transcode
+            .encoder
+            .with_label_values(&["cpu", "no NVIDIA driver"])
+            .set(1);
+        m.transcode.frames.with_label_values(&["cam", "240p"]).inc();
+        m.transcode.lag_ms.with_label_values(&["cam"]).set(12);
+        m.transcode.shed_rungs.with_label_values(&["cam"]).inc();
+        m.transcode.dropped_gops.with_label_values(&["cam"]).inc();
+        let text = m.render();
+        assert!(
+            text.contains("ferrocast_transcode_frames_total{rung=\"240p\",stream=\"cam\"} 1"),
+            "{text}"
+        );
         m.forget_stream("cam");
+        m.transcode.forget_stream("cam", &["240p"]);
         let text = m.render();
         assert!(!text.contains("stream=\"cam\""), "{text}");
+        assert!(
+            text.contains(
+                "ferrocast_transcode_encoder{backend=\"cpu\",reason=\"no NVIDIA driver\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

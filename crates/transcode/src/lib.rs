@@ -14,10 +14,14 @@
 //!   encode with IDR frames forced at the same source timestamps; AAC
 //!   passes through, Opus becomes AAC. Output timestamps are the source's.
 //! - [`stats`]: counters, processing latency and real-time lag.
+//! - [`shed`]: when a stream that lags behind live sheds a rung, and which
+//!   (sans-IO, clock injected).
+//! - [`service`]: the tokio adapter — watches the bus, runs one
+//!   [`Transcoder`] per source stream `NAME` on a thread of its own behind a
+//!   bounded queue, and publishes each rung as bus stream `NAME/RUNG`.
 //!
-//! It is not the transcoder *service*: subscribing to the bus, publishing
-//! renditions and multivariant playlists are the callers' job, one
-//! [`Transcoder`] per stream on a blocking thread.
+//! Multivariant playlists are not made here: the packager lists the rung
+//! streams.
 //!
 //! ```no_run
 //! use ferrocast_transcode::gpu::{assign, discover, select, NvencBudget};
@@ -57,6 +61,8 @@ pub mod gpu;
 pub mod ladder;
 pub mod pipeline;
 pub mod plan;
+pub mod service;
+pub mod shed;
 pub mod stats;
 
 pub use config::TranscodeConfig;

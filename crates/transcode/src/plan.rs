@@ -95,9 +95,19 @@ pub struct PlannedRung {
     pub nvenc_preset: NvencPreset,
     /// Codec profile.
     pub profile: VideoProfile,
+    /// Shedding order under overload (higher first); see
+    /// [`Rung::shed_priority`].
+    pub shed_priority: u32,
 }
 
 impl PlannedRung {
+    /// Pixels per second this rung encodes: its cost when choosing what
+    /// to shed.
+    pub fn pixel_rate(&self) -> u64 {
+        let (num, den) = self.frame_rate;
+        u64::from(self.width) * u64::from(self.height) * u64::from(num) / u64::from(den.max(1))
+    }
+
     /// The output frame interval in 90 kHz ticks (rounded down).
     pub fn frame_interval(&self) -> Time90k {
         let (num, den) = self.frame_rate;
@@ -170,6 +180,86 @@ impl KeyframeTracker {
     }
 }
 
+/// Where IDR frames go on every rung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyframeMode {
+    /// On the plan's fixed [`KeyframeCadence`] (an absolute grid on the
+    /// source clock). The default: segments line up across rungs whatever
+    /// the source's own GOP structure.
+    Cadence,
+    /// Exactly on the source's keyframes (the access units the bus marks
+    /// as keyframes), and nowhere else, so that rung segments line up with
+    /// those of the untouched source rendition, which can only be cut at
+    /// its own keyframes. Used when the ladder has `source_passthrough`.
+    FollowSource,
+}
+
+/// Source keyframes remembered by [`KeyframeDecider`] in
+/// [`KeyframeMode::FollowSource`]: more than any decoder's reorder delay.
+const MAX_PENDING_SOURCE_KEYFRAMES: usize = 64;
+
+/// Decides, per decoded frame, whether every rung codes it as an IDR
+/// frame, in either [`KeyframeMode`]. Sans-IO: it is told about source
+/// units as they are pushed and asked about frames as they are decoded.
+#[derive(Debug, Clone)]
+pub struct KeyframeDecider {
+    mode: KeyframeMode,
+    cadence: KeyframeTracker,
+    /// PTS of source keyframes pushed and not yet decoded.
+    source_keyframes: std::collections::VecDeque<Time90k>,
+}
+
+impl KeyframeDecider {
+    /// A decider for `mode`; `cadence` is used in [`KeyframeMode::Cadence`].
+    pub fn new(mode: KeyframeMode, cadence: KeyframeCadence) -> Self {
+        KeyframeDecider {
+            mode,
+            cadence: cadence.tracker(),
+            source_keyframes: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> KeyframeMode {
+        self.mode
+    }
+
+    /// A source video unit was pushed to the decoder.
+    pub fn source_unit(&mut self, pts: Time90k, keyframe: bool) {
+        if self.mode == KeyframeMode::FollowSource && keyframe {
+            if self.source_keyframes.len() == MAX_PENDING_SOURCE_KEYFRAMES {
+                self.source_keyframes.pop_front();
+            }
+            self.source_keyframes.push_back(pts);
+        }
+    }
+
+    /// True if the decoded frame at `pts` must be an IDR frame on every
+    /// rung.
+    pub fn is_keyframe(&mut self, pts: Time90k) -> bool {
+        match self.mode {
+            KeyframeMode::Cadence => self.cadence.is_keyframe(pts),
+            KeyframeMode::FollowSource => {
+                match self.source_keyframes.iter().position(|&k| k == pts) {
+                    Some(i) => {
+                        // Keyframes older than this one were never decoded
+                        // (damaged input): forget them.
+                        self.source_keyframes.drain(..=i);
+                        true
+                    }
+                    None => false,
+                }
+            }
+        }
+    }
+
+    /// The timeline broke: in cadence mode the next frame is a keyframe;
+    /// in follow-source mode the source's next keyframe is.
+    pub fn reset(&mut self) {
+        self.cadence.reset();
+    }
+}
+
 /// What the transcoder will make from one source video track.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -185,8 +275,14 @@ pub struct Plan {
     pub source_frame_rate: Option<(u32, u32)>,
     /// The rungs to encode, tallest first.
     pub rungs: Vec<PlannedRung>,
-    /// Where every rung's IDR frames go.
+    /// The nominal keyframe interval: where IDR frames go in
+    /// [`KeyframeMode::Cadence`], and the interval encoders size their
+    /// rate-control buffer for in either mode.
     pub cadence: KeyframeCadence,
+    /// Where every rung's IDR frames go: [`KeyframeMode::FollowSource`]
+    /// when the source is offered untouched too (so every rendition can
+    /// be cut at the same times), [`KeyframeMode::Cadence`] otherwise.
+    pub keyframes: KeyframeMode,
     /// Offer the source video untouched too.
     pub source_passthrough: bool,
     /// AAC bitrate for re-encoded audio, bit/s.
@@ -261,6 +357,7 @@ pub fn plan(ladder: &Ladder, source: &TrackInfo) -> Result<Plan, PlanError> {
                 x264_tune: r.x264_tune,
                 nvenc_preset: r.nvenc_preset,
                 profile: r.effective_profile(),
+                shed_priority: r.shed_priority,
             }
         })
         .collect();
@@ -273,6 +370,11 @@ pub fn plan(ladder: &Ladder, source: &TrackInfo) -> Result<Plan, PlanError> {
         rungs,
         cadence: KeyframeCadence {
             interval: Time90k::from_millis(i64::from(ladder.keyframe_interval_ms)),
+        },
+        keyframes: if ladder.source_passthrough {
+            KeyframeMode::FollowSource
+        } else {
+            KeyframeMode::Cadence
         },
         source_passthrough: ladder.source_passthrough,
         audio_bitrate: u64::from(ladder.audio_bitrate_kbps) * 1000,
@@ -347,7 +449,7 @@ mod tests {
         );
         assert_eq!(p.rungs[0].bitrate, 3_000_000);
         assert_eq!(p.rungs[0].max_bitrate, 3_300_000);
-        assert_eq!(p.cadence.interval, Time90k(180_000));
+        assert_eq!(p.cadence.interval, Time90k(90_000));
         assert_eq!(p.source_codec, SourceCodec::H264);
     }
 
@@ -423,6 +525,64 @@ mod tests {
             plan(&ladder, &source(8, 8, None)),
             Err(PlanError::BadSourceSize { .. })
         ));
+    }
+
+    #[test]
+    fn passthrough_follows_source_keyframes() {
+        let mut ladder = Ladder::builtin(BuiltinLadder::Default);
+        let p = plan(&ladder, &source(1280, 720, None)).unwrap();
+        assert_eq!(p.keyframes, KeyframeMode::Cadence);
+        ladder.source_passthrough = true;
+        let p = plan(&ladder, &source(1280, 720, None)).unwrap();
+        assert_eq!(p.keyframes, KeyframeMode::FollowSource);
+    }
+
+    #[test]
+    fn follow_source_forces_idr_exactly_on_source_keyframes() {
+        let cadence = KeyframeCadence {
+            interval: Time90k(180_000),
+        };
+        // 25 fps with B-frames: pushed in decode order, decoded in
+        // presentation order. Source keyframes every 1.44 s (36 frames),
+        // off the 2 s grid on purpose.
+        let mut d = KeyframeDecider::new(KeyframeMode::FollowSource, cadence);
+        let frame = |k: i64| Time90k(10_000 + 3600 * k);
+        let is_source_key = |k: i64| k % 36 == 0;
+        let mut keys = Vec::new();
+        for k in 0..120 {
+            d.source_unit(frame(k), is_source_key(k));
+            // The decoder hands frames out two behind.
+            if k >= 2 && d.is_keyframe(frame(k - 2)) {
+                keys.push(k - 2);
+            }
+        }
+        assert_eq!(keys, [0, 36, 72, 108]);
+        // The fixed cadence on the same frames: the first frame and each
+        // multiple of 2 s instead.
+        let mut c = KeyframeDecider::new(KeyframeMode::Cadence, cadence);
+        let keys: Vec<i64> = (0..120)
+            .filter(|&k| {
+                c.source_unit(frame(k), is_source_key(k));
+                c.is_keyframe(frame(k))
+            })
+            .collect();
+        assert_eq!(keys, [0, 48, 98]);
+        // A source keyframe that never decoded (damaged) is forgotten when
+        // a later one decodes; a reset does not invent a keyframe.
+        let mut d = KeyframeDecider::new(KeyframeMode::FollowSource, cadence);
+        d.source_unit(Time90k(0), true);
+        d.source_unit(Time90k(3600), false);
+        d.source_unit(Time90k(7200), true);
+        assert!(!d.is_keyframe(Time90k(3600)));
+        assert!(d.is_keyframe(Time90k(7200)));
+        assert!(!d.is_keyframe(Time90k(0)));
+        d.reset();
+        assert!(!d.is_keyframe(Time90k(10_800)));
+        // Bounded memory.
+        for k in 0..1000 {
+            d.source_unit(Time90k(k), true);
+        }
+        assert_eq!(d.source_keyframes.len(), MAX_PENDING_SOURCE_KEYFRAMES);
     }
 
     #[test]

@@ -367,6 +367,10 @@ fn opus_to_aac_and_frame_rate_cap() {
             "libx264",
             "-preset",
             "ultrafast",
+            // Source keyframes every 0.7 s, off the ladder's 1 s grid: with
+            // the source passed through, the rungs must follow them.
+            "-g",
+            "42",
             "-pix_fmt",
             "yuv420p",
             "-c:a",
@@ -430,8 +434,20 @@ fn opus_to_aac_and_frame_rate_cap() {
             .collect()
     };
     assert_eq!(keys(0), keys(1));
+    // `source_passthrough`: IDRs exactly on the source's keyframes
+    // (KeyframeMode::FollowSource), not on the 1 s cadence, so that rung
+    // segments line up with the source rendition's.
+    let mut source_keys: Vec<i64> = source
+        .units
+        .iter()
+        .filter(|u| u.kind == TrackKind::Video && u.keyframe)
+        .map(|u| u.pts.0)
+        .collect();
+    source_keys.sort_unstable();
+    assert_eq!(source_keys.len(), 5, "{source_keys:?}");
+    assert_eq!(keys(0), source_keys);
     let sorted: Vec<i64> = source_pts.iter().copied().collect();
-    assert_eq!(keys(0), cadence_keys(&sorted, 90_000));
+    assert_ne!(keys(0), cadence_keys(&sorted, 90_000));
 
     // The passthrough rendition is the source video, untouched.
     let passthrough: Vec<&AccessUnit> = out

@@ -6,6 +6,7 @@
 //! file (`--config`), then flags, each winning over the one before.
 
 mod status;
+mod transcode;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +57,12 @@ struct UpArgs {
     /// Directory for local state [config: data_dir; default ./data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// ABR ladder for every stream: a built-in (`default`, `small`) or
+    /// `[[transcode.ladders]]` name, `auto` for the built-in that suits this
+    /// machine, or `off` to serve streams untranscoded
+    /// [config: transcode.ladder; env FERROCAST_TRANSCODE__LADDER; default auto].
+    #[arg(long, value_name = "NAME|off")]
+    ladder: Option<String>,
 }
 
 impl UpArgs {
@@ -72,6 +79,9 @@ impl UpArgs {
         }
         if let Some(dir) = &self.data_dir {
             layers = layers.with_value("data_dir", dir.display().to_string());
+        }
+        if let Some(ladder) = &self.ladder {
+            layers = layers.with_value("transcode.ladder", ladder.clone());
         }
         Ok(layers.build()?)
     }
@@ -117,13 +127,22 @@ async fn up(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let rtp = Arc::new(rtp);
+    // The transcoder tells the origin, per stream, which renditions to list.
+    let transcoder = transcode::start(
+        &config.transcode,
+        &config.hls,
+        &bus,
+        &origin,
+        metrics.clone(),
+    )
+    .await?;
     let srt = ferrocast_ingest::SrtIngest::start(
         ferrocast_ingest::SrtConfig {
             listen: config.srt_listen,
             latency: Duration::from_millis(config.ingest.srt_latency_ms),
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
         },
-        bus,
+        bus.clone(),
         Arc::new(ferrocast_ingest::StaticAuthorizer::from_config(
             &config.streams,
         )),
@@ -135,6 +154,8 @@ async fn up(config: Config) -> anyhow::Result<()> {
         origin.clone(),
         srt.clone(),
         rtp,
+        bus,
+        transcoder,
     ));
     let http = ferrocast_packager::http::serve(config.http_listen, app)
         .await

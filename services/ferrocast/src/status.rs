@@ -9,9 +9,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use ferrocast_bus::InProcessBus;
 use ferrocast_ingest::{PublisherStatus, RtpIngest, SrtIngest};
-use ferrocast_media::{CodecParams, TrackKind};
+use ferrocast_media::{CodecParams, TrackInfo, TrackKind};
 use ferrocast_packager::Origin;
+use ferrocast_transcode::service::TranscodeService;
 use serde_json::{Value, json};
 
 #[derive(Clone)]
@@ -19,14 +21,90 @@ struct Status {
     origin: Origin,
     srt: Arc<SrtIngest>,
     rtp: Arc<RtpIngest>,
+    bus: InProcessBus,
+    transcoder: Option<TranscodeService>,
 }
 
 /// The operator routes.
-pub fn router(origin: Origin, srt: Arc<SrtIngest>, rtp: Arc<RtpIngest>) -> Router {
+pub fn router(
+    origin: Origin,
+    srt: Arc<SrtIngest>,
+    rtp: Arc<RtpIngest>,
+    bus: InProcessBus,
+    transcoder: Option<TranscodeService>,
+) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/streams", get(streams))
-        .with_state(Status { origin, srt, rtp })
+        .with_state(Status {
+            origin,
+            srt,
+            rtp,
+            bus,
+            transcoder,
+        })
+}
+
+fn track_json(t: &TrackInfo) -> Value {
+    let mut track = json!({
+        "kind": if t.kind() == TrackKind::Video { "video" } else { "audio" },
+        "codec": t.params.codec_string(),
+    });
+    match &t.params {
+        CodecParams::H264(p) => {
+            track["width"] = json!(p.width);
+            track["height"] = json!(p.height);
+        }
+        CodecParams::H265(p) => {
+            track["width"] = json!(p.width);
+            track["height"] = json!(p.height);
+        }
+        CodecParams::Aac(p) => {
+            track["sample_rate"] = json!(p.sample_rate);
+            track["channels"] = json!(p.channels);
+        }
+        CodecParams::Opus(p) => {
+            track["sample_rate"] = json!(p.sample_rate);
+            track["channels"] = json!(p.channels);
+        }
+        _ => {}
+    }
+    track
+}
+
+/// The transcoder's ladder, encoder choice and per-stream state.
+fn transcode_json(t: &TranscodeService) -> Value {
+    let streams: Vec<Value> = t
+        .streams()
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "ladder": s.ladder,
+                "backend": s.backend,
+                "encoder_reason": s.encoder_reason,
+                "lag_ms": s.lag_ms,
+                "dropped_gops": s.dropped_gops,
+                "error": s.error,
+                "rungs": s.rungs.iter().map(|r| json!({
+                    "name": r.name,
+                    "stream": r.stream,
+                    "width": r.width,
+                    "height": r.height,
+                    "bitrate_bps": r.bitrate,
+                    "frames_out": r.frames_out,
+                    "shed": r.shed,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "ladder": t.ladder().name,
+        "source_passthrough": t.ladder().source_passthrough,
+        "backend": ferrocast_transcode::service::backend_label(t.machine()),
+        "encoder_reason": t.machine().reason,
+        "streams": streams,
+    })
 }
 
 async fn metrics(State(status): State<Status>) -> impl IntoResponse {
@@ -72,33 +150,7 @@ async fn streams(State(status): State<Status>) -> impl IntoResponse {
         let a = stream.lock();
         let tracks: Vec<Value> = a
             .tracks()
-            .map(|tracks| {
-                tracks
-                    .iter()
-                    .map(|t| {
-                        let mut track = json!({
-                            "kind": if t.kind() == TrackKind::Video { "video" } else { "audio" },
-                            "codec": t.params.codec_string(),
-                        });
-                        match &t.params {
-                            CodecParams::H264(p) => {
-                                track["width"] = json!(p.width);
-                                track["height"] = json!(p.height);
-                            }
-                            CodecParams::Aac(p) => {
-                                track["sample_rate"] = json!(p.sample_rate);
-                                track["channels"] = json!(p.channels);
-                            }
-                            CodecParams::Opus(p) => {
-                                track["sample_rate"] = json!(p.sample_rate);
-                                track["channels"] = json!(p.channels);
-                            }
-                            _ => {}
-                        }
-                        track
-                    })
-                    .collect()
-            })
+            .map(|tracks| tracks.iter().map(track_json).collect())
             .unwrap_or_default();
         let bitrate = a.bitrate();
         out.push(json!({
@@ -145,5 +197,26 @@ async fn streams(State(status): State<Status>) -> impl IntoResponse {
             })
         })
         .collect();
-    axum::Json(json!({ "streams": out, "rtp_inputs": rtp }))
+    // Every stream on the media bus: sources and transcoded renditions
+    // (`NAME/RUNG`), whether or not the origin serves them.
+    let bus: Vec<Value> = status
+        .bus
+        .streams()
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "publisher_live": s.publisher_live,
+                "subscribers": s.subscribers,
+                "tracks": s.tracks.as_deref().map(|t| t.iter().map(track_json).collect::<Vec<_>>()),
+            })
+        })
+        .collect();
+    let transcode = status.transcoder.as_ref().map(transcode_json);
+    axum::Json(json!({
+        "streams": out,
+        "rtp_inputs": rtp,
+        "bus": bus,
+        "transcode": transcode,
+    }))
 }

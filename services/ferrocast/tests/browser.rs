@@ -9,57 +9,21 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Server, client, ffmpeg_push, playlist_with_segment};
-
-fn browser_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser")
-}
-
-fn browser_available() -> bool {
-    let ready = browser_dir().join("node_modules/hls.js").exists()
-        && browser_dir().join("node_modules/playwright-core").exists()
-        && std::path::Path::new("/usr/bin/chromium").exists()
-        && common::have("node");
-    if !ready {
-        assert!(
-            std::env::var("REQUIRE_BROWSER_TESTS").as_deref() != Ok("1"),
-            "browser test required but Chromium, Node.js or tests/browser/node_modules is missing"
-        );
-        eprintln!(
-            "SKIP: Chromium, Node.js or tests/browser/node_modules missing (run scripts/test.sh)"
-        );
-    }
-    ready
-}
-
-/// Play `url` for `seconds` with hls.js; returns its JSON report.
-pub fn play(url: &str, seconds: u32) -> serde_json::Value {
-    let (ok, out, err) = common::run_with_timeout(
-        Command::new("node")
-            .arg(browser_dir().join("play.mjs"))
-            .arg(url)
-            .arg(seconds.to_string())
-            .current_dir(browser_dir()),
-        Duration::from_secs(u64::from(seconds) + 60),
-    );
-    assert!(ok, "player failed: {err}");
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("bad report {e}: {out}"))
-}
+use common::{Server, browser, client, ffmpeg_push, playlist_with_segment};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hls_js_plays_without_stalls() {
-    if !browser_available() {
+    if !browser::available() {
         return;
     }
+    let _one_at_a_time = browser::exclusive().await;
     let server = Server::start("");
     let _push = ffmpeg_push(server.srt, "publish:live/browser", 60);
     playlist_with_segment(&client(), &server, "browser", 2).await;
 
-    let report = play(&server.url("browser", "index.m3u8"), 15);
+    let report = browser::play(&server.url("browser", "index.m3u8"), 15, &[]);
     assert_eq!(report["supported"], true, "{report}");
     assert_eq!(report["fatal"].as_array().unwrap().len(), 0, "{report}");
     assert_eq!(report["playing"], true, "{report}");
@@ -110,15 +74,16 @@ async fn hls_js_plays_without_stalls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hls_js_keeps_playing_across_a_publisher_reconnect() {
-    if !browser_available() {
+    if !browser::available() {
         return;
     }
+    let _one_at_a_time = browser::exclusive().await;
     let server = Server::start("");
     let first = ffmpeg_push(server.srt, "publish:live/again", 10);
     playlist_with_segment(&client(), &server, "again", 2).await;
 
     let url = server.url("again", "index.m3u8");
-    let player = std::thread::spawn(move || play(&url, 28));
+    let player = std::thread::spawn(move || browser::play(&url, 28, &[]));
     // The first publisher runs out; a new one takes up the stream.
     first.wait(Duration::from_secs(30));
     let _second = ffmpeg_push(server.srt, "publish:live/again", 40);

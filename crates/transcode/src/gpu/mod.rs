@@ -213,11 +213,7 @@ pub fn select(
     ))
 }
 
-/// Default of [`TranscodeConfig::nvenc_sessions`](crate::config::TranscodeConfig::nvenc_sessions): 8, the concurrent-session
-/// limit NVIDIA's drivers (550 and later) put on GeForce cards. Quadro/RTX
-/// professional and data-centre cards with NVENC have no such limit; raise
-/// it there.
-pub const DEFAULT_NVENC_SESSIONS: u32 = 8;
+pub use ferrocast_config::transcode::DEFAULT_NVENC_SESSIONS;
 
 /// Counts NVENC sessions in use, per stream, against a limit. Cheap to
 /// clone; clones share the count.

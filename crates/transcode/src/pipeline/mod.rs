@@ -30,7 +30,7 @@ use self::video::{RungEncoder, Timing, VideoDecoder};
 use crate::error::TranscodeError;
 use crate::gpu::{EncoderChoice, EncoderProbe, StreamEncoders};
 use crate::ladder::VideoCodec;
-use crate::plan::{KeyframeTracker, Plan};
+use crate::plan::{KeyframeDecider, Plan};
 use crate::stats::{Clock, InFlight, Stats, SystemClock};
 
 /// One access unit out of the transcoder.
@@ -69,7 +69,9 @@ pub struct Transcoder {
     encoders: StreamEncoders,
     decoder: VideoDecoder,
     rungs: Vec<RungEncoder>,
-    keyframes: KeyframeTracker,
+    keyframes: KeyframeDecider,
+    /// Per rung: false once shed ([`Transcoder::shed_rung`]).
+    active: Vec<bool>,
     /// Input track and its path, per audio track.
     audio: BTreeMap<TrackId, (TrackInfo, AudioPath)>,
     in_flight: InFlight,
@@ -125,7 +127,8 @@ impl Transcoder {
             ..Stats::default()
         };
         Ok(Transcoder {
-            keyframes: plan.cadence.tracker(),
+            keyframes: KeyframeDecider::new(plan.keyframes, plan.cadence),
+            active: vec![true; rungs.len()],
             plan,
             encoders,
             decoder,
@@ -185,8 +188,32 @@ impl Transcoder {
         result
     }
 
+    /// Stops encoding rung `rung` (an index into [`Plan::rungs`]) for
+    /// good, to save its cost when the machine cannot keep up; its encoder
+    /// is not flushed. Returns false if it was already shed or does not
+    /// exist. Output indices of the other rungs do not change.
+    pub fn shed_rung(&mut self, rung: usize) -> bool {
+        match self.active.get_mut(rung) {
+            Some(active) if *active => {
+                *active = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Per rung, in plan order: still encoded (not shed).
+    pub fn active_rungs(&self) -> &[bool] {
+        &self.active
+    }
+
     /// The timeline broke (publisher reconnected): the next frame is a
-    /// keyframe on every rung, and lag measurements restart.
+    /// keyframe on every rung (in [`KeyframeMode::Cadence`]; the source's
+    /// next keyframe in [`KeyframeMode::FollowSource`]), and lag
+    /// measurements restart.
+    ///
+    /// [`KeyframeMode::Cadence`]: crate::plan::KeyframeMode::Cadence
+    /// [`KeyframeMode::FollowSource`]: crate::plan::KeyframeMode::FollowSource
     pub fn discontinuity(&mut self) {
         self.keyframes.reset();
         for rung in &mut self.rungs {
@@ -204,6 +231,9 @@ impl Transcoder {
             in_flight: &self.in_flight,
         };
         for (index, rung) in self.rungs.iter_mut().enumerate() {
+            if !self.active[index] {
+                continue;
+            }
             rung.finish(&timing, &mut self.scratch)?;
             out.extend(
                 self.scratch
@@ -253,6 +283,7 @@ impl Transcoder {
     ) -> Result<(), TranscodeError> {
         self.stats.video_units_in += 1;
         self.in_flight.pushed(unit.pts, self.clock.now());
+        self.keyframes.source_unit(unit.pts, unit.keyframe);
         if self.plan.source_passthrough {
             out.push(Output::Passthrough(unit.clone()));
         }
@@ -279,6 +310,9 @@ impl Transcoder {
                 in_flight: &self.in_flight,
             };
             for (index, rung) in self.rungs.iter_mut().enumerate() {
+                if !self.active[index] {
+                    continue;
+                }
                 rung.push(frame, pts, keyframe, &timing, &mut self.scratch)?;
                 out.extend(
                     self.scratch

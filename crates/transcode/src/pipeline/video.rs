@@ -17,8 +17,12 @@ use crate::error::TranscodeError;
 use crate::ffmpeg::{Scaler, set_extradata};
 use crate::gpu::{Backend, EncoderChoice};
 use crate::ladder::VideoCodec;
-use crate::plan::{KeyframeCadence, Plan, PlannedRung};
+use crate::plan::{KeyframeCadence, KeyframeMode, Plan, PlannedRung};
 use crate::stats::{Clock, InFlight, LagAnchor, RungStats};
+
+/// The encoder's own GOP limit in [`KeyframeMode::FollowSource`]: ten
+/// minutes at 60 fps, so in practice only the source's keyframes count.
+const FOLLOW_SOURCE_GOP_FRAMES: i64 = 36_000;
 
 /// The 90 kHz time base every packet and frame here is stamped in.
 pub(crate) const TIME_BASE: Rational = Rational(1, 90_000);
@@ -212,9 +216,15 @@ impl RungEncoder {
         enc.set_frame_rate(Some(Rational(num as i32, den as i32)));
         // Keyframes come from the cadence; the encoder's own limit is a
         // backstop well past it (a gap in the source), never hit normally.
+        // Following the source, the encoder must never add one of its own:
+        // the source's GOPs may be of any length.
         let cadence_frames =
             plan.cadence.interval.0 * i64::from(num) / (90_000 * i64::from(den.max(1)));
-        enc.set_gop(u32::try_from(cadence_frames.max(1) * 4).unwrap_or(u32::MAX));
+        let gop = match plan.keyframes {
+            KeyframeMode::Cadence => cadence_frames.max(1) * 4,
+            KeyframeMode::FollowSource => FOLLOW_SOURCE_GOP_FRAMES,
+        };
+        enc.set_gop(u32::try_from(gop).unwrap_or(u32::MAX));
         enc.set_bit_rate(rung.bitrate as usize);
         enc.set_max_bit_rate(rung.max_bitrate as usize);
         let opts = encoder_options(rung, choice, &plan.cadence);
@@ -459,6 +469,7 @@ mod tests {
             x264_tune: X264Tune::Zerolatency,
             nvenc_preset: NvencPreset::P4,
             profile: VideoProfile::High,
+            shed_priority: 0,
         }
     }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod boxes;
+pub mod browser;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -11,6 +12,30 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+/// A three-rung test ladder (`--ladder test`) for the 320x240 test
+/// source: 240p/180p/144p, ultrafast, so that two CPU cores keep up.
+pub const TEST_LADDER: &str = r#"
+[ingest]
+reconnect_grace_ms = 1000
+[[transcode.ladders]]
+name = "test"
+[[transcode.ladders.rungs]]
+name = "240p"
+height = 240
+video_bitrate_kbps = 400
+x264_preset = "ultrafast"
+[[transcode.ladders.rungs]]
+name = "180p"
+height = 180
+video_bitrate_kbps = 250
+x264_preset = "ultrafast"
+[[transcode.ladders.rungs]]
+name = "144p"
+height = 144
+video_bitrate_kbps = 150
+x264_preset = "ultrafast"
+"#;
 
 /// A running `ferrocast up` on loopback with free ports.
 pub struct Server {
@@ -22,13 +47,28 @@ pub struct Server {
 }
 
 impl Server {
-    /// Start with default settings plus `config_toml` (may be empty).
+    /// Start with default settings plus `config_toml` (may be empty), with
+    /// transcoding off (`--ladder off`): the built-in ladder would load
+    /// every test on a small CI machine. Tests of the transcoder use
+    /// [`Server::start_with_args`].
     pub fn start(config_toml: &str) -> Server {
         Server::start_with_srt(config_toml, "127.0.0.1:0")
     }
 
-    /// Start with the SRT listener on `srt_listen` (port 0 for a free one).
+    /// Start with the SRT listener on `srt_listen` (port 0 for a free one),
+    /// transcoding off.
     pub fn start_with_srt(config_toml: &str, srt_listen: &str) -> Server {
+        Server::start_full(config_toml, srt_listen, &[])
+    }
+
+    /// Start with extra `ferrocast up` flags (for example
+    /// `["--ladder", "test"]`); transcoding is off unless they name a
+    /// ladder.
+    pub fn start_with_args(config_toml: &str, args: &[&str]) -> Server {
+        Server::start_full(config_toml, "127.0.0.1:0", args)
+    }
+
+    fn start_full(config_toml: &str, srt_listen: &str, extra: &[&str]) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
         let config = data_dir.path().join("ferrocast.toml");
         std::fs::write(&config, config_toml).unwrap();
@@ -51,6 +91,12 @@ impl Server {
             .arg(data_dir.path().join("data"))
             .arg("--config")
             .arg(&config)
+            .args(if extra.contains(&"--ladder") {
+                &[][..]
+            } else {
+                &["--ladder", "off"][..]
+            })
+            .args(extra)
             .env(
                 "FERROCAST_LOG",
                 "info,srt_protocol=warn,srt_protocol::listener=error",
