@@ -428,6 +428,9 @@ fn encoder_options(
                 opts.set("tune", tune);
             }
             opts.set("profile", rung.profile.as_str());
+            // Every core: with `zerolatency` x264 threads by slices, which
+            // adds no delay (frame threads would add a frame per thread).
+            opts.set("threads", "auto");
             match rung.codec {
                 // Scene cuts would put IDRs off the shared cadence.
                 VideoCodec::H264 => opts.set("x264-params", "scenecut=0:open-gop=0"),
