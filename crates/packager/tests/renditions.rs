@@ -138,23 +138,6 @@ fn media_sequence(playlist: &str) -> u64 {
         .unwrap()
 }
 
-/// `tfdt` of a segment's first video fragment and the video duration of
-/// the whole segment, read by the independent box reader.
-fn video_timing(segment: &[u8]) -> (u64, u64, bool) {
-    let trafs = boxes::trafs(segment);
-    let video = trafs[0].track_id;
-    let duration = trafs
-        .iter()
-        .filter(|t| t.track_id == video)
-        .flat_map(|t| t.durations.iter())
-        .map(|&d| u64::from(d))
-        .sum();
-    (
-        trafs[0].base_decode_time,
-        duration,
-        trafs[0].first_sample_is_sync == Some(true),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renditions_are_listed_reported_and_aligned() {
@@ -231,7 +214,7 @@ async fn scenario() {
     let (tracks, units) = &media[2];
     let first = units.iter().find(|u| u.keyframe).unwrap().dts;
     let (_, seg2) = get(&app, "/live/cam/seg2.m4s").await;
-    let seg2_start = first + Time90k(video_timing(&seg2).0 as i64);
+    let seg2_start = first + Time90k(boxes::video_timing(&seg2).0 as i64);
     let start = units
         .iter()
         .filter(|u| u.keyframe && u.dts < seg2_start)
@@ -318,7 +301,7 @@ async fn scenario() {
             }
             let (status, body) = get(&app, &format!("/live/cam/{prefix}seg{msn}.m4s")).await;
             assert_eq!(status, StatusCode::OK, "{prefix}seg{msn}");
-            timings.push(video_timing(&body));
+            timings.push(boxes::video_timing(&body));
         }
         assert!(
             timings.iter().all(|t| *t == timings[0]),

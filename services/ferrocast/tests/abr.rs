@@ -18,23 +18,6 @@ use common::{Server, boxes, browser, client, ffmpeg_push, get_bytes, get_text};
 /// (rung, width, height) of `common::TEST_LADDER` from the 320x240 source.
 const RUNGS: [(&str, u64, u64); 3] = [("240p", 320, 240), ("180p", 240, 180), ("144p", 192, 144)];
 
-/// `tfdt` of a segment's first video fragment, its video duration and
-/// whether it starts with a sync sample.
-fn video_timing(segment: &[u8]) -> (u64, u64, bool) {
-    let trafs = boxes::trafs(segment);
-    let video = trafs[0].track_id;
-    let duration = trafs
-        .iter()
-        .filter(|t| t.track_id == video)
-        .flat_map(|t| t.durations.iter())
-        .map(|&d| u64::from(d))
-        .sum();
-    (
-        trafs[0].base_decode_time,
-        duration,
-        trafs[0].first_sample_is_sync == Some(true),
-    )
-}
 
 /// Complete segments of a media playlist: media sequence number → URI.
 fn segments(playlist: &str) -> BTreeMap<u64, String> {
@@ -142,7 +125,7 @@ async fn ladder_is_aligned_listed_and_switchable_in_hls_js() {
         for ((rung, ..), segs) in RUNGS.iter().zip(&listed) {
             let url = server.url(&format!("abr/{rung}"), &segs[msn]);
             let bytes = get_bytes(&http, &url).await;
-            timings.push(video_timing(&bytes));
+            timings.push(boxes::video_timing(&bytes));
         }
         assert!(
             timings.iter().all(|t| t.2),

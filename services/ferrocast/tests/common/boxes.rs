@@ -136,3 +136,22 @@ pub fn trafs(buf: &[u8]) -> Vec<TrafInfo> {
     }
     out
 }
+
+/// `tfdt` of a segment's first video fragment (the track of its first
+/// traf), the video duration of the whole segment, and whether it starts
+/// with a sync sample.
+pub fn video_timing(segment: &[u8]) -> (u64, u64, bool) {
+    let trafs = trafs(segment);
+    let video = trafs[0].track_id;
+    let duration = trafs
+        .iter()
+        .filter(|t| t.track_id == video)
+        .flat_map(|t| t.durations.iter())
+        .map(|&d| u64::from(d))
+        .sum();
+    (
+        trafs[0].base_decode_time,
+        duration,
+        trafs[0].first_sample_is_sync == Some(true),
+    )
+}
