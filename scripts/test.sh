@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and integration tests against
 # real ffmpeg / srt-live-transmit senders and players, the hls.js browser
-# test in headless Chromium, and the fuzz targets' build. Installs what it
-# needs; every server a test needs is started by the test on free ports.
+# test in headless Chromium, the edge's HTTP/3 test with aioquic, and the fuzz
+# targets' build. Installs what it needs; every server a test needs is
+# started by the test on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -14,12 +15,20 @@ command -v npm >/dev/null || install_debian_packages npm
 echo "== browser test dependencies (npm)" >&2
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
+echo "== HTTP/3 test client (aioquic)" >&2
+command -v python3 >/dev/null || install_debian_packages python3
+python3 -c "import aioquic" 2>/dev/null || {
+  python3 -m pip --version >/dev/null 2>&1 || install_debian_packages python3-pip
+  python3 -m pip install --user --quiet aioquic 2>/dev/null ||
+    python3 -m pip install --user --quiet --break-system-packages aioquic
+}
+
 echo "== cargo fmt" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
-REQUIRE_BROWSER_TESTS=1 cargo test --locked --workspace
+REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 cargo test --locked --workspace
 echo "== cargo doc" >&2
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps -q
 echo "== fuzz targets build" >&2

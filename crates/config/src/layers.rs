@@ -106,6 +106,16 @@ impl Layers {
 
     /// Deserialise the merged layers over the defaults and validate ranges.
     pub fn build(self) -> Result<Config, ConfigError> {
+        if let Some(Value::Table(edge)) = self.merged.get("edge")
+            && (!edge.contains_key("jwt") || !edge.contains_key("token"))
+        {
+            return Err(ConfigError::Range(
+                "edge: the edge needs [edge.jwt] (viewer JWT keys) and [edge.token] (edge \
+                 token keys) in the config file; --https-listen, --tls-cert and --tls-key \
+                 only adjust an [edge] section"
+                    .to_owned(),
+            ));
+        }
         let config: Config = Value::Table(self.merged)
             .try_into()
             .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
@@ -141,6 +151,16 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         .transcode
         .validate()
         .map_err(|e| ConfigError::Range(e.to_string()))?;
+    if let Some(edge) = &config.edge {
+        edge.validate()
+            .map_err(|e| ConfigError::Range(e.to_string()))?;
+        if edge.https_listen.port() != 0 && edge.https_listen == config.http_listen {
+            return Err(ConfigError::Range(format!(
+                "edge.https_listen = {} is also http_listen (the origin's address)",
+                edge.https_listen
+            )));
+        }
+    }
     if !(3..=1000).contains(&hls.window_segments) {
         return Err(ConfigError::Range(format!(
             "hls.window_segments = {} is outside 3..=1000",
@@ -554,5 +574,80 @@ mod tests {
             Layers::default().with_file(&dir.path().join("missing.toml")),
             Err(ConfigError::Read { .. })
         ));
+    }
+
+    const EDGE: &str = r#"
+[edge]
+tls_cert = "/etc/ferrocast/cert.pem"
+tls_key = "/etc/ferrocast/key.pem"
+[edge.jwt]
+audience = "ferrocast"
+[[edge.jwt.keys]]
+kid = "k1"
+algorithm = "HS256"
+secret = "0123456789abcdef0123456789abcdef"
+[edge.token]
+keys = [{ kid = 1, secret = "edge-secret-edge-secret-edge-secret!" }]
+"#;
+
+    #[test]
+    fn edge_section_is_optional_and_layers() {
+        assert_eq!(Layers::default().build().unwrap().edge, None);
+        let config = Layers::default()
+            .with_env(env(&[("FERROCAST_EDGE__HTTP3", "false")]))
+            .with_file_text(EDGE)
+            .unwrap()
+            .with_value("edge.https_listen", "127.0.0.1:9443")
+            .build()
+            .unwrap();
+        let edge = config.edge.unwrap();
+        assert_eq!(edge.https_listen.port(), 9443);
+        assert!(!edge.http3);
+        assert_eq!(edge.jwt.audience, "ferrocast");
+        assert!(
+            !format!("{edge:?}").contains("0123456789abcdef"),
+            "secrets redacted"
+        );
+    }
+
+    #[test]
+    fn edge_flags_without_an_edge_section_say_what_is_missing() {
+        let error = Layers::default()
+            .with_value("edge.https_listen", "127.0.0.1:9443")
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("[edge.jwt]"), "{error}");
+    }
+
+    #[test]
+    fn edge_section_is_validated() {
+        let text = EDGE.replace("tls_key = \"/etc/ferrocast/key.pem\"\n", "");
+        let error = Layers::default()
+            .with_file_text(&text)
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("tls_cert and tls_key"),
+            "{error}"
+        );
+        let text = EDGE.replace("0123456789abcdef0123456789abcdef", "short");
+        assert!(
+            Layers::default()
+                .with_file_text(&text)
+                .unwrap()
+                .build()
+                .is_err()
+        );
+        let text = format!(
+            "http_listen = \"127.0.0.1:8443\"\n{}",
+            EDGE.replace("[edge]\n", "[edge]\nhttps_listen = \"127.0.0.1:8443\"\n")
+        );
+        let error = Layers::default()
+            .with_file_text(&text)
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("also http_listen"), "{error}");
     }
 }

@@ -30,6 +30,11 @@ pub struct Config {
     pub rtp: Vec<RtpConfig>,
     /// Transcoder settings (`[transcode]`): the ABR ladder, NVENC, shedding.
     pub transcode: TranscodeConfig,
+    /// The HTTPS / HTTP/3 edge (`[edge]`): listeners, certificate, viewer
+    /// JWTs, edge tokens, playlist rewriting. Absent (the default): no
+    /// edge, the origin alone serves on `http_listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge: Option<ferrocast_edge::EdgeConfig>,
 }
 
 impl Default for Config {
@@ -43,6 +48,7 @@ impl Default for Config {
             streams: Vec::new(),
             rtp: Vec::new(),
             transcode: TranscodeConfig::default(),
+            edge: None,
         }
     }
 }

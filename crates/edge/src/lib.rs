@@ -85,28 +85,74 @@
 //! `examples/edge_flow.rs` walks the same flow with printed output.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "server")]
+pub mod coalesce;
 pub mod edge_token;
+#[cfg(feature = "server")]
+pub mod http_upstream;
+#[cfg(feature = "server")]
+mod in_process;
 pub mod jwt;
 pub mod rewrite;
 mod secret;
+#[cfg(feature = "server")]
+pub mod server;
+pub mod upstream;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "server")]
+pub use coalesce::{Coalescing, CoalescingConfig, CoalescingStats};
 pub use edge_token::{
     EdgeClaims, EdgeKeyConfig, EdgeTokenConfig, EdgeTokenConfigError, EdgeTokenError, EdgeTokens,
     SessionId, SessionLimit,
 };
+#[cfg(feature = "server")]
+pub use http_upstream::{
+    BreakerConfig, BreakerState, HttpUpstream, HttpUpstreamConfig, HttpUpstreamConfigError,
+};
+#[cfg(feature = "server")]
+pub use in_process::InProcessUpstream;
 pub use jwt::{
     JwtAlgorithm, JwtConfig, JwtConfigError, JwtError, JwtKeyConfig, JwtVerifier, Viewer,
 };
 pub use rewrite::{KeyUris, RewriteConfig, RewriteConfigError, RewriteError, Rewriter};
 pub use secret::Secret;
+pub use upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
 
-/// The edge's configuration (`[edge]`): viewer JWTs, edge tokens, the
-/// rewriter.
+/// Default of [`EdgeConfig::https_listen`].
+pub const DEFAULT_HTTPS_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8443);
+
+/// The edge's configuration (`[edge]`): its listeners and certificate,
+/// viewer JWTs, edge tokens, the rewriter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeConfig {
+    /// Address of the HTTPS listener: TCP for HTTP/1.1 and HTTP/2 and, with
+    /// [`http3`](Self::http3), UDP on the same port number for HTTP/3.
+    /// Default `0.0.0.0:8443`. Port 0 picks a free port (the same one for
+    /// TCP and UDP).
+    #[serde(default = "default_https_listen")]
+    pub https_listen: SocketAddr,
+    /// PEM certificate chain (leaf first). With neither this nor
+    /// `tls_key`, a self-signed certificate is generated at start and its
+    /// SPKI SHA-256 logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTP/3 on UDP `https_listen`. Default true.
+    #[serde(default = "default_true")]
+    pub http3: bool,
+    /// A plain-HTTP (no TLS) listener for development, with the same
+    /// routes and token checks. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_http_listen: Option<SocketAddr>,
     /// Viewer JWT verification.
     pub jwt: JwtConfig,
     /// Edge token signing.
@@ -114,4 +160,53 @@ pub struct EdgeConfig {
     /// Playlist rewriting. Default: relative URIs only, key URIs signed.
     #[serde(default)]
     pub rewrite: RewriteConfig,
+}
+
+fn default_https_listen() -> SocketAddr {
+    DEFAULT_HTTPS_LISTEN
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Why the edge's settings cannot be used (checked at start).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EdgeConfigError {
+    /// `[edge.jwt]`.
+    #[error(transparent)]
+    Jwt(#[from] JwtConfigError),
+    /// `[edge.token]`.
+    #[error(transparent)]
+    Token(#[from] EdgeTokenConfigError),
+    /// `[edge.rewrite]`.
+    #[error(transparent)]
+    Rewrite(#[from] RewriteConfigError),
+    /// Only one of `tls_cert` and `tls_key` is set.
+    #[error(
+        "edge: tls_cert and tls_key go together (set both, or neither for a self-signed certificate)"
+    )]
+    CertWithoutKey,
+    /// The plain-HTTP listener is the HTTPS address.
+    #[error("edge: plain_http_listen must differ from https_listen")]
+    SameListener,
+}
+
+impl EdgeConfig {
+    /// Checks every part of the configuration without opening anything:
+    /// the keys parse, the rewriter settings are valid, the listeners make
+    /// sense.
+    pub fn validate(&self) -> Result<(), EdgeConfigError> {
+        JwtVerifier::new(&self.jwt)?;
+        EdgeTokens::new(&self.token)?;
+        Rewriter::new(&self.rewrite)?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(EdgeConfigError::CertWithoutKey);
+        }
+        if self.plain_http_listen == Some(self.https_listen) && self.https_listen.port() != 0 {
+            return Err(EdgeConfigError::SameListener);
+        }
+        Ok(())
+    }
 }

@@ -1,10 +1,12 @@
 //! `ferrocast`: the all-in-one Ferrocast binary.
 //!
 //! `ferrocast up` runs every role in one process with embedded defaults: the
-//! SRT listener, the in-process media bus, the packager and the HTTP origin.
+//! SRT listener, the in-process media bus, the packager and the HTTP origin,
+//! and with an `[edge]` section the HTTPS / HTTP/3 edge in front of it.
 //! Configuration comes from `FERROCAST_*` environment variables, then a TOML
 //! file (`--config`), then flags, each winning over the one before.
 
+mod edge;
 mod status;
 mod transcode;
 
@@ -16,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferrocast_config::{Config, Layers};
+use ferrocast_edge::server::EdgeMetrics;
 use tracing::info;
 
 /// Log filter when `FERROCAST_LOG` is unset. srt-protocol logs every
@@ -63,6 +66,18 @@ struct UpArgs {
     /// [config: transcode.ladder; env FERROCAST_TRANSCODE__LADDER; default auto].
     #[arg(long, value_name = "NAME|off")]
     ladder: Option<String>,
+    /// Address of the edge's HTTPS listener, TCP for HTTP/1.1 and 2 and UDP
+    /// for HTTP/3 [config: edge.https_listen; default 0.0.0.0:8443]. Needs
+    /// an `[edge]` section (JWT and edge token keys) in the config file.
+    #[arg(long, value_name = "ADDR")]
+    https_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the edge [config: edge.tls_cert; default: a
+    /// self-signed certificate generated at start].
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert` [config: edge.tls_key].
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl UpArgs {
@@ -82,6 +97,15 @@ impl UpArgs {
         }
         if let Some(ladder) = &self.ladder {
             layers = layers.with_value("transcode.ladder", ladder.clone());
+        }
+        if let Some(addr) = self.https_listen {
+            layers = layers.with_value("edge.https_listen", addr.to_string());
+        }
+        if let Some(cert) = &self.tls_cert {
+            layers = layers.with_value("edge.tls_cert", cert.display().to_string());
+        }
+        if let Some(key) = &self.tls_key {
+            layers = layers.with_value("edge.tls_key", key.display().to_string());
         }
         Ok(layers.build()?)
     }
@@ -150,23 +174,42 @@ async fn up(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let srt = Arc::new(srt);
+    let edge_metrics = match &config.edge {
+        Some(_) => Some(EdgeMetrics::new().context("edge metrics")?),
+        None => None,
+    };
     let app = ferrocast_packager::http::router(origin.clone()).merge(status::router(
         origin.clone(),
         srt.clone(),
         rtp,
         bus,
         transcoder,
+        edge_metrics.clone(),
     ));
     let http = ferrocast_packager::http::serve(config.http_listen, app)
         .await
         .with_context(|| format!("binding HTTP origin on {}", config.http_listen))?;
+    let edge = match (&config.edge, edge_metrics) {
+        (Some(edge), Some(metrics)) => {
+            Some(edge::start(edge, &config.hls, &origin, metrics).await?)
+        }
+        _ => None,
+    };
     info!(srt = %srt.local_addr(), http = %http.local_addr(), "ferrocast up");
     // A machine-readable line for scripts and tests that start us on port 0.
-    println!(
-        "ferrocast ready srt={} http={}",
-        srt.local_addr(),
-        http.local_addr()
-    );
+    match &edge {
+        Some(edge) => println!(
+            "ferrocast ready srt={} http={} https={}",
+            srt.local_addr(),
+            http.local_addr(),
+            edge.https_addr()
+        ),
+        None => println!(
+            "ferrocast ready srt={} http={}",
+            srt.local_addr(),
+            http.local_addr()
+        ),
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;

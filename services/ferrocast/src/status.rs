@@ -1,5 +1,5 @@
 //! Operator endpoints of the all-in-one process: `/metrics` (Prometheus
-//! text format) and `/api/v1/streams` (JSON status of every stream and its
+//! text format, the edge's metrics included when it runs) and `/api/v1/streams` (JSON status of every stream and its
 //! publisher).
 
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use ferrocast_bus::InProcessBus;
+use ferrocast_edge::server::EdgeMetrics;
 use ferrocast_ingest::{PublisherStatus, RtpIngest, SrtIngest};
 use ferrocast_media::{CodecParams, TrackInfo, TrackKind};
 use ferrocast_packager::Origin;
@@ -23,6 +24,7 @@ struct Status {
     rtp: Arc<RtpIngest>,
     bus: InProcessBus,
     transcoder: Option<TranscodeService>,
+    edge_metrics: Option<EdgeMetrics>,
 }
 
 /// The operator routes.
@@ -32,6 +34,7 @@ pub fn router(
     rtp: Arc<RtpIngest>,
     bus: InProcessBus,
     transcoder: Option<TranscodeService>,
+    edge_metrics: Option<EdgeMetrics>,
 ) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
@@ -42,6 +45,7 @@ pub fn router(
             rtp,
             bus,
             transcoder,
+            edge_metrics,
         })
 }
 
@@ -110,7 +114,10 @@ fn transcode_json(t: &TranscodeService) -> Value {
 async fn metrics(State(status): State<Status>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        status.origin.metrics().render(),
+        match &status.edge_metrics {
+            Some(edge) => status.origin.metrics().render() + &edge.render(),
+            None => status.origin.metrics().render(),
+        },
     )
 }
 

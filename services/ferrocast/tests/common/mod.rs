@@ -5,6 +5,7 @@
 
 pub mod boxes;
 pub mod browser;
+pub mod edge;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -42,6 +43,9 @@ pub struct Server {
     child: Child,
     pub srt: SocketAddr,
     pub http: SocketAddr,
+    /// The edge's HTTPS address (TCP; UDP for HTTP/3 on the same port),
+    /// when the config has an `[edge]` section.
+    pub https: Option<SocketAddr>,
     pub data_dir: tempfile::TempDir,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -139,6 +143,10 @@ impl Server {
         Server {
             srt: field("srt="),
             http: field("http="),
+            https: line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("https="))
+                .map(|a| a.parse().unwrap()),
             child,
             data_dir,
             log,

@@ -1,0 +1,732 @@
+//! Request coalescing and the finished-media cache in front of an
+//! [`Upstream`].
+//!
+//! Ten thousand viewers blocked on the next part must cost one origin
+//! request. [`Coalescing`] keys every request by its path and its
+//! normalised query ([`normalize_query`]: the LL-HLS directives
+//! `_HLS_msn`, `_HLS_part`, `_HLS_skip`, sorted; everything else dropped),
+//! so blocking playlist requests for the same part share one upstream wait
+//! by construction, whatever order the player wrote the parameters in.
+//!
+//! For each request, in order:
+//!
+//! 1. **Cache.** Finished media (segments, init segments, complete parts) is
+//!    answered from memory. Cached: `200` responses that are not playlists,
+//!    whose `Cache-Control` says `immutable`, or whose path names a segment,
+//!    init segment or part (`seg*.m4s`, `init*.mp4`, `part*.m4s`) and whose
+//!    `Cache-Control` does not say `no-cache` (the packager sends `no-cache`
+//!    on a part still being written, `immutable` on a complete one), never
+//!    `no-store` or `private`; for `max-age` (capped by
+//!    [`CoalescingConfig::max_ttl_ms`]). The cache is an LRU bounded in
+//!    bytes.
+//! 2. **In flight.** A request equal to one being fetched waits for that
+//!    fetch and gets a clone of its outcome, error included. Errors and
+//!    non-cacheable responses (playlists, 404s, 503s) are never kept past
+//!    the fetch: a playlist request that arrives after a fetch completed
+//!    starts a new one, so a playlist is never older than its blocking
+//!    semantics allow.
+//! 3. **Fetch.** Otherwise the request starts a fetch on the Tokio runtime
+//!    (a spawned task), so a waiter that goes away never cancels the fetch
+//!    for the others; the fetch leaves the in-flight map when it completes.
+//!
+//! A request joins (or starts) its fetch when [`Upstream::fetch`] is called,
+//! not when the returned future is first polled.
+//!
+//! Memory is bounded: the cache by [`CoalescingConfig::cache_bytes`], the
+//! in-flight map by [`CoalescingConfig::max_in_flight`] distinct requests
+//! (past it a request goes to the upstream on its own, counted in
+//! [`CoalescingStats::bypassed`]). Waiters hold one shared handle each; how
+//! many there are is the server's concurrency limit.
+//!
+//! ```no_run
+//! use ferrocast_edge::coalesce::{Coalescing, CoalescingConfig};
+//! use ferrocast_edge::http_upstream::{HttpUpstream, HttpUpstreamConfig};
+//! use ferrocast_edge::upstream::{Upstream, UpstreamRequest};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let origin = HttpUpstream::new(HttpUpstreamConfig::new("http://packager:8080"))?;
+//! let edge = Coalescing::new(origin, CoalescingConfig::default());
+//! let response = edge
+//!     .fetch(UpstreamRequest {
+//!         path: "/live/cam/stream.m3u8".into(),
+//!         query: Some("_HLS_part=3&_HLS_msn=12".into()),
+//!     })
+//!     .await?;
+//! assert_eq!(response.status, 200);
+//! println!("{:?}", edge.stats());
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
+
+/// The query parameters the origin acts on (RFC 8216bis §6.2.5.1 "Client
+/// Delivery Directives"); every other one is dropped from the key and
+/// from the upstream request.
+pub const DIRECTIVES: [&str; 3] = ["_HLS_msn", "_HLS_part", "_HLS_skip"];
+
+/// Limits of a [`Coalescing`] layer (`[edge.coalesce]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoalescingConfig {
+    /// Bytes of cached media (bodies, headers and keys). Default 256 MiB.
+    pub cache_bytes: usize,
+    /// Largest object that is cached. Default 16 MiB.
+    pub max_object_bytes: usize,
+    /// Longest time an object stays cached, whatever its `max-age`. The
+    /// live window is short; a stream restarting under the same name reuses
+    /// part and segment names. Default 60 000 ms.
+    pub max_ttl_ms: u64,
+    /// Most distinct requests in flight at once. Default 65 536.
+    pub max_in_flight: usize,
+}
+
+impl Default for CoalescingConfig {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 256 << 20,
+            max_object_bytes: 16 << 20,
+            max_ttl_ms: 60_000,
+            max_in_flight: 65_536,
+        }
+    }
+}
+
+/// A snapshot of a [`Coalescing`] layer's counters (monotonic, since it was
+/// made) and gauges, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoalescingStats {
+    /// Requests answered from the cache.
+    pub hits: u64,
+    /// Requests that started an upstream fetch.
+    pub misses: u64,
+    /// Requests that joined a fetch already in flight.
+    pub coalesced: u64,
+    /// Requests sent upstream on their own because the in-flight map was
+    /// full (or no Tokio runtime was there to run a shared fetch).
+    pub bypassed: u64,
+    /// Responses put in the cache.
+    pub stored: u64,
+    /// Cached objects dropped to make room.
+    pub evictions: u64,
+    /// Cached objects dropped because their time was up.
+    pub expirations: u64,
+    /// Fetches that ended in an [`UpstreamError`] (shared, never cached).
+    pub errors: u64,
+    /// Bytes in the cache now.
+    pub cached_bytes: u64,
+    /// Objects in the cache now.
+    pub cached_objects: u64,
+    /// Distinct requests in flight now.
+    pub in_flight: u64,
+}
+
+type Outcome = Result<UpstreamResponse, UpstreamError>;
+type SharedFetch = Shared<BoxFuture<'static, Outcome>>;
+
+/// Coalesces concurrent equal requests into one upstream fetch and caches
+/// finished media; see the [module docs](self).
+///
+/// Cloning is cheap and clones share everything.
+pub struct Coalescing<U: Upstream> {
+    inner: Arc<Inner<U>>,
+}
+
+impl<U: Upstream> Clone for Coalescing<U> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<U: Upstream> std::fmt::Debug for Coalescing<U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coalescing")
+            .field("config", &self.inner.config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<U> {
+    upstream: Arc<U>,
+    config: CoalescingConfig,
+    state: Mutex<State>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    coalesced: AtomicU64,
+    bypassed: AtomicU64,
+    errors: AtomicU64,
+}
+
+struct State {
+    in_flight: HashMap<UpstreamRequest, Flight>,
+    next_flight: u64,
+    cache: Cache,
+}
+
+struct Flight {
+    id: u64,
+    shared: SharedFetch,
+}
+
+impl<U: Upstream> Coalescing<U> {
+    /// Put a coalescing layer and cache in front of `upstream`.
+    pub fn new(upstream: U, config: CoalescingConfig) -> Self {
+        let cache = Cache::new(config.cache_bytes);
+        Self {
+            inner: Arc::new(Inner {
+                upstream: Arc::new(upstream),
+                config,
+                state: Mutex::new(State {
+                    in_flight: HashMap::new(),
+                    next_flight: 0,
+                    cache,
+                }),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// The upstream behind the layer (for its own metrics).
+    pub fn upstream(&self) -> &U {
+        &self.inner.upstream
+    }
+
+    /// The layer's limits.
+    pub fn config(&self) -> &CoalescingConfig {
+        &self.inner.config
+    }
+
+    /// Counters and gauges now.
+    pub fn stats(&self) -> CoalescingStats {
+        let c = &self.inner.counters;
+        let state = self.inner.lock();
+        CoalescingStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            coalesced: c.coalesced.load(Ordering::Relaxed),
+            bypassed: c.bypassed.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            stored: state.cache.stored,
+            evictions: state.cache.evictions,
+            expirations: state.cache.expirations,
+            cached_bytes: state.cache.bytes as u64,
+            cached_objects: state.cache.map.len() as u64,
+            in_flight: state.in_flight.len() as u64,
+        }
+    }
+}
+
+impl<U> Inner<U> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves maps that are
+        // still consistent (every update is a single insert or remove).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Store a finished fetch's response if it may be cached.
+    fn finish(&self, key: &UpstreamRequest, outcome: &Outcome) {
+        match outcome {
+            Ok(response) => {
+                let max_ttl = Duration::from_millis(self.config.max_ttl_ms);
+                if let Some(ttl) = cache_ttl(key, response, max_ttl) {
+                    let size = entry_size(key, response);
+                    if size <= self.config.max_object_bytes {
+                        self.lock().cache.insert(
+                            key.clone(),
+                            response.clone(),
+                            size,
+                            Instant::now() + ttl,
+                        );
+                    }
+                }
+            }
+            Err(_) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Takes the fetch out of the in-flight map when the task that runs it
+/// ends, normally or by a panic in the upstream.
+struct FlightGuard<U> {
+    inner: Arc<Inner<U>>,
+    key: UpstreamRequest,
+    id: u64,
+}
+
+impl<U> Drop for FlightGuard<U> {
+    fn drop(&mut self) {
+        let removed = {
+            let mut state = self.inner.lock();
+            match state.in_flight.get(&self.key) {
+                Some(flight) if flight.id == self.id => state.in_flight.remove(&self.key),
+                _ => None,
+            }
+        };
+        // The shared handle is dropped outside the lock.
+        drop(removed);
+    }
+}
+
+impl<U: Upstream> Upstream for Coalescing<U> {
+    fn fetch(&self, req: UpstreamRequest) -> BoxFuture<'static, Outcome> {
+        let key = UpstreamRequest {
+            query: normalize_query(req.query.as_deref()),
+            path: req.path,
+        };
+        let counters = &self.inner.counters;
+        let runtime = tokio::runtime::Handle::try_current();
+        let mut state = self.inner.lock();
+        if let Some(response) = state.cache.get(&key, Instant::now()) {
+            drop(state);
+            counters.hits.fetch_add(1, Ordering::Relaxed);
+            return futures::future::ready(Ok(response)).boxed();
+        }
+        if let Some(flight) = state.in_flight.get(&key) {
+            let shared = flight.shared.clone();
+            drop(state);
+            counters.coalesced.fetch_add(1, Ordering::Relaxed);
+            return shared.boxed();
+        }
+        let runtime = match runtime {
+            Ok(runtime) if state.in_flight.len() < self.inner.config.max_in_flight => runtime,
+            _ => {
+                drop(state);
+                counters.bypassed.fetch_add(1, Ordering::Relaxed);
+                return self.inner.upstream.fetch(key);
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<Outcome>();
+        let shared = rx
+            .map(|received| {
+                received.unwrap_or_else(|_| {
+                    Err(UpstreamError::Unreachable("the shared fetch failed".into()))
+                })
+            })
+            .boxed()
+            .shared();
+        let id = state.next_flight;
+        state.next_flight += 1;
+        state.in_flight.insert(
+            key.clone(),
+            Flight {
+                id,
+                shared: shared.clone(),
+            },
+        );
+        drop(state);
+        counters.misses.fetch_add(1, Ordering::Relaxed);
+
+        let guard = FlightGuard {
+            inner: self.inner.clone(),
+            key,
+            id,
+        };
+        let fetch = self.inner.upstream.fetch(guard.key.clone());
+        runtime.spawn(async move {
+            let outcome = fetch.await;
+            // Cache first, then leave the in-flight map (the guard's drop):
+            // a request in between finds one or the other, never neither.
+            guard.inner.finish(&guard.key, &outcome);
+            drop(guard);
+            // Every waiter may be gone already: nothing to tell them.
+            let _ = tx.send(outcome);
+        });
+        shared.boxed()
+    }
+}
+
+/// The query as a cache and coalescing key: only the parameters in
+/// [`DIRECTIVES`], `name=value` pairs sorted, joined by `&`; `None` when
+/// none is left. Order-insensitive and idempotent. Values are kept as they
+/// are: the origin, not the edge, says which are valid (a duplicate
+/// directive stays, so the origin still refuses it).
+pub fn normalize_query(query: Option<&str>) -> Option<String> {
+    let mut pairs: Vec<&str> = query?
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+            DIRECTIVES.contains(&name)
+        })
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    pairs.sort_unstable();
+    Some(pairs.join("&"))
+}
+
+/// What a path names, as far as caching is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathKind {
+    Playlist,
+    /// A segment, a part or an init segment.
+    Media,
+    Other,
+}
+
+fn path_kind(path: &str) -> PathKind {
+    let file = path.rsplit('/').next().unwrap_or("");
+    if file.ends_with(".m3u8") {
+        PathKind::Playlist
+    } else if (file.starts_with("seg") || file.starts_with("part")) && file.ends_with(".m4s")
+        || file.starts_with("init") && file.ends_with(".mp4")
+    {
+        PathKind::Media
+    } else {
+        PathKind::Other
+    }
+}
+
+/// The `Cache-Control` directives that matter here.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct CacheControl {
+    immutable: bool,
+    no_cache: bool,
+    no_store: bool,
+    private: bool,
+    max_age: Option<u64>,
+}
+
+fn cache_control(headers: &[(String, String)]) -> CacheControl {
+    let mut cc = CacheControl::default();
+    let values = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("cache-control"));
+    for (_, value) in values {
+        for directive in value.split(',') {
+            let directive = directive.trim();
+            let (name, arg) = directive
+                .split_once('=')
+                .map_or((directive, None), |(n, a)| (n.trim(), Some(a.trim())));
+            match name.to_ascii_lowercase().as_str() {
+                "immutable" => cc.immutable = true,
+                "no-cache" => cc.no_cache = true,
+                "no-store" => cc.no_store = true,
+                "private" => cc.private = true,
+                "max-age" => {
+                    let age = arg.and_then(|a| a.trim_matches('"').parse().ok());
+                    // RFC 9111 §4.2.1: an invalid max-age means stale.
+                    cc.max_age = Some(cc.max_age.unwrap_or(u64::MAX).min(age.unwrap_or(0)));
+                }
+                _ => {}
+            }
+        }
+    }
+    cc
+}
+
+/// How long `response` to `key` may be cached, if at all.
+fn cache_ttl(
+    key: &UpstreamRequest,
+    response: &UpstreamResponse,
+    max: Duration,
+) -> Option<Duration> {
+    if response.status != 200 {
+        return None;
+    }
+    let kind = path_kind(&key.path);
+    if kind == PathKind::Playlist {
+        return None;
+    }
+    let cc = cache_control(&response.headers);
+    if cc.no_store || cc.private {
+        return None;
+    }
+    let finished = cc.immutable || kind == PathKind::Media && !cc.no_cache;
+    if !finished {
+        return None;
+    }
+    let ttl = cc.max_age.map_or(max, |s| Duration::from_secs(s).min(max));
+    (!ttl.is_zero()).then_some(ttl)
+}
+
+/// Bytes an entry is charged: body, headers, key, and a little for the
+/// map's own bookkeeping.
+fn entry_size(key: &UpstreamRequest, response: &UpstreamResponse) -> usize {
+    const OVERHEAD: usize = 128;
+    let headers: usize = response
+        .headers
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 48)
+        .sum();
+    let key_len = key.path.len() + key.query.as_ref().map_or(0, String::len);
+    OVERHEAD + response.body.len() + headers + 2 * key_len
+}
+
+/// An LRU of responses bounded in bytes.
+struct Cache {
+    map: HashMap<UpstreamRequest, CacheEntry>,
+    /// Last use → key; the first is the least recently used.
+    order: BTreeMap<u64, UpstreamRequest>,
+    tick: u64,
+    bytes: usize,
+    capacity: usize,
+    stored: u64,
+    evictions: u64,
+    expirations: u64,
+}
+
+struct CacheEntry {
+    response: UpstreamResponse,
+    size: usize,
+    expires: Instant,
+    used: u64,
+}
+
+impl Cache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            order: BTreeMap::new(),
+            tick: 0,
+            bytes: 0,
+            capacity,
+            stored: 0,
+            evictions: 0,
+            expirations: 0,
+        }
+    }
+
+    fn get(&mut self, key: &UpstreamRequest, now: Instant) -> Option<UpstreamResponse> {
+        let entry = self.map.get_mut(key)?;
+        if entry.expires <= now {
+            self.remove(key);
+            self.expirations += 1;
+            return None;
+        }
+        self.tick += 1;
+        self.order.remove(&entry.used);
+        entry.used = self.tick;
+        self.order.insert(self.tick, key.clone());
+        Some(entry.response.clone())
+    }
+
+    fn insert(
+        &mut self,
+        key: UpstreamRequest,
+        response: UpstreamResponse,
+        size: usize,
+        expires: Instant,
+    ) {
+        if size > self.capacity {
+            return;
+        }
+        self.remove(&key);
+        while self.bytes + size > self.capacity {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(entry) = self.map.remove(&oldest) {
+                self.bytes -= entry.size;
+                self.evictions += 1;
+            }
+        }
+        self.tick += 1;
+        self.order.insert(self.tick, key.clone());
+        self.map.insert(
+            key,
+            CacheEntry {
+                response,
+                size,
+                expires,
+                used: self.tick,
+            },
+        );
+        self.bytes += size;
+        self.stored += 1;
+    }
+
+    fn remove(&mut self, key: &UpstreamRequest) {
+        if let Some(entry) = self.map.remove(key) {
+            self.order.remove(&entry.used);
+            self.bytes -= entry.size;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn response(status: u16, cache_control: &str, body: &'static [u8]) -> UpstreamResponse {
+        UpstreamResponse {
+            status,
+            headers: vec![("cache-control".into(), cache_control.into())],
+            body: bytes::Bytes::from_static(body),
+        }
+    }
+
+    fn key(path: &str) -> UpstreamRequest {
+        UpstreamRequest {
+            path: path.into(),
+            query: None,
+        }
+    }
+
+    #[test]
+    fn query_keeps_sorted_directives_only() {
+        assert_eq!(normalize_query(None), None);
+        assert_eq!(normalize_query(Some("")), None);
+        assert_eq!(normalize_query(Some("token=abc&x=1")), None);
+        assert_eq!(
+            normalize_query(Some("_HLS_skip=YES&token=t&_HLS_part=2&_HLS_msn=273")).as_deref(),
+            Some("_HLS_msn=273&_HLS_part=2&_HLS_skip=YES")
+        );
+        // Duplicates and bare names stay, for the origin to refuse.
+        assert_eq!(
+            normalize_query(Some("_HLS_msn=2&_HLS_msn=1&_HLS_part")).as_deref(),
+            Some("_HLS_msn=1&_HLS_msn=2&_HLS_part")
+        );
+        // A prefix of a directive is not the directive.
+        assert_eq!(normalize_query(Some("_HLS_msnx=1&_HLS=2")), None);
+    }
+
+    fn query_parts() -> impl Strategy<Value = Vec<String>> {
+        let name = prop_oneof![
+            Just("_HLS_msn".to_owned()),
+            Just("_HLS_part".to_owned()),
+            Just("_HLS_skip".to_owned()),
+            Just("token".to_owned()),
+            "[a-zA-Z_]{0,8}",
+        ];
+        let pair = (name, proptest::option::of("[0-9A-Za-z%.]{0,6}")).prop_map(|(n, v)| match v {
+            Some(v) => format!("{n}={v}"),
+            None => n,
+        });
+        proptest::collection::vec(pair, 0..8)
+    }
+
+    proptest! {
+        #[test]
+        fn normalization_is_order_insensitive(parts in query_parts(), seed in any::<u64>()) {
+            let mut shuffled = parts.clone();
+            // A deterministic shuffle from the seed.
+            let mut s = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+                shuffled.swap(i, (s % (i as u64 + 1)) as usize);
+            }
+            let a = normalize_query(Some(&parts.join("&")));
+            let b = normalize_query(Some(&shuffled.join("&")));
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn normalization_is_idempotent(parts in query_parts()) {
+            let once = normalize_query(Some(&parts.join("&")));
+            let twice = normalize_query(once.as_deref());
+            prop_assert_eq!(&once, &twice);
+            if let Some(q) = &once {
+                for pair in q.split('&') {
+                    let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+                    prop_assert!(DIRECTIVES.contains(&name), "{}", q);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn what_is_cached_and_for_how_long() {
+        let max = Duration::from_secs(60);
+        let ttl = |path: &str, r: &UpstreamResponse| cache_ttl(&key(path), r, max);
+        let immutable = response(200, "public, max-age=3600, immutable", b"x");
+        // The packager's finished media: capped at the maximum.
+        assert_eq!(ttl("/live/cam/seg3.m4s", &immutable), Some(max));
+        assert_eq!(ttl("/live/cam/part3.1.m4s", &immutable), Some(max));
+        assert_eq!(ttl("/live/cam/720p/init0.mp4", &immutable), Some(max));
+        // A part still being written when its headers left.
+        assert_eq!(
+            ttl("/live/cam/part3.2.m4s", &response(200, "no-cache", b"x")),
+            None
+        );
+        // Media by name, with a shorter max-age.
+        assert_eq!(
+            ttl("/live/cam/seg3.m4s", &response(200, "max-age=5", b"x")),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            ttl("/live/cam/seg3.m4s", &response(200, "", b"x")),
+            Some(max)
+        );
+        // Never: playlists (whatever they say), errors, no-store, private,
+        // max-age=0, unknown paths without immutable.
+        assert_eq!(ttl("/live/cam/stream.m3u8", &immutable), None);
+        assert_eq!(
+            ttl("/live/cam/index.m3u8", &response(200, "max-age=60", b"x")),
+            None
+        );
+        assert_eq!(
+            ttl("/live/cam/seg3.m4s", &response(404, "max-age=60", b"x")),
+            None
+        );
+        assert_eq!(
+            ttl("/live/cam/seg3.m4s", &response(200, "no-store", b"x")),
+            None
+        );
+        assert_eq!(
+            ttl("/live/cam/seg3.m4s", &response(200, "Private", b"x")),
+            None
+        );
+        assert_eq!(
+            ttl("/live/cam/seg3.m4s", &response(200, "max-age=0", b"x")),
+            None
+        );
+        assert_eq!(
+            ttl("/live/cam/seg3.m4s", &response(200, "max-age=bad", b"x")),
+            None
+        );
+        assert_eq!(ttl("/healthz", &response(200, "max-age=60", b"x")), None);
+        assert_eq!(ttl("/static/logo.png", &immutable), Some(max));
+    }
+
+    #[test]
+    fn lru_by_bytes() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let mut cache = Cache::new(300);
+        let r = response(200, "immutable", b"");
+        cache.insert(key("/a"), r.clone(), 100, later);
+        cache.insert(key("/b"), r.clone(), 100, later);
+        cache.insert(key("/c"), r.clone(), 100, later);
+        assert_eq!(cache.bytes, 300);
+        // Touch /a: /b is now the least recently used.
+        assert!(cache.get(&key("/a"), now).is_some());
+        cache.insert(key("/d"), r.clone(), 150, later);
+        assert!(cache.get(&key("/b"), now).is_none());
+        assert!(cache.get(&key("/c"), now).is_none());
+        assert!(cache.get(&key("/a"), now).is_some());
+        assert_eq!((cache.bytes, cache.evictions), (250, 2));
+        // Bigger than the whole cache: not stored, nothing evicted.
+        cache.insert(key("/huge"), r.clone(), 301, later);
+        assert_eq!((cache.map.len(), cache.evictions), (2, 2));
+        // Replacing an entry charges its new size once.
+        cache.insert(key("/a"), r.clone(), 50, later);
+        assert_eq!(cache.bytes, 200);
+        // Expired entries are gone on the next look.
+        assert!(cache.get(&key("/a"), later).is_none());
+        assert_eq!((cache.expirations, cache.bytes), (1, 150));
+        assert_eq!(cache.order.len(), cache.map.len());
+    }
+}

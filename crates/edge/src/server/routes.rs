@@ -1,0 +1,747 @@
+//! The one request handler behind HTTP/1.1, HTTP/2 and HTTP/3: path
+//! grammar, viewer JWT or edge token, upstream fetch, playlist rewriting,
+//! CORS and caching headers.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ferrocast_hls::{MEDIA_PLAYLIST_NAME, RenditionName, ResourceName};
+use ferrocast_media::StreamName;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use tracing::{Instrument, debug, debug_span, warn};
+
+use super::metrics::EdgeMetrics;
+use crate::edge_token::query_param;
+use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
+use crate::{EdgeConfig, EdgeConfigError, EdgeTokens, JwtError, JwtVerifier, Rewriter, jwt};
+
+const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+/// Parts, segments and init segments never change once complete.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const NO_CACHE: &str = "no-cache";
+/// Response headers a browser's script may read besides the safelisted
+/// ones.
+const EXPOSE_HEADERS: &str = "Age, Date, Content-Length";
+/// Longest upstream error body passed on to the viewer.
+const MAX_PASSED_ERROR_BODY: usize = 200;
+
+/// Which protocol a request came in on (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.x over TLS or plain TCP.
+    Http1,
+    /// HTTP/2 over TLS or plain TCP.
+    Http2,
+    /// HTTP/3 over QUIC.
+    Http3,
+}
+
+impl Protocol {
+    /// The label value: `h1`, `h2`, `h3`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "h1",
+            Protocol::Http2 => "h2",
+            Protocol::Http3 => "h3",
+        }
+    }
+}
+
+/// What a request path asks for, validated against the origin's grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target<'a> {
+    /// `/live/NAME/index.m3u8`.
+    Multivariant { stream: &'a str },
+    /// `/live/NAME[/RUNG]/stream.m3u8`.
+    MediaPlaylist { stream: &'a str },
+    /// `/live/NAME[/RUNG]/{initN.mp4,partM.I.m4s,segM.m4s}`.
+    Media { stream: &'a str, kind: MediaKind },
+}
+
+/// The kind of a media resource (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MediaKind {
+    Init,
+    Part,
+    Segment,
+}
+
+impl Target<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Target::Multivariant { .. } => "multivariant",
+            Target::MediaPlaylist { .. } => "playlist",
+            Target::Media {
+                kind: MediaKind::Init,
+                ..
+            } => "init",
+            Target::Media {
+                kind: MediaKind::Part,
+                ..
+            } => "part",
+            Target::Media {
+                kind: MediaKind::Segment,
+                ..
+            } => "segment",
+        }
+    }
+
+    fn stream(&self) -> &str {
+        match self {
+            Target::Multivariant { stream }
+            | Target::MediaPlaylist { stream }
+            | Target::Media { stream, .. } => stream,
+        }
+    }
+}
+
+/// Parses a request path (no query) against the origin's URL grammar:
+/// `/live/NAME/index.m3u8`, `/live/NAME/FILE`, `/live/NAME/RUNG/FILE`. A
+/// percent sign (an encoded slash or dot, or anything else encoded) or a
+/// `..` is refused outright; names must pass the origin's own parsers.
+pub(crate) fn parse_path(path: &str) -> Option<Target<'_>> {
+    if path.contains('%') || path.contains("..") {
+        return None;
+    }
+    let rest = path.strip_prefix("/live/")?;
+    let mut parts = rest.split('/');
+    let stream = parts.next()?;
+    let second = parts.next()?;
+    let third = parts.next();
+    if parts.next().is_some() {
+        return None;
+    }
+    StreamName::new(stream).ok()?;
+    let file = match third {
+        None => {
+            if second == "index.m3u8" {
+                return Some(Target::Multivariant { stream });
+            }
+            second
+        }
+        Some(file) => {
+            RenditionName::new(second).ok()?;
+            file
+        }
+    };
+    if file == MEDIA_PLAYLIST_NAME {
+        return Some(Target::MediaPlaylist { stream });
+    }
+    let kind = match ResourceName::parse(file).ok()? {
+        ResourceName::Init { .. } => MediaKind::Init,
+        ResourceName::Part(_) => MediaKind::Part,
+        ResourceName::Segment { .. } => MediaKind::Segment,
+    };
+    Some(Target::Media { stream, kind })
+}
+
+/// The token the viewer presented (the first `param`) and the query to send
+/// upstream: only the `_HLS_*` parameters, in their order, so that equal
+/// requests are equal upstream (and coalesce).
+pub(crate) fn split_query<'a>(
+    query: Option<&'a str>,
+    param: &str,
+) -> (Option<&'a str>, Option<String>) {
+    let Some(query) = query else {
+        return (None, None);
+    };
+    let token = query_param(query, param);
+    let upstream: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.starts_with("_HLS_"))
+        .collect();
+    let upstream = (!upstream.is_empty()).then(|| upstream.join("&"));
+    (token, upstream)
+}
+
+/// Seconds since the Unix epoch.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+fn system_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The request handler every listener calls. Cheap to clone.
+#[derive(Clone)]
+pub struct Handler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jwts: JwtVerifier,
+    tokens: EdgeTokens,
+    rewriter: Rewriter,
+    token_param: String,
+    upstream: Arc<dyn Upstream>,
+    metrics: EdgeMetrics,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("jwts", &self.inner.jwts)
+            .field("tokens", &self.inner.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handler {
+    /// Builds the handler from the edge's settings, the upstream it fetches
+    /// from and its metrics.
+    pub fn new(
+        config: &EdgeConfig,
+        upstream: Arc<dyn Upstream>,
+        metrics: EdgeMetrics,
+    ) -> Result<Self, EdgeConfigError> {
+        Handler::with_clock(config, upstream, metrics, Arc::new(system_clock))
+    }
+
+    /// [`Handler::new`] reading the time from `clock` (Unix seconds).
+    pub fn with_clock(
+        config: &EdgeConfig,
+        upstream: Arc<dyn Upstream>,
+        metrics: EdgeMetrics,
+        clock: Clock,
+    ) -> Result<Self, EdgeConfigError> {
+        Ok(Handler {
+            inner: Arc::new(Inner {
+                jwts: JwtVerifier::new(&config.jwt)?,
+                tokens: EdgeTokens::new(&config.token)?,
+                rewriter: Rewriter::new(&config.rewrite)?,
+                token_param: config.rewrite.token_param.clone(),
+                upstream,
+                metrics,
+                clock,
+            }),
+        })
+    }
+
+    /// Answers one request. The body of `request` is ignored (the edge
+    /// serves GET, HEAD and CORS preflights only).
+    pub async fn handle(&self, protocol: Protocol, request: Request<()>) -> Response<Bytes> {
+        let path = request.uri().path();
+        let target = parse_path(path);
+        let kind = match (&target, request.method()) {
+            (_, &Method::OPTIONS) => "preflight",
+            (Some(t), _) => t.kind(),
+            (None, _) => "other",
+        };
+        let span = debug_span!(
+            "edge_request",
+            protocol = protocol.label(),
+            kind,
+            stream = target.as_ref().map(|t| t.stream()).unwrap_or(""),
+        );
+        let mut response = self.respond(&request, target).instrument(span).await;
+        let length = response.body().len();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSE_HEADERS),
+        );
+        headers.insert(header::CONTENT_LENGTH, length.into());
+        if request.method() == Method::HEAD {
+            *response.body_mut() = Bytes::new();
+        }
+        self.inner
+            .metrics
+            .requests
+            .with_label_values(&[protocol.label(), kind, response.status().as_str()])
+            .inc();
+        response
+    }
+
+    async fn respond(&self, request: &Request<()>, target: Option<Target<'_>>) -> Response<Bytes> {
+        match *request.method() {
+            Method::OPTIONS => return preflight(),
+            Method::GET | Method::HEAD => {}
+            _ => {
+                let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+                response.headers_mut().insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, OPTIONS"),
+                );
+                return response;
+            }
+        }
+        let path = request.uri().path();
+        if path == "/healthz" {
+            return text(StatusCode::OK, "ok");
+        }
+        let Some(target) = target else {
+            return text(StatusCode::NOT_FOUND, "not found");
+        };
+        let inner = &self.inner;
+        let (presented, upstream_query) = split_query(request.uri().query(), &inner.token_param);
+        let now = (inner.clock)();
+        let stream = target.stream();
+        // The token to sign into a playlist's URIs, if this is a playlist.
+        let sign_with = match target {
+            Target::Multivariant { .. } => {
+                let from_header = request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(jwt::bearer);
+                let Some(presented) = from_header.or(presented) else {
+                    return refuse(JwtError::Missing.status(), JwtError::Missing.reason());
+                };
+                match inner.jwts.verify(presented, stream, now) {
+                    Ok(viewer) => Some(inner.tokens.sign_session(stream, &viewer, None, now)),
+                    Err(e) => {
+                        debug!(reason = e.reason(), "viewer JWT refused");
+                        return refuse(e.status(), e.reason());
+                    }
+                }
+            }
+            Target::MediaPlaylist { .. } | Target::Media { .. } => {
+                let claims = match inner.tokens.verify(presented.unwrap_or(""), stream, now) {
+                    Ok(claims) => claims,
+                    Err(e) => {
+                        debug!(reason = e.reason(), "edge token refused");
+                        return refuse(e.status(), e.reason());
+                    }
+                };
+                matches!(target, Target::MediaPlaylist { .. })
+                    .then(|| inner.tokens.sign_media(stream, &claims, now))
+            }
+        };
+        let fetched = inner
+            .upstream
+            .fetch(UpstreamRequest {
+                path: path.to_owned(),
+                query: upstream_query,
+            })
+            .await;
+        let upstream = match fetched {
+            Ok(upstream) => upstream,
+            Err(e) => {
+                let (label, status, reason) = match &e {
+                    UpstreamError::Timeout => {
+                        ("timeout", StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
+                    }
+                    UpstreamError::CircuitOpen(_) => (
+                        "circuit_open",
+                        StatusCode::BAD_GATEWAY,
+                        "upstream unavailable",
+                    ),
+                    _ => (
+                        "unreachable",
+                        StatusCode::BAD_GATEWAY,
+                        "upstream unreachable",
+                    ),
+                };
+                warn!(error = %e, path, "upstream fetch failed");
+                inner
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[label])
+                    .inc();
+                return text(status, reason);
+            }
+        };
+        if upstream.status != 200 {
+            return upstream_error(&upstream);
+        }
+        match sign_with {
+            Some(token) => match inner.rewriter.rewrite_bytes(&upstream.body, &token) {
+                Ok(body) => {
+                    let mut response = Response::new(Bytes::from(body));
+                    let headers = response.headers_mut();
+                    headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(PLAYLIST_TYPE),
+                    );
+                    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
+                    response
+                }
+                Err(e) => {
+                    warn!(error = %e, path, "upstream playlist not rewritable");
+                    inner
+                        .metrics
+                        .upstream_errors
+                        .with_label_values(&["bad_playlist"])
+                        .inc();
+                    text(StatusCode::BAD_GATEWAY, "bad playlist from upstream")
+                }
+            },
+            None => media(upstream),
+        }
+    }
+}
+
+fn header_of<'a>(upstream: &'a UpstreamResponse, name: &str) -> Option<&'a str> {
+    upstream
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A part, segment or init segment. Complete objects are immutable; the
+/// origin's own `Cache-Control` wins when it says otherwise (a part it
+/// was still writing).
+fn media(upstream: UpstreamResponse) -> Response<Bytes> {
+    let content_type = header_of(&upstream, "content-type")
+        .and_then(|v| HeaderValue::from_str(v).ok())
+        .unwrap_or(HeaderValue::from_static("video/mp4"));
+    let cache = match header_of(&upstream, "cache-control") {
+        None => HeaderValue::from_static(IMMUTABLE),
+        Some(v) if v.contains("immutable") => HeaderValue::from_static(IMMUTABLE),
+        Some(v) => HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static(NO_CACHE)),
+    };
+    let mut response = Response::new(upstream.body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CACHE_CONTROL, cache);
+    response
+}
+
+/// The origin's refusal, passed on: its status (a redirect or an
+/// informational status becomes 502) and its short text reason.
+fn upstream_error(upstream: &UpstreamResponse) -> Response<Bytes> {
+    let status = StatusCode::from_u16(upstream.status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = std::str::from_utf8(&upstream.body)
+        .ok()
+        .map(str::trim)
+        .filter(|t| {
+            !t.is_empty()
+                && t.len() <= MAX_PASSED_ERROR_BODY
+                && t.chars().all(|c| c == ' ' || c.is_ascii_graphic())
+        });
+    match body {
+        Some(body) => text(status, body),
+        None => text(
+            status,
+            status.canonical_reason().unwrap_or("upstream error"),
+        ),
+    }
+}
+
+fn refuse(status: u16, reason: &str) -> Response<Bytes> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut response = text(status, reason);
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"ferrocast\""),
+        );
+    }
+    response
+}
+
+fn text(status: StatusCode, reason: &str) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from(format!("{reason}\n")));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
+    response
+}
+
+/// CORS preflight: a player sending `Authorization` asks first.
+fn preflight() -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Range"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Mutex;
+
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+
+    use super::*;
+
+    const NOW: u64 = 1_750_000_000;
+    const HS: &str = "unit-test-hs256-secret-unit-test-hs256";
+
+    /// Answers from a table and records what it was asked.
+    struct Fake {
+        answers: Vec<(&'static str, Result<UpstreamResponse, UpstreamError>)>,
+        asked: Mutex<Vec<UpstreamRequest>>,
+    }
+
+    impl Upstream for Fake {
+        fn fetch(
+            &self,
+            req: UpstreamRequest,
+        ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
+            let answer = self
+                .answers
+                .iter()
+                .find(|(suffix, _)| req.path.ends_with(suffix))
+                .map(|(_, a)| a.clone())
+                .unwrap_or(Ok(ok(404, &[], "no such stream\n")));
+            self.asked.lock().unwrap().push(req);
+            async move { answer }.boxed()
+        }
+    }
+
+    fn ok(status: u16, headers: &[(&str, &str)], body: &str) -> UpstreamResponse {
+        UpstreamResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    fn config() -> EdgeConfig {
+        toml::from_str(&format!(
+            r#"
+            [jwt]
+            audience = "a"
+            [[jwt.keys]]
+            kid = "k"
+            algorithm = "HS256"
+            secret = "{HS}"
+            [token]
+            keys = [{{ kid = 1, secret = "edge-secret-edge-secret-edge-secret!" }}]
+            "#
+        ))
+        .unwrap()
+    }
+
+    fn handler(
+        answers: Vec<(&'static str, Result<UpstreamResponse, UpstreamError>)>,
+    ) -> (Handler, Arc<Fake>) {
+        let fake = Arc::new(Fake {
+            answers,
+            asked: Mutex::new(Vec::new()),
+        });
+        let handler = Handler::with_clock(
+            &config(),
+            fake.clone(),
+            EdgeMetrics::new().unwrap(),
+            Arc::new(|| NOW),
+        )
+        .unwrap();
+        (handler, fake)
+    }
+
+    fn jwt(streams: &[&str]) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some("k".into());
+        jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"aud": "a", "exp": NOW + 3600, "streams": streams}),
+            &jsonwebtoken::EncodingKey::from_secret(HS.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    async fn get(handler: &Handler, uri: &str) -> Response<Bytes> {
+        handler
+            .handle(Protocol::Http2, Request::get(uri).body(()).unwrap())
+            .await
+    }
+
+    #[test]
+    fn paths_follow_the_origin_grammar() {
+        assert_eq!(
+            parse_path("/live/cam/index.m3u8"),
+            Some(Target::Multivariant { stream: "cam" })
+        );
+        assert_eq!(
+            parse_path("/live/cam/720p/stream.m3u8"),
+            Some(Target::MediaPlaylist { stream: "cam" })
+        );
+        assert_eq!(
+            parse_path("/live/cam/part12.3.m4s"),
+            Some(Target::Media {
+                stream: "cam",
+                kind: MediaKind::Part
+            })
+        );
+        assert_eq!(
+            parse_path("/live/cam/source/seg4.m4s").map(|t| t.kind()),
+            Some("segment")
+        );
+        for bad in [
+            "/live/cam/../stream.m3u8",
+            "/live/../cam/stream.m3u8",
+            "/live/cam/..%2Fstream.m3u8",
+            "/live/cam%2F720p/stream.m3u8",
+            "/live/cam/720p/index.m3u8",
+            "/live/.cam/stream.m3u8",
+            "/live/cam/part01.3.m4s",
+            "/live/cam/a/b/stream.m3u8",
+            "/live/cam/",
+            "/live/cam",
+            "/live//stream.m3u8",
+            "/other/cam/stream.m3u8",
+        ] {
+            assert_eq!(parse_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_token_never_goes_upstream() {
+        assert_eq!(
+            split_query(Some("_HLS_msn=4&token=abc&_HLS_part=1&x=1"), "token"),
+            (Some("abc"), Some("_HLS_msn=4&_HLS_part=1".to_owned()))
+        );
+        assert_eq!(split_query(Some("token=abc"), "token"), (Some("abc"), None));
+        assert_eq!(split_query(None, "token"), (None, None));
+    }
+
+    const MULTIVARIANT: &str = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nstream.m3u8\n";
+    const MEDIA: &str = "#EXTM3U\n#EXT-X-MAP:URI=\"init0.mp4\"\n#EXTINF:1.0,\nseg1.m4s\n";
+
+    #[tokio::test]
+    async fn a_session_from_a_jwt_then_media_tokens() {
+        let (handler, fake) = handler(vec![
+            ("index.m3u8", Ok(ok(200, &[], MULTIVARIANT))),
+            ("stream.m3u8", Ok(ok(200, &[], MEDIA))),
+            (
+                "seg1.m4s",
+                Ok(ok(
+                    200,
+                    &[("cache-control", "public, max-age=3600, immutable")],
+                    "SEG",
+                )),
+            ),
+            (
+                "part2.0.m4s",
+                Ok(ok(200, &[("Cache-Control", "no-cache")], "PART")),
+            ),
+        ]);
+        let response = get(
+            &handler,
+            &format!("/live/cam/index.m3u8?token={}", jwt(&["cam"])),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        let body = std::str::from_utf8(response.body()).unwrap().to_owned();
+        let session = body
+            .lines()
+            .nth(2)
+            .unwrap()
+            .strip_prefix("stream.m3u8?token=")
+            .unwrap();
+
+        let response = get(
+            &handler,
+            &format!("/live/cam/stream.m3u8?_HLS_msn=1&token={session}"),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        let body = std::str::from_utf8(response.body()).unwrap();
+        let media = body
+            .lines()
+            .nth(3)
+            .unwrap()
+            .strip_prefix("seg1.m4s?token=")
+            .unwrap();
+        assert_ne!(media, session);
+        let asked = fake.asked.lock().unwrap().clone();
+        assert_eq!(asked[1].path, "/live/cam/stream.m3u8");
+        assert_eq!(asked[1].query.as_deref(), Some("_HLS_msn=1"));
+
+        let response = get(&handler, &format!("/live/cam/seg1.m4s?token={media}")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-control"], IMMUTABLE);
+        assert_eq!(response.headers()["content-length"], "3");
+        // A part the origin was still writing keeps the origin's policy.
+        let response = get(&handler, &format!("/live/cam/part2.0.m4s?token={media}")).await;
+        assert_eq!(response.headers()["cache-control"], "no-cache");
+        // The token is bound to the stream.
+        let response = get(&handler, &format!("/live/news/seg1.m4s?token={media}")).await;
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            fake.asked.lock().unwrap().len(),
+            4,
+            "refused before upstream"
+        );
+    }
+
+    #[tokio::test]
+    async fn refusals_and_upstream_failures() {
+        let (handler, fake) = handler(vec![
+            ("index.m3u8", Ok(ok(200, &[], "not a playlist"))),
+            ("seg1.m4s", Err(UpstreamError::Timeout)),
+            (
+                "seg2.m4s",
+                Err(UpstreamError::Unreachable("refused".into())),
+            ),
+            ("seg3.m4s", Err(UpstreamError::CircuitOpen("origin".into()))),
+        ]);
+        let response = get(&handler, "/live/cam/index.m3u8").await;
+        assert_eq!(response.status(), 401);
+        let forbidden = jwt(&["news"]);
+        let response = get(&handler, &format!("/live/cam/index.m3u8?token={forbidden}")).await;
+        assert_eq!(response.status(), 403);
+        assert!(
+            !std::str::from_utf8(response.body())
+                .unwrap()
+                .contains(&forbidden)
+        );
+        let response = get(
+            &handler,
+            &format!("/live/cam/index.m3u8?token={}", jwt(&["cam"])),
+        )
+        .await;
+        assert_eq!(response.status(), 502);
+
+        let tokens = EdgeTokens::new(&config().token).unwrap();
+        let token = tokens.sign("cam", NOW + 60, None);
+        for (file, status) in [
+            ("seg1.m4s", 504),
+            ("seg2.m4s", 502),
+            ("seg3.m4s", 502),
+            ("seg4.m4s", 404),
+        ] {
+            let response = get(&handler, &format!("/live/cam/{file}?token={token}")).await;
+            assert_eq!(response.status(), status, "{file}");
+        }
+        let response = get(&handler, &format!("/live/cam/seg5.txt?token={token}")).await;
+        assert_eq!(response.status(), 404);
+        assert_eq!(
+            fake.asked.lock().unwrap().len(),
+            5,
+            "bad paths never go upstream"
+        );
+        let response = handler
+            .handle(
+                Protocol::Http1,
+                Request::post("/live/cam/seg1.m4s").body(()).unwrap(),
+            )
+            .await;
+        assert_eq!(response.status(), 405);
+    }
+}

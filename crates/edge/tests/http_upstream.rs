@@ -1,0 +1,308 @@
+#![cfg(feature = "server")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+//! `HttpUpstream` against local axum servers on loopback: retries with
+//! backoff, time limits, and the circuit breaker (its cool-down driven by
+//! an injected clock, never by sleeping).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use ferrocast_edge::http_upstream::{
+    Backoff, BreakerConfig, BreakerState, Clock, HttpUpstream, HttpUpstreamConfig,
+};
+use ferrocast_edge::upstream::{Upstream, UpstreamError, UpstreamRequest};
+
+/// A server that answers `503` to its first `failures` requests (all of
+/// them while `healthy` is false), holds requests while `hold` is set, and
+/// counts them.
+#[derive(Clone)]
+struct Flaky {
+    seen: tokio::sync::watch::Sender<usize>,
+    failures: usize,
+    healthy: Arc<AtomicBool>,
+    hold: Arc<AtomicBool>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl Flaky {
+    fn new(failures: usize) -> Self {
+        Self {
+            seen: tokio::sync::watch::channel(0).0,
+            failures,
+            healthy: Arc::new(AtomicBool::new(true)),
+            hold: Arc::default(),
+            release: Arc::default(),
+        }
+    }
+
+    fn seen(&self) -> usize {
+        *self.seen.borrow()
+    }
+
+    /// Resolves once `n` requests have arrived.
+    async fn reached(&self, n: usize) {
+        let mut rx = self.seen.subscribe();
+        rx.wait_for(|&seen| seen >= n).await.unwrap();
+    }
+
+    async fn serve(&self) -> SocketAddr {
+        let state = self.clone();
+        let handler = move |uri: axum::http::Uri| {
+            let state = state.clone();
+            async move {
+                let mut n = 0;
+                state.seen.send_modify(|seen| {
+                    n = *seen;
+                    *seen += 1;
+                });
+                if state.hold.load(Ordering::SeqCst) {
+                    state.release.notified().await;
+                }
+                if n < state.failures || !state.healthy.load(Ordering::SeqCst) {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "try later\n").into_response();
+                }
+                if uri.path().ends_with("missing.m4s") {
+                    return (StatusCode::NOT_FOUND, "no such part\n").into_response();
+                }
+                (
+                    [
+                        ("cache-control", "public, max-age=3600, immutable"),
+                        ("content-type", "video/mp4"),
+                    ],
+                    format!("{uri}"),
+                )
+                    .into_response()
+            }
+        };
+        let app = Router::new().fallback(get(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    }
+}
+
+/// A clock the test moves by hand.
+#[derive(Debug)]
+struct ManualClock(Mutex<Instant>);
+
+impl ManualClock {
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        *self.0.lock().unwrap()
+    }
+}
+
+fn config(addr: SocketAddr) -> HttpUpstreamConfig {
+    HttpUpstreamConfig {
+        max_retries: 3,
+        backoff: Backoff {
+            initial_ms: 2,
+            max_ms: 10,
+        },
+        breaker: BreakerConfig {
+            failure_threshold: 100,
+            cool_down_ms: 10_000,
+        },
+        ..HttpUpstreamConfig::new(format!("http://{addr}"))
+    }
+}
+
+fn req(path: &str, query: Option<&str>) -> UpstreamRequest {
+    UpstreamRequest {
+        path: path.into(),
+        query: query.map(Into::into),
+    }
+}
+
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("finishes in time")
+}
+
+#[tokio::test]
+async fn retries_503s_then_succeeds() {
+    let server = Flaky::new(2);
+    let upstream = HttpUpstream::new(config(server.serve().await)).unwrap();
+    let response = within(upstream.fetch(req("/live/cam/seg3.m4s", None)))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(&response.body[..], b"/live/cam/seg3.m4s");
+    assert!(
+        response
+            .headers
+            .iter()
+            .any(|(n, v)| n == "cache-control" && v.contains("immutable"))
+    );
+    assert!(!response.headers.iter().any(|(n, _)| n == "content-length"));
+    assert_eq!(server.seen(), 3);
+    let stats = upstream.stats();
+    assert_eq!((stats.attempts, stats.retries, stats.failures), (3, 2, 2));
+    assert_eq!(stats.breaker, BreakerState::Closed);
+}
+
+#[tokio::test]
+async fn gives_the_last_5xx_when_retries_run_out_and_never_retries_a_4xx() {
+    let server = Flaky::new(usize::MAX);
+    let upstream = HttpUpstream::new(config(server.serve().await)).unwrap();
+    let response = within(upstream.fetch(req("/live/cam/stream.m3u8", None)))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 503);
+    assert_eq!(&response.body[..], b"try later\n");
+    assert_eq!(server.seen(), 4, "one try and three retries");
+    assert_eq!(upstream.stats().failures, 4);
+    // A blocking request's 503 is the origin's "not in time": at once,
+    // and no failure for the breaker.
+    let response = within(upstream.fetch(req("/live/cam/stream.m3u8", Some("_HLS_msn=4"))))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 503);
+    assert_eq!(server.seen(), 5);
+    assert_eq!(upstream.stats().failures, 4);
+
+    let server = Flaky::new(0);
+    let upstream = HttpUpstream::new(config(server.serve().await)).unwrap();
+    let response = within(upstream.fetch(req("/live/cam/missing.m4s", None)))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 404);
+    assert_eq!(server.seen(), 1);
+}
+
+#[tokio::test]
+async fn a_closed_port_is_unreachable_after_retries() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let upstream = HttpUpstream::new(config(addr)).unwrap();
+    let e = within(upstream.fetch(req("/live/cam/seg1.m4s", None))).await;
+    assert!(matches!(e, Err(UpstreamError::Unreachable(_))), "{e:?}");
+    assert_eq!(upstream.stats().attempts, 4);
+}
+
+#[tokio::test]
+async fn a_request_held_past_its_limit_times_out() {
+    let server = Flaky::new(0);
+    server.hold.store(true, Ordering::SeqCst);
+    let addr = server.serve().await;
+    let upstream = HttpUpstream::new(HttpUpstreamConfig {
+        timeout_ms: 200,
+        blocking_timeout_ms: 400,
+        ..config(addr)
+    })
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let e = within(upstream.fetch(req("/live/cam/seg1.m4s", None))).await;
+    assert_eq!(e, Err(UpstreamError::Timeout));
+    let plain = started.elapsed();
+    // A blocking playlist request gets the longer limit.
+    let started = tokio::time::Instant::now();
+    let e = within(upstream.fetch(req("/live/cam/stream.m3u8", Some("_HLS_msn=9")))).await;
+    assert_eq!(e, Err(UpstreamError::Timeout));
+    let blocking = started.elapsed();
+    assert!(plain >= Duration::from_millis(200), "{plain:?}");
+    assert!(blocking >= Duration::from_millis(400), "{blocking:?}");
+    // Timeouts are not retried: the request used its wait.
+    assert_eq!(server.seen(), 2);
+    assert_eq!(upstream.stats().retries, 0);
+}
+
+#[tokio::test]
+async fn the_breaker_opens_fails_fast_and_a_trial_closes_it() {
+    let server = Flaky::new(0);
+    server.healthy.store(false, Ordering::SeqCst);
+    let addr = server.serve().await;
+    let clock = Arc::new(ManualClock(Mutex::new(Instant::now())));
+    let upstream = HttpUpstream::with_clock(
+        HttpUpstreamConfig {
+            max_retries: 0,
+            breaker: BreakerConfig {
+                failure_threshold: 3,
+                cool_down_ms: 5_000,
+            },
+            ..config(addr)
+        },
+        clock.clone(),
+    )
+    .unwrap();
+    let get = || within(upstream.fetch(req("/live/cam/seg1.m4s", None)));
+    // Three consecutive 503s open it.
+    for _ in 0..3 {
+        assert_eq!(get().await.unwrap().status, 503);
+    }
+    assert_eq!(upstream.breaker_state(), BreakerState::Open);
+    // Open: refused without touching the network.
+    for _ in 0..5 {
+        let e = get().await;
+        assert_eq!(e, Err(UpstreamError::CircuitOpen(addr.to_string())));
+    }
+    assert_eq!(server.seen(), 3);
+    clock.advance(Duration::from_millis(4_999));
+    assert!(matches!(get().await, Err(UpstreamError::CircuitOpen(_))));
+    assert_eq!(server.seen(), 3);
+
+    // Cool-down over: half-open. The trial is held at the server; a second
+    // request meanwhile is refused.
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(upstream.breaker_state(), BreakerState::HalfOpen);
+    server.healthy.store(true, Ordering::SeqCst);
+    server.hold.store(true, Ordering::SeqCst);
+    let trial = tokio::spawn(upstream.fetch(req("/live/cam/seg2.m4s", None)));
+    within(server.reached(4)).await;
+    assert!(matches!(get().await, Err(UpstreamError::CircuitOpen(_))));
+    assert_eq!(server.seen(), 4);
+    server.hold.store(false, Ordering::SeqCst);
+    server.release.notify_one();
+    let response = within(trial).await.unwrap().unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(upstream.breaker_state(), BreakerState::Closed);
+    assert_eq!(get().await.unwrap().status, 200);
+    assert_eq!(server.seen(), 5);
+    let stats = upstream.stats();
+    assert_eq!((stats.rejected, stats.breaker_opened), (7, 1));
+}
+
+#[tokio::test]
+async fn a_failed_trial_opens_the_breaker_again() {
+    let server = Flaky::new(0);
+    server.healthy.store(false, Ordering::SeqCst);
+    let addr = server.serve().await;
+    let clock = Arc::new(ManualClock(Mutex::new(Instant::now())));
+    let upstream = HttpUpstream::with_clock(
+        HttpUpstreamConfig {
+            max_retries: 0,
+            breaker: BreakerConfig {
+                failure_threshold: 1,
+                cool_down_ms: 1_000,
+            },
+            ..config(addr)
+        },
+        clock.clone(),
+    )
+    .unwrap();
+    let get = || within(upstream.fetch(req("/live/cam/seg1.m4s", None)));
+    assert_eq!(get().await.unwrap().status, 503);
+    assert_eq!(upstream.breaker_state(), BreakerState::Open);
+    clock.advance(Duration::from_secs(1));
+    // The trial fails: open for another cool-down.
+    assert_eq!(get().await.unwrap().status, 503);
+    assert_eq!(upstream.breaker_state(), BreakerState::Open);
+    assert!(matches!(get().await, Err(UpstreamError::CircuitOpen(_))));
+    assert_eq!(server.seen(), 2);
+    assert_eq!(upstream.stats().breaker_opened, 2);
+}
