@@ -2,9 +2,13 @@
 // prints one JSON report on stdout. Driven by the Rust integration tests.
 //
 // usage: node play.mjs URL SECONDS [--switch-level N] [--hls-config JSON]
+//                       [--chromium-arg ARG]...
 //
 // --hls-config: a JSON object merged over the default Hls config
 // ({ lowLatencyMode: true, debug: false }), e.g. '{"maxLiveSyncPlaybackRate":1.5}'.
+// --chromium-arg: one more Chromium command-line switch (repeatable), e.g.
+// '--ignore-certificate-errors-spki-list=BASE64' or
+// '--origin-to-force-quic-on=127.0.0.1:8443'.
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,6 +21,15 @@ const switchIdx = rest.indexOf('--switch-level');
 const switchLevel = switchIdx >= 0 ? Number(rest[switchIdx + 1]) : null;
 const configIdx = rest.indexOf('--hls-config');
 const hlsConfig = configIdx >= 0 ? JSON.parse(rest[configIdx + 1] ?? 'null') : {};
+const chromiumArgs = [];
+rest.forEach((arg, i) => {
+  if (arg !== '--chromium-arg') return;
+  const value = rest[i + 1];
+  if (value === undefined || !value.startsWith('--')) {
+    throw new Error('--chromium-arg needs a switch like --name=value');
+  }
+  chromiumArgs.push(value);
+});
 if (hlsConfig === null || typeof hlsConfig !== 'object' || Array.isArray(hlsConfig)) {
   throw new Error('--hls-config needs a JSON object');
 }
@@ -31,6 +44,7 @@ const context = await chromium.launchPersistentContext(userDataDir, {
   args: [
     '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',
+    ...chromiumArgs,
   ],
 });
 let report;

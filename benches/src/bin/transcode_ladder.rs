@@ -20,10 +20,24 @@
 //! CPU seconds are user + system time of this process (ours) or of the
 //! waited-for child (ffmpeg), from `/proc/self/stat`.
 //!
+//! **Paced (latency) run**: a second clip of the same content, without
+//! B-frames by default (`--paced-bframes`), as a live low-latency encoder
+//! sends, is fed to a fresh [`Transcoder`] at its real-time pace (each
+//! unit when its DTS is due on the wall clock); between units the feeder
+//! calls [`Transcoder::poll`], as the transcoder service does. For every
+//! rung's encoded picture the added latency is the wall time from the
+//! `push` of the source unit with that PTS to the moment the picture was
+//! handed out by `push`/`poll`. Reported per rung and over all rungs
+//! (median, p90, p99, max), next to the frame interval and the encoder's
+//! lookahead (none with `zerolatency`): the issue's target is at most one
+//! frame interval plus that lookahead.
+//!
 //! ```text
 //! cargo run --release -p ferrocast-benches --bin transcode_ladder -- --seconds 20
+//! # only one part: --mode throughput | --mode latency
 //! ```
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -33,7 +47,7 @@ use clap::Parser;
 use ferrocast_media::ts::{DemuxEvent, Demuxer};
 use ferrocast_media::{AccessUnit, TrackInfo, TrackKind};
 use ferrocast_transcode::gpu::StreamEncoders;
-use ferrocast_transcode::ladder::{BuiltinLadder, Ladder};
+use ferrocast_transcode::ladder::{BuiltinLadder, Ladder, X264Tune};
 use ferrocast_transcode::plan::{Plan, PlannedRung};
 use ferrocast_transcode::{Output, Transcoder, plan};
 
@@ -53,6 +67,14 @@ struct Args {
     /// Built-in ladder: `default` or `small`.
     #[arg(long, default_value = "default")]
     ladder: String,
+    /// What to run: `both`, `throughput` (unpaced, against the ffmpeg
+    /// CLI) or `latency` (paced at real time).
+    #[arg(long, default_value = "both")]
+    mode: String,
+    /// B-frames in the paced run's source (they add the decoder's reorder
+    /// delay to the figure; live low-latency sources have none).
+    #[arg(long, default_value_t = 0)]
+    paced_bframes: u32,
 }
 
 /// One side's measurement.
@@ -80,24 +102,52 @@ fn main() -> anyhow::Result<()> {
         "small" => Ladder::builtin(BuiltinLadder::Small),
         other => bail!("unknown built-in ladder {other:?} (default, small)"),
     };
+    let (throughput, latency) = match args.mode.as_str() {
+        "both" => (true, true),
+        "throughput" => (true, false),
+        "latency" => (false, true),
+        other => bail!("unknown mode {other:?} (both, throughput, latency)"),
+    };
     let dir = tempfile::tempdir()?;
-    let clip = dir.path().join("source.ts");
-    make_clip(&clip, &args)?;
-    let (tracks, units) = demux(&clip)?;
+    if throughput {
+        let clip = dir.path().join("source.ts");
+        make_clip(&clip, &args, 2)?;
+        let (tracks, units) = demux(&clip)?;
+        let plan = plan_for(&ladder, &tracks)?;
+        describe(&plan, &units, &args, 2);
+        run_throughput(&clip, &plan, &tracks, &units)?;
+    }
+    if latency {
+        let clip = dir.path().join("paced.ts");
+        make_clip(&clip, &args, args.paced_bframes)?;
+        let (tracks, units) = demux(&clip)?;
+        let plan = plan_for(&ladder, &tracks)?;
+        describe(&plan, &units, &args, args.paced_bframes);
+        run_latency(&plan, &tracks, &units)?;
+    }
+    Ok(())
+}
+
+fn plan_for(ladder: &Ladder, tracks: &[TrackInfo]) -> anyhow::Result<Plan> {
     let video = tracks
         .iter()
         .find(|t| t.kind() == TrackKind::Video)
         .context("the clip has no video track")?;
-    let plan = plan::plan(&ladder, video)?;
-    let source_frames = units.iter().filter(|u| u.kind == TrackKind::Video).count() as u64;
+    Ok(plan::plan(ladder, video)?)
+}
+
+fn describe(plan: &Plan, units: &[AccessUnit], args: &Args, bframes: u32) {
+    let source_frames = units.iter().filter(|u| u.kind == TrackKind::Video).count();
+    println!();
     println!(
-        "source: {} {}x{} @ {} fps, {} s, {source_frames} frames; ladder {:?}: {}",
-        video.params.codec_string(),
+        "source: {} {}x{} @ {} fps, {} B-frames, {} s, {source_frames} frames; ladder {:?}: {}",
+        plan.source.params.codec_string(),
         plan.source_size.0,
         plan.source_size.1,
         args.rate,
+        bframes,
         args.seconds,
-        ladder.name,
+        plan.ladder,
         plan.rungs
             .iter()
             .map(|r| format!(
@@ -110,10 +160,18 @@ fn main() -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+}
 
-    let ours = run_ferrocast(&plan, &tracks, &units)?;
-    let cli = run_ffmpeg(&clip, &plan, false)?;
-    let cli_single = run_ffmpeg(&clip, &plan, true)?;
+fn run_throughput(
+    clip: &Path,
+    plan: &Plan,
+    tracks: &[TrackInfo],
+    units: &[AccessUnit],
+) -> anyhow::Result<()> {
+    let source_frames = units.iter().filter(|u| u.kind == TrackKind::Video).count() as u64;
+    let (ours, busy) = run_ferrocast(plan, tracks, units)?;
+    let cli = run_ffmpeg(clip, plan, false)?;
+    let cli_single = run_ffmpeg(clip, plan, true)?;
     ensure!(
         ours.frames == source_frames,
         "ferrocast decoded {} of {source_frames} frames",
@@ -136,10 +194,124 @@ fn main() -> anyhow::Result<()> {
             run.cpu_ms_per_frame()
         );
     }
+    println!();
+    println!(
+        "rung workers busy (wall time scaling + encoding, share of the run): {}",
+        busy.iter()
+            .map(|(name, b)| format!(
+                "{name} {:.0} %",
+                100.0 * b.as_secs_f64() / ours.wall.as_secs_f64().max(1e-9)
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(())
 }
 
-fn make_clip(path: &Path, args: &Args) -> anyhow::Result<()> {
+/// The paced run: see the module docs.
+fn run_latency(plan: &Plan, tracks: &[TrackInfo], units: &[AccessUnit]) -> anyhow::Result<()> {
+    let mut transcoder = Transcoder::new(plan.clone(), StreamEncoders::cpu("benchmark"))?;
+    transcoder.set_tracks(tracks)?;
+    let mut out = Vec::new();
+    let mut pushed: HashMap<i64, Instant> = HashMap::new();
+    let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); plan.rungs.len()];
+    let mut late_max = Duration::ZERO;
+    let mut take = |out: &mut Vec<Output>, pushed: &HashMap<i64, Instant>| {
+        let now = Instant::now();
+        for output in out.drain(..) {
+            if let Output::Video { rung, unit } = output
+                && let (Some(at), Some(list)) = (pushed.get(&unit.pts.0), latencies.get_mut(rung))
+            {
+                list.push(now.saturating_duration_since(*at));
+            }
+        }
+    };
+    let dts0 = units.first().map(|u| u.dts).context("no units")?;
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut due = start;
+    for unit in units {
+        // Units are in file order; ffmpeg writes audio PES up to ~0.4 s
+        // after their DTS, so due times only go forwards.
+        let offset = u64::try_from((unit.dts - dts0).0.max(0)).unwrap_or(0);
+        due = due.max(start + Duration::from_micros(offset * 100 / 9));
+        loop {
+            let now = Instant::now();
+            if now >= due {
+                late_max = late_max.max(now - due);
+                break;
+            }
+            if transcoder.pending() > 0 {
+                transcoder.poll(&mut out, due - now)?;
+                take(&mut out, &pushed);
+            } else {
+                std::thread::sleep(due - now);
+            }
+        }
+        if unit.kind == TrackKind::Video {
+            pushed.insert(unit.pts.0, Instant::now());
+        }
+        transcoder.push(unit, &mut out)?;
+        take(&mut out, &pushed);
+    }
+    transcoder.finish(&mut out)?;
+    take(&mut out, &pushed);
+
+    let rung = &plan.rungs[0];
+    let interval_ms = 1000.0 * f64::from(rung.frame_rate.1) / f64::from(rung.frame_rate.0.max(1));
+    let lookahead = match rung.x264_tune {
+        X264Tune::Zerolatency => "0 frames (zerolatency: no lookahead, no B-frames)".to_owned(),
+        other => format!(
+            "the {} preset's rc-lookahead (tune {})",
+            rung.x264_preset.as_str(),
+            other.as_str().unwrap_or("none")
+        ),
+    };
+    println!();
+    println!(
+        "paced run: frame interval {interval_ms:.1} ms; encoder lookahead {lookahead}; feeder at most {:.1} ms late",
+        late_max.as_secs_f64() * 1000.0
+    );
+    println!();
+    println!("| rung | pictures | added latency median / p90 / p99 / max (ms) |");
+    println!("|---|---:|---|");
+    let mut all = Vec::new();
+    for (rung, list) in plan.rungs.iter().zip(&mut latencies) {
+        all.extend_from_slice(list);
+        println!("| {} | {} | {} |", rung.name, list.len(), percentiles(list));
+    }
+    println!("| all rungs | {} | {} |", all.len(), percentiles(&mut all));
+    all.sort_unstable();
+    let target = Duration::from_secs_f64(interval_ms / 1000.0);
+    let over = all.iter().filter(|l| **l > target).count();
+    println!();
+    println!(
+        "pictures over one frame interval: {over} of {} ({:.2} %)",
+        all.len(),
+        100.0 * over as f64 / all.len().max(1) as f64
+    );
+    Ok(())
+}
+
+/// `median / p90 / p99 / max` in milliseconds (nearest rank).
+fn percentiles(list: &mut [Duration]) -> String {
+    if list.is_empty() {
+        return "—".to_owned();
+    }
+    list.sort_unstable();
+    let at = |p: f64| {
+        let rank = ((p * list.len() as f64).ceil() as usize).clamp(1, list.len());
+        list[rank - 1].as_secs_f64() * 1000.0
+    };
+    format!(
+        "{:.1} / {:.1} / {:.1} / {:.1}",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    )
+}
+
+fn make_clip(path: &Path, args: &Args, bframes: u32) -> anyhow::Result<()> {
     let status = Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -159,7 +331,9 @@ fn make_clip(path: &Path, args: &Args) -> anyhow::Result<()> {
             "sine=frequency=440:sample_rate=48000:duration={}",
             args.seconds
         ))
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g"])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-bf"])
+        .arg(bframes.to_string())
+        .arg("-g")
         .arg((2 * args.rate).to_string())
         .args([
             "-pix_fmt", "yuv420p", "-b:v", "6M", "-c:a", "aac", "-f", "mpegts",
@@ -189,7 +363,12 @@ fn demux(path: &Path) -> anyhow::Result<(Vec<TrackInfo>, Vec<AccessUnit>)> {
     Ok((tracks, units))
 }
 
-fn run_ferrocast(plan: &Plan, tracks: &[TrackInfo], units: &[AccessUnit]) -> anyhow::Result<Run> {
+/// The unpaced run; also each rung worker's busy time.
+fn run_ferrocast(
+    plan: &Plan,
+    tracks: &[TrackInfo],
+    units: &[AccessUnit],
+) -> anyhow::Result<(Run, Vec<(String, Duration)>)> {
     let cpu0 = cpu_time(Who::Myself)?;
     let start = Instant::now();
     let mut transcoder = Transcoder::new(plan.clone(), StreamEncoders::cpu("benchmark"))?;
@@ -215,11 +394,20 @@ fn run_ferrocast(plan: &Plan, tracks: &[TrackInfo], units: &[AccessUnit]) -> any
     let cpu = cpu_time(Who::Myself)? - cpu0;
     // Every rung at the source rate encodes every source frame.
     let decoded = frames.iter().copied().max().unwrap_or(0);
-    Ok(Run {
-        wall,
-        cpu,
-        frames: decoded,
-    })
+    let busy = transcoder
+        .stats()
+        .rungs
+        .into_iter()
+        .map(|r| (r.name, r.busy))
+        .collect();
+    Ok((
+        Run {
+            wall,
+            cpu,
+            frames: decoded,
+        },
+        busy,
+    ))
 }
 
 fn run_ffmpeg(clip: &Path, plan: &Plan, single_thread: bool) -> anyhow::Result<Run> {

@@ -32,6 +32,18 @@
 //! A request joins (or starts) its fetch when [`Upstream::fetch`] is called,
 //! not when the returned future is first polled.
 //!
+//! **Streamed fetches** ([`Upstream::fetch_stream`], what the server uses
+//! for parts, segments and init segments) go through the same cache and
+//! their own in-flight map: the first request starts one upstream
+//! `fetch_stream` on a spawned task, which keeps every chunk it has passed
+//! on; a request that joins later gets that prefix replayed, then each new
+//! chunk as it arrives, so a thousand viewers of the preload-hinted part
+//! cost one origin request and all see its first chunks before it is
+//! complete. A complete `200` is then cached like a whole fetch. The
+//! replayed prefix is bounded by [`CoalescingConfig::max_object_bytes`]:
+//! past it the fetch takes no more joiners (they fetch on their own) and is
+//! not cached; its existing waiters read on.
+//!
 //! Memory is bounded: the cache by [`CoalescingConfig::cache_bytes`], the
 //! in-flight map by [`CoalescingConfig::max_in_flight`] distinct requests
 //! (past it a request goes to the upstream on its own, counted in
@@ -62,12 +74,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures::FutureExt;
+use bytes::Bytes;
 use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
+use crate::upstream::{
+    StreamingResponse, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+};
 
 /// The query parameters the origin acts on (RFC 8216bis §6.2.5.1 "Client
 /// Delivery Directives"); every other one is dropped from the key and
@@ -176,6 +191,8 @@ struct Counters {
 
 struct State {
     in_flight: HashMap<UpstreamRequest, Flight>,
+    /// Streamed fetches in flight.
+    streaming: HashMap<UpstreamRequest, StreamFlight>,
     next_flight: u64,
     cache: Cache,
 }
@@ -183,6 +200,29 @@ struct State {
 struct Flight {
     id: u64,
     shared: SharedFetch,
+}
+
+/// A streamed fetch that waiters can join: every chunk so far, in a watch
+/// channel whose version wakes them on each change.
+struct StreamFlight {
+    id: u64,
+    progress: tokio::sync::watch::Receiver<Progress>,
+}
+
+/// A response's status and headers.
+type Head = (u16, Vec<(String, String)>);
+
+/// How far a streamed fetch has got.
+#[derive(Default)]
+struct Progress {
+    /// The status and headers, or why none came.
+    head: Option<Result<Head, UpstreamError>>,
+    /// Every chunk passed on so far, for waiters that join late.
+    chunks: Vec<Bytes>,
+    /// Bytes in `chunks`.
+    bytes: usize,
+    /// The end of the body: complete, or broken.
+    end: Option<Result<(), UpstreamError>>,
 }
 
 impl<U: Upstream> Coalescing<U> {
@@ -195,6 +235,7 @@ impl<U: Upstream> Coalescing<U> {
                 config,
                 state: Mutex::new(State {
                     in_flight: HashMap::new(),
+                    streaming: HashMap::new(),
                     next_flight: 0,
                     cache,
                 }),
@@ -228,7 +269,7 @@ impl<U: Upstream> Coalescing<U> {
             expirations: state.cache.expirations,
             cached_bytes: state.cache.bytes as u64,
             cached_objects: state.cache.map.len() as u64,
-            in_flight: state.in_flight.len() as u64,
+            in_flight: (state.in_flight.len() + state.streaming.len()) as u64,
         }
     }
 }
@@ -286,7 +327,200 @@ impl<U> Drop for FlightGuard<U> {
     }
 }
 
+/// Takes a streamed fetch out of the in-flight map (when its task ends,
+/// or when its prefix outgrew the bound).
+fn leave_streaming<U>(inner: &Inner<U>, key: &UpstreamRequest, id: u64) {
+    let removed = {
+        let mut state = inner.lock();
+        match state.streaming.get(key) {
+            Some(flight) if flight.id == id => state.streaming.remove(key),
+            _ => None,
+        }
+    };
+    drop(removed);
+}
+
+/// [`leave_streaming`] when the task that runs a streamed fetch ends,
+/// normally or by a panic in the upstream.
+struct StreamGuard<U> {
+    inner: Arc<Inner<U>>,
+    key: UpstreamRequest,
+    id: u64,
+}
+
+impl<U> Drop for StreamGuard<U> {
+    fn drop(&mut self) {
+        leave_streaming(&self.inner, &self.key, self.id);
+    }
+}
+
+/// Runs one streamed upstream fetch to its end, publishing its progress.
+async fn run_stream<U: Upstream>(
+    guard: StreamGuard<U>,
+    fetch: BoxFuture<'static, Result<StreamingResponse, UpstreamError>>,
+    progress: tokio::sync::watch::Sender<Progress>,
+) {
+    let inner = &guard.inner;
+    let response = match fetch.await {
+        Ok(response) => response,
+        Err(e) => {
+            inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+            progress.send_modify(|p| p.head = Some(Err(e)));
+            return;
+        }
+    };
+    let StreamingResponse {
+        status,
+        headers,
+        mut body,
+    } = response;
+    progress.send_modify(|p| p.head = Some(Ok((status, headers.clone()))));
+    let mut joinable = true;
+    let end = loop {
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                let mut bytes = 0;
+                progress.send_modify(|p| {
+                    p.bytes += chunk.len();
+                    bytes = p.bytes;
+                    p.chunks.push(chunk);
+                });
+                if joinable && bytes > inner.config.max_object_bytes {
+                    joinable = false;
+                    leave_streaming(inner, &guard.key, guard.id);
+                }
+            }
+            Some(Err(e)) => break Err(e),
+            None => break Ok(()),
+        }
+    };
+    match &end {
+        Ok(()) if joinable => {
+            let body = {
+                let p = progress.borrow();
+                let mut whole = bytes::BytesMut::with_capacity(p.bytes);
+                for chunk in &p.chunks {
+                    whole.extend_from_slice(chunk);
+                }
+                whole.freeze()
+            };
+            let whole = Ok(UpstreamResponse {
+                status,
+                headers,
+                body,
+            });
+            // Cache first, then leave the in-flight map (the guard's drop).
+            inner.finish(&guard.key, &whole);
+        }
+        Ok(()) => {}
+        Err(_) => {
+            inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    progress.send_modify(|p| p.end = Some(end));
+    drop(guard);
+}
+
+/// Follows a streamed fetch: waits for its head, then replays the chunks
+/// already passed on and follows the new ones.
+async fn follow(
+    mut progress: tokio::sync::watch::Receiver<Progress>,
+) -> Result<StreamingResponse, UpstreamError> {
+    let gone = || UpstreamError::Unreachable("the shared fetch failed".into());
+    let (status, headers) = loop {
+        if let Some(head) = &progress.borrow_and_update().head {
+            break head.clone()?;
+        }
+        progress.changed().await.map_err(|_| gone())?;
+    };
+    let body = futures::stream::unfold(
+        (progress, 0usize, false),
+        move |(mut progress, next, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let item = {
+                    let p = progress.borrow_and_update();
+                    match (p.chunks.get(next), &p.end) {
+                        (Some(chunk), _) => Some(Ok(chunk.clone())),
+                        (None, Some(Ok(()))) => return None,
+                        (None, Some(Err(e))) => Some(Err(e.clone())),
+                        (None, None) => None,
+                    }
+                };
+                match item {
+                    Some(Ok(chunk)) => return Some((Ok(chunk), (progress, next + 1, false))),
+                    Some(Err(e)) => return Some((Err(e), (progress, next, true))),
+                    None => {
+                        if progress.changed().await.is_err() {
+                            return Some((Err(gone()), (progress, next, true)));
+                        }
+                    }
+                }
+            }
+        },
+    );
+    Ok(StreamingResponse {
+        status,
+        headers,
+        body: body.boxed(),
+    })
+}
+
 impl<U: Upstream> Upstream for Coalescing<U> {
+    fn fetch_stream(
+        &self,
+        req: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<StreamingResponse, UpstreamError>> {
+        let key = UpstreamRequest {
+            query: normalize_query(req.query.as_deref()),
+            path: req.path,
+        };
+        let counters = &self.inner.counters;
+        let runtime = tokio::runtime::Handle::try_current();
+        let mut state = self.inner.lock();
+        if let Some(response) = state.cache.get(&key, Instant::now()) {
+            drop(state);
+            counters.hits.fetch_add(1, Ordering::Relaxed);
+            return futures::future::ready(Ok(response.into())).boxed();
+        }
+        if let Some(flight) = state.streaming.get(&key) {
+            let progress = flight.progress.clone();
+            drop(state);
+            counters.coalesced.fetch_add(1, Ordering::Relaxed);
+            return follow(progress).boxed();
+        }
+        let runtime = match runtime {
+            Ok(runtime) if state.streaming.len() < self.inner.config.max_in_flight => runtime,
+            _ => {
+                drop(state);
+                counters.bypassed.fetch_add(1, Ordering::Relaxed);
+                return self.inner.upstream.fetch_stream(key);
+            }
+        };
+        let (tx, rx) = tokio::sync::watch::channel(Progress::default());
+        let id = state.next_flight;
+        state.next_flight += 1;
+        state.streaming.insert(
+            key.clone(),
+            StreamFlight {
+                id,
+                progress: rx.clone(),
+            },
+        );
+        drop(state);
+        counters.misses.fetch_add(1, Ordering::Relaxed);
+        let guard = StreamGuard {
+            inner: self.inner.clone(),
+            key,
+            id,
+        };
+        let fetch = self.inner.upstream.fetch_stream(guard.key.clone());
+        runtime.spawn(run_stream(guard, fetch, tx));
+        follow(rx).boxed()
+    }
+
     fn fetch(&self, req: UpstreamRequest) -> BoxFuture<'static, Outcome> {
         let key = UpstreamRequest {
             query: normalize_query(req.query.as_deref()),

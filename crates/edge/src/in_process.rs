@@ -5,23 +5,24 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use tower::ServiceExt;
 
-use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
+use crate::upstream::{
+    StreamingResponse, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+};
 
 /// Largest body taken from the origin: far above any part, segment or
 /// playlist the packager makes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// An [`Upstream`] that calls an [`axum::Router`] (the origin's
-/// `ferrocast_packager::http::router`) with `tower::ServiceExt::oneshot`
-/// and collects the whole body.
+/// `ferrocast_packager::http::router`) with `tower::ServiceExt::oneshot`.
 ///
-/// A preload-hinted part that the origin streams while it is written is
-/// therefore answered once it is complete: this increment of the edge does
-/// not stream parts chunk by chunk.
+/// [`Upstream::fetch`] collects the whole body; [`Upstream::fetch_stream`]
+/// passes on each chunk the router's body yields, so a preload-hinted part
+/// that the origin streams while it is written goes on as it is written.
 #[derive(Clone)]
 pub struct InProcessUpstream {
     router: Router,
@@ -45,7 +46,80 @@ impl InProcessUpstream {
     }
 }
 
+/// The router's request for `req`.
+fn request(req: &UpstreamRequest) -> Result<http::Request<Body>, UpstreamError> {
+    let uri = match &req.query {
+        Some(query) => format!("{}?{query}", req.path),
+        None => req.path.clone(),
+    };
+    // No Accept-Encoding: the origin answers uncompressed, which the
+    // rewriter needs.
+    http::Request::get(uri)
+        .body(Body::empty())
+        .map_err(|e| UpstreamError::Unreachable(format!("bad request URI: {e}")))
+}
+
+fn headers_of(parts: &http::response::Parts) -> Vec<(String, String)> {
+    parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect()
+}
+
 impl Upstream for InProcessUpstream {
+    fn fetch_stream(
+        &self,
+        req: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<StreamingResponse, UpstreamError>> {
+        let router = self.router.clone();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        async move {
+            let request = request(&req)?;
+            let response = match tokio::time::timeout_at(deadline, router.oneshot(request)).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(_) => return Err(UpstreamError::Timeout),
+            };
+            let (parts, body) = response.into_parts();
+            // Head and body share the one deadline; a body over the size
+            // limit ends in an error, like `fetch`.
+            let chunks = futures::stream::unfold(
+                (body.into_data_stream(), 0usize, false),
+                move |(mut body, mut taken, done)| async move {
+                    if done {
+                        return None;
+                    }
+                    let next = match tokio::time::timeout_at(deadline, body.next()).await {
+                        Err(_) => Err(UpstreamError::Timeout),
+                        Ok(None) => return None,
+                        Ok(Some(Err(e))) => Err(UpstreamError::Unreachable(format!("body: {e}"))),
+                        Ok(Some(Ok(chunk))) => {
+                            taken += chunk.len();
+                            if taken > MAX_BODY_BYTES {
+                                Err(UpstreamError::Unreachable(
+                                    "body: length limit exceeded".into(),
+                                ))
+                            } else {
+                                Ok(chunk)
+                            }
+                        }
+                    };
+                    let failed = next.is_err();
+                    Some((next, (body, taken, failed)))
+                },
+            );
+            Ok(StreamingResponse {
+                status: parts.status.as_u16(),
+                headers: headers_of(&parts),
+                body: chunks.boxed(),
+            })
+        }
+        .boxed()
+    }
+
     fn fetch(
         &self,
         req: UpstreamRequest,
@@ -53,15 +127,7 @@ impl Upstream for InProcessUpstream {
         let router = self.router.clone();
         let timeout = self.timeout;
         async move {
-            let uri = match &req.query {
-                Some(query) => format!("{}?{query}", req.path),
-                None => req.path.clone(),
-            };
-            // No Accept-Encoding: the origin answers uncompressed, which
-            // the rewriter needs.
-            let request = http::Request::get(uri)
-                .body(Body::empty())
-                .map_err(|e| UpstreamError::Unreachable(format!("bad request URI: {e}")))?;
+            let request = request(&req)?;
             let call = async {
                 let response = match router.oneshot(request).await {
                     Ok(response) => response,
@@ -71,16 +137,9 @@ impl Upstream for InProcessUpstream {
                 let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
                     .await
                     .map_err(|e| UpstreamError::Unreachable(format!("body: {e}")))?;
-                let headers = parts
-                    .headers
-                    .iter()
-                    .filter_map(|(name, value)| {
-                        Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-                    })
-                    .collect();
                 Ok(UpstreamResponse {
                     status: parts.status.as_u16(),
-                    headers,
+                    headers: headers_of(&parts),
                     body,
                 })
             };
@@ -147,6 +206,43 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(missing.status, 404);
+    }
+
+    #[tokio::test]
+    async fn streams_each_chunk_as_the_router_writes_it() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(Some(rx)));
+        let router = Router::new().route(
+            "/live/{name}/{file}",
+            get(move || {
+                let rx = rx.lock().unwrap().take().unwrap();
+                async move {
+                    Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+                        rx.recv().await.map(|chunk| (chunk, rx))
+                    }))
+                }
+            }),
+        );
+        let upstream = InProcessUpstream::new(router, Duration::from_secs(5));
+        let mut response = upstream
+            .fetch_stream(UpstreamRequest {
+                path: "/live/cam/part3.1.m4s".into(),
+                query: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(response.status, 200);
+        // The first chunk arrives while the origin has not finished.
+        tx.send(Ok(bytes::Bytes::from_static(b"moof1")))
+            .await
+            .unwrap();
+        assert_eq!(&response.body.next().await.unwrap().unwrap()[..], b"moof1");
+        tx.send(Ok(bytes::Bytes::from_static(b"moof2")))
+            .await
+            .unwrap();
+        assert_eq!(&response.body.next().await.unwrap().unwrap()[..], b"moof2");
+        drop(tx);
+        assert!(response.body.next().await.is_none());
     }
 
     #[tokio::test(start_paused = true)]

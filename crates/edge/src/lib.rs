@@ -121,7 +121,9 @@ pub use jwt::{
 };
 pub use rewrite::{KeyUris, RewriteConfig, RewriteConfigError, RewriteError, Rewriter};
 pub use secret::Secret;
-pub use upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
+pub use upstream::{
+    BodyStream, StreamingResponse, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+};
 
 /// Default of [`EdgeConfig::https_listen`].
 pub const DEFAULT_HTTPS_LISTEN: SocketAddr =

@@ -138,7 +138,6 @@ fn media_sequence(playlist: &str) -> u64 {
         .unwrap()
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renditions_are_listed_reported_and_aligned() {
     tokio::time::timeout(Duration::from_secs(120), scenario())

@@ -38,6 +38,14 @@ pub enum TranscodeError {
         /// The parser's complaint.
         message: String,
     },
+    /// A rung's worker thread could not start or stopped unexpectedly.
+    #[error("rung {rung}: {what}")]
+    Worker {
+        /// Rung name.
+        rung: String,
+        /// What went wrong.
+        what: String,
+    },
     /// Audio that cannot be converted.
     #[error("audio track {track}: {what}")]
     Audio {

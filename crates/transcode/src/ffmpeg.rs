@@ -1,5 +1,6 @@
 //! The few things `ffmpeg-next` does not wrap safely: library set-up with
-//! FFmpeg's log routed into `tracing`, codec extradata, and a `Send`
+//! FFmpeg's log routed into `tracing`, codec extradata, a new reference to a
+//! frame's buffers (`ffmpeg-next`'s `Clone` copies the pixels), and a `Send`
 //! wrapper for the swscale context. Every `unsafe` block of the FFmpeg glue
 //! lives here.
 
@@ -109,6 +110,26 @@ pub fn set_extradata(ctx: &mut ff::codec::Context, data: &[u8]) {
         (*raw).extradata = buf;
         (*raw).extradata_size = data.len() as c_int;
     }
+}
+
+/// A new frame referring to `src`'s picture buffers (FFmpeg refcounts
+/// them; no pixel is copied) with `src`'s properties, which the new frame
+/// may then change (PTS, picture type) without touching `src`.
+pub fn share_frame(src: &ff::util::frame::Video) -> Result<ff::util::frame::Video, ff::Error> {
+    let mut out = ff::util::frame::Video::empty();
+    // SAFETY: `out` was just made by `av_frame_alloc` and holds no data,
+    // which is what `av_frame_ref` requires of its destination; `src` is a
+    // valid frame that is only read here (callers share it read-only
+    // behind an `Arc`). `av_frame_ref` takes a new reference on each of
+    // `src`'s buffers (atomic refcounts, safe across threads) or, for a
+    // frame without refcounted buffers, allocates and copies; it writes
+    // only to `out`. On failure `out` is left clean and is freed by its
+    // `Drop` (`av_frame_free`).
+    let ret = unsafe { ffi::av_frame_ref(out.as_mut_ptr(), src.as_ptr()) };
+    if ret < 0 {
+        return Err(ff::Error::from(ret));
+    }
+    Ok(out)
 }
 
 /// A swscale context that may move between threads.

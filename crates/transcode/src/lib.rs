@@ -10,9 +10,12 @@
 //!   selection decided by opening an encoder, and the per-stream NVENC
 //!   session budget.
 //! - [`Transcoder`] ([`pipeline`]): FFmpeg through `ffmpeg-next`,
-//!   synchronous and runtime-free. Decode once, then per rung scale and
-//!   encode with IDR frames forced at the same source timestamps; AAC
-//!   passes through, Opus becomes AAC. Output timestamps are the source's.
+//!   runtime-free. Decode once (H.264, HEVC, or AV1 through libdav1d) on
+//!   the caller's thread, then scale and encode each rung on a worker
+//!   thread of its own, with IDR frames forced at the same source
+//!   timestamps; AAC passes through, Opus becomes AAC. Output timestamps
+//!   are the source's. Outputs not ready when `push` returns come out of a
+//!   later `push`, [`Transcoder::poll`] or `finish`.
 //! - [`stats`]: counters, processing latency and real-time lag.
 //! - [`shed`]: when a stream that lags behind live sheds a rung, and which
 //!   (sans-IO, clock injected).

@@ -37,8 +37,8 @@ pub enum PlanError {
     /// The ladder itself is invalid.
     #[error(transparent)]
     Ladder(#[from] LadderError),
-    /// The source track is not H.264 or HEVC video.
-    #[error("track {track}: {codec} cannot be transcoded (H.264 or HEVC video only)")]
+    /// The source track is not H.264, HEVC or AV1 video.
+    #[error("track {track}: {codec} cannot be transcoded (H.264, HEVC or AV1 video only)")]
     UnsupportedSource {
         /// The source track.
         track: u16,
@@ -64,6 +64,9 @@ pub enum SourceCodec {
     H264,
     /// HEVC Annex-B.
     Hevc,
+    /// AV1 temporal units (low overhead format, sized OBUs), decoded by
+    /// libdav1d.
+    Av1,
 }
 
 /// One rung as it will be encoded for this source.
@@ -308,6 +311,7 @@ pub fn plan(ladder: &Ladder, source: &TrackInfo) -> Result<Plan, PlanError> {
     let (source_codec, (width, height), frame_rate) = match &source.params {
         CodecParams::H264(p) => (SourceCodec::H264, (p.width, p.height), p.frame_rate),
         CodecParams::H265(p) => (SourceCodec::Hevc, (p.width, p.height), p.frame_rate),
+        CodecParams::Av1(p) => (SourceCodec::Av1, (p.width, p.height), p.frame_rate),
         other => {
             return Err(PlanError::UnsupportedSource {
                 track: source.id.0,

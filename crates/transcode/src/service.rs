@@ -54,6 +54,9 @@ use crate::stats::Stats;
 /// How often the worker reports its counters (metrics and status).
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Longest wait for rung outputs before looking at the input queue again.
+const POLL_SLICE: Duration = Duration::from_millis(2);
+
 /// Events the worker may have queued for the stream task.
 const EVENT_QUEUE: usize = 256;
 
@@ -792,6 +795,7 @@ struct Worker {
 enum PlanKey {
     H264(u32, u32),
     H265(u32, u32),
+    Av1(u32, u32),
     Other(String),
 }
 
@@ -799,6 +803,7 @@ fn plan_key(track: &TrackInfo) -> PlanKey {
     match &track.params {
         CodecParams::H264(p) => PlanKey::H264(p.width, p.height),
         CodecParams::H265(p) => PlanKey::H265(p.width, p.height),
+        CodecParams::Av1(p) => PlanKey::Av1(p.width, p.height),
         other => PlanKey::Other(other.codec_string()),
     }
 }
@@ -817,7 +822,30 @@ impl Worker {
         let mut out = Vec::new();
         let mut last_stats = Instant::now();
         let mut unplannable: Option<PlanKey> = None;
-        while let Some(message) = input.blocking_recv() {
+        loop {
+            // Between source units, hand out what the rungs finish as soon
+            // as they finish it (each poll waits at most POLL_SLICE, so a
+            // unit that arrives meanwhile waits no longer than that).
+            let message = match input.try_recv() {
+                Ok(message) => message,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => match active.as_mut() {
+                    Some(a) if a.transcoder.pending() > 0 => {
+                        if let Err(e) = a.transcoder.poll(&mut out, POLL_SLICE) {
+                            let _ = events.blocking_send(Event::Failed(e.to_string()));
+                            return;
+                        }
+                        if !flush(a, &mut out, &events) {
+                            return;
+                        }
+                        continue;
+                    }
+                    _ => match input.blocking_recv() {
+                        Some(message) => message,
+                        None => break,
+                    },
+                },
+            };
             let marker = matches!(message, Input::Discontinuity | Input::Dropped);
             let result = match message {
                 Input::Tracks(tracks) => {

@@ -3,8 +3,9 @@
 //! Two lags are measured per rung:
 //!
 //! - **processing latency**: wall time from the `push` of a source frame to
-//!   the moment its encoded frame comes out (decoder and encoder delay
-//!   included). Matched by PTS through a bounded table.
+//!   the moment its encoded frame is handed out by `push`, `poll` or
+//!   `finish` (decoder delay, the rung's queue and encoder delay included).
+//!   Matched by PTS through a bounded table.
 //! - **real-time lag**: how far output lags behind the source's own clock:
 //!   `(wall − wall₀) − (pts − pts₀)` from the first output frame. It stays
 //!   flat when the transcoder keeps up with a live source and grows when it
@@ -51,6 +52,8 @@ pub struct RungStats {
     pub keyframes_forced: u64,
     /// Bytes out.
     pub bytes_out: u64,
+    /// Wall time the rung's worker spent scaling and encoding.
+    pub busy: Duration,
     /// Latest processing latency (push to output).
     pub latency_last: Duration,
     /// Largest processing latency seen.
@@ -76,13 +79,19 @@ pub struct Stats {
     pub audio_encoded: u64,
     /// Per rung, in plan order.
     pub rungs: Vec<RungStats>,
-    /// Wall time spent inside `push`/`flush`.
+    /// Wall time spent inside `push` and `finish` (decoding, and waiting
+    /// for a rung that is [`RUNG_QUEUE_FRAMES`] frames behind). Fed
+    /// faster than it can go, this is the wall time of the run; fed at a
+    /// live pace it is mostly the decoder's time, and the rungs' own
+    /// [`RungStats::busy`] say how loaded they are.
+    ///
+    /// [`RUNG_QUEUE_FRAMES`]: crate::pipeline::RUNG_QUEUE_FRAMES
     pub busy: Duration,
 }
 
 impl Stats {
     /// Decoded frames per second of busy time: how fast this transcoder
-    /// could go if fed without pause.
+    /// went, when fed without pause (see [`Self::busy`]).
     pub fn fps_capacity(&self) -> f64 {
         let secs = self.busy.as_secs_f64();
         if secs > 0.0 {

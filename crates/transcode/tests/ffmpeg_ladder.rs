@@ -1,15 +1,18 @@
 //! The transcoder on real media made by Debian's ffmpeg at test time,
-//! demuxed by our MPEG-TS demuxer, with the output checked by our SPS
-//! parser and independently by ffprobe.
+//! demuxed by our MPEG-TS demuxer (or, for AV1, split into temporal units
+//! here), with the output checked by our SPS parser and independently by
+//! ffprobe.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use bytes::Bytes;
 use ferrocast_media::ts::{DemuxEvent, Demuxer};
-use ferrocast_media::{AccessUnit, CodecParams, TrackInfo, TrackKind, h264};
+use ferrocast_media::{AccessUnit, CodecParams, Time90k, TrackId, TrackInfo, TrackKind, av1, h264};
 use ferrocast_transcode::gpu::StreamEncoders;
 use ferrocast_transcode::ladder::{Ladder, Rung, X264Preset};
+use ferrocast_transcode::plan::SourceCodec;
 use ferrocast_transcode::{Output, Transcoder, plan};
 
 fn have_ffmpeg() -> bool {
@@ -534,4 +537,224 @@ fn opus_to_aac_and_frame_rate_cap() {
     assert_eq!(stream["sample_rate"], "48000");
     assert_eq!(stream["nb_read_frames"], audio.len().to_string());
     assert_eq!(transcoder.stats().audio_encoded, audio.len() as u64);
+}
+
+/// An AV1 source (libaom, made at test time) as the bus carries it:
+/// temporal units in the low overhead format with every OBU sized, the
+/// track described by its sequence header. libdav1d decodes it; the rungs
+/// come out as H.264 that ffprobe reads back, frame for frame.
+#[test]
+fn av1_source_to_h264_rungs() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clip = ffmpeg(
+        dir.path(),
+        "clip.obu",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-t",
+            "2",
+            "-c:v",
+            "libaom-av1",
+            "-usage",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-g",
+            "25",
+            "-f",
+            "obu",
+        ],
+    );
+    let data = std::fs::read(&clip).unwrap();
+    // Temporal units: each starts at a temporal delimiter (AV1 §7.5); the
+    // OBUs are re-written sized, as the MPEG-TS demuxer hands them on.
+    let mut tus: Vec<Vec<u8>> = Vec::new();
+    for obu in av1::obus(&data) {
+        let obu = obu.unwrap();
+        if obu.header.obu_type == av1::obu_type::TEMPORAL_DELIMITER || tus.is_empty() {
+            tus.push(Vec::new());
+        }
+        obu.write_sized(tus.last_mut().unwrap());
+    }
+    assert_eq!(tus.len(), 50);
+    let params = av1::params_from_temporal_unit(&tus[0])
+        .expect("a sequence header first")
+        .unwrap();
+    assert_eq!((params.width, params.height), (320, 240));
+    let video = TrackInfo {
+        id: TrackId(256),
+        params: CodecParams::Av1(params),
+    };
+    // 25 fps on the 90 kHz clock, from 1 s; no reordering in AV1 TUs.
+    let units: Vec<AccessUnit> = tus
+        .iter()
+        .enumerate()
+        .map(|(k, tu)| {
+            let pts = Time90k(90_000 + 3600 * k as i64);
+            AccessUnit {
+                track: video.id,
+                kind: TrackKind::Video,
+                pts,
+                dts: pts,
+                keyframe: av1::is_random_access_point(tu),
+                data: Bytes::copy_from_slice(tu),
+            }
+        })
+        .collect();
+    assert!(units[0].keyframe);
+
+    let mut small = Rung::new("180p", 180, 250);
+    small.x264_preset = X264Preset::Ultrafast;
+    let mut full = Rung::new("240p", 240, 400);
+    full.x264_preset = X264Preset::Ultrafast;
+    let ladder = Ladder {
+        name: "av1".into(),
+        rungs: vec![full, small],
+        keyframe_interval_ms: 1000,
+        source_passthrough: false,
+        audio_bitrate_kbps: 96,
+    };
+    let plan = plan(&ladder, &video).unwrap();
+    assert_eq!(plan.source_codec, SourceCodec::Av1);
+    let sizes: Vec<(u32, u32)> = plan.rungs.iter().map(|r| (r.width, r.height)).collect();
+    assert_eq!(sizes, [(320, 240), (240, 180)]);
+    let mut transcoder = Transcoder::new(plan, StreamEncoders::cpu("test: CPU")).unwrap();
+    transcoder.set_tracks(std::slice::from_ref(&video)).unwrap();
+    let out = run(&mut transcoder, &units);
+    let stats = transcoder.stats();
+    assert_eq!((stats.frames_decoded, stats.decode_errors), (50, 0));
+
+    let source_pts: Vec<i64> = units.iter().map(|u| u.pts.0).collect();
+    let expected_keys = cadence_keys(&source_pts, 90_000);
+    assert_eq!(expected_keys, [90_000, 180_000]);
+    let tracks = transcoder.tracks();
+    for (index, &(width, height)) in sizes.iter().enumerate() {
+        let units = rung_units(&out, index);
+        let pts: Vec<i64> = units.iter().map(|u| u.pts.0).collect();
+        assert_eq!(pts, source_pts, "rung {index}");
+        let keys: Vec<i64> = units
+            .iter()
+            .filter(|u| u.keyframe)
+            .map(|u| u.pts.0)
+            .collect();
+        assert_eq!(keys, expected_keys, "rung {index}");
+        let track = tracks.rungs[index].as_ref().expect("rung track known");
+        assert!(
+            matches!(&track.params, CodecParams::H264(p) if (p.width, p.height) == (width, height))
+        );
+        let path = dir.path().join(format!("av1-rung{index}.h264"));
+        let bytes: Vec<u8> = units.iter().flat_map(|u| u.data.iter().copied()).collect();
+        std::fs::write(&path, bytes).unwrap();
+        let (stream, types) = probe(&path);
+        assert_eq!(stream["codec_name"], "h264");
+        assert_eq!(stream["width"], width.to_string());
+        assert_eq!(stream["height"], height.to_string());
+        assert_eq!(stream["nb_read_frames"], "50", "rung {index}");
+        assert_eq!(types.iter().filter(|t| *t == "I").count(), 2, "{types:?}");
+    }
+}
+
+/// The rungs run on worker threads: between units, `poll` hands out every
+/// frame pushed so far; a shed rung stops at once while the others go on in
+/// order; `finish` drains them all.
+#[test]
+fn poll_shed_and_finish_with_rung_workers() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // No B-frames: every pushed unit decodes at once.
+    let clip = ffmpeg(
+        dir.path(),
+        "clip.ts",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "0",
+            "-g",
+            "25",
+            "-f",
+            "mpegts",
+        ],
+    );
+    let source = demux(&clip);
+    let video = video_track(&source.tracks).clone();
+    let rungs = ["240p", "180p", "144p"]
+        .iter()
+        .zip([240, 180, 144])
+        .map(|(name, height)| {
+            let mut r = Rung::new(name, height, 200);
+            r.x264_preset = X264Preset::Ultrafast;
+            r
+        })
+        .collect();
+    let ladder = Ladder {
+        name: "workers".into(),
+        rungs,
+        keyframe_interval_ms: 1000,
+        source_passthrough: false,
+        audio_bitrate_kbps: 96,
+    };
+    let mut transcoder =
+        Transcoder::new(plan(&ladder, &video).unwrap(), StreamEncoders::cpu("test")).unwrap();
+    transcoder.set_tracks(&source.tracks).unwrap();
+    let mut out = Vec::new();
+    let video_units: Vec<&AccessUnit> = source
+        .units
+        .iter()
+        .filter(|u| u.kind == TrackKind::Video)
+        .collect();
+    assert_eq!(video_units.len(), 50);
+    for (k, unit) in video_units.iter().enumerate() {
+        transcoder.push(unit, &mut out).unwrap();
+        // Each poll returns once a rung finished a frame; the timeout is
+        // generous (it waits only as long as the encoders take).
+        while transcoder.pending() > 0 {
+            transcoder
+                .poll(&mut out, std::time::Duration::from_secs(60))
+                .unwrap();
+        }
+        // zerolatency, no B-frames: each rung has output every frame so far.
+        for rung in 0..3 {
+            let expected = if rung == 2 && k >= 20 { 20 } else { k + 1 };
+            assert_eq!(
+                rung_units(&out, rung).len(),
+                expected,
+                "rung {rung}, unit {k}"
+            );
+        }
+        if k == 19 {
+            assert!(transcoder.shed_rung(2));
+            assert!(!transcoder.shed_rung(2));
+            assert_eq!(transcoder.active_rungs(), [true, true, false]);
+        }
+    }
+    transcoder.finish(&mut out).unwrap();
+    let stats = transcoder.stats();
+    for rung in 0..3 {
+        let units = rung_units(&out, rung);
+        let expected = if rung == 2 { 20 } else { 50 };
+        assert_eq!(units.len(), expected, "rung {rung}");
+        assert!(
+            units.windows(2).all(|w| w[1].dts > w[0].dts),
+            "rung {rung} in order"
+        );
+        assert_eq!(stats.rungs[rung].frames_out, expected as u64);
+    }
+    assert_eq!(transcoder.pending(), 0);
 }

@@ -198,11 +198,16 @@ async fn up(config: Config) -> anyhow::Result<()> {
     info!(srt = %srt.local_addr(), http = %http.local_addr(), "ferrocast up");
     // A machine-readable line for scripts and tests that start us on port 0.
     match &edge {
+        // With a generated certificate, `spki_sha256=` gives its pin (for
+        // Chromium's --ignore-certificate-errors-spki-list).
         Some(edge) => println!(
-            "ferrocast ready srt={} http={} https={}",
+            "ferrocast ready srt={} http={} https={}{}",
             srt.local_addr(),
             http.local_addr(),
-            edge.https_addr()
+            edge.https_addr(),
+            edge.spki_sha256()
+                .map(|spki| format!(" spki_sha256={spki}"))
+                .unwrap_or_default()
         ),
         None => println!(
             "ferrocast ready srt={} http={}",

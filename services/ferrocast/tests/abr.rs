@@ -18,7 +18,6 @@ use common::{Server, boxes, browser, client, ffmpeg_push, get_bytes, get_text};
 /// (rung, width, height) of `common::TEST_LADDER` from the 320x240 source.
 const RUNGS: [(&str, u64, u64); 3] = [("240p", 320, 240), ("180p", 240, 180), ("144p", 192, 144)];
 
-
 /// Complete segments of a media playlist: media sequence number → URI.
 fn segments(playlist: &str) -> BTreeMap<u64, String> {
     let first: u64 = playlist

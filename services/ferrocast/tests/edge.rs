@@ -11,7 +11,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::edge::{
-    EdgeKeys, HS256_SECRET, claims, h3_available, h3_fetch, hs256_jwt, now, token_of, uris,
+    EdgeKeys, HS256_SECRET, claims, h3_available, h3_fetch, h3_fetch_with, hs256_jwt, now,
+    token_of, uris,
 };
 use common::{Server, ffmpeg_push};
 
@@ -374,4 +375,152 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The preload-hinted part of `playlist`: its signed URI and (msn, part).
+fn preload_hint(playlist: &str) -> (String, u64, u64) {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:TYPE=PART"))
+        .unwrap_or_else(|| panic!("no part hint in\n{playlist}"));
+    let uri = uris(line).pop().unwrap();
+    let name = uri.split_once('?').unwrap().0;
+    let (msn, part) = name
+        .strip_prefix("part")
+        .and_then(|n| n.strip_suffix(".m4s"))
+        .and_then(|n| n.split_once('.'))
+        .unwrap();
+    (uri.clone(), msn.parse().unwrap(), part.parse().unwrap())
+}
+
+/// A part still being written is passed on chunk by chunk: over HTTP/1.1
+/// and HTTP/2, the first bytes of the preload-hinted part reach the viewer
+/// before a blocking playlist request for that very part (answered when
+/// the origin has completed it) does. Events in order, no timings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preload_hinted_part_streams_before_it_is_complete() {
+    let keys = EdgeKeys::generate();
+    let server = Server::start(&keys.config_toml());
+    let _push = ffmpeg_push(server.srt, "publish:live/early", 40);
+    let jwt = hs256_jwt(&claims(&["early"]), HS256_SECRET);
+    for http2 in [false, true] {
+        let client = keys.client(http2);
+        let text = multivariant(&client, &server, "early", &jwt).await;
+        let media_uri = uris(&text)
+            .into_iter()
+            .find(|u| u.contains(".m3u8"))
+            .unwrap();
+        let session = token_of(&media_uri).unwrap().to_owned();
+        let (status, playlist) = get(&client, &absolute(&server, "early", &media_uri)).await;
+        assert_eq!(status, 200, "{playlist}");
+        // Wait for the hinted part's predecessor to complete, so the hinted
+        // one has only just begun.
+        let (_, msn, part) = preload_hint(&playlist);
+        let blocking = |msn: u64, part: u64| {
+            absolute(
+                &server,
+                "early",
+                &format!("stream.m3u8?_HLS_msn={msn}&_HLS_part={part}&token={session}"),
+            )
+        };
+        let (status, playlist) = get(&client, &blocking(msn, part)).await;
+        assert_eq!(status, 200, "{playlist}");
+        let (hint, msn, part) = preload_hint(&playlist);
+
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let part_request = client.get(absolute(&server, "early", &hint)).send();
+        let complete_request = client.get(blocking(msn, part)).send();
+        let watch_part = {
+            let order = order.clone();
+            async move {
+                let mut response = part_request.await.unwrap();
+                assert_eq!(response.status(), 200);
+                let first = response.chunk().await.unwrap().expect("a first chunk");
+                order.lock().unwrap().push("first bytes of the part");
+                let mut length = first.len();
+                while let Some(chunk) = response.chunk().await.unwrap() {
+                    length += chunk.len();
+                }
+                length
+            }
+        };
+        let watch_playlist = {
+            let order = order.clone();
+            async move {
+                let response = complete_request.await.unwrap();
+                let status = response.status();
+                let text = response.text().await.unwrap();
+                order
+                    .lock()
+                    .unwrap()
+                    .push("playlist with the part complete");
+                (status, text)
+            }
+        };
+        let (length, (status, text)) = tokio::join!(watch_part, watch_playlist);
+        assert_eq!(status, 200, "{text}");
+        let name = format!("part{msn}.{part}.m4s");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("#EXT-X-PART:") && l.contains(&name)),
+            "{name} not complete in\n{text}"
+        );
+        assert!(length > 8);
+        assert_eq!(
+            order.lock().unwrap().clone(),
+            ["first bytes of the part", "playlist with the part complete"],
+            "http2={http2}"
+        );
+    }
+}
+
+/// The same over HTTP/3 (aioquic): the part's first DATA arrives before
+/// the blocking playlist request for it completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preload_hinted_part_streams_over_http3() {
+    if !h3_available() {
+        return;
+    }
+    let keys = EdgeKeys::generate();
+    let server = Server::start(&keys.config_toml());
+    let _push = ffmpeg_push(server.srt, "publish:live/earlyq", 40);
+    let h1 = keys.client(false);
+    let jwt = hs256_jwt(&claims(&["earlyq"]), HS256_SECRET);
+    let text = multivariant(&h1, &server, "earlyq", &jwt).await;
+    let media_uri = uris(&text)
+        .into_iter()
+        .find(|u| u.contains(".m3u8"))
+        .unwrap();
+    // fetch.py waits for the hinted part to complete, then asks for the
+    // next hinted one and the blocking playlist for it at once (in the
+    // client: starting a Python process takes longer than a part).
+    let report = h3_fetch_with(
+        &keys.cert_path,
+        &[absolute(&server, "earlyq", &media_uri)],
+        &["--follow-hint"],
+    );
+    let name = report[0]["url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split_once('?')
+        .unwrap()
+        .0
+        .to_owned();
+    assert_eq!(report[0]["status"], 200, "{report:?}");
+    assert_eq!(report[1]["status"], 200, "{report:?}");
+    let text = report[1]["text"].as_str().unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("#EXT-X-PART:") && l.contains(&name)),
+        "{name} not complete in\n{text}"
+    );
+    let first_bytes = report[0]["first_data_event"].as_u64().unwrap();
+    let complete = report[1]["end_event"].as_u64().unwrap();
+    assert!(
+        first_bytes < complete,
+        "the part's first bytes came after it was complete: {report:?}"
+    );
 }

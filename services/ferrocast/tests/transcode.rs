@@ -299,3 +299,86 @@ async fn encoder_choice_is_logged_with_its_reason() {
     assert_eq!(doc["transcode"], Value::Null, "{doc}");
     assert!(server.log().contains("transcoding off"));
 }
+
+/// `common::TEST_LADDER`'s style with one HEVC rung (libx265 ultrafast)
+/// next to an H.264 one.
+const HEVC_LADDER: &str = r#"
+[ingest]
+reconnect_grace_ms = 1000
+[[transcode.ladders]]
+name = "mixed"
+[[transcode.ladders.rungs]]
+name = "240p"
+height = 240
+video_bitrate_kbps = 300
+codec = "hevc"
+x264_preset = "ultrafast"
+[[transcode.ladders.rungs]]
+name = "144p"
+height = 144
+video_bitrate_kbps = 150
+x264_preset = "ultrafast"
+"#;
+
+/// An HEVC rung end to end: libx265 through the transcoder service and the
+/// packager; ffprobe reads HEVC from that rung's CMAF and H.264 from the
+/// other's, and the multivariant playlist says `hvc1.` and `avc1.`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_rung_next_to_an_h264_rung() {
+    let server = Server::start_with_args(HEVC_LADDER, &["--ladder", "mixed"]);
+    let _push = common::ffmpeg_push(server.srt, "publish:live/mixed", 60);
+    let http = client();
+    // (rung, ffprobe codec_name, CODECS prefix, width, height)
+    let rungs = [
+        ("240p", "hevc", "hvc1.", 320, 240),
+        ("144p", "h264", "avc1.", 192, 144),
+    ];
+    for (rung, codec_name, _, width, height) in rungs {
+        let path = format!("mixed/{rung}");
+        let media = common::playlist_with_segment(&http, &server, &path, 2).await;
+        let file = common::init_and_segments(&http, &server, &path, &media, 2).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mp4 = common::write_file(dir.path(), "rung.mp4", &file);
+        let streams = common::probe_streams(&mp4);
+        for want in [
+            format!("codec_name={codec_name}"),
+            format!("width={width}"),
+            format!("height={height}"),
+        ] {
+            assert!(
+                streams.lines().any(|l| l == want),
+                "{rung} {want}:\n{streams}"
+            );
+        }
+        if codec_name == "hevc" {
+            // Packaged as `hvc1` (parameter sets in the sample entry).
+            assert!(
+                streams.lines().any(|l| l == "codec_tag_string=hvc1"),
+                "{rung}:\n{streams}"
+            );
+        }
+    }
+    // The multivariant playlist lists both rungs with their own codecs.
+    let (status, multivariant) = get_text(&http, &server.url("mixed", "index.m3u8")).await;
+    assert_eq!(status, 200, "{multivariant}");
+    let lines: Vec<&str> = multivariant.lines().collect();
+    for (rung, _, prefix, ..) in rungs {
+        let inf = lines
+            .windows(2)
+            .find(|w| {
+                w[0].starts_with("#EXT-X-STREAM-INF:") && w[1] == format!("{rung}/stream.m3u8")
+            })
+            .map(|w| w[0])
+            .unwrap_or_else(|| panic!("no variant for {rung}:\n{multivariant}"));
+        let codecs = inf
+            .split("CODECS=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap();
+        assert!(
+            codecs.starts_with(prefix) && codecs.ends_with(",mp4a.40.2"),
+            "{rung}: {inf}"
+        );
+    }
+    assert!(!server.log().contains("panicked"));
+}

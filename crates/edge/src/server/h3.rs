@@ -2,9 +2,10 @@
 //! shared [`Handler`].
 
 use bytes::Bytes;
+use futures::StreamExt;
 use tracing::{debug, trace};
 
-use super::routes::{Handler, Protocol};
+use super::routes::{Handler, Protocol, ResponseBody};
 
 /// Accepts QUIC connections until the endpoint closes.
 pub(crate) async fn serve(endpoint: quinn::Endpoint, handler: Handler) {
@@ -45,13 +46,31 @@ async fn connection_loop(connection: quinn::Connection, handler: Handler) {
                             return;
                         }
                     };
-                    let (parts, body) = handler.handle(Protocol::Http3, request).await.into_parts();
+                    let (parts, body) = handler.serve(Protocol::Http3, request).await.into_parts();
                     let sent = async {
                         stream
                             .send_response(http::Response::from_parts(parts, ()))
                             .await?;
-                        if !body.is_empty() {
-                            stream.send_data(body).await?;
+                        match body {
+                            ResponseBody::Full(bytes) => {
+                                if !bytes.is_empty() {
+                                    stream.send_data(bytes).await?;
+                                }
+                            }
+                            // Each chunk in its own DATA frame as it arrives.
+                            ResponseBody::Stream(mut chunks) => {
+                                while let Some(chunk) = chunks.next().await {
+                                    match chunk {
+                                        Ok(chunk) => stream.send_data(chunk).await?,
+                                        Err(e) => {
+                                            // Incomplete: reset, never finish.
+                                            debug!(%remote, error = %e, "upstream body broke off");
+                                            stream.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
+                                            return Ok(());
+                                        }
+                                    }
+                                }
+                            }
                         }
                         stream.finish().await
                     };

@@ -8,9 +8,10 @@
 //! returned by [`EdgeServer::spki_sha256`] (what Chromium's
 //! `--ignore-certificate-errors-spki-list` and pinning clients take).
 //!
-//! Bodies are whole: a part the origin is still writing reaches the viewer
-//! once it is complete (chunk-by-chunk streaming through the edge is not
-//! done yet).
+//! Media bodies are streamed: a part the origin is still writing reaches
+//! the viewer chunk by chunk as it is written (HTTP/1.1 chunked, HTTP/2 and
+//! HTTP/3 DATA frames); a body that breaks off aborts the response rather
+//! than ending it, so a client never takes a truncated part for a whole one.
 //!
 //! ```no_run
 //! # async fn run(router: axum::Router, config: ferrocast_edge::EdgeConfig) -> Result<(), Box<dyn std::error::Error>> {
@@ -36,8 +37,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use http::HeaderValue;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -48,9 +52,9 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 pub use metrics::EdgeMetrics;
-pub use routes::{Clock, Handler, Protocol};
+pub use routes::{Clock, Handler, Protocol, ResponseBody};
 
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamError};
 use crate::{EdgeConfig, EdgeConfigError};
 
 /// A TLS handshake must finish within this.
@@ -310,6 +314,18 @@ async fn serve_plain(listener: TcpListener, handler: Handler) {
     }
 }
 
+/// A hyper body for `body`; a stream error aborts the response (hyper
+/// resets the HTTP/2 stream or closes the HTTP/1.1 connection before the
+/// last chunk).
+fn hyper_body(body: ResponseBody) -> UnsyncBoxBody<bytes::Bytes, UpstreamError> {
+    match body {
+        ResponseBody::Full(bytes) => Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+        ResponseBody::Stream(stream) => StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync(),
+    }
+}
+
 /// HTTP/1.1 or HTTP/2 (by ALPN, or the HTTP/2 preface on plain TCP) on one
 /// connection.
 async fn serve_connection<I>(io: I, handler: Handler, alt_svc: Option<HeaderValue>)
@@ -327,14 +343,14 @@ where
             };
             let (parts, _body) = request.into_parts();
             let mut response = handler
-                .handle(protocol, http::Request::from_parts(parts, ()))
+                .serve(protocol, http::Request::from_parts(parts, ()))
                 .await;
             if let Some(alt_svc) = alt_svc {
                 response
                     .headers_mut()
                     .insert(http::header::ALT_SVC, alt_svc);
             }
-            Ok::<_, Infallible>(response.map(Full::new))
+            Ok::<_, Infallible>(response.map(hyper_body))
         }
     });
     if let Err(e) = auto::Builder::new(TokioExecutor::new())

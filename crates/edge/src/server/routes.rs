@@ -13,7 +13,11 @@ use tracing::{Instrument, debug, debug_span, warn};
 
 use super::metrics::EdgeMetrics;
 use crate::edge_token::query_param;
-use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
+use futures::StreamExt;
+
+use crate::upstream::{
+    BodyStream, StreamingResponse, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+};
 use crate::{EdgeConfig, EdgeConfigError, EdgeTokens, JwtError, JwtVerifier, Rewriter, jwt};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
@@ -25,6 +29,29 @@ const NO_CACHE: &str = "no-cache";
 const EXPOSE_HEADERS: &str = "Age, Date, Content-Length";
 /// Longest upstream error body passed on to the viewer.
 const MAX_PASSED_ERROR_BODY: usize = 200;
+
+/// A response body: whole (playlists, refusals, cached media) or streamed
+/// from the upstream as it arrives (media the origin may still be writing).
+pub enum ResponseBody {
+    /// The whole body.
+    Full(Bytes),
+    /// Chunks as the upstream passes them on; an `Err` means the object
+    /// is incomplete and the response must be aborted, not finished.
+    Stream(BodyStream),
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResponseBody::Full(bytes) => f.debug_tuple("Full").field(&bytes.len()).finish(),
+            ResponseBody::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+fn full(response: Response<Bytes>) -> Response<ResponseBody> {
+    response.map(ResponseBody::Full)
+}
 
 /// Which protocol a request came in on (a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,9 +248,31 @@ impl Handler {
         })
     }
 
-    /// Answers one request. The body of `request` is ignored (the edge
-    /// serves GET, HEAD and CORS preflights only).
+    /// Answers one request with the whole body (collected from the
+    /// stream [`Handler::serve`] gives; a broken stream gives what came).
     pub async fn handle(&self, protocol: Protocol, request: Request<()>) -> Response<Bytes> {
+        let (mut parts, body) = self.serve(protocol, request).await.into_parts();
+        let body = match body {
+            ResponseBody::Full(bytes) => bytes,
+            ResponseBody::Stream(mut stream) => {
+                let mut whole = Vec::new();
+                while let Some(Ok(chunk)) = stream.next().await {
+                    whole.extend_from_slice(&chunk);
+                }
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, whole.len().into());
+                Bytes::from(whole)
+            }
+        };
+        Response::from_parts(parts, body)
+    }
+
+    /// Answers one request; media comes as the upstream passes it on (a
+    /// part still being written: each chunk as the origin writes it). The
+    /// body of `request` is ignored (the edge serves GET, HEAD and CORS
+    /// preflights only).
+    pub async fn serve(&self, protocol: Protocol, request: Request<()>) -> Response<ResponseBody> {
         let path = request.uri().path();
         let target = parse_path(path);
         let kind = match (&target, request.method()) {
@@ -238,7 +287,10 @@ impl Handler {
             stream = target.as_ref().map(|t| t.stream()).unwrap_or(""),
         );
         let mut response = self.respond(&request, target).instrument(span).await;
-        let length = response.body().len();
+        let length = match response.body() {
+            ResponseBody::Full(bytes) => Some(bytes.len()),
+            ResponseBody::Stream(_) => None,
+        };
         let headers = response.headers_mut();
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -248,9 +300,11 @@ impl Handler {
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static(EXPOSE_HEADERS),
         );
-        headers.insert(header::CONTENT_LENGTH, length.into());
+        if let Some(length) = length {
+            headers.insert(header::CONTENT_LENGTH, length.into());
+        }
         if request.method() == Method::HEAD {
-            *response.body_mut() = Bytes::new();
+            *response.body_mut() = ResponseBody::Full(Bytes::new());
         }
         self.inner
             .metrics
@@ -260,9 +314,13 @@ impl Handler {
         response
     }
 
-    async fn respond(&self, request: &Request<()>, target: Option<Target<'_>>) -> Response<Bytes> {
+    async fn respond(
+        &self,
+        request: &Request<()>,
+        target: Option<Target<'_>>,
+    ) -> Response<ResponseBody> {
         match *request.method() {
-            Method::OPTIONS => return preflight(),
+            Method::OPTIONS => return full(preflight()),
             Method::GET | Method::HEAD => {}
             _ => {
                 let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -270,15 +328,15 @@ impl Handler {
                     header::ALLOW,
                     HeaderValue::from_static("GET, HEAD, OPTIONS"),
                 );
-                return response;
+                return full(response);
             }
         }
         let path = request.uri().path();
         if path == "/healthz" {
-            return text(StatusCode::OK, "ok");
+            return full(text(StatusCode::OK, "ok"));
         }
         let Some(target) = target else {
-            return text(StatusCode::NOT_FOUND, "not found");
+            return full(text(StatusCode::NOT_FOUND, "not found"));
         };
         let inner = &self.inner;
         let (presented, upstream_query) = split_query(request.uri().query(), &inner.token_param);
@@ -293,13 +351,16 @@ impl Handler {
                     .and_then(|v| v.to_str().ok())
                     .and_then(jwt::bearer);
                 let Some(presented) = from_header.or(presented) else {
-                    return refuse(JwtError::Missing.status(), JwtError::Missing.reason());
+                    return full(refuse(
+                        JwtError::Missing.status(),
+                        JwtError::Missing.reason(),
+                    ));
                 };
                 match inner.jwts.verify(presented, stream, now) {
                     Ok(viewer) => Some(inner.tokens.sign_session(stream, &viewer, None, now)),
                     Err(e) => {
                         debug!(reason = e.reason(), "viewer JWT refused");
-                        return refuse(e.status(), e.reason());
+                        return full(refuse(e.status(), e.reason()));
                     }
                 }
             }
@@ -308,24 +369,60 @@ impl Handler {
                     Ok(claims) => claims,
                     Err(e) => {
                         debug!(reason = e.reason(), "edge token refused");
-                        return refuse(e.status(), e.reason());
+                        return full(refuse(e.status(), e.reason()));
                     }
                 };
                 matches!(target, Target::MediaPlaylist { .. })
                     .then(|| inner.tokens.sign_media(stream, &claims, now))
             }
         };
-        let fetched = inner
-            .upstream
-            .fetch(UpstreamRequest {
-                path: path.to_owned(),
-                query: upstream_query,
-            })
-            .await;
-        let upstream = match fetched {
+        let upstream_request = UpstreamRequest {
+            path: path.to_owned(),
+            query: upstream_query,
+        };
+        let Some(token) = sign_with else {
+            // Media: passed on as it arrives.
+            return match inner.upstream.fetch_stream(upstream_request).await {
+                Ok(upstream) if upstream.status == 200 => media_stream(upstream),
+                Ok(upstream) => full(upstream_error(&collect_error(upstream).await)),
+                Err(e) => full(self.upstream_failed(&e, path)),
+            };
+        };
+        let upstream = match inner.upstream.fetch(upstream_request).await {
             Ok(upstream) => upstream,
+            Err(e) => return full(self.upstream_failed(&e, path)),
+        };
+        if upstream.status != 200 {
+            return full(upstream_error(&upstream));
+        }
+        full(match inner.rewriter.rewrite_bytes(&upstream.body, &token) {
+            Ok(body) => {
+                let mut response = Response::new(Bytes::from(body));
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(PLAYLIST_TYPE),
+                );
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
+                response
+            }
             Err(e) => {
-                let (label, status, reason) = match &e {
+                warn!(error = %e, path, "upstream playlist not rewritable");
+                inner
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&["bad_playlist"])
+                    .inc();
+                text(StatusCode::BAD_GATEWAY, "bad playlist from upstream")
+            }
+        })
+    }
+
+    /// The answer when the upstream gave none, counted by reason.
+    fn upstream_failed(&self, e: &UpstreamError, path: &str) -> Response<Bytes> {
+        {
+            {
+                let (label, status, reason) = match e {
                     UpstreamError::Timeout => {
                         ("timeout", StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
                     }
@@ -341,47 +438,36 @@ impl Handler {
                     ),
                 };
                 warn!(error = %e, path, "upstream fetch failed");
-                inner
+                self.inner
                     .metrics
                     .upstream_errors
                     .with_label_values(&[label])
                     .inc();
-                return text(status, reason);
+                text(status, reason)
             }
-        };
-        if upstream.status != 200 {
-            return upstream_error(&upstream);
-        }
-        match sign_with {
-            Some(token) => match inner.rewriter.rewrite_bytes(&upstream.body, &token) {
-                Ok(body) => {
-                    let mut response = Response::new(Bytes::from(body));
-                    let headers = response.headers_mut();
-                    headers.insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static(PLAYLIST_TYPE),
-                    );
-                    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
-                    response
-                }
-                Err(e) => {
-                    warn!(error = %e, path, "upstream playlist not rewritable");
-                    inner
-                        .metrics
-                        .upstream_errors
-                        .with_label_values(&["bad_playlist"])
-                        .inc();
-                    text(StatusCode::BAD_GATEWAY, "bad playlist from upstream")
-                }
-            },
-            None => media(upstream),
         }
     }
 }
 
-fn header_of<'a>(upstream: &'a UpstreamResponse, name: &str) -> Option<&'a str> {
-    upstream
-        .headers
+/// The start of an upstream refusal's body (enough for its short reason),
+/// as a whole response for [`upstream_error`].
+async fn collect_error(mut upstream: StreamingResponse) -> UpstreamResponse {
+    let mut body = Vec::new();
+    while body.len() <= MAX_PASSED_ERROR_BODY {
+        match upstream.body.next().await {
+            Some(Ok(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    UpstreamResponse {
+        status: upstream.status,
+        headers: upstream.headers,
+        body: Bytes::from(body),
+    }
+}
+
+fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
@@ -390,16 +476,16 @@ fn header_of<'a>(upstream: &'a UpstreamResponse, name: &str) -> Option<&'a str> 
 /// A part, segment or init segment. Complete objects are immutable; the
 /// origin's own `Cache-Control` wins when it says otherwise (a part it
 /// was still writing).
-fn media(upstream: UpstreamResponse) -> Response<Bytes> {
-    let content_type = header_of(&upstream, "content-type")
+fn media_stream(upstream: StreamingResponse) -> Response<ResponseBody> {
+    let content_type = header_of(&upstream.headers, "content-type")
         .and_then(|v| HeaderValue::from_str(v).ok())
         .unwrap_or(HeaderValue::from_static("video/mp4"));
-    let cache = match header_of(&upstream, "cache-control") {
+    let cache = match header_of(&upstream.headers, "cache-control") {
         None => HeaderValue::from_static(IMMUTABLE),
         Some(v) if v.contains("immutable") => HeaderValue::from_static(IMMUTABLE),
         Some(v) => HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static(NO_CACHE)),
     };
-    let mut response = Response::new(upstream.body);
+    let mut response = Response::new(ResponseBody::Stream(upstream.body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(header::CACHE_CONTROL, cache);

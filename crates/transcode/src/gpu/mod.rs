@@ -160,13 +160,19 @@ impl EncoderChoice {
     }
 
     /// FFmpeg's name of the decoder for `codec` (`h264_cuvid`,
-    /// `hevc_cuvid` on a GPU, FFmpeg's native software decoders otherwise).
+    /// `hevc_cuvid` on a GPU, FFmpeg's native software decoders otherwise;
+    /// `libdav1d` for AV1 on either).
     pub fn decoder_name(&self, codec: SourceCodec) -> &'static str {
         match (self.backend, codec) {
             (Backend::Nvenc { .. }, SourceCodec::H264) => "h264_cuvid",
             (Backend::Nvenc { .. }, SourceCodec::Hevc) => "hevc_cuvid",
             (Backend::Cpu, SourceCodec::H264) => "h264",
             (Backend::Cpu, SourceCodec::Hevc) => "hevc",
+            // libdav1d everywhere: NVDEC's AV1 support depends on the GPU
+            // generation, and an `av1_cuvid` that fails to open would take
+            // NVENC away from the whole stream (frames are scaled in
+            // software anyway).
+            (_, SourceCodec::Av1) => "libdav1d",
         }
     }
 }

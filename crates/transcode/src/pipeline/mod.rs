@@ -1,24 +1,40 @@
 //! The transcoder proper: source access units in, one set of access units
 //! per rung out. Synchronous and runtime-free — call it from a blocking
 //! thread (`tokio::task::spawn_blocking` or a dedicated thread per
-//! stream); it owns FFmpeg's decoder, scalers and encoders for one stream.
+//! stream); it owns FFmpeg's decoder, and one worker thread per rung owns
+//! that rung's scaler and encoder (the private `rungs` module).
 //!
-//! Video is decoded once; each decoded frame gets the keyframe decision of
-//! the plan's [`KeyframeCadence`](crate::plan::KeyframeCadence) (made once,
-//! so every rung agrees), and then per rung is decimated to the rung's
-//! frame rate (never a keyframe), scaled and encoded. Output PTS are the
-//! source's PTS: a rung's frames carry exactly the timestamps of the source
-//! frames they came from.
+//! Video is decoded once, on the caller's thread; each decoded frame gets
+//! the keyframe decision of the plan's
+//! [`KeyframeCadence`](crate::plan::KeyframeCadence) (made once, so every
+//! rung agrees) and is handed, shared and not copied, to every rung's
+//! worker, which decimates it to the rung's frame rate (never a keyframe),
+//! scales and encodes it. Rungs encode in parallel with each other and
+//! with the decoding of the next frame. Output PTS are the source's PTS: a
+//! rung's frames carry exactly the timestamps of the source frames they
+//! came from.
+//!
+//! Outputs of a rung come out in order; those not ready when `push`
+//! returns come out of a later [`Transcoder::push`], [`Transcoder::poll`]
+//! or [`Transcoder::finish`]. A caller with time to spare between units (a
+//! live source) calls [`Transcoder::poll`] to get each frame's outputs as
+//! soon as every rung has encoded it.
 //!
 //! Nothing queues inside except what FFmpeg's codecs hold for their own
-//! delay (a few frames; none with `zerolatency`), the Opus→AAC sample FIFO
-//! (under two audio frames) and the bounded push-time table used to
+//! delay (a few frames; none with `zerolatency`), at most
+//! [`RUNG_QUEUE_FRAMES`] frames per rung waiting for or in its encoder (a
+//! rung that falls further behind makes `push` wait), the Opus→AAC sample
+//! FIFO (under two audio frames) and the bounded push-time table used to
 //! measure latency ([`crate::stats`]).
 
 mod audio;
+mod rungs;
 mod video;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use ferrocast_media::{AccessUnit, TrackId, TrackInfo, TrackKind};
 use ff::format::Pixel;
@@ -26,12 +42,14 @@ use ff::{Dictionary, Rational};
 use ffmpeg_next as ff;
 
 use self::audio::AudioPath;
-use self::video::{RungEncoder, Timing, VideoDecoder};
+pub use self::rungs::RUNG_QUEUE_FRAMES;
+use self::rungs::{Job, Report, ReportBody, RungWorker};
+use self::video::{RungEncoder, VideoDecoder};
 use crate::error::TranscodeError;
 use crate::gpu::{EncoderChoice, EncoderProbe, StreamEncoders};
 use crate::ladder::VideoCodec;
 use crate::plan::{KeyframeDecider, Plan};
-use crate::stats::{Clock, InFlight, Stats, SystemClock};
+use crate::stats::{Clock, InFlight, LagAnchor, RungStats, Stats, SystemClock};
 
 /// One access unit out of the transcoder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,14 +81,30 @@ pub struct Tracks {
     pub audio: Vec<TrackInfo>,
 }
 
+/// The transcoder's view of one rung: its worker, and what it has said.
+struct RungState {
+    worker: RungWorker,
+    /// False once shed ([`Transcoder::shed_rung`]).
+    active: bool,
+    /// The rung's track as of the last output handed out.
+    track: Option<TrackInfo>,
+    stats: RungStats,
+    lag: LagAnchor,
+    /// The next frame sent must carry a timing reset (a discontinuity).
+    reset_pending: bool,
+    /// The worker drained its encoder.
+    finished: bool,
+}
+
 /// The transcoder for one stream. See the [module docs](self).
 pub struct Transcoder {
     plan: Plan,
     encoders: StreamEncoders,
     decoder: VideoDecoder,
-    rungs: Vec<RungEncoder>,
+    rungs: Vec<RungState>,
+    reports: Receiver<Report>,
     keyframes: KeyframeDecider,
-    /// Per rung: false once shed ([`Transcoder::shed_rung`]).
+    /// Per rung: false once shed, as [`Self::active_rungs`] returns it.
     active: Vec<bool>,
     /// Input track and its path, per audio track.
     audio: BTreeMap<TrackId, (TrackInfo, AudioPath)>,
@@ -92,9 +126,10 @@ impl std::fmt::Debug for Transcoder {
 
 impl Transcoder {
     /// Opens the decoder and every rung's encoder for `plan` with the
-    /// stream's `encoders`. If NVENC was chosen but an encoder or decoder
-    /// fails to open, the stream falls back to the CPU (releasing its
-    /// NVENC sessions) and says why in [`Self::encoders`].
+    /// stream's `encoders`, and starts one worker thread per rung. If NVENC
+    /// was chosen but an encoder or decoder fails to open, the stream
+    /// falls back to the CPU (releasing its NVENC sessions) and says why
+    /// in [`Self::encoders`].
     pub fn new(plan: Plan, encoders: StreamEncoders) -> Result<Self, TranscodeError> {
         Self::with_clock(plan, encoders, Box::new(SystemClock))
     }
@@ -115,17 +150,30 @@ impl Transcoder {
             }
             Err(e) => return Err(e),
         };
-        let (decoder, rungs) = opened;
+        let (decoder, encoders_per_rung) = opened;
         tracing::info!(
             ladder = %plan.ladder,
             rungs = ?plan.rungs.iter().map(|r| format!("{}:{}x{}", r.name, r.width, r.height)).collect::<Vec<_>>(),
             encoders = %encoders.choice.reason,
             "transcoder ready"
         );
-        let stats = Stats {
-            rungs: rungs.iter().map(|r| r.stats.clone()).collect(),
-            ..Stats::default()
-        };
+        let (workers, reports) = rungs::spawn(encoders_per_rung)?;
+        let rungs: Vec<RungState> = workers
+            .into_iter()
+            .zip(&plan.rungs)
+            .map(|(worker, rung)| RungState {
+                worker,
+                active: true,
+                track: None,
+                stats: RungStats {
+                    name: rung.name.clone(),
+                    ..RungStats::default()
+                },
+                lag: LagAnchor::default(),
+                reset_pending: false,
+                finished: false,
+            })
+            .collect();
         Ok(Transcoder {
             keyframes: KeyframeDecider::new(plan.keyframes, plan.cadence),
             active: vec![true; rungs.len()],
@@ -133,10 +181,11 @@ impl Transcoder {
             encoders,
             decoder,
             rungs,
+            reports,
             audio: BTreeMap::new(),
             in_flight: InFlight::default(),
             clock,
-            stats,
+            stats: Stats::default(),
             scratch: Vec::new(),
         })
     }
@@ -173,7 +222,15 @@ impl Transcoder {
     }
 
     /// Transcodes one source access unit; what came out is appended to
-    /// `out` (often nothing for the first few units: codec delay).
+    /// `out`: this unit's audio at once, video of this and earlier units
+    /// as far as the rungs have encoded it (often nothing for the first
+    /// few units: codec delay). Waits only when a rung has
+    /// [`RUNG_QUEUE_FRAMES`] frames in hand already.
+    ///
+    /// # Errors
+    ///
+    /// An FFmpeg failure here or, reported now, on a rung's worker since
+    /// the last call.
     pub fn push(&mut self, unit: &AccessUnit, out: &mut Vec<Output>) -> Result<(), TranscodeError> {
         let started = self.clock.now();
         let result = match unit.kind {
@@ -184,18 +241,52 @@ impl Transcoder {
                 Ok(())
             }
         };
+        let result = result.and_then(|()| self.collect(out).map(drop));
         self.stats.busy += self.clock.now().saturating_duration_since(started);
         result
     }
 
+    /// Source frames sent to the rungs whose outputs have not all come out
+    /// yet (counted once per rung).
+    pub fn pending(&self) -> usize {
+        self.rungs
+            .iter()
+            .filter(|r| r.active)
+            .map(|r| r.worker.in_flight)
+            .sum()
+    }
+
+    /// Appends the outputs the rungs have finished since the last call.
+    /// If none had finished anything and frames are [`Self::pending`],
+    /// first waits up to `timeout` for the next rung to finish one (a zero
+    /// `timeout` never waits). Call it in a loop between the units of a
+    /// live source to hand each rung's output out as soon as it exists.
+    ///
+    /// # Errors
+    ///
+    /// An FFmpeg failure on a rung's worker.
+    pub fn poll(&mut self, out: &mut Vec<Output>, timeout: Duration) -> Result<(), TranscodeError> {
+        if self.collect(out)? > 0 || timeout.is_zero() || self.pending() == 0 {
+            return Ok(());
+        }
+        if let Some(report) = rungs::next_report(&self.reports, Some(Instant::now() + timeout)) {
+            self.absorb(report, out)?;
+            self.collect(out)?;
+        }
+        Ok(())
+    }
+
     /// Stops encoding rung `rung` (an index into [`Plan::rungs`]) for
     /// good, to save its cost when the machine cannot keep up; its encoder
-    /// is not flushed. Returns false if it was already shed or does not
-    /// exist. Output indices of the other rungs do not change.
+    /// is not flushed, and frames it had in hand are not output. Returns
+    /// false if it was already shed or does not exist. Output indices of
+    /// the other rungs do not change.
     pub fn shed_rung(&mut self, rung: usize) -> bool {
-        match self.active.get_mut(rung) {
-            Some(active) if *active => {
-                *active = false;
+        match self.rungs.get_mut(rung) {
+            Some(state) if state.active => {
+                state.active = false;
+                state.worker.close();
+                self.active[rung] = false;
                 true
             }
             _ => false,
@@ -217,29 +308,43 @@ impl Transcoder {
     pub fn discontinuity(&mut self) {
         self.keyframes.reset();
         for rung in &mut self.rungs {
-            rung.reset_timing();
+            // Carried by the next frame, so that it lands after the frames
+            // already queued to the rung.
+            rung.reset_pending = true;
         }
     }
 
-    /// End of input: drains the decoder and every encoder.
+    /// End of input: drains the decoder and every encoder, waiting for
+    /// every rung's worker.
+    ///
+    /// # Errors
+    ///
+    /// An FFmpeg failure here or on a rung's worker.
     pub fn finish(&mut self, out: &mut Vec<Output>) -> Result<(), TranscodeError> {
         let started = self.clock.now();
+        let result = self.finish_inner(out);
+        self.stats.busy += self.clock.now().saturating_duration_since(started);
+        result
+    }
+
+    fn finish_inner(&mut self, out: &mut Vec<Output>) -> Result<(), TranscodeError> {
         self.decoder.send_eof();
         self.drain_decoder(out)?;
-        let timing = Timing {
-            clock: self.clock.as_ref(),
-            in_flight: &self.in_flight,
-        };
-        for (index, rung) in self.rungs.iter_mut().enumerate() {
-            if !self.active[index] {
-                continue;
+        for index in 0..self.rungs.len() {
+            if self.rungs[index].active && self.rungs[index].worker.is_open() {
+                self.send_job(index, Job::Finish, out)?;
+                self.rungs[index].worker.close();
             }
-            rung.finish(&timing, &mut self.scratch)?;
-            out.extend(
-                self.scratch
-                    .drain(..)
-                    .map(|unit| Output::Video { rung: index, unit }),
-            );
+        }
+        while self
+            .rungs
+            .iter()
+            .any(|r| r.active && !r.finished && r.worker.in_flight > 0)
+        {
+            let Some(report) = rungs::next_report(&self.reports, Some(far_future())) else {
+                break;
+            };
+            self.absorb(report, out)?;
         }
         for (_, path) in self.audio.values_mut() {
             if let AudioPath::Reencode(r) = path {
@@ -248,11 +353,11 @@ impl Transcoder {
                 out.extend(self.scratch.drain(..).map(Output::Audio));
             }
         }
-        self.stats.busy += self.clock.now().saturating_duration_since(started);
         Ok(())
     }
 
-    /// The output tracks.
+    /// The output tracks. A rung's track is the one its latest output
+    /// handed out belongs to.
     pub fn tracks(&self) -> Tracks {
         Tracks {
             rungs: self.rungs.iter().map(|r| r.track.clone()).collect(),
@@ -268,7 +373,7 @@ impl Transcoder {
         }
     }
 
-    /// Counters and lag so far.
+    /// Counters and lag so far, as of the outputs handed out.
     pub fn stats(&self) -> Stats {
         Stats {
             rungs: self.rungs.iter().map(|r| r.stats.clone()).collect(),
@@ -305,22 +410,115 @@ impl Transcoder {
             };
             self.stats.frames_decoded += 1;
             let keyframe = self.keyframes.is_keyframe(pts);
-            let timing = Timing {
-                clock: self.clock.as_ref(),
-                in_flight: &self.in_flight,
-            };
-            for (index, rung) in self.rungs.iter_mut().enumerate() {
-                if !self.active[index] {
+            let frame = Arc::new(frame);
+            for index in 0..self.rungs.len() {
+                let rung = &mut self.rungs[index];
+                if !rung.active || !rung.worker.is_open() {
                     continue;
                 }
-                rung.push(frame, pts, keyframe, &timing, &mut self.scratch)?;
-                out.extend(
-                    self.scratch
-                        .drain(..)
-                        .map(|unit| Output::Video { rung: index, unit }),
-                );
+                let reset = std::mem::take(&mut rung.reset_pending);
+                let job = Job::Frame {
+                    frame: Arc::clone(&frame),
+                    pts,
+                    keyframe,
+                    reset,
+                };
+                self.send_job(index, job, out)?;
             }
         }
+    }
+
+    /// Sends `job` to rung `index`, first reading reports (and handing
+    /// their outputs out) until the rung has credit.
+    fn send_job(
+        &mut self,
+        index: usize,
+        job: Job,
+        out: &mut Vec<Output>,
+    ) -> Result<(), TranscodeError> {
+        while !self.rungs[index].worker.has_credit() {
+            let Some(report) = rungs::next_report(&self.reports, Some(far_future())) else {
+                break;
+            };
+            self.absorb(report, out)?;
+        }
+        self.rungs[index].worker.send(job)
+    }
+
+    /// Reads the reports that are ready, without waiting; returns how
+    /// many.
+    fn collect(&mut self, out: &mut Vec<Output>) -> Result<usize, TranscodeError> {
+        let mut read = 0;
+        while let Some(report) = rungs::next_report(&self.reports, None) {
+            self.absorb(report, out)?;
+            read += 1;
+        }
+        Ok(read)
+    }
+
+    /// Takes one worker report: its units become outputs (timed on the
+    /// injected clock), its track and counters become the rung's.
+    fn absorb(&mut self, report: Report, out: &mut Vec<Output>) -> Result<(), TranscodeError> {
+        let Some(rung) = self.rungs.get_mut(report.rung) else {
+            return Ok(());
+        };
+        rung.worker.in_flight = rung.worker.in_flight.saturating_sub(1);
+        let (units, track, counters, busy, reset, finished) = match report.body {
+            ReportBody::Done {
+                units,
+                track,
+                counters,
+                busy,
+                reset,
+                finished,
+            } => (units, track, counters, busy, reset, finished),
+            ReportBody::Failed(e) => {
+                rung.worker.close();
+                rung.finished = true;
+                return if rung.active { Err(e) } else { Ok(()) };
+            }
+            ReportBody::Gone => {
+                rung.worker.close();
+                rung.worker.in_flight = 0;
+                rung.finished = true;
+                return if rung.active {
+                    Err(rung.worker.panicked())
+                } else {
+                    Ok(())
+                };
+            }
+        };
+        rung.finished |= finished;
+        if !rung.active {
+            return Ok(());
+        }
+        if let Some(track) = track {
+            rung.track = Some(track);
+        }
+        if reset {
+            rung.lag.reset();
+        }
+        let stats = &mut rung.stats;
+        stats.frames_in = counters.frames_in;
+        stats.frames_out = counters.frames_out;
+        stats.frames_decimated = counters.frames_decimated;
+        stats.keyframes_forced = counters.keyframes_forced;
+        stats.bytes_out = counters.bytes_out;
+        stats.busy += busy;
+        let now = self.clock.now();
+        for unit in units {
+            if let Some(at) = self.in_flight.pushed_at(unit.pts) {
+                let latency = now.saturating_duration_since(at);
+                stats.latency_last = latency;
+                stats.latency_max = stats.latency_max.max(latency);
+            }
+            stats.realtime_lag_ms = rung.lag.lag_ms(unit.pts, now);
+            out.push(Output::Video {
+                rung: report.rung,
+                unit,
+            });
+        }
+        Ok(())
     }
 
     fn push_audio(
@@ -342,6 +540,12 @@ impl Transcoder {
         }
         Ok(())
     }
+}
+
+/// A deadline that never comes, for waits bounded by the credit scheme
+/// instead (a worker always reports each job).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(24 * 3600)
 }
 
 fn open_all(

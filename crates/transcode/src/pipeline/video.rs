@@ -14,11 +14,10 @@ use ff::{Dictionary, Rational};
 use ffmpeg_next as ff;
 
 use crate::error::TranscodeError;
-use crate::ffmpeg::{Scaler, set_extradata};
+use crate::ffmpeg::{Scaler, set_extradata, share_frame};
 use crate::gpu::{Backend, EncoderChoice};
 use crate::ladder::VideoCodec;
-use crate::plan::{KeyframeCadence, KeyframeMode, Plan, PlannedRung};
-use crate::stats::{Clock, InFlight, LagAnchor, RungStats};
+use crate::plan::{KeyframeCadence, KeyframeMode, Plan, PlannedRung, SourceCodec};
 
 /// The encoder's own GOP limit in [`KeyframeMode::FollowSource`]: ten
 /// minutes at 60 fps, so in practice only the source's keyframes count.
@@ -36,11 +35,14 @@ fn is_again_or_eof(e: &ff::Error) -> bool {
             })
 }
 
-/// Annex-B parameter sets of the source, as decoder extradata.
-fn annexb_extradata(params: &CodecParams) -> Vec<u8> {
+/// The source's codec configuration as decoder extradata: Annex-B
+/// parameter sets for H.264/HEVC; for AV1 the sequence header OBU (sized,
+/// low overhead format), which libdav1d parses as is.
+fn decoder_extradata(params: &CodecParams) -> Vec<u8> {
     let sets: Vec<&Bytes> = match params {
         CodecParams::H264(p) => vec![&p.sps, &p.pps],
         CodecParams::H265(p) => vec![&p.vps, &p.sps, &p.pps],
+        CodecParams::Av1(p) => return p.sequence_header.to_vec(),
         _ => Vec::new(),
     };
     let mut out = Vec::new();
@@ -51,10 +53,12 @@ fn annexb_extradata(params: &CodecParams) -> Vec<u8> {
     out
 }
 
-/// The source decoder.
+/// The source decoder. Its threading adds no delay: H.264/HEVC decode on
+/// the calling thread (FFmpeg's default of one thread; frame threads would
+/// hold a frame back per thread), libdav1d with `max_frame_delay` 1 (the
+/// `low_delay` flag).
 pub(crate) struct VideoDecoder {
     decoder: ff::decoder::Video,
-    frame: frame::Video,
     subject: String,
 }
 
@@ -68,7 +72,16 @@ impl VideoDecoder {
                 name: name.to_owned(),
             })?;
         let mut ctx = ff::codec::Context::new_with_codec(codec);
-        set_extradata(&mut ctx, &annexb_extradata(&plan.source.params));
+        set_extradata(&mut ctx, &decoder_extradata(&plan.source.params));
+        if plan.source_codec == SourceCodec::Av1 {
+            // libdav1d: tile and row threads on every core, but at most one
+            // frame in flight, so each temporal unit comes out as it goes in.
+            ctx.set_flags(ff::codec::Flags::LOW_DELAY);
+            ctx.set_threading(ff::threading::Config {
+                kind: ff::threading::Type::Slice,
+                ..ff::threading::Config::count(0)
+            });
+        }
         // DEPENDENCIES.md trap 4: nothing tells the decoder the frame rate
         // of an MPEG-TS source; give it the SPS's.
         if let Some((num, den)) = plan.source_frame_rate {
@@ -76,7 +89,9 @@ impl VideoDecoder {
         }
         let mut decoder = ctx.decoder();
         decoder.set_packet_time_base(TIME_BASE);
-        if let Backend::Nvenc { ordinal } = choice.backend {
+        if let (Backend::Nvenc { ordinal }, false) =
+            (choice.backend, plan.source_codec == SourceCodec::Av1)
+        {
             let mut opts = Dictionary::new();
             opts.set("gpu", &ordinal.to_string());
             let opened = decoder
@@ -86,7 +101,6 @@ impl VideoDecoder {
                 decoder: opened
                     .video()
                     .map_err(TranscodeError::ffmpeg("open decoder", subject.clone()))?,
-                frame: frame::Video::empty(),
                 subject,
             });
         }
@@ -94,11 +108,7 @@ impl VideoDecoder {
             .open_as(codec)
             .and_then(|d| d.video())
             .map_err(TranscodeError::ffmpeg("open decoder", subject.clone()))?;
-        Ok(VideoDecoder {
-            decoder,
-            frame: frame::Video::empty(),
-            subject,
-        })
+        Ok(VideoDecoder { decoder, subject })
     }
 
     /// Sends one access unit; `false` if the decoder refused it.
@@ -126,17 +136,19 @@ impl VideoDecoder {
 
     /// The next decoded frame, its picture type cleared (trap 4: x264
     /// would otherwise copy the source's frame types) and its PTS set to
-    /// the best-effort timestamp. `Ok(None)` when the decoder wants more
+    /// the best-effort timestamp. A new frame each time: the rungs share
+    /// it while the decoder goes on. `Ok(None)` when the decoder wants more
     /// input; `Err(())` for a damaged picture (skipped).
-    pub(crate) fn receive(&mut self) -> Result<Option<(&mut frame::Video, Time90k)>, ()> {
-        match self.decoder.receive_frame(&mut self.frame) {
+    pub(crate) fn receive(&mut self) -> Result<Option<(frame::Video, Time90k)>, ()> {
+        let mut frame = frame::Video::empty();
+        match self.decoder.receive_frame(&mut frame) {
             Ok(()) => {
-                let Some(pts) = self.frame.timestamp().or_else(|| self.frame.pts()) else {
+                let Some(pts) = frame.timestamp().or_else(|| frame.pts()) else {
                     return Err(());
                 };
-                self.frame.set_pts(Some(pts));
-                self.frame.set_kind(picture::Type::None);
-                Ok(Some((&mut self.frame, Time90k(pts))))
+                frame.set_pts(Some(pts));
+                frame.set_kind(picture::Type::None);
+                Ok(Some((frame, Time90k(pts))))
             }
             Err(e) if is_again_or_eof(&e) => Ok(None),
             Err(e) => {
@@ -177,7 +189,18 @@ impl Decimator {
     }
 }
 
+/// A rung's counters, kept by its encoder (see [`crate::stats::RungStats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub(crate) frames_in: u64,
+    pub(crate) frames_out: u64,
+    pub(crate) frames_decimated: u64,
+    pub(crate) keyframes_forced: u64,
+    pub(crate) bytes_out: u64,
+}
+
 /// One rung: scaler, frame-rate cap, encoder, and the track it produces.
+/// Runs on the rung's worker thread ([`super::rungs`]).
 pub(crate) struct RungEncoder {
     pub(crate) plan: PlannedRung,
     encoder: ff::encoder::video::Encoder,
@@ -186,8 +209,7 @@ pub(crate) struct RungEncoder {
     track_id: TrackId,
     pub(crate) track: Option<TrackInfo>,
     subject: String,
-    lag: LagAnchor,
-    pub(crate) stats: RungStats,
+    pub(crate) counters: Counters,
 }
 
 impl RungEncoder {
@@ -227,7 +249,7 @@ impl RungEncoder {
         enc.set_gop(u32::try_from(gop).unwrap_or(u32::MAX));
         enc.set_bit_rate(rung.bitrate as usize);
         enc.set_max_bit_rate(rung.max_bitrate as usize);
-        let opts = encoder_options(rung, choice, &plan.cadence);
+        let opts = encoder_options(rung, choice, &plan.cadence, threads_per_rung(plan));
         let encoder = enc
             .open_as_with(codec, opts)
             .map_err(TranscodeError::ffmpeg("open encoder", subject.clone()))?;
@@ -239,11 +261,7 @@ impl RungEncoder {
             track_id: plan.source.id,
             track: None,
             subject,
-            lag: LagAnchor::default(),
-            stats: RungStats {
-                name: rung.name.clone(),
-                ..RungStats::default()
-            },
+            counters: Counters::default(),
         })
     }
 
@@ -254,11 +272,10 @@ impl RungEncoder {
         src: &frame::Video,
         pts: Time90k,
         keyframe: bool,
-        clock: &Timing<'_>,
         out: &mut Vec<AccessUnit>,
     ) -> Result<(), TranscodeError> {
         if !self.decimator.keep(pts, keyframe) {
-            self.stats.frames_decimated += 1;
+            self.counters.frames_decimated += 1;
             return Ok(());
         }
         let mut scaled = self.scale(src)?;
@@ -272,30 +289,31 @@ impl RungEncoder {
             picture::Type::None
         });
         if keyframe {
-            self.stats.keyframes_forced += 1;
+            self.counters.keyframes_forced += 1;
         }
-        self.stats.frames_in += 1;
+        self.counters.frames_in += 1;
         self.encoder
             .send_frame(&scaled)
             .map_err(TranscodeError::ffmpeg("encode", self.subject.clone()))?;
-        self.drain(clock, out)
+        self.drain(out)
     }
 
     /// Flushes the encoder at the end of input.
-    pub(crate) fn finish(
-        &mut self,
-        clock: &Timing<'_>,
-        out: &mut Vec<AccessUnit>,
-    ) -> Result<(), TranscodeError> {
+    pub(crate) fn finish(&mut self, out: &mut Vec<AccessUnit>) -> Result<(), TranscodeError> {
         self.encoder.send_eof().map_err(TranscodeError::ffmpeg(
             "flush encoder",
             self.subject.clone(),
         ))?;
-        self.drain(clock, out)
+        self.drain(out)
     }
 
     fn scale(&mut self, src: &frame::Video) -> Result<frame::Video, TranscodeError> {
         let (w, h) = (self.plan.width, self.plan.height);
+        if src.format() == Pixel::YUV420P && src.width() == w && src.height() == h {
+            // Already the rung's picture: a new reference to the decoder's
+            // buffers, not a copy (the encoders copy their input).
+            return share_frame(src).map_err(TranscodeError::ffmpeg("scale", self.subject.clone()));
+        }
         let stale = self.scaler.as_ref().is_none_or(|s| {
             let input = s.0.input();
             input.format != src.format()
@@ -330,11 +348,7 @@ impl RungEncoder {
         Ok(out)
     }
 
-    fn drain(
-        &mut self,
-        clock: &Timing<'_>,
-        out: &mut Vec<AccessUnit>,
-    ) -> Result<(), TranscodeError> {
+    fn drain(&mut self, out: &mut Vec<AccessUnit>) -> Result<(), TranscodeError> {
         loop {
             let mut packet = Packet::empty();
             match self.encoder.receive_packet(&mut packet) {
@@ -349,15 +363,8 @@ impl RungEncoder {
             if keyframe {
                 self.update_track(data)?;
             }
-            self.stats.frames_out += 1;
-            self.stats.bytes_out += data.len() as u64;
-            let now = clock.clock.now();
-            if let Some(at) = clock.in_flight.pushed_at(pts) {
-                let latency = now.saturating_duration_since(at);
-                self.stats.latency_last = latency;
-                self.stats.latency_max = self.stats.latency_max.max(latency);
-            }
-            self.stats.realtime_lag_ms = self.lag.lag_ms(pts, now);
+            self.counters.frames_out += 1;
+            self.counters.bytes_out += data.len() as u64;
             out.push(AccessUnit {
                 track: self.track_id,
                 kind: TrackKind::Video,
@@ -397,17 +404,17 @@ impl RungEncoder {
         }
     }
 
-    /// Forget timing state after a discontinuity.
+    /// Forget the frame-rate cap's state after a discontinuity.
     pub(crate) fn reset_timing(&mut self) {
-        self.lag.reset();
         self.decimator.last = None;
     }
 }
 
-/// The clock and the push times of source frames.
-pub(crate) struct Timing<'a> {
-    pub(crate) clock: &'a dyn Clock,
-    pub(crate) in_flight: &'a InFlight,
+/// Encoder threads per rung: the machine's cores shared evenly between the
+/// rungs, which encode in parallel; at least one.
+fn threads_per_rung(plan: &Plan) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (cores / plan.rungs.len().max(1)).max(1)
 }
 
 /// The encoder options for a rung, x264/x265 or NVENC.
@@ -415,6 +422,7 @@ fn encoder_options(
     rung: &PlannedRung,
     choice: &EncoderChoice,
     cadence: &KeyframeCadence,
+    threads: usize,
 ) -> Dictionary<'static> {
     let mut opts = Dictionary::new();
     // VBV: one keyframe interval of buffer at the peak rate.
@@ -428,9 +436,13 @@ fn encoder_options(
                 opts.set("tune", tune);
             }
             opts.set("profile", rung.profile.as_str());
-            // Every core: with `zerolatency` x264 threads by slices, which
-            // adds no delay (frame threads would add a frame per thread).
-            opts.set("threads", "auto");
+            // The rungs encode in parallel on their own threads, so each
+            // encoder gets its share of the cores. With `zerolatency` x264
+            // threads by slices, which adds no delay (frame threads would
+            // add a frame per thread); on two cores and a three-rung
+            // ladder that is one thread each, which measured fastest
+            // (docs/BENCHMARKS.md, `transcode_ladder`).
+            opts.set("threads", &threads.to_string());
             match rung.codec {
                 // Scene cuts would put IDRs off the shared cadence.
                 VideoCodec::H264 => opts.set("x264-params", "scenecut=0:open-gop=0"),
@@ -518,7 +530,7 @@ mod tests {
             frame_rate: None,
         });
         assert_eq!(
-            annexb_extradata(&params),
+            decoder_extradata(&params),
             [0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68, 2]
         );
     }
@@ -528,10 +540,16 @@ mod tests {
         let cadence = KeyframeCadence {
             interval: Time90k(180_000),
         };
-        let cpu = encoder_options(&rung((30, 1), false), &EncoderChoice::cpu("test"), &cadence);
+        let cpu = encoder_options(
+            &rung((30, 1), false),
+            &EncoderChoice::cpu("test"),
+            &cadence,
+            2,
+        );
         assert_eq!(cpu.get("preset"), Some("veryfast"));
         assert_eq!(cpu.get("tune"), Some("zerolatency"));
         assert_eq!(cpu.get("forced-idr"), Some("1"));
+        assert_eq!(cpu.get("threads"), Some("2"));
         assert_eq!(cpu.get("bufsize"), Some("1760000"));
         assert!(
             cpu.get("x264-params")
@@ -541,7 +559,7 @@ mod tests {
             backend: Backend::Nvenc { ordinal: 1 },
             reason: String::new(),
         };
-        let nv = encoder_options(&rung((30, 1), false), &gpu, &cadence);
+        let nv = encoder_options(&rung((30, 1), false), &gpu, &cadence, 2);
         assert_eq!(nv.get("preset"), Some("p4"));
         assert_eq!(nv.get("gpu"), Some("1"));
         assert_eq!(nv.get("no-scenecut"), Some("1"));

@@ -87,6 +87,17 @@ keys = [{{ kid = 1, secret = "{EDGE_TOKEN_SECRET}" }}]
         )
     }
 
+    /// [`EdgeKeys::config_toml`] without `tls_cert`/`tls_key`: the edge
+    /// generates a certificate and prints its SPKI pin on the ready line
+    /// (what a browser is given).
+    pub fn config_toml_self_signed(&self) -> String {
+        self.config_toml()
+            .lines()
+            .filter(|line| !line.starts_with("tls_cert") && !line.starts_with("tls_key"))
+            .map(|line| format!("{line}\n"))
+            .collect()
+    }
+
     /// A viewer JWT signed with the ES256 key.
     pub fn es256_jwt(&self, claims: &serde_json::Value) -> String {
         let mut header = Header::new(Algorithm::ES256);
@@ -198,11 +209,18 @@ pub fn h3_available() -> bool {
 /// GET `urls` in order over HTTP/3 with aioquic, trusting `cafile`;
 /// returns its JSON report, one object per URL.
 pub fn h3_fetch(cafile: &Path, urls: &[String]) -> Vec<serde_json::Value> {
+    h3_fetch_with(cafile, urls, &[])
+}
+
+/// [`h3_fetch`] with more `fetch.py` options (`--concurrent`: every URL at
+/// once on one connection, with `first_data_event`/`end_event` ordering).
+pub fn h3_fetch_with(cafile: &Path, urls: &[String], options: &[&str]) -> Vec<serde_json::Value> {
     let (ok, out, err) = super::run_with_timeout(
         Command::new("python3")
             .arg(h3_script())
             .arg("--cafile")
             .arg(cafile)
+            .args(options)
             .args(urls),
         Duration::from_secs(60),
     );

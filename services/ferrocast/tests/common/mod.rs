@@ -46,6 +46,9 @@ pub struct Server {
     /// The edge's HTTPS address (TCP; UDP for HTTP/3 on the same port),
     /// when the config has an `[edge]` section.
     pub https: Option<SocketAddr>,
+    /// Base64 SHA-256 of the edge's SPKI, from the ready line, when the
+    /// edge generated its certificate (no `tls_cert`).
+    pub spki_sha256: Option<String>,
     pub data_dir: tempfile::TempDir,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -147,6 +150,10 @@ impl Server {
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix("https="))
                 .map(|a| a.parse().unwrap()),
+            spki_sha256: line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("spki_sha256="))
+                .map(str::to_owned),
             child,
             data_dir,
             log,
