@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-install_debian_packages pkg-config gcc
+install_debian_packages "${BUILD_PACKAGES[@]}"
 exec cargo run --release --locked -p ferrocast -- up "$@"
