@@ -401,7 +401,16 @@ fn preload_hint(playlist: &str) -> (String, u64, u64) {
 async fn the_preload_hinted_part_streams_before_it_is_complete() {
     let keys = EdgeKeys::generate();
     let server = Server::start(&keys.config_toml());
-    let _push = ffmpeg_push(server.srt, "publish:live/early", 40);
+    // One PES per audio frame: ingest interleaves by decode time, so with
+    // ffmpeg's default 0.37 s audio PES video leaves ingest in bursts and
+    // a part can start and complete in one burst, leaving nothing to
+    // stream early.
+    let _push = common::ffmpeg_push_with(
+        server.srt,
+        "publish:live/early",
+        40,
+        &["-pes_payload_size", "0"],
+    );
     let jwt = hs256_jwt(&claims(&["early"]), HS256_SECRET);
     for http2 in [false, true] {
         let client = keys.client(http2);
@@ -483,7 +492,13 @@ async fn the_preload_hinted_part_streams_over_http3() {
     }
     let keys = EdgeKeys::generate();
     let server = Server::start(&keys.config_toml());
-    let _push = ffmpeg_push(server.srt, "publish:live/earlyq", 40);
+    // One PES per audio frame, as in the HTTP/1.1 and HTTP/2 test above.
+    let _push = common::ffmpeg_push_with(
+        server.srt,
+        "publish:live/earlyq",
+        40,
+        &["-pes_payload_size", "0"],
+    );
     let h1 = keys.client(false);
     let jwt = hs256_jwt(&claims(&["earlyq"]), HS256_SECRET);
     let text = multivariant(&h1, &server, "earlyq", &jwt).await;
