@@ -36,15 +36,24 @@
 //! its priming frames, a repeated frame) is dropped ([`Verdict::Drop`]):
 //! every track leaves the guard strictly increasing.
 //!
+//! Drift is acted on only when it holds, with one sign, over
+//! [`TimelineConfig::drift_persist_windows`] consecutive windows (10 s by
+//! default): a sender that stalls and catches up is not drifting.
+//!
 //! Drift resynchronisations are at most one per
 //! [`TimelineConfig::resync_cooldown`]: a sender that pushes faster than
 //! real time (a file sent without pacing) is reported once, not turned into
 //! a discontinuity every few seconds.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use ferrocast_media::{AccessUnit, Time90k, TrackId, TrackKind};
 use tracing::warn;
+
+/// The most drift windows a meter remembers (bounds
+/// [`TimelineConfig::drift_persist_windows`]).
+const MAX_RECENT_WINDOWS: usize = 32;
 
 /// Thresholds of the [`TimelineGuard`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +70,11 @@ pub struct TimelineConfig {
     pub max_av_drift: Time90k,
     /// The least wall time between two drift resynchronisations.
     pub resync_cooldown: Duration,
+    /// Drift must be over its threshold, with one sign, in this many
+    /// consecutive windows before it is acted on: a sender that stalls
+    /// (CPU starvation, a network hiccup) and then catches up is not
+    /// drifting.
+    pub drift_persist_windows: usize,
     /// How long after a jump on one track the other track's jump is taken
     /// as the same event.
     pub jump_pairing: Duration,
@@ -75,6 +89,7 @@ impl Default for TimelineConfig {
             max_wall_drift: Time90k::from_millis(2000),
             max_av_drift: Time90k::from_millis(250),
             resync_cooldown: Duration::from_secs(30),
+            drift_persist_windows: 5,
             jump_pairing: Duration::from_secs(5),
         }
     }
@@ -150,9 +165,27 @@ struct DriftMeter {
     /// Latest complete window's minimum minus the baseline, in ticks:
     /// positive when media time runs slower than the wall clock.
     drift: Option<i64>,
+    /// The drifts of the latest complete windows, oldest first.
+    recent: VecDeque<i64>,
 }
 
 impl DriftMeter {
+    /// The drift every one of the last `windows` windows agrees on: the
+    /// smallest in magnitude when they all have one sign, else zero.
+    /// `None` until that many windows are measured.
+    fn sustained(&self, windows: usize) -> Option<i64> {
+        if windows == 0 || self.recent.len() < windows {
+            return None;
+        }
+        let last = self.recent.iter().rev().take(windows);
+        let positive = last.clone().all(|&d| d > 0);
+        let negative = last.clone().all(|&d| d < 0);
+        if !(positive || negative) {
+            return Some(0);
+        }
+        last.copied().min_by_key(|d| d.abs())
+    }
+
     fn sample(&mut self, now: Instant, dts: Time90k, window: Duration) {
         let (arrival0, dts0) = *self.anchor.get_or_insert((now, dts));
         let wall = now.saturating_duration_since(arrival0);
@@ -165,7 +198,13 @@ impl DriftMeter {
             if let Some(min) = self.window_min.take() {
                 match self.baseline {
                     None => self.baseline = Some(min),
-                    Some(base) => self.drift = Some(min - base),
+                    Some(base) => {
+                        self.drift = Some(min - base);
+                        self.recent.push_back(min - base);
+                        if self.recent.len() > MAX_RECENT_WINDOWS {
+                            self.recent.pop_front();
+                        }
+                    }
                 }
             }
             self.window_start = Some(now);
@@ -297,11 +336,12 @@ impl TimelineGuard {
         if !cooled {
             return false;
         }
+        let windows = self.config.drift_persist_windows.min(MAX_RECENT_WINDOWS);
         let drift_of = |kind| {
             self.tracks
                 .iter()
                 .find(|t| t.kind == kind)
-                .and_then(|t| t.drift.drift)
+                .and_then(|t| t.drift.sustained(windows))
         };
         if let (Some(video), Some(audio)) = (drift_of(TrackKind::Video), drift_of(TrackKind::Audio))
         {
@@ -322,7 +362,10 @@ impl TimelineGuard {
                 return true;
             }
         }
-        if let Some(drift) = self.wall_drift()
+        if let Some(drift) = self
+            .reference()
+            .and_then(|t| t.drift.sustained(windows))
+            .map(Time90k)
             && drift.ticks().abs() > self.config.max_wall_drift.ticks()
         {
             warn!(
@@ -530,6 +573,28 @@ mod tests {
         assert_eq!(guard.stats().wall_resyncs, 1, "{:?}", guard.stats());
         assert_eq!(breaks.len(), 1);
         assert_eq!(guard.stats().av_corrections, 0);
+    }
+
+    #[test]
+    fn a_sender_that_falls_behind_and_catches_up_is_not_drifting() {
+        let mut guard = TimelineGuard::default();
+        let start = Instant::now();
+        // 2.5 s behind for 6 s (CPU starvation), then caught up.
+        let (_, breaks) = run(
+            &mut guard,
+            start,
+            0..60_000,
+            |_, ms| ms,
+            |ms| {
+                if (20_000..26_000).contains(&ms) {
+                    ms as u64 + 2_500
+                } else {
+                    ms as u64
+                }
+            },
+        );
+        assert!(breaks.is_empty(), "{:?}", guard.stats());
+        assert_eq!(guard.stats(), TimelineStats::default());
     }
 
     #[test]
