@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-install_debian_packages "${BUILD_PACKAGES[@]}" ffmpeg srt-tools chromium
+install_debian_packages "${BUILD_PACKAGES[@]}" ffmpeg srt-tools chromium redis-server
 # Node.js may come from Debian or from elsewhere (NodeSource ships npm inside nodejs).
 command -v node >/dev/null || install_debian_packages nodejs
 command -v npm >/dev/null || install_debian_packages npm
@@ -28,7 +28,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
-REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 cargo test --locked --workspace
+REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 REQUIRE_REDIS_TESTS=1 cargo test --locked --workspace
 echo "== cargo doc" >&2
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps -q
 echo "== fuzz targets build" >&2

@@ -19,12 +19,15 @@
 //!    `no-store` or `private`; for `max-age` (capped by
 //!    [`CoalescingConfig::max_ttl_ms`]). The cache is an LRU bounded in
 //!    bytes.
-//! 2. **In flight.** A request equal to one being fetched waits for that
-//!    fetch and gets a clone of its outcome, error included. Errors and
-//!    non-cacheable responses (playlists, 404s, 503s) are never kept past
-//!    the fetch: a playlist request that arrives after a fetch completed
-//!    starts a new one, so a playlist is never older than its blocking
-//!    semantics allow.
+//!    Playlists are kept briefly: for [`CoalescingConfig::playlist_ttl_ms`]
+//!    (25 ms) from the start of their fetch when the request did not block,
+//!    for [`CoalescingConfig::blocking_playlist_ttl_ms`] (1 s) from their
+//!    arrival when it did (`_HLS_msn`): a playlist reloaded by many viewers
+//!    costs one origin request per TTL, and no request gets one older than
+//!    its rule allows (see `cache_until`).
+//! 2. **In flight.** A request equal to one being fetched joins that fetch
+//!    and gets a clone of its outcome, error included. Errors and
+//!    non-cacheable responses (404s, 503s) are never kept past the fetch.
 //! 3. **Fetch.** Otherwise the request starts a fetch on the Tokio runtime
 //!    (a spawned task), so a waiter that goes away never cancels the fetch
 //!    for the others; the fetch leaves the in-flight map when it completes.
@@ -32,17 +35,18 @@
 //! A request joins (or starts) its fetch when [`Upstream::fetch`] is called,
 //! not when the returned future is first polled.
 //!
-//! **Streamed fetches** ([`Upstream::fetch_stream`], what the server uses
-//! for parts, segments and init segments) go through the same cache and
-//! their own in-flight map: the first request starts one upstream
-//! `fetch_stream` on a spawned task, which keeps every chunk it has passed
-//! on; a request that joins later gets that prefix replayed, then each new
-//! chunk as it arrives, so a thousand viewers of the preload-hinted part
-//! cost one origin request and all see its first chunks before it is
-//! complete. A complete `200` is then cached like a whole fetch. The
-//! replayed prefix is bounded by [`CoalescingConfig::max_object_bytes`]:
-//! past it the fetch takes no more joiners (they fetch on their own) and is
-//! not cached; its existing waiters read on.
+//! **One in-flight mechanism.** Every fetch is an upstream
+//! [`Upstream::fetch_stream`] on a spawned task, which keeps every chunk it
+//! has passed on; [`Upstream::fetch_stream`] here follows it (what the
+//! server uses for parts, segments and init segments), and
+//! [`Upstream::fetch`] follows it and collects the body (playlists). A
+//! request that joins later gets the prefix replayed, then each new chunk
+//! as it arrives, so a thousand viewers of the preload-hinted part cost one
+//! origin request and all see its first chunks before it is complete. A
+//! complete `200` is then cached. The replayed prefix is bounded by
+//! [`CoalescingConfig::max_object_bytes`]: past it the fetch takes no more
+//! joiners (they fetch on their own) and is not cached; its existing
+//! waiters read on.
 //!
 //! Memory is bounded: the cache by [`CoalescingConfig::cache_bytes`], the
 //! in-flight map by [`CoalescingConfig::max_in_flight`] distinct requests
@@ -75,7 +79,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::{BoxFuture, Shared};
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -103,7 +107,27 @@ pub struct CoalescingConfig {
     pub max_ttl_ms: u64,
     /// Most distinct requests in flight at once. Default 65 536.
     pub max_in_flight: usize,
+    /// How long a playlist fetched for a request without `_HLS_msn` (a
+    /// player's first load, a delta update without blocking, a multivariant
+    /// playlist) answers equal requests, counted from when its fetch
+    /// started: a request is never answered with a playlist the origin
+    /// made before `now - playlist_ttl_ms`. 0 turns it off. Default 25 ms,
+    /// an eighth of the default part target (200 ms) and half the smallest
+    /// allowed (50 ms): the playlist is at most one part behind, and the
+    /// player's next (blocking) request waits for the next part anyway.
+    pub playlist_ttl_ms: u64,
+    /// How long a playlist fetched for a blocking request (`_HLS_msn`,
+    /// optionally `_HLS_part`/`_HLS_skip`) answers requests with the same
+    /// directives, counted from when it arrived. Any such answer holds the
+    /// part asked for, which is all the request asks (RFC 8216bis
+    /// §6.2.5.2). 0 turns it off. Default 1 000 ms.
+    pub blocking_playlist_ttl_ms: u64,
 }
+
+/// Default of [`CoalescingConfig::playlist_ttl_ms`].
+pub const DEFAULT_PLAYLIST_TTL_MS: u64 = 25;
+/// Default of [`CoalescingConfig::blocking_playlist_ttl_ms`].
+pub const DEFAULT_BLOCKING_PLAYLIST_TTL_MS: u64 = 1_000;
 
 impl Default for CoalescingConfig {
     fn default() -> Self {
@@ -112,6 +136,8 @@ impl Default for CoalescingConfig {
             max_object_bytes: 16 << 20,
             max_ttl_ms: 60_000,
             max_in_flight: 65_536,
+            playlist_ttl_ms: DEFAULT_PLAYLIST_TTL_MS,
+            blocking_playlist_ttl_ms: DEFAULT_BLOCKING_PLAYLIST_TTL_MS,
         }
     }
 }
@@ -146,7 +172,6 @@ pub struct CoalescingStats {
 }
 
 type Outcome = Result<UpstreamResponse, UpstreamError>;
-type SharedFetch = Shared<BoxFuture<'static, Outcome>>;
 
 /// Coalesces concurrent equal requests into one upstream fetch and caches
 /// finished media; see the [module docs](self).
@@ -190,21 +215,15 @@ struct Counters {
 }
 
 struct State {
+    /// Fetches in flight, whole or streamed: one mechanism for both.
     in_flight: HashMap<UpstreamRequest, Flight>,
-    /// Streamed fetches in flight.
-    streaming: HashMap<UpstreamRequest, StreamFlight>,
     next_flight: u64,
     cache: Cache,
 }
 
+/// A fetch that waiters can join: every chunk so far, in a watch channel
+/// whose version wakes them on each change.
 struct Flight {
-    id: u64,
-    shared: SharedFetch,
-}
-
-/// A streamed fetch that waiters can join: every chunk so far, in a watch
-/// channel whose version wakes them on each change.
-struct StreamFlight {
     id: u64,
     progress: tokio::sync::watch::Receiver<Progress>,
 }
@@ -212,7 +231,7 @@ struct StreamFlight {
 /// A response's status and headers.
 type Head = (u16, Vec<(String, String)>);
 
-/// How far a streamed fetch has got.
+/// How far a fetch has got.
 #[derive(Default)]
 struct Progress {
     /// The status and headers, or why none came.
@@ -235,7 +254,6 @@ impl<U: Upstream> Coalescing<U> {
                 config,
                 state: Mutex::new(State {
                     in_flight: HashMap::new(),
-                    streaming: HashMap::new(),
                     next_flight: 0,
                     cache,
                 }),
@@ -269,9 +287,64 @@ impl<U: Upstream> Coalescing<U> {
             expirations: state.cache.expirations,
             cached_bytes: state.cache.bytes as u64,
             cached_objects: state.cache.map.len() as u64,
-            in_flight: (state.in_flight.len() + state.streaming.len()) as u64,
+            in_flight: state.in_flight.len() as u64,
         }
     }
+
+    /// The cached response to `key`, or a fetch of it: joined if one is in
+    /// flight, started otherwise (or, past the in-flight bound or outside a
+    /// Tokio runtime, sent upstream on its own).
+    fn lookup(&self, key: UpstreamRequest) -> Lookup {
+        let counters = &self.inner.counters;
+        let runtime = tokio::runtime::Handle::try_current();
+        let mut state = self.inner.lock();
+        if let Some(response) = state.cache.get(&key, Instant::now()) {
+            drop(state);
+            counters.hits.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Hit(response);
+        }
+        if let Some(flight) = state.in_flight.get(&key) {
+            let progress = flight.progress.clone();
+            drop(state);
+            counters.coalesced.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Fetch(follow(progress).boxed());
+        }
+        let runtime = match runtime {
+            Ok(runtime) if state.in_flight.len() < self.inner.config.max_in_flight => runtime,
+            _ => {
+                drop(state);
+                counters.bypassed.fetch_add(1, Ordering::Relaxed);
+                return Lookup::Fetch(self.inner.upstream.fetch_stream(key));
+            }
+        };
+        let (tx, rx) = tokio::sync::watch::channel(Progress::default());
+        let id = state.next_flight;
+        state.next_flight += 1;
+        state.in_flight.insert(
+            key.clone(),
+            Flight {
+                id,
+                progress: rx.clone(),
+            },
+        );
+        drop(state);
+        counters.misses.fetch_add(1, Ordering::Relaxed);
+        let guard = FlightGuard {
+            inner: self.inner.clone(),
+            key,
+            id,
+        };
+        let started = Instant::now();
+        let fetch = self.inner.upstream.fetch_stream(guard.key.clone());
+        runtime.spawn(run_flight(guard, started, fetch, tx));
+        Lookup::Fetch(follow(rx).boxed())
+    }
+}
+
+/// What [`Coalescing::lookup`] found.
+enum Lookup {
+    Hit(UpstreamResponse),
+    Fetch(BoxFuture<'static, Result<StreamingResponse, UpstreamError>>),
 }
 
 impl<U> Inner<U> {
@@ -281,32 +354,38 @@ impl<U> Inner<U> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Store a finished fetch's response if it may be cached.
-    fn finish(&self, key: &UpstreamRequest, outcome: &Outcome) {
-        match outcome {
-            Ok(response) => {
-                let max_ttl = Duration::from_millis(self.config.max_ttl_ms);
-                if let Some(ttl) = cache_ttl(key, response, max_ttl) {
-                    let size = entry_size(key, response);
-                    if size <= self.config.max_object_bytes {
-                        self.lock().cache.insert(
-                            key.clone(),
-                            response.clone(),
-                            size,
-                            Instant::now() + ttl,
-                        );
-                    }
-                }
-            }
-            Err(_) => {
-                self.counters.errors.fetch_add(1, Ordering::Relaxed);
-            }
+    /// Store a complete response if it may be cached; `started` is when
+    /// its fetch began.
+    fn finish(&self, key: &UpstreamRequest, response: &UpstreamResponse, started: Instant) {
+        let Some(expires) = cache_until(key, response, &self.config, started, Instant::now())
+        else {
+            return;
+        };
+        let size = entry_size(key, response);
+        if size <= self.config.max_object_bytes {
+            self.lock()
+                .cache
+                .insert(key.clone(), response.clone(), size, expires);
         }
+    }
+
+    /// Takes a fetch out of the in-flight map (when its task ends, or when
+    /// its prefix outgrew the bound).
+    fn leave(&self, key: &UpstreamRequest, id: u64) {
+        let removed = {
+            let mut state = self.lock();
+            match state.in_flight.get(key) {
+                Some(flight) if flight.id == id => state.in_flight.remove(key),
+                _ => None,
+            }
+        };
+        // The flight's receiver is dropped outside the lock.
+        drop(removed);
     }
 }
 
-/// Takes the fetch out of the in-flight map when the task that runs it
-/// ends, normally or by a panic in the upstream.
+/// [`Inner::leave`] when the task that runs a fetch ends, normally or by
+/// a panic in the upstream.
 struct FlightGuard<U> {
     inner: Arc<Inner<U>>,
     key: UpstreamRequest,
@@ -315,56 +394,26 @@ struct FlightGuard<U> {
 
 impl<U> Drop for FlightGuard<U> {
     fn drop(&mut self) {
-        let removed = {
-            let mut state = self.inner.lock();
-            match state.in_flight.get(&self.key) {
-                Some(flight) if flight.id == self.id => state.in_flight.remove(&self.key),
-                _ => None,
-            }
-        };
-        // The shared handle is dropped outside the lock.
-        drop(removed);
+        self.inner.leave(&self.key, self.id);
     }
 }
 
-/// Takes a streamed fetch out of the in-flight map (when its task ends,
-/// or when its prefix outgrew the bound).
-fn leave_streaming<U>(inner: &Inner<U>, key: &UpstreamRequest, id: u64) {
-    let removed = {
-        let mut state = inner.lock();
-        match state.streaming.get(key) {
-            Some(flight) if flight.id == id => state.streaming.remove(key),
-            _ => None,
-        }
-    };
-    drop(removed);
-}
-
-/// [`leave_streaming`] when the task that runs a streamed fetch ends,
-/// normally or by a panic in the upstream.
-struct StreamGuard<U> {
-    inner: Arc<Inner<U>>,
-    key: UpstreamRequest,
-    id: u64,
-}
-
-impl<U> Drop for StreamGuard<U> {
-    fn drop(&mut self) {
-        leave_streaming(&self.inner, &self.key, self.id);
-    }
-}
-
-/// Runs one streamed upstream fetch to its end, publishing its progress.
-async fn run_stream<U: Upstream>(
-    guard: StreamGuard<U>,
+/// Runs one upstream fetch to its end, publishing its progress.
+async fn run_flight<U: Upstream>(
+    guard: FlightGuard<U>,
+    started: Instant,
     fetch: BoxFuture<'static, Result<StreamingResponse, UpstreamError>>,
     progress: tokio::sync::watch::Sender<Progress>,
 ) {
-    let inner = &guard.inner;
+    // A fetch leaves the in-flight map before its end is published: a
+    // request that comes after its waiters woke starts a new fetch rather
+    // than joining a finished one (which would hand it an old playlist).
+    let inner = guard.inner.clone();
     let response = match fetch.await {
         Ok(response) => response,
         Err(e) => {
             inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+            drop(guard);
             progress.send_modify(|p| p.head = Some(Err(e)));
             return;
         }
@@ -387,7 +436,7 @@ async fn run_stream<U: Upstream>(
                 });
                 if joinable && bytes > inner.config.max_object_bytes {
                     joinable = false;
-                    leave_streaming(inner, &guard.key, guard.id);
+                    inner.leave(&guard.key, guard.id);
                 }
             }
             Some(Err(e)) => break Err(e),
@@ -398,31 +447,65 @@ async fn run_stream<U: Upstream>(
         Ok(()) if joinable => {
             let body = {
                 let p = progress.borrow();
-                let mut whole = bytes::BytesMut::with_capacity(p.bytes);
-                for chunk in &p.chunks {
-                    whole.extend_from_slice(chunk);
-                }
-                whole.freeze()
+                concat(&p.chunks, p.bytes)
             };
-            let whole = Ok(UpstreamResponse {
+            let whole = UpstreamResponse {
                 status,
                 headers,
                 body,
-            });
-            // Cache first, then leave the in-flight map (the guard's drop).
-            inner.finish(&guard.key, &whole);
+            };
+            // Cache first, then leave the in-flight map (the guard's drop):
+            // a request in between finds one or the other, never neither.
+            inner.finish(&guard.key, &whole, started);
         }
         Ok(()) => {}
         Err(_) => {
             inner.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
     }
-    progress.send_modify(|p| p.end = Some(end));
     drop(guard);
+    progress.send_modify(|p| p.end = Some(end));
 }
 
-/// Follows a streamed fetch: waits for its head, then replays the chunks
-/// already passed on and follows the new ones.
+/// Chunks as one `Bytes`; a single chunk is not copied.
+fn concat(chunks: &[Bytes], len: usize) -> Bytes {
+    match chunks {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut whole = bytes::BytesMut::with_capacity(len);
+            for chunk in many {
+                whole.extend_from_slice(chunk);
+            }
+            whole.freeze()
+        }
+    }
+}
+
+/// A streamed response collected whole (its body's size is the
+/// upstream's to bound).
+async fn collect(response: StreamingResponse) -> Outcome {
+    let StreamingResponse {
+        status,
+        headers,
+        mut body,
+    } = response;
+    let mut chunks = Vec::new();
+    let mut len = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        len += chunk.len();
+        chunks.push(chunk);
+    }
+    Ok(UpstreamResponse {
+        status,
+        headers,
+        body: concat(&chunks, len),
+    })
+}
+
+/// Follows a fetch: waits for its head, then replays the chunks already
+/// passed on and follows the new ones.
 async fn follow(
     mut progress: tokio::sync::watch::Receiver<Progress>,
 ) -> Result<StreamingResponse, UpstreamError> {
@@ -468,123 +551,31 @@ async fn follow(
     })
 }
 
+fn key_of(req: UpstreamRequest) -> UpstreamRequest {
+    UpstreamRequest {
+        query: normalize_query(req.query.as_deref()),
+        path: req.path,
+    }
+}
+
 impl<U: Upstream> Upstream for Coalescing<U> {
     fn fetch_stream(
         &self,
         req: UpstreamRequest,
     ) -> BoxFuture<'static, Result<StreamingResponse, UpstreamError>> {
-        let key = UpstreamRequest {
-            query: normalize_query(req.query.as_deref()),
-            path: req.path,
-        };
-        let counters = &self.inner.counters;
-        let runtime = tokio::runtime::Handle::try_current();
-        let mut state = self.inner.lock();
-        if let Some(response) = state.cache.get(&key, Instant::now()) {
-            drop(state);
-            counters.hits.fetch_add(1, Ordering::Relaxed);
-            return futures::future::ready(Ok(response.into())).boxed();
+        match self.lookup(key_of(req)) {
+            Lookup::Hit(response) => futures::future::ready(Ok(response.into())).boxed(),
+            Lookup::Fetch(fetch) => fetch,
         }
-        if let Some(flight) = state.streaming.get(&key) {
-            let progress = flight.progress.clone();
-            drop(state);
-            counters.coalesced.fetch_add(1, Ordering::Relaxed);
-            return follow(progress).boxed();
-        }
-        let runtime = match runtime {
-            Ok(runtime) if state.streaming.len() < self.inner.config.max_in_flight => runtime,
-            _ => {
-                drop(state);
-                counters.bypassed.fetch_add(1, Ordering::Relaxed);
-                return self.inner.upstream.fetch_stream(key);
-            }
-        };
-        let (tx, rx) = tokio::sync::watch::channel(Progress::default());
-        let id = state.next_flight;
-        state.next_flight += 1;
-        state.streaming.insert(
-            key.clone(),
-            StreamFlight {
-                id,
-                progress: rx.clone(),
-            },
-        );
-        drop(state);
-        counters.misses.fetch_add(1, Ordering::Relaxed);
-        let guard = StreamGuard {
-            inner: self.inner.clone(),
-            key,
-            id,
-        };
-        let fetch = self.inner.upstream.fetch_stream(guard.key.clone());
-        runtime.spawn(run_stream(guard, fetch, tx));
-        follow(rx).boxed()
     }
 
+    /// A streamed fetch ([`Upstream::fetch_stream`]) collected whole: one
+    /// in-flight mechanism for both.
     fn fetch(&self, req: UpstreamRequest) -> BoxFuture<'static, Outcome> {
-        let key = UpstreamRequest {
-            query: normalize_query(req.query.as_deref()),
-            path: req.path,
-        };
-        let counters = &self.inner.counters;
-        let runtime = tokio::runtime::Handle::try_current();
-        let mut state = self.inner.lock();
-        if let Some(response) = state.cache.get(&key, Instant::now()) {
-            drop(state);
-            counters.hits.fetch_add(1, Ordering::Relaxed);
-            return futures::future::ready(Ok(response)).boxed();
+        match self.lookup(key_of(req)) {
+            Lookup::Hit(response) => futures::future::ready(Ok(response)).boxed(),
+            Lookup::Fetch(fetch) => async move { collect(fetch.await?).await }.boxed(),
         }
-        if let Some(flight) = state.in_flight.get(&key) {
-            let shared = flight.shared.clone();
-            drop(state);
-            counters.coalesced.fetch_add(1, Ordering::Relaxed);
-            return shared.boxed();
-        }
-        let runtime = match runtime {
-            Ok(runtime) if state.in_flight.len() < self.inner.config.max_in_flight => runtime,
-            _ => {
-                drop(state);
-                counters.bypassed.fetch_add(1, Ordering::Relaxed);
-                return self.inner.upstream.fetch(key);
-            }
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<Outcome>();
-        let shared = rx
-            .map(|received| {
-                received.unwrap_or_else(|_| {
-                    Err(UpstreamError::Unreachable("the shared fetch failed".into()))
-                })
-            })
-            .boxed()
-            .shared();
-        let id = state.next_flight;
-        state.next_flight += 1;
-        state.in_flight.insert(
-            key.clone(),
-            Flight {
-                id,
-                shared: shared.clone(),
-            },
-        );
-        drop(state);
-        counters.misses.fetch_add(1, Ordering::Relaxed);
-
-        let guard = FlightGuard {
-            inner: self.inner.clone(),
-            key,
-            id,
-        };
-        let fetch = self.inner.upstream.fetch(guard.key.clone());
-        runtime.spawn(async move {
-            let outcome = fetch.await;
-            // Cache first, then leave the in-flight map (the guard's drop):
-            // a request in between finds one or the other, never neither.
-            guard.inner.finish(&guard.key, &outcome);
-            drop(guard);
-            // Every waiter may be gone already: nothing to tell them.
-            let _ = tx.send(outcome);
-        });
-        shared.boxed()
     }
 }
 
@@ -668,29 +659,56 @@ fn cache_control(headers: &[(String, String)]) -> CacheControl {
     cc
 }
 
-/// How long `response` to `key` may be cached, if at all.
-fn cache_ttl(
+/// Until when `response` to `key` may be cached, if at all; its fetch
+/// started at `started` and ended at `now`.
+///
+/// Playlists: for a blocking request, `blocking_playlist_ttl_ms` from
+/// `now`. RFC 8216bis §6.2.5.2 (recalled): a server that receives
+/// `_HLS_msn=M` (and `_HLS_part=P`) holds the request until the playlist
+/// contains that segment (and part) and then answers; every playlist made
+/// after that moment answers it, so equal requests may share one for a
+/// while. For any other playlist request, `playlist_ttl_ms` from
+/// `started`: the origin made the playlist after the fetch started, so no
+/// request is answered with one older than that bound (§6.2.2: the
+/// playlist must reflect the live state; Appendix C lets a client work
+/// out its delivery directives from a playlist a cache held briefly).
+/// The origin's `no-cache` on playlists is for caches downstream; this
+/// layer is part of the origin's deployment and bounds the age itself.
+fn cache_until(
     key: &UpstreamRequest,
     response: &UpstreamResponse,
-    max: Duration,
-) -> Option<Duration> {
+    config: &CoalescingConfig,
+    started: Instant,
+    now: Instant,
+) -> Option<Instant> {
     if response.status != 200 {
-        return None;
-    }
-    let kind = path_kind(&key.path);
-    if kind == PathKind::Playlist {
         return None;
     }
     let cc = cache_control(&response.headers);
     if cc.no_store || cc.private {
         return None;
     }
+    let kind = path_kind(&key.path);
+    if kind == PathKind::Playlist {
+        let blocking = key.query.as_deref().is_some_and(|q| {
+            q.split('&')
+                .any(|pair| pair.split_once('=').map_or(pair, |(n, _)| n) == "_HLS_msn")
+        });
+        let (ttl, from) = if blocking {
+            (config.blocking_playlist_ttl_ms, now)
+        } else {
+            (config.playlist_ttl_ms, started)
+        };
+        let ttl = Duration::from_millis(ttl.min(config.max_ttl_ms));
+        return (!ttl.is_zero() && from + ttl > now).then(|| from + ttl);
+    }
     let finished = cc.immutable || kind == PathKind::Media && !cc.no_cache;
     if !finished {
         return None;
     }
+    let max = Duration::from_millis(config.max_ttl_ms);
     let ttl = cc.max_age.map_or(max, |s| Duration::from_secs(s).min(max));
-    (!ttl.is_zero()).then_some(ttl)
+    (!ttl.is_zero()).then(|| now + ttl)
 }
 
 /// Bytes an entry is charged: body, headers, key, and a little for the
@@ -708,9 +726,11 @@ fn entry_size(key: &UpstreamRequest, response: &UpstreamResponse) -> usize {
 
 /// An LRU of responses bounded in bytes.
 struct Cache {
-    map: HashMap<UpstreamRequest, CacheEntry>,
+    /// Keys shared with `order` (a hit touches the LRU order without
+    /// copying its key).
+    map: HashMap<Arc<UpstreamRequest>, CacheEntry>,
     /// Last use → key; the first is the least recently used.
-    order: BTreeMap<u64, UpstreamRequest>,
+    order: BTreeMap<u64, Arc<UpstreamRequest>>,
     tick: u64,
     bytes: usize,
     capacity: usize,
@@ -720,6 +740,7 @@ struct Cache {
 }
 
 struct CacheEntry {
+    key: Arc<UpstreamRequest>,
     response: UpstreamResponse,
     size: usize,
     expires: Instant,
@@ -750,7 +771,7 @@ impl Cache {
         self.tick += 1;
         self.order.remove(&entry.used);
         entry.used = self.tick;
-        self.order.insert(self.tick, key.clone());
+        self.order.insert(self.tick, entry.key.clone());
         Some(entry.response.clone())
     }
 
@@ -769,16 +790,18 @@ impl Cache {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
-            if let Some(entry) = self.map.remove(&oldest) {
+            if let Some(entry) = self.map.remove(&*oldest) {
                 self.bytes -= entry.size;
                 self.evictions += 1;
             }
         }
         self.tick += 1;
+        let key = Arc::new(key);
         self.order.insert(self.tick, key.clone());
         self.map.insert(
-            key,
+            key.clone(),
             CacheEntry {
+                key,
                 response,
                 size,
                 expires,
@@ -884,7 +907,11 @@ mod tests {
     #[test]
     fn what_is_cached_and_for_how_long() {
         let max = Duration::from_secs(60);
-        let ttl = |path: &str, r: &UpstreamResponse| cache_ttl(&key(path), r, max);
+        let config = CoalescingConfig::default();
+        let now = Instant::now();
+        let ttl = |path: &str, r: &UpstreamResponse| {
+            cache_until(&key(path), r, &config, now, now).map(|until| until - now)
+        };
         let immutable = response(200, "public, max-age=3600, immutable", b"x");
         // The packager's finished media: capped at the maximum.
         assert_eq!(ttl("/live/cam/seg3.m4s", &immutable), Some(max));
@@ -904,13 +931,8 @@ mod tests {
             ttl("/live/cam/seg3.m4s", &response(200, "", b"x")),
             Some(max)
         );
-        // Never: playlists (whatever they say), errors, no-store, private,
-        // max-age=0, unknown paths without immutable.
-        assert_eq!(ttl("/live/cam/stream.m3u8", &immutable), None);
-        assert_eq!(
-            ttl("/live/cam/index.m3u8", &response(200, "max-age=60", b"x")),
-            None
-        );
+        // Never: errors, no-store, private, max-age=0, unknown paths
+        // without immutable.
         assert_eq!(
             ttl("/live/cam/seg3.m4s", &response(404, "max-age=60", b"x")),
             None
@@ -933,6 +955,78 @@ mod tests {
         );
         assert_eq!(ttl("/healthz", &response(200, "max-age=60", b"x")), None);
         assert_eq!(ttl("/static/logo.png", &immutable), Some(max));
+    }
+
+    #[test]
+    fn playlists_are_kept_briefly_whatever_they_say() {
+        let config = CoalescingConfig {
+            playlist_ttl_ms: 25,
+            blocking_playlist_ttl_ms: 1_000,
+            ..CoalescingConfig::default()
+        };
+        let started = Instant::now();
+        let until = |path: &str, query: Option<&str>, r: &UpstreamResponse, now: Instant| {
+            let key = UpstreamRequest {
+                path: path.into(),
+                query: query.map(str::to_owned),
+            };
+            cache_until(&key, r, &config, started, now)
+        };
+        let no_cache = response(200, "no-cache", b"#EXTM3U\n");
+        let ms = Duration::from_millis;
+        // Not blocking: from the start of the fetch, so a slow fetch is
+        // kept for less (or not at all).
+        for query in [None, Some("_HLS_skip=YES")] {
+            for path in ["/live/cam/stream.m3u8", "/live/cam/index.m3u8"] {
+                assert_eq!(
+                    until(path, query, &no_cache, started),
+                    Some(started + ms(25))
+                );
+                assert_eq!(
+                    until(path, query, &no_cache, started + ms(20)),
+                    Some(started + ms(25))
+                );
+                assert_eq!(until(path, query, &no_cache, started + ms(25)), None);
+            }
+        }
+        // Blocking: from its arrival.
+        for query in [
+            "_HLS_msn=4",
+            "_HLS_msn=4&_HLS_part=1",
+            "_HLS_msn=4&_HLS_skip=v2",
+        ] {
+            let arrived = started + ms(700);
+            assert_eq!(
+                until("/live/cam/stream.m3u8", Some(query), &no_cache, arrived),
+                Some(arrived + ms(1_000))
+            );
+        }
+        // Never: errors, no-store, private; or with the TTLs at 0.
+        let path = "/live/cam/stream.m3u8";
+        assert_eq!(
+            until(path, None, &response(503, "no-cache", b"x"), started),
+            None
+        );
+        assert_eq!(
+            until(path, None, &response(200, "no-store", b"x"), started),
+            None
+        );
+        assert_eq!(
+            until(path, None, &response(200, "private", b"x"), started),
+            None
+        );
+        let off = CoalescingConfig {
+            playlist_ttl_ms: 0,
+            blocking_playlist_ttl_ms: 0,
+            ..CoalescingConfig::default()
+        };
+        for query in [None, Some("_HLS_msn=4".to_owned())] {
+            let key = UpstreamRequest {
+                path: path.into(),
+                query,
+            };
+            assert_eq!(cache_until(&key, &no_cache, &off, started, started), None);
+        }
     }
 
     #[test]

@@ -59,10 +59,17 @@ fn request(req: &UpstreamRequest) -> Result<http::Request<Body>, UpstreamError> 
         .map_err(|e| UpstreamError::Unreachable(format!("bad request URI: {e}")))
 }
 
+/// The origin's headers, less those of its CORS layer (`vary`,
+/// `access-control-*`): the edge answers CORS itself and never passes
+/// them on, and a cached response is copied on every hit.
 fn headers_of(parts: &http::response::Parts) -> Vec<(String, String)> {
     parts
         .headers
         .iter()
+        .filter(|(name, _)| {
+            let name = name.as_str();
+            name != "vary" && !name.starts_with("access-control-")
+        })
         .filter_map(|(name, value)| {
             Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
         })
@@ -165,7 +172,11 @@ mod tests {
                 get(
                     |axum::extract::RawQuery(q): axum::extract::RawQuery| async move {
                         (
-                            [("cache-control", "no-cache")],
+                            [
+                                ("cache-control", "no-cache"),
+                                ("vary", "origin"),
+                                ("access-control-allow-origin", "*"),
+                            ],
                             format!("query={}", q.unwrap_or_default()),
                         )
                     },
@@ -197,6 +208,15 @@ mod tests {
                 .headers
                 .iter()
                 .any(|(n, v)| n == "cache-control" && v == "no-cache")
+        );
+        // The origin's CORS headers stay behind (the edge sets its own).
+        assert!(
+            response
+                .headers
+                .iter()
+                .all(|(n, _)| n != "vary" && !n.starts_with("access-control-")),
+            "{:?}",
+            response.headers
         );
         let missing = upstream
             .fetch(UpstreamRequest {

@@ -88,16 +88,17 @@
 #[cfg(feature = "server")]
 pub mod coalesce;
 pub mod edge_token;
-#[cfg(feature = "server")]
 pub mod http_upstream;
 #[cfg(feature = "server")]
 mod in_process;
 pub mod jwt;
+pub mod limits;
 pub mod rewrite;
 mod secret;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod upstream;
+pub mod viewers;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -111,19 +112,20 @@ pub use edge_token::{
     SessionId, SessionLimit,
 };
 #[cfg(feature = "server")]
-pub use http_upstream::{
-    BreakerConfig, BreakerState, HttpUpstream, HttpUpstreamConfig, HttpUpstreamConfigError,
-};
+pub use http_upstream::HttpUpstream;
+pub use http_upstream::{BreakerConfig, BreakerState, HttpUpstreamConfig, HttpUpstreamConfigError};
 #[cfg(feature = "server")]
 pub use in_process::InProcessUpstream;
 pub use jwt::{
     JwtAlgorithm, JwtConfig, JwtConfigError, JwtError, JwtKeyConfig, JwtVerifier, Viewer,
 };
+pub use limits::{LimitsConfig, LimitsConfigError, RateLimit};
 pub use rewrite::{KeyUris, RewriteConfig, RewriteConfigError, RewriteError, Rewriter};
 pub use secret::Secret;
 pub use upstream::{
     BodyStream, StreamingResponse, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
+pub use viewers::{ViewersConfig, ViewersConfigError};
 
 /// Default of [`EdgeConfig::https_listen`].
 pub const DEFAULT_HTTPS_LISTEN: SocketAddr =
@@ -155,6 +157,13 @@ pub struct EdgeConfig {
     /// routes and token checks. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plain_http_listen: Option<SocketAddr>,
+    /// On SIGTERM or Ctrl-C, how long requests already in flight (blocking
+    /// playlist requests, parts still being written) may take to finish
+    /// before their connections are closed. New connections are refused
+    /// at once. Default 10 000 ms (longer than the packager's default
+    /// longest hold, 6 s).
+    #[serde(default = "default_shutdown_drain_ms")]
+    pub shutdown_drain_ms: u64,
     /// Viewer JWT verification.
     pub jwt: JwtConfig,
     /// Edge token signing.
@@ -162,6 +171,23 @@ pub struct EdgeConfig {
     /// Playlist rewriting. Default: relative URIs only, key URIs signed.
     #[serde(default)]
     pub rewrite: RewriteConfig,
+    /// Per-IP and per-token request rate limits (`[edge.limits]`).
+    /// Default: on, generous enough for LL-HLS players behind NAT.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Concurrent-viewer counting, optionally shared across edges in
+    /// Redis (`[edge.viewers]`). Default: counted locally, no Redis.
+    #[serde(default)]
+    pub viewers: ViewersConfig,
+    /// The remote packager origin (`[edge.origin]`) that `ferrocast edge`
+    /// fetches from over HTTP. Default: none (`ferrocast up` serves its
+    /// edge from the origin in its own process and ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<HttpUpstreamConfig>,
+}
+
+fn default_shutdown_drain_ms() -> u64 {
+    10_000
 }
 
 fn default_https_listen() -> SocketAddr {
@@ -185,6 +211,12 @@ pub enum EdgeConfigError {
     /// `[edge.rewrite]`.
     #[error(transparent)]
     Rewrite(#[from] RewriteConfigError),
+    /// `[edge.limits]`.
+    #[error(transparent)]
+    Limits(#[from] LimitsConfigError),
+    /// `[edge.viewers]`.
+    #[error(transparent)]
+    Viewers(#[from] ViewersConfigError),
     /// Only one of `tls_cert` and `tls_key` is set.
     #[error(
         "edge: tls_cert and tls_key go together (set both, or neither for a self-signed certificate)"
@@ -203,6 +235,8 @@ impl EdgeConfig {
         JwtVerifier::new(&self.jwt)?;
         EdgeTokens::new(&self.token)?;
         Rewriter::new(&self.rewrite)?;
+        self.limits.validate()?;
+        self.viewers.validate()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(EdgeConfigError::CertWithoutKey);
         }

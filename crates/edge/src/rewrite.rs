@@ -28,6 +28,19 @@
 //! ones, as in `a?x=1&&y=2`, are dropped), a fragment stays at the end.
 //! Rewriting an already rewritten playlist with a new token gives the
 //! same text as rewriting the original with it.
+//!
+//! **Per request, without re-parsing.** A playlist is reloaded by every
+//! viewer and changes only a few times a second, while each viewer gets its
+//! own token. [`Rewriter::template`] parses a playlist once into a
+//! [`Template`] (the rewritten text with a hole where each token goes), and
+//! [`Template::render`] fills the holes: one exact-size allocation and
+//! copies. [`TemplateCache`] keeps templates per upstream body, so a server
+//! pays for the parse once per playlist version. The output is byte for
+//! byte what [`Rewriter::rewrite_bytes`] gives (one code path writes both).
+
+mod template;
+
+pub use template::{DEFAULT_TEMPLATE_CACHE_BYTES, Template, TemplateCache, TemplateCacheStats};
 
 use serde::{Deserialize, Serialize};
 
@@ -221,6 +234,40 @@ fn is_url_safe(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
+/// Where the rewriter writes: text, and the places the token goes.
+///
+/// One walk over the playlist serves both the direct rewrite (the token
+/// written in place) and the template (a hole recorded), so the two cannot
+/// disagree.
+trait Sink {
+    fn text(&mut self, s: &str);
+    fn token(&mut self);
+}
+
+/// Writes the token in place.
+struct Direct<'a> {
+    out: String,
+    token: &'a str,
+}
+
+impl Sink for Direct<'_> {
+    fn text(&mut self, s: &str) {
+        self.out.push_str(s);
+    }
+
+    fn token(&mut self) {
+        self.out.push_str(self.token);
+    }
+}
+
+/// Checks a token value: URL-safe and not too long.
+fn check_token(token: &str) -> Result<(), RewriteError> {
+    if token.len() > MAX_TOKEN_VALUE_LEN || !is_url_safe(token) {
+        return Err(RewriteError::BadToken);
+    }
+    Ok(())
+}
+
 impl Rewriter {
     /// Builds a rewriter, checking the origins and parameter name.
     pub fn new(config: &RewriteConfig) -> Result<Self, RewriteConfigError> {
@@ -257,78 +304,96 @@ impl Rewriter {
     /// One output `String`, sized up front for one token per line; no
     /// other allocation.
     pub fn rewrite(&self, playlist: &str, token: &str) -> Result<String, RewriteError> {
-        if playlist.len() > self.max_len {
-            return Err(RewriteError::TooLarge {
-                len: playlist.len(),
-                max: self.max_len,
-            });
-        }
-        if token.len() > MAX_TOKEN_VALUE_LEN || !is_url_safe(token) {
-            return Err(RewriteError::BadToken);
-        }
-        let first = playlist.split('\n').next().unwrap_or("");
-        if first.trim_end_matches(['\r', ' ', '\t']) != "#EXTM3U" {
-            return Err(RewriteError::NotAPlaylist);
-        }
-
+        self.check_len(playlist.len())?;
+        check_token(token)?;
+        check_header(playlist)?;
         let lines = playlist.bytes().filter(|b| *b == b'\n').count() + 1;
         // Each line gains at most "&token=<value>" (more only on a line
         // with several URI attributes, which no tag we sign has).
         let per_line = 2 + self.param.len() + token.len();
-        let mut out = String::with_capacity(playlist.len() + lines.min(1 << 20) * per_line);
+        let mut out = Direct {
+            out: String::with_capacity(playlist.len() + lines.min(1 << 20) * per_line),
+            token,
+        };
+        self.write_playlist(&mut out, playlist);
+        Ok(out.out)
+    }
 
+    /// Parses `playlist` once into a [`Template`]: its rewritten text with
+    /// a hole where each token goes. The same checks as
+    /// [`rewrite_bytes`](Self::rewrite_bytes) but the token's (done by
+    /// [`Template::render`]).
+    pub fn template(&self, playlist: bytes::Bytes) -> Result<Template, RewriteError> {
+        self.check_len(playlist.len())?;
+        let text = std::str::from_utf8(&playlist).map_err(|_| RewriteError::NotUtf8)?;
+        check_header(text)?;
+        let mut recorder = template::Recorder::with_capacity(text.len());
+        self.write_playlist(&mut recorder, text);
+        Ok(recorder.finish(playlist))
+    }
+
+    fn check_len(&self, len: usize) -> Result<(), RewriteError> {
+        if len > self.max_len {
+            return Err(RewriteError::TooLarge {
+                len,
+                max: self.max_len,
+            });
+        }
+        Ok(())
+    }
+
+    fn write_playlist(&self, out: &mut impl Sink, playlist: &str) {
         for raw in playlist.split_inclusive('\n') {
             let (line, eol) = split_eol(raw);
             if line.starts_with('#') {
-                self.write_tag_line(&mut out, line, token);
+                self.write_tag_line(out, line);
             } else {
-                self.write_uri_line(&mut out, line, token);
+                self.write_uri_line(out, line);
             }
-            out.push_str(eol);
+            out.text(eol);
         }
-        Ok(out)
     }
 
     /// A URI line: the URI is the line less surrounding blanks, which stay.
-    fn write_uri_line(&self, out: &mut String, line: &str, token: &str) {
+    fn write_uri_line(&self, out: &mut impl Sink, line: &str) {
         let uri = line.trim_matches([' ', '\t']);
         if uri.is_empty() {
-            out.push_str(line);
+            out.text(line);
             return;
         }
         let lead = line.len() - line.trim_start_matches([' ', '\t']).len();
-        out.push_str(&line[..lead]);
-        self.write_uri(out, uri, token);
-        out.push_str(&line[lead + uri.len()..]);
+        out.text(&line[..lead]);
+        self.write_uri(out, uri);
+        out.text(&line[lead + uri.len()..]);
     }
 
-    fn write_tag_line(&self, out: &mut String, line: &str, token: &str) {
+    fn write_tag_line(&self, out: &mut impl Sink, line: &str) {
         let Some((tag, attrs)) = line.split_once(':') else {
-            out.push_str(line);
+            out.text(line);
             return;
         };
         let Some(name) = uri_attribute(tag, self.key_uris) else {
-            out.push_str(line);
+            out.text(line);
             return;
         };
         let Some((start, end)) = find_quoted_attribute(attrs, name) else {
             // No such attribute (EXT-X-KEY:METHOD=NONE), or an attribute
             // list we cannot read: leave it as it is.
-            out.push_str(line);
+            out.text(line);
             return;
         };
         let offset = tag.len() + 1;
-        out.push_str(&line[..offset + start]);
-        self.write_uri(out, &attrs[start..end], token);
-        out.push_str(&line[offset + end..]);
+        out.text(&line[..offset + start]);
+        self.write_uri(out, &attrs[start..end]);
+        out.text(&line[offset + end..]);
     }
 
     /// Writes `uri`, with the token if it should carry one.
-    fn write_uri(&self, out: &mut String, uri: &str, token: &str) {
+    fn write_uri(&self, out: &mut impl Sink, uri: &str) {
         if self.should_sign(uri) {
-            write_with_param(out, uri, &self.param, token);
+            write_with_param(out, uri, &self.param);
         } else {
-            out.push_str(uri);
+            out.text(uri);
         }
     }
 
@@ -387,9 +452,18 @@ fn scheme(uri: &str) -> Option<&str> {
     .then_some(s)
 }
 
-/// Writes `uri` with `param=value` as its last query parameter: earlier
+/// The first line must be `#EXTM3U`.
+fn check_header(playlist: &str) -> Result<(), RewriteError> {
+    let first = playlist.split('\n').next().unwrap_or("");
+    if first.trim_end_matches(['\r', ' ', '\t']) != "#EXTM3U" {
+        return Err(RewriteError::NotAPlaylist);
+    }
+    Ok(())
+}
+
+/// Writes `uri` with `param=<token>` as its last query parameter: earlier
 /// `param` parameters and empty ones dropped, the fragment kept last.
-fn write_with_param(out: &mut String, uri: &str, param: &str, value: &str) {
+fn write_with_param(out: &mut impl Sink, uri: &str, param: &str) {
     let (before_fragment, fragment) = match uri.find('#') {
         Some(i) => uri.split_at(i),
         None => (uri, ""),
@@ -398,20 +472,20 @@ fn write_with_param(out: &mut String, uri: &str, param: &str, value: &str) {
         Some(i) => (&before_fragment[..i], &before_fragment[i + 1..]),
         None => (before_fragment, ""),
     };
-    out.push_str(path);
-    out.push('?');
+    out.text(path);
+    out.text("?");
     for pair in query.split('&') {
         let name = pair.split_once('=').map_or(pair, |(n, _)| n);
         if pair.is_empty() || name == param {
             continue;
         }
-        out.push_str(pair);
-        out.push('&');
+        out.text(pair);
+        out.text("&");
     }
-    out.push_str(param);
-    out.push('=');
-    out.push_str(value);
-    out.push_str(fragment);
+    out.text(param);
+    out.text("=");
+    out.token();
+    out.text(fragment);
 }
 
 /// Splits a line from `split_inclusive('\n')` into its text and its
@@ -488,9 +562,12 @@ mod tests {
     }
 
     fn uri(r: &Rewriter, u: &str) -> String {
-        let mut out = String::new();
-        r.write_uri(&mut out, u, "T");
-        out
+        let mut out = Direct {
+            out: String::new(),
+            token: "T",
+        };
+        r.write_uri(&mut out, u);
+        out.out
     }
 
     #[test]

@@ -177,8 +177,8 @@ async fn the_cache_stays_within_its_bound_and_evicts_the_least_recently_used() {
     assert!(stats.cached_objects <= 4, "{stats:?}");
 }
 
-#[tokio::test]
-async fn errors_404s_and_playlists_are_not_cached() {
+#[tokio::test(start_paused = true)]
+async fn errors_and_404s_are_not_cached_playlists_only_briefly() {
     let upstream = Scripted::default();
     let edge = Coalescing::new(upstream.clone(), CoalescingConfig::default());
     for _ in 0..2 {
@@ -188,19 +188,67 @@ async fn errors_404s_and_playlists_are_not_cached() {
         assert_eq!(r.status, 404);
         let e = within(edge.fetch(req("/live/cam/down.m4s", None))).await;
         assert!(matches!(e, Err(UpstreamError::Unreachable(_))), "{e:?}");
-        let p = within(edge.fetch(req("/live/cam/stream.m3u8", Some("_HLS_msn=4"))))
-            .await
-            .unwrap();
-        assert_eq!(p.status, 200);
     }
     assert_eq!(upstream.asked("/live/cam/missing3.m4s", None), 2);
     assert_eq!(upstream.asked("/live/cam/down.m4s", None), 2);
+    let stats = edge.stats();
+    assert_eq!((stats.hits, stats.stored, stats.errors), (0, 0, 2));
+
+    // A blocking request's playlist answers the same request for
+    // `blocking_playlist_ttl_ms`, not a moment longer.
+    let blocking = CoalescingConfig::default().blocking_playlist_ttl_ms;
+    let fetch = |query: Option<&'static str>| {
+        let edge = edge.clone();
+        async move {
+            let p = within(edge.fetch(req("/live/cam/stream.m3u8", query)))
+                .await
+                .unwrap();
+            assert_eq!(p.status, 200);
+            p.body
+        }
+    };
+    let first = fetch(Some("_HLS_msn=4")).await;
+    tokio::time::advance(Duration::from_millis(blocking - 1)).await;
+    assert_eq!(fetch(Some("token=x&_HLS_msn=4")).await, first);
+    assert_eq!(fetch(Some("_HLS_msn=4")).await, first);
+    assert_eq!(
+        upstream.asked("/live/cam/stream.m3u8", Some("_HLS_msn=4")),
+        1
+    );
+    tokio::time::advance(Duration::from_millis(1)).await;
+    fetch(Some("_HLS_msn=4")).await;
     assert_eq!(
         upstream.asked("/live/cam/stream.m3u8", Some("_HLS_msn=4")),
         2
     );
-    let stats = edge.stats();
-    assert_eq!((stats.hits, stats.stored, stats.errors), (0, 0, 2));
+
+    // Any other playlist request: `playlist_ttl_ms` from the fetch's start.
+    let ttl = CoalescingConfig::default().playlist_ttl_ms;
+    fetch(None).await;
+    tokio::time::advance(Duration::from_millis(ttl - 1)).await;
+    fetch(None).await;
+    assert_eq!(upstream.asked("/live/cam/stream.m3u8", None), 1);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    fetch(None).await;
+    assert_eq!(upstream.asked("/live/cam/stream.m3u8", None), 2);
+
+    // Off: every playlist request goes upstream.
+    let upstream = Scripted::default();
+    let edge = Coalescing::new(
+        upstream.clone(),
+        CoalescingConfig {
+            playlist_ttl_ms: 0,
+            blocking_playlist_ttl_ms: 0,
+            ..CoalescingConfig::default()
+        },
+    );
+    for query in [None, None, Some("_HLS_msn=4"), Some("_HLS_msn=4")] {
+        within(edge.fetch(req("/live/cam/stream.m3u8", query)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(upstream.total(), 4);
+    assert_eq!(edge.stats().stored, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -258,8 +306,9 @@ async fn concurrent_equal_requests_share_one_fetch_and_its_error() {
         1
     );
     assert_eq!(upstream.total(), 3);
+    // The two blocking playlists are kept for a while, the error is not.
     let stats = edge.stats();
-    assert_eq!((stats.in_flight, stats.errors, stats.stored), (0, 1, 0));
+    assert_eq!((stats.in_flight, stats.errors, stats.stored), (0, 1, 2));
 }
 
 #[tokio::test]

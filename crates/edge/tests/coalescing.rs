@@ -205,7 +205,14 @@ async fn scenario() {
     let direct = HttpUpstream::new(upstream_config.clone()).unwrap();
     let edge = Coalescing::new(
         HttpUpstream::new(upstream_config).unwrap(),
-        CoalescingConfig::default(),
+        // Playlists: blocking answers kept longer than the test runs, the
+        // others not at all, so what is asserted below does not depend on
+        // how fast this machine is.
+        CoalescingConfig {
+            playlist_ttl_ms: 0,
+            blocking_playlist_ttl_ms: 120_000,
+            ..CoalescingConfig::default()
+        },
     );
 
     // Publish the first 2.7 s: segments of 1 s (one GOP), parts of 200 ms,
@@ -304,13 +311,21 @@ async fn scenario() {
         assert_eq!(segment.status, 200);
     }
     assert_eq!(counter.count("/live/cam/seg1.m4s"), 1);
-    // A playlist is never served from memory after its fetch.
+    // A blocking playlist answers the same request again from memory
+    // (within `blocking_playlist_ttl_ms`); with `playlist_ttl_ms` 0, a
+    // non-blocking one is fetched every time.
+    let again = edge
+        .fetch(req(playlist_path, Some("_HLS_msn=2&_HLS_part=3")))
+        .await
+        .unwrap();
+    assert_eq!(again.body, playlist_bodies[0]);
+    assert_eq!(counter.count(playlist_target), 1);
     for _ in 0..2 {
         let again = edge.fetch(req(playlist_path, Some(""))).await.unwrap();
         assert_eq!(again.status, 200);
     }
     assert_eq!(counter.count(playlist_path), 2);
     let stats = edge.stats();
-    assert_eq!(stats.hits, 4, "{stats:?}");
+    assert_eq!(stats.hits, 5, "{stats:?}");
     drop(publisher);
 }

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 //! `HttpUpstream` against local axum servers on loopback: retries with
-//! backoff, time limits, and the circuit breaker (its cool-down driven by
-//! an injected clock, never by sleeping).
+//! backoff, time limits, the circuit breaker (its cool-down driven by an
+//! injected clock, never by sleeping), and streamed bodies (each chunk
+//! passed on as the server writes it, a body cut off mid-way an error
+//! item, retries only before the head).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -305,4 +307,256 @@ async fn a_failed_trial_opens_the_breaker_again() {
     assert!(matches!(get().await, Err(UpstreamError::CircuitOpen(_))));
     assert_eq!(server.seen(), 2);
     assert_eq!(upstream.stats().breaker_opened, 2);
+}
+
+/// A server that answers `503` to its first `failures` requests, then
+/// `200` with a body the test writes chunk by chunk through the returned
+/// sender (an `Err` cuts the body off mid-way: hyper closes the
+/// connection before the last chunk).
+async fn streaming_server(
+    failures: usize,
+) -> (
+    SocketAddr,
+    tokio::sync::watch::Receiver<usize>,
+    tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+) {
+    let (seen_tx, seen) = tokio::sync::watch::channel(0usize);
+    let (body_tx, body_rx) = tokio::sync::mpsc::channel(4);
+    let body_rx = Arc::new(Mutex::new(Some(body_rx)));
+    let handler = move || {
+        let body_rx = body_rx.clone();
+        let mut n = 0;
+        seen_tx.send_modify(|seen| {
+            n = *seen;
+            *seen += 1;
+        });
+        async move {
+            if n < failures {
+                return (StatusCode::SERVICE_UNAVAILABLE, "try later\n").into_response();
+            }
+            let Some(rx) = body_rx.lock().unwrap().take() else {
+                return (StatusCode::GONE, "one body only\n").into_response();
+            };
+            let chunks = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|chunk| (chunk, rx))
+            });
+            (
+                [("cache-control", "no-cache"), ("content-type", "video/mp4")],
+                axum::body::Body::from_stream(chunks),
+            )
+                .into_response()
+        }
+    };
+    let app = Router::new().fallback(get(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen, body_tx)
+}
+
+fn chunk(bytes: &'static [u8]) -> Result<bytes::Bytes, std::io::Error> {
+    Ok(bytes::Bytes::from_static(bytes))
+}
+
+async fn next_item(
+    body: &mut ferrocast_edge::BodyStream,
+) -> Option<Result<bytes::Bytes, UpstreamError>> {
+    use futures::StreamExt;
+    within(body.next()).await
+}
+
+#[tokio::test]
+async fn a_streamed_body_arrives_chunk_by_chunk_before_it_is_complete() {
+    let (addr, seen, body) = streaming_server(0).await;
+    let upstream = HttpUpstream::new(config(addr)).unwrap();
+    // The head comes back while the origin has written no body at all.
+    let mut response = within(upstream.fetch_stream(req("/live/cam/part3.1.m4s", None)))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .headers
+            .iter()
+            .any(|(n, v)| n == "cache-control" && v == "no-cache")
+    );
+    assert!(
+        !response
+            .headers
+            .iter()
+            .any(|(n, _)| n == "transfer-encoding")
+    );
+    // Each chunk is passed on before the origin writes the next one.
+    body.send(chunk(b"moof1")).await.unwrap();
+    assert_eq!(
+        &next_item(&mut response.body).await.unwrap().unwrap()[..],
+        b"moof1"
+    );
+    body.send(chunk(b"moof2")).await.unwrap();
+    assert_eq!(
+        &next_item(&mut response.body).await.unwrap().unwrap()[..],
+        b"moof2"
+    );
+    drop(body);
+    assert!(next_item(&mut response.body).await.is_none(), "complete");
+    assert_eq!(*seen.borrow(), 1);
+    let stats = upstream.stats();
+    assert_eq!(
+        (stats.requests, stats.attempts, stats.broken_bodies),
+        (1, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn retries_happen_before_the_head_and_a_body_cut_off_is_an_error_item() {
+    let (addr, seen, body) = streaming_server(1).await;
+    let upstream = HttpUpstream::new(config(addr)).unwrap();
+    // The first attempt's 503 is retried: nothing was passed on yet.
+    let mut response = within(upstream.fetch_stream(req("/live/cam/seg3.m4s", None)))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(*seen.borrow(), 2);
+    body.send(chunk(b"moof1")).await.unwrap();
+    assert_eq!(
+        &next_item(&mut response.body).await.unwrap().unwrap()[..],
+        b"moof1"
+    );
+    // The origin breaks off: the viewer's copy must not end as if whole.
+    body.send(Err(std::io::Error::other("encoder gone")))
+        .await
+        .unwrap();
+    let item = next_item(&mut response.body).await.unwrap();
+    assert!(
+        matches!(item, Err(UpstreamError::Unreachable(_))),
+        "{item:?}"
+    );
+    assert!(next_item(&mut response.body).await.is_none());
+    // Never retried once body bytes were passed on.
+    assert_eq!(*seen.borrow(), 2);
+    let stats = upstream.stats();
+    assert_eq!((stats.retries, stats.broken_bodies), (1, 1));
+    assert_eq!(stats.breaker, BreakerState::Closed);
+}
+
+/// A raw HTTP/1.1 server that declares a `Content-Length` it never
+/// delivers: it writes the head and part of the body, then closes.
+async fn short_body_server() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = tcp
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-this")
+                .await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_its_length_is_an_error_item_and_a_failed_fetch() {
+    let addr = short_body_server().await;
+    let upstream = HttpUpstream::new(config(addr)).unwrap();
+    let mut response = within(upstream.fetch_stream(req("/live/cam/seg1.m4s", None)))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    let mut received = Vec::new();
+    let error = loop {
+        match next_item(&mut response.body).await {
+            Some(Ok(chunk)) => received.extend_from_slice(&chunk),
+            Some(Err(e)) => break e,
+            None => panic!("a short body ended as if complete"),
+        }
+    };
+    assert!(matches!(error, UpstreamError::Unreachable(_)), "{error:?}");
+    assert!(b"only-this".starts_with(&received));
+    // The whole-body fetch fails rather than giving nine bytes of 100.
+    let whole = within(upstream.fetch(req("/live/cam/seg1.m4s", None))).await;
+    assert!(
+        matches!(whole, Err(UpstreamError::Unreachable(_))),
+        "{whole:?}"
+    );
+    assert_eq!(upstream.stats().broken_bodies, 2);
+}
+
+#[tokio::test]
+async fn a_streamed_body_has_an_idle_limit_per_chunk_and_a_size_limit() {
+    let (addr, _, body) = streaming_server(0).await;
+    let upstream = HttpUpstream::new(HttpUpstreamConfig {
+        idle_timeout_ms: 200,
+        ..config(addr)
+    })
+    .unwrap();
+    let mut response = within(upstream.fetch_stream(req("/live/cam/part1.0.m4s", None)))
+        .await
+        .unwrap();
+    body.send(chunk(b"moof1")).await.unwrap();
+    assert!(next_item(&mut response.body).await.unwrap().is_ok());
+    // The origin stalls (the sender stays open): the body ends in a timeout.
+    let item = next_item(&mut response.body).await.unwrap();
+    assert_eq!(item, Err(UpstreamError::Timeout));
+    assert!(next_item(&mut response.body).await.is_none());
+    drop(body);
+
+    let (addr, _, body) = streaming_server(0).await;
+    let upstream = HttpUpstream::new(HttpUpstreamConfig {
+        max_body_bytes: 12,
+        ..config(addr)
+    })
+    .unwrap();
+    let mut response = within(upstream.fetch_stream(req("/live/cam/part1.0.m4s", None)))
+        .await
+        .unwrap();
+    let mut passed = 0;
+    let error = loop {
+        body.send(chunk(b"0123456")).await.unwrap();
+        match next_item(&mut response.body).await.unwrap() {
+            Ok(c) => passed += c.len(),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(error, UpstreamError::Unreachable(_)), "{error:?}");
+    assert!(passed <= 12, "{passed} bytes passed on");
+}
+
+#[tokio::test]
+async fn streamed_fetches_count_for_the_breaker_at_the_head() {
+    let server = Flaky::new(0);
+    server.healthy.store(false, Ordering::SeqCst);
+    let addr = server.serve().await;
+    let upstream = HttpUpstream::new(HttpUpstreamConfig {
+        max_retries: 0,
+        breaker: BreakerConfig {
+            failure_threshold: 2,
+            cool_down_ms: 60_000,
+        },
+        ..config(addr)
+    })
+    .unwrap();
+    for _ in 0..2 {
+        // The origin's 5xx is the answer, its body passed on whole.
+        let mut response = within(upstream.fetch_stream(req("/live/cam/seg1.m4s", None)))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 503);
+        assert_eq!(
+            &next_item(&mut response.body).await.unwrap().unwrap()[..],
+            b"try later\n"
+        );
+    }
+    assert_eq!(upstream.breaker_state(), BreakerState::Open);
+    let e = within(upstream.fetch_stream(req("/live/cam/seg1.m4s", None))).await;
+    assert_eq!(e.unwrap_err(), UpstreamError::CircuitOpen(addr.to_string()));
+    assert_eq!(server.seen(), 2);
 }

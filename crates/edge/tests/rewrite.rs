@@ -6,7 +6,7 @@
 // allow-unwrap-in-tests; a panic is the failure report here.
 #![allow(clippy::unwrap_used)]
 
-use ferrocast_edge::rewrite::{KeyUris, RewriteConfig, RewriteError, Rewriter};
+use ferrocast_edge::rewrite::{KeyUris, RewriteConfig, RewriteError, Rewriter, TemplateCache};
 use proptest::prelude::*;
 
 const T: &str = "AQEAAAAAaFB9gADmYkdZ3s4uVvJd1oBwVPiq";
@@ -541,5 +541,57 @@ proptest! {
         let mut with_header = b"#EXTM3U\n".to_vec();
         with_header.extend_from_slice(&bytes);
         let _ = rewriter().rewrite_bytes(&with_header, "T");
+    }
+
+    /// The template path gives byte for byte (and error for error) what
+    /// the direct rewrite gives, for our playlists' lines, arbitrary text
+    /// and arbitrary bytes, from a fresh template and from the cache.
+    #[test]
+    fn templates_render_what_the_rewriter_writes(
+        lines in proptest::collection::vec(line(), 0..40),
+        crlf in proptest::collection::vec(any::<bool>(), 1..4),
+        text in "\\PC{0,300}",
+        bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        tokens in proptest::collection::vec(
+            prop_oneof![4 => "[A-Za-z0-9._~-]{1,40}", 1 => "[ -~]{0,8}"],
+            1..4,
+        ),
+        key_uris in prop_oneof![Just(KeyUris::Sign), Just(KeyUris::Leave)],
+    ) {
+        let r = Rewriter::new(&RewriteConfig {
+            own_origins: vec!["https://live.example.com".into()],
+            key_uris,
+            max_playlist_bytes: 4096,
+            ..RewriteConfig::default()
+        })
+        .unwrap();
+        let cache = TemplateCache::new(r.clone(), 1 << 20);
+        let mut with_header = b"#EXTM3U\n".to_vec();
+        with_header.extend_from_slice(&bytes);
+        let bodies = [
+            render(&lines, &crlf).into_bytes(),
+            format!("#EXTM3U\n{text}").into_bytes(),
+            text.into_bytes(),
+            bytes,
+            with_header,
+        ];
+        for body in bodies {
+            let body = bytes::Bytes::from(body);
+            for token in &tokens {
+                let direct = r.rewrite_bytes(&body, token).map(String::into_bytes);
+                let template = r
+                    .template(body.clone())
+                    .and_then(|t| t.render(token))
+                    .map(|b| b.to_vec());
+                if let Ok(direct) = &direct {
+                    prop_assert_eq!(template.as_ref(), Ok(direct));
+                }
+                // Twice: a miss, then a hit.
+                for _ in 0..2 {
+                    let cached = cache.rewrite(&body, token).map(|b| b.to_vec());
+                    prop_assert_eq!(&cached, &direct);
+                }
+            }
+        }
     }
 }

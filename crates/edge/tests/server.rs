@@ -132,3 +132,344 @@ async fn a_certificate_without_its_key_is_refused() {
         "{error}"
     );
 }
+
+/// A certificate for `localhost` written as PEM files into `dir`, the DER
+/// of the certificate, and the expected base64 SHA-256 of its SPKI,
+/// computed from the key pair (not from the certificate).
+fn pem_identity(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>, String) {
+    use base64::Engine;
+    use rcgen::PublicKeyData;
+    use sha2::Digest;
+    let leaf = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    // A second certificate after the leaf, as in a chain file: not hashed.
+    let other = rcgen::generate_simple_self_signed(vec!["other.example".to_owned()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, format!("{}{}", leaf.cert.pem(), other.cert.pem())).unwrap();
+    std::fs::write(&key, leaf.signing_key.serialize_pem()).unwrap();
+    let expected = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(
+        leaf.signing_key.subject_public_key_info(),
+    ));
+    (cert, key, leaf.cert.der().to_vec(), expected)
+}
+
+/// What `openssl x509 -pubkey | openssl pkey -pubin -outform der | sha256
+/// | base64` says about the first certificate of `cert`.
+fn openssl_spki_sha256(cert: &std::path::Path) -> String {
+    use std::process::{Command, Stdio};
+    let pubkey = Command::new("openssl")
+        .args(["x509", "-pubkey", "-noout", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl is installed");
+    assert!(pubkey.status.success());
+    let mut der = Command::new("openssl")
+        .args(["pkey", "-pubin", "-outform", "der"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut der.stdin.take().unwrap(), &pubkey.stdout).unwrap();
+    let der = der.wait_with_output().unwrap();
+    assert!(der.status.success());
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&der.stdout))
+}
+
+#[tokio::test]
+async fn a_configured_pem_certificate_has_its_spki_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _, expected) = pem_identity(dir.path());
+    assert_eq!(openssl_spki_sha256(&cert), expected, "openssl agrees");
+    let mut config = config();
+    config.tls_cert = Some(cert);
+    config.tls_key = Some(key);
+    let upstream = Arc::new(InProcessUpstream::new(origin(), Duration::from_secs(5)));
+    let server = EdgeServer::start(&config, upstream, EdgeMetrics::new().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(server.spki_sha256(), Some(expected.as_str()));
+
+    // Garbage where the certificate should be: a clear error naming the file.
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    config.tls_cert = Some(garbage.clone());
+    let upstream = Arc::new(InProcessUpstream::new(origin(), Duration::from_secs(5)));
+    let error = EdgeServer::start(&config, upstream, EdgeMetrics::new().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains(&garbage.display().to_string()),
+        "{error}"
+    );
+}
+
+mod limits {
+    use std::net::SocketAddr;
+
+    use ferrocast_edge::server::{ClientAddr, Handler, Protocol};
+    use ferrocast_edge::{EdgeTokens, SessionId};
+    use http::Request;
+
+    use super::*;
+
+    const NOW: u64 = 1_750_000_000;
+
+    fn handler(limits: &str) -> (Handler, EdgeMetrics, EdgeTokens) {
+        let mut config = config();
+        config.limits = toml::from_str(limits).unwrap();
+        let metrics = EdgeMetrics::new().unwrap();
+        let upstream = Arc::new(InProcessUpstream::new(origin(), Duration::from_secs(5)));
+        let handler =
+            Handler::with_clock(&config, upstream, metrics.clone(), Arc::new(|| NOW)).unwrap();
+        (handler, metrics, EdgeTokens::new(&config.token).unwrap())
+    }
+
+    async fn get(handler: &Handler, from: &str, uri: &str) -> http::Response<bytes::Bytes> {
+        let mut request = Request::get(uri).body(()).unwrap();
+        let addr: SocketAddr = from.parse().unwrap();
+        request.extensions_mut().insert(ClientAddr(addr));
+        handler.handle(Protocol::Http2, request).await
+    }
+
+    fn refused_by(metrics: &EdgeMetrics, by: &str) -> u64 {
+        metrics.rate_limited.with_label_values(&[by]).get()
+    }
+
+    // Time is paused: the buckets refill only when the test advances it.
+    #[tokio::test(start_paused = true)]
+    async fn per_token_buckets_follow_the_session_and_never_a_forger() {
+        let (handler, metrics, tokens) =
+            handler("per_ip = { enabled = false }\nper_token = { rate_per_sec = 1, burst = 2 }");
+        let viewer = "192.0.2.1:5000";
+        let session = SessionId::new("viewer-session-1").unwrap();
+        let a = tokens.sign("cam", NOW + 60, Some(&session));
+        let b = tokens.sign("cam", NOW + 120, Some(&session));
+        assert_ne!(a, b);
+        // A forged token naming the same session (its tag broken) draws
+        // from a bucket of its own, not the session's.
+        let mut forged = a.clone().into_bytes();
+        // A character inside the tag (not the last, whose spare bits
+        // would make the token malformed rather than forged).
+        let i = forged.len() - 5;
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        for expected in [401, 401, 429] {
+            let response = get(
+                &handler,
+                viewer,
+                &format!("/live/cam/seg1.m4s?token={forged}"),
+            )
+            .await;
+            assert_eq!(response.status(), expected);
+        }
+        // The session's two tokens share one bucket of two.
+        for (token, expected) in [(&a, 200), (&b, 200), (&a, 429)] {
+            let response = get(
+                &handler,
+                viewer,
+                &format!("/live/cam/seg1.m4s?token={token}"),
+            )
+            .await;
+            assert_eq!(response.status(), expected, "{token}");
+        }
+        let response = get(&handler, viewer, &format!("/live/cam/seg1.m4s?token={b}")).await;
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert_eq!(
+            std::str::from_utf8(response.body()).unwrap(),
+            "too many requests for this session\n"
+        );
+        assert!(!std::str::from_utf8(response.body()).unwrap().contains(&*b));
+        assert_eq!(response.headers()["access-control-allow-origin"], "*");
+        // Another session is not affected.
+        let other = tokens.sign("cam", NOW + 60, Some(&SessionId::new("viewer-2").unwrap()));
+        let response = get(
+            &handler,
+            viewer,
+            &format!("/live/cam/seg1.m4s?token={other}"),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        // A viewer JWT on a Multivariant Playlist request counts against
+        // itself (here one that does not verify: 401 until its bucket is
+        // empty).
+        for expected in [401, 401, 429] {
+            let response = get(&handler, viewer, "/live/cam/index.m3u8?token=not.a.jwt").await;
+            assert_eq!(response.status(), expected);
+        }
+        assert_eq!(refused_by(&metrics, "token"), 4);
+        assert_eq!(refused_by(&metrics, "ip"), 0);
+        // One second later the session has one request again.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let response = get(&handler, viewer, &format!("/live/cam/seg1.m4s?token={a}")).await;
+        assert_eq!(response.status(), 200);
+        let response = get(&handler, viewer, &format!("/live/cam/seg1.m4s?token={a}")).await;
+        assert_eq!(response.status(), 429);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_ip_buckets_group_ipv6_by_prefix() {
+        let (handler, metrics, tokens) = handler(
+            "per_token = { enabled = false }\nper_ip = { rate_per_sec = 1, burst = 1 }\nipv6_prefix_len = 64",
+        );
+        let token = tokens.sign("cam", NOW + 60, None);
+        let uri = format!("/live/cam/seg1.m4s?token={token}");
+        assert_eq!(get(&handler, "[2001:db8::1]:1", &uri).await.status(), 200);
+        // The same /64: the same bucket.
+        let response = get(&handler, "[2001:db8::2]:2", &uri).await;
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert_eq!(
+            std::str::from_utf8(response.body()).unwrap(),
+            "too many requests from this address\n"
+        );
+        // Another /64, and an IPv4 address, have their own.
+        assert_eq!(
+            get(&handler, "[2001:db8:0:1::1]:1", &uri).await.status(),
+            200
+        );
+        assert_eq!(get(&handler, "192.0.2.1:1", &uri).await.status(), 200);
+        // Health checks and CORS preflights are never limited.
+        assert_eq!(
+            get(&handler, "[2001:db8::3]:3", "/healthz").await.status(),
+            200
+        );
+        let mut preflight = Request::options(&uri).body(()).unwrap();
+        preflight
+            .extensions_mut()
+            .insert(ClientAddr("[2001:db8::3]:3".parse().unwrap()));
+        assert_eq!(
+            handler.handle(Protocol::Http1, preflight).await.status(),
+            204
+        );
+        // Without a client address (a caller that is not a listener) there
+        // is no per-IP limit.
+        let request = Request::get(&uri).body(()).unwrap();
+        assert_eq!(handler.handle(Protocol::Http1, request).await.status(), 200);
+        assert_eq!(refused_by(&metrics, "ip"), 1);
+        assert!(
+            metrics
+                .render()
+                .contains(r#"ferrocast_edge_rate_limited_total{by="ip"} 1"#)
+        );
+    }
+
+    #[test]
+    fn bad_limits_are_refused_at_start() {
+        let mut config = config();
+        config.limits = toml::from_str("per_ip = { burst = 10 }").unwrap();
+        let error = config.validate().unwrap_err();
+        assert!(error.to_string().contains("edge.limits.per_ip"), "{error}");
+        assert!(
+            toml::from_str::<ferrocast_edge::LimitsConfig>(
+                "per_ip = { rate_per_sec = 1, burts = 1 }"
+            )
+            .is_err()
+        );
+    }
+}
+
+/// GET each of `paths` over one HTTP/3 connection (h3 over quinn,
+/// trusting `cert_der` only): the status and `retry-after` of each.
+async fn h3_get(
+    addr: std::net::SocketAddr,
+    cert_der: &[u8],
+    paths: &[String],
+) -> Vec<(u16, Option<String>)> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(cert_der.to_vec()))
+        .unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+    let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(connection))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(async move {
+        std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    let mut answers = Vec::new();
+    for path in paths {
+        let request = http::Request::get(format!("https://localhost{path}"))
+            .body(())
+            .unwrap();
+        let mut stream = send.send_request(request).await.unwrap();
+        stream.finish().await.unwrap();
+        let response = stream.recv_response().await.unwrap();
+        while stream.recv_data().await.unwrap().is_some() {}
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        answers.push((response.status().as_u16(), retry_after));
+    }
+    driver.abort();
+    answers
+}
+
+/// Every listener tells the handler who the client is: with a per-IP
+/// limit of one request a second, the second of two back-to-back requests
+/// is refused on HTTP/1.1, HTTP/2 and HTTP/3 alike (all from 127.0.0.1,
+/// one bucket).
+#[tokio::test]
+async fn the_per_ip_limit_applies_on_every_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, cert_der, _) = pem_identity(dir.path());
+    let mut config = config();
+    config.tls_cert = Some(cert);
+    config.tls_key = Some(key);
+    config.limits =
+        toml::from_str("per_token = { enabled = false }\nper_ip = { rate_per_sec = 1, burst = 1 }")
+            .unwrap();
+    let upstream = Arc::new(InProcessUpstream::new(origin(), Duration::from_secs(5)));
+    let server = EdgeServer::start(&config, upstream, EdgeMetrics::new().unwrap())
+        .await
+        .unwrap();
+    let https = server.https_addr();
+    let path = "/live/cam/seg3.m4s".to_owned();
+    for http2 in [false, true] {
+        let builder = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(10));
+        let client = if http2 {
+            builder.http2_prior_knowledge()
+        } else {
+            builder.http1_only()
+        }
+        .build()
+        .unwrap();
+        let url = format!("https://{https}{path}");
+        client.get(&url).send().await.unwrap();
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 429, "http2: {http2}");
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+    let answers = h3_get(server.h3_addr().unwrap(), &cert_der, &[path.clone(), path]).await;
+    assert_eq!(answers[1], (429, Some("1".to_owned())));
+    // The three second requests at least (a first one may have found the
+    // shared bucket empty too).
+    let refused = server
+        .metrics()
+        .rate_limited
+        .with_label_values(&["ip"])
+        .get();
+    assert!(refused >= 3, "{refused}");
+}

@@ -1,7 +1,7 @@
 //! The edge's Prometheus metrics, in a registry of their own that the
 //! process renders next to its other metrics on `/metrics`.
 
-use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Edge metrics. Cheap to clone (the metric handles are shared).
 #[derive(Debug, Clone)]
@@ -14,6 +14,24 @@ pub struct EdgeMetrics {
     /// Upstream fetches that gave no usable answer, by error
     /// (`unreachable`, `timeout`, `circuit_open`, `bad_playlist`).
     pub upstream_errors: IntCounterVec,
+    /// Requests refused with 429 by a rate limit, by limit (`ip`, `token`).
+    pub rate_limited: IntCounterVec,
+    /// Requests let through without a bucket because a rate limit's key
+    /// table was full of active keys (it fails open), by limit.
+    pub rate_limit_untracked: IntCounterVec,
+    /// Concurrent viewers of each stream on this edge (sessions seen
+    /// within `edge.viewers.window_secs`), updated every
+    /// `edge.viewers.interval_ms`. A stream without viewers has no series.
+    pub viewers: IntGaugeVec,
+    /// Concurrent viewers of each stream over every edge sharing the
+    /// Redis of `edge.viewers.redis_url`; no series while Redis cannot be
+    /// read.
+    pub viewers_cluster: IntGaugeVec,
+    /// Failed or timed-out exchanges with the viewer-count Redis.
+    pub viewer_sync_errors: IntCounter,
+    /// Requests of sessions not counted because a viewer-tracking cap
+    /// (`edge.viewers.max_*`) was reached.
+    pub viewer_requests_untracked: IntCounter,
 }
 
 impl EdgeMetrics {
@@ -36,10 +54,58 @@ impl EdgeMetrics {
             &["error"],
         )?;
         registry.register(Box::new(upstream_errors.clone()))?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "ferrocast_edge_rate_limited_total",
+                "Requests refused with 429 by a rate limit, by limit.",
+            ),
+            &["by"],
+        )?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        let rate_limit_untracked = IntCounterVec::new(
+            Opts::new(
+                "ferrocast_edge_rate_limit_untracked_total",
+                "Requests let through unlimited because a rate limit's key table was full.",
+            ),
+            &["by"],
+        )?;
+        registry.register(Box::new(rate_limit_untracked.clone()))?;
+        let viewers = IntGaugeVec::new(
+            Opts::new(
+                "ferrocast_edge_viewers",
+                "Concurrent viewers of a stream on this edge.",
+            ),
+            &["stream"],
+        )?;
+        registry.register(Box::new(viewers.clone()))?;
+        let viewers_cluster = IntGaugeVec::new(
+            Opts::new(
+                "ferrocast_edge_viewers_cluster",
+                "Concurrent viewers of a stream over all edges sharing the viewer-count Redis.",
+            ),
+            &["stream"],
+        )?;
+        registry.register(Box::new(viewers_cluster.clone()))?;
+        let viewer_sync_errors = IntCounter::new(
+            "ferrocast_edge_viewer_sync_errors_total",
+            "Failed or timed-out exchanges with the viewer-count Redis.",
+        )?;
+        registry.register(Box::new(viewer_sync_errors.clone()))?;
+        let viewer_requests_untracked = IntCounter::new(
+            "ferrocast_edge_viewer_requests_untracked_total",
+            "Requests of sessions not counted because a viewer-tracking cap was reached.",
+        )?;
+        registry.register(Box::new(viewer_requests_untracked.clone()))?;
         Ok(EdgeMetrics {
             registry,
             requests,
             upstream_errors,
+            rate_limited,
+            rate_limit_untracked,
+            viewers,
+            viewers_cluster,
+            viewer_sync_errors,
+            viewer_requests_untracked,
         })
     }
 

@@ -11,6 +11,7 @@ use ferrocast_media::StreamName;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use tracing::{Instrument, debug, debug_span, warn};
 
+use super::limits::Limits;
 use super::metrics::EdgeMetrics;
 use crate::edge_token::query_param;
 use futures::StreamExt;
@@ -201,11 +202,16 @@ pub struct Handler {
 struct Inner {
     jwts: JwtVerifier,
     tokens: EdgeTokens,
-    rewriter: Rewriter,
+    /// The rewriter (`templates.rewriter()`) and its templates per
+    /// upstream body: a playlist is parsed once per version, not once per
+    /// request.
+    templates: crate::rewrite::TemplateCache,
     token_param: String,
     upstream: Arc<dyn Upstream>,
     metrics: EdgeMetrics,
     clock: Clock,
+    viewers: Arc<crate::viewers::Viewers>,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Handler {
@@ -239,13 +245,28 @@ impl Handler {
             inner: Arc::new(Inner {
                 jwts: JwtVerifier::new(&config.jwt)?,
                 tokens: EdgeTokens::new(&config.token)?,
-                rewriter: Rewriter::new(&config.rewrite)?,
+                templates: crate::rewrite::TemplateCache::new(
+                    Rewriter::new(&config.rewrite)?,
+                    crate::rewrite::DEFAULT_TEMPLATE_CACHE_BYTES,
+                ),
                 token_param: config.rewrite.token_param.clone(),
                 upstream,
+                viewers: Arc::new(crate::viewers::Viewers::new(
+                    &config.viewers,
+                    &metrics,
+                    clock.clone(),
+                )?),
+                limits: Limits::new(&config.limits, metrics.clone())?,
                 metrics,
                 clock,
             }),
         })
+    }
+
+    /// The edge's viewer counting (its periodic task is started by
+    /// [`EdgeServer`](super::EdgeServer)).
+    pub fn viewers(&self) -> &Arc<crate::viewers::Viewers> {
+        &self.inner.viewers
     }
 
     /// Answers one request with the whole body (collected from the
@@ -286,7 +307,24 @@ impl Handler {
             kind,
             stream = target.as_ref().map(|t| t.stream()).unwrap_or(""),
         );
-        let mut response = self.respond(&request, target).instrument(span).await;
+        // Preflights and health checks are never limited.
+        let limited = (request.method() != Method::OPTIONS && path != "/healthz")
+            .then(|| {
+                let inner = &self.inner;
+                inner.limits.check(
+                    &request,
+                    target,
+                    &inner.tokens,
+                    &inner.token_param,
+                    (inner.clock)(),
+                    tokio::time::Instant::now().into_std(),
+                )
+            })
+            .flatten();
+        let mut response = match limited {
+            Some(refusal) => full(refusal),
+            None => self.respond(&request, target).instrument(span).await,
+        };
         let length = match response.body() {
             ResponseBody::Full(bytes) => Some(bytes.len()),
             ResponseBody::Stream(_) => None,
@@ -357,7 +395,11 @@ impl Handler {
                     ));
                 };
                 match inner.jwts.verify(presented, stream, now) {
-                    Ok(viewer) => Some(inner.tokens.sign_session(stream, &viewer, None, now)),
+                    Ok(viewer) => {
+                        let session = inner.viewers.new_session();
+                        let tokens = &inner.tokens;
+                        Some(tokens.sign_session(stream, &viewer, session.as_ref(), now))
+                    }
                     Err(e) => {
                         debug!(reason = e.reason(), "viewer JWT refused");
                         return full(refuse(e.status(), e.reason()));
@@ -372,6 +414,7 @@ impl Handler {
                         return full(refuse(e.status(), e.reason()));
                     }
                 };
+                inner.viewers.seen(stream, claims.session.as_ref(), now);
                 matches!(target, Target::MediaPlaylist { .. })
                     .then(|| inner.tokens.sign_media(stream, &claims, now))
             }
@@ -395,10 +438,13 @@ impl Handler {
         if upstream.status != 200 {
             return full(upstream_error(&upstream));
         }
-        full(match inner.rewriter.rewrite_bytes(&upstream.body, &token) {
+        full(match inner.templates.rewrite(&upstream.body, &token) {
             Ok(body) => {
-                let mut response = Response::new(Bytes::from(body));
+                let mut response = Response::new(body);
                 let headers = response.headers_mut();
+                // Room for these two and what `serve` adds (CORS, length):
+                // the map is sized once, not grown per insert.
+                headers.reserve(8);
                 headers.insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static(PLAYLIST_TYPE),

@@ -22,10 +22,10 @@ use super::ServerError;
 pub(crate) struct Identity {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
-    /// Base64 of the SHA-256 of the leaf's SubjectPublicKeyInfo, for a
-    /// certificate generated here (what Chromium's
-    /// `--ignore-certificate-errors-spki-list` takes).
-    pub spki_sha256: Option<String>,
+    /// Base64 of the SHA-256 of the leaf's DER SubjectPublicKeyInfo (what
+    /// Chromium's `--ignore-certificate-errors-spki-list` and HPKP-style
+    /// pins take).
+    pub spki_sha256: String,
 }
 
 /// Reads a PEM chain and key.
@@ -44,12 +44,24 @@ pub(crate) fn load(cert: &Path, key: &Path) -> Result<Identity, ServerError> {
             reason: "no CERTIFICATE block".into(),
         });
     }
+    // The leaf's SPKI as webpki parses it (the outer SEQUENCE included,
+    // RFC 5280 §4.1.2.7), the same bytes rustls presents.
+    let leaf = webpki::EndEntityCert::try_from(&chain[0]).map_err(|e| ServerError::Pem {
+        path: cert.to_owned(),
+        reason: format!("first certificate unreadable: {e}"),
+    })?;
+    let spki_sha256 = spki_sha256(&leaf.subject_public_key_info());
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
     Ok(Identity {
         chain,
         key,
-        spki_sha256: None,
+        spki_sha256,
     })
+}
+
+/// Standard base64 of SHA-256 over a DER SubjectPublicKeyInfo.
+fn spki_sha256(spki: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(spki))
 }
 
 /// Generates a self-signed certificate for `localhost`, the loopback
@@ -61,14 +73,13 @@ pub(crate) fn self_signed(listen_ip: IpAddr) -> Result<Identity, ServerError> {
     }
     let generated = rcgen::generate_simple_self_signed(names)
         .map_err(|e| ServerError::Tls(format!("generating a certificate: {e}")))?;
-    let spki = generated.signing_key.subject_public_key_info();
-    let spki_sha256 = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&spki));
+    let spki_sha256 = spki_sha256(&generated.signing_key.subject_public_key_info());
     Ok(Identity {
         chain: vec![generated.cert.der().clone()],
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
             generated.signing_key.serialize_der(),
         )),
-        spki_sha256: Some(spki_sha256),
+        spki_sha256,
     })
 }
 
