@@ -111,8 +111,8 @@ impl Layers {
         {
             return Err(ConfigError::Range(
                 "edge: the edge needs [edge.jwt] (viewer JWT keys) and [edge.token] (edge \
-                 token keys) in the config file; --https-listen, --tls-cert and --tls-key \
-                 only adjust an [edge] section"
+                 token keys) in the config file; --https-listen, --tls-cert, --tls-key and \
+                 --origin only adjust an [edge] section"
                     .to_owned(),
             ));
         }
@@ -607,6 +607,47 @@ keys = [{ kid = 1, secret = "edge-secret-edge-secret-edge-secret!" }]
         assert!(
             !format!("{edge:?}").contains("0123456789abcdef"),
             "secrets redacted"
+        );
+    }
+
+    #[test]
+    fn edge_origin_comes_from_the_file_then_the_flag() {
+        assert_eq!(
+            Layers::default()
+                .with_file_text(EDGE)
+                .unwrap()
+                .build()
+                .unwrap()
+                .edge
+                .unwrap()
+                .origin,
+            None
+        );
+        let text = format!("{EDGE}[edge.origin]\nbase_url = \"http://a:8080\"\nmax_retries = 0\n");
+        let config = Layers::default()
+            .with_file_text(&text)
+            .unwrap()
+            .with_value("edge.origin.base_url", "http://b:8080")
+            .build()
+            .unwrap();
+        let origin = config.edge.unwrap().origin.unwrap();
+        assert_eq!(origin.base_url, "http://b:8080");
+        assert_eq!(origin.max_retries, 0);
+        // A knob without the URL, or a misspelt knob, is an error.
+        let no_url = format!("{EDGE}[edge.origin]\nmax_retries = 0\n");
+        let error = Layers::default()
+            .with_file_text(&no_url)
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(format!("{error:?}").contains("base_url"), "{error:?}");
+        let typo = format!("{EDGE}[edge.origin]\nbase_url = \"http://a\"\nretries = 1\n");
+        assert!(
+            Layers::default()
+                .with_file_text(&typo)
+                .unwrap()
+                .build()
+                .is_err()
         );
     }
 

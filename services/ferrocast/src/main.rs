@@ -3,6 +3,8 @@
 //! `ferrocast up` runs every role in one process with embedded defaults: the
 //! SRT listener, the in-process media bus, the packager and the HTTP origin,
 //! and with an `[edge]` section the HTTPS / HTTP/3 edge in front of it.
+//! `ferrocast edge` runs only the edge, in front of a remote packager origin
+//! over HTTP (`[edge.origin]` or `--origin`).
 //! Configuration comes from `FERROCAST_*` environment variables, then a TOML
 //! file (`--config`), then flags, each winning over the one before.
 
@@ -19,7 +21,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferrocast_config::{Config, Layers};
 use ferrocast_edge::server::EdgeMetrics;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Log filter when `FERROCAST_LOG` is unset. srt-protocol logs every
 /// unparseable datagram at `warn`: anyone can send those, so they are kept
@@ -44,6 +46,85 @@ enum Command {
     /// TOML file given with `--config` or `FERROCAST_CONFIG`; these flags.
     /// See docs/configuration.md for every key.
     Up(UpArgs),
+    /// Run only the edge (HTTPS / HTTP/3, viewer JWTs, edge tokens,
+    /// coalescing) in front of a remote packager origin over HTTP.
+    ///
+    /// Reads the same settings as `up` (environment, `--config` file,
+    /// flags): the `[edge]` section, plus the origin from `--origin` or
+    /// `[edge.origin] base_url`. `/metrics` and `/healthz` are served on
+    /// `http_listen` (`--http-listen`). Stops on Ctrl-C or SIGTERM.
+    Edge(EdgeArgs),
+}
+
+/// The edge's listener flags, shared by `up` and `edge`.
+#[derive(Debug, clap::Args)]
+struct EdgeFlags {
+    /// Address of the edge's HTTPS listener, TCP for HTTP/1.1 and 2 and UDP
+    /// for HTTP/3 [config: edge.https_listen; default 0.0.0.0:8443]. Needs
+    /// an `[edge]` section (JWT and edge token keys) in the config file.
+    #[arg(long, value_name = "ADDR")]
+    https_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the edge [config: edge.tls_cert; default: a
+    /// self-signed certificate generated at start].
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert` [config: edge.tls_key].
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl EdgeFlags {
+    fn apply(&self, mut layers: Layers) -> Layers {
+        if let Some(addr) = self.https_listen {
+            layers = layers.with_value("edge.https_listen", addr.to_string());
+        }
+        if let Some(cert) = &self.tls_cert {
+            layers = layers.with_value("edge.tls_cert", cert.display().to_string());
+        }
+        if let Some(key) = &self.tls_key {
+            layers = layers.with_value("edge.tls_key", key.display().to_string());
+        }
+        layers
+    }
+}
+
+/// Defaults, then `FERROCAST_*` variables, then the config file.
+fn base_layers(config: Option<&PathBuf>) -> anyhow::Result<Layers> {
+    let mut layers = Layers::default().with_env(std::env::vars());
+    if let Some(path) = config {
+        layers = layers.with_file(path)?;
+    }
+    Ok(layers)
+}
+
+#[derive(Debug, clap::Args)]
+struct EdgeArgs {
+    /// TOML configuration file (its `[edge]` section).
+    #[arg(long, env = "FERROCAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Base URL of the packager origin, like `http://packager:8080`
+    /// [config: edge.origin.base_url; no default].
+    #[arg(long, value_name = "URL")]
+    origin: Option<String>,
+    /// TCP address for `/metrics` and `/healthz` [config: http_listen;
+    /// default 0.0.0.0:8080].
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    edge: EdgeFlags,
+}
+
+impl EdgeArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut layers = base_layers(self.config.as_ref())?;
+        if let Some(origin) = &self.origin {
+            layers = layers.with_value("edge.origin.base_url", origin.clone());
+        }
+        if let Some(addr) = self.http_listen {
+            layers = layers.with_value("http_listen", addr.to_string());
+        }
+        Ok(self.edge.apply(layers).build()?)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,26 +147,13 @@ struct UpArgs {
     /// [config: transcode.ladder; env FERROCAST_TRANSCODE__LADDER; default auto].
     #[arg(long, value_name = "NAME|off")]
     ladder: Option<String>,
-    /// Address of the edge's HTTPS listener, TCP for HTTP/1.1 and 2 and UDP
-    /// for HTTP/3 [config: edge.https_listen; default 0.0.0.0:8443]. Needs
-    /// an `[edge]` section (JWT and edge token keys) in the config file.
-    #[arg(long, value_name = "ADDR")]
-    https_listen: Option<SocketAddr>,
-    /// PEM certificate chain of the edge [config: edge.tls_cert; default: a
-    /// self-signed certificate generated at start].
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key of `--tls-cert` [config: edge.tls_key].
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    edge: EdgeFlags,
 }
 
 impl UpArgs {
     fn config(&self) -> anyhow::Result<Config> {
-        let mut layers = Layers::default().with_env(std::env::vars());
-        if let Some(path) = &self.config {
-            layers = layers.with_file(path)?;
-        }
+        let mut layers = base_layers(self.config.as_ref())?;
         if let Some(addr) = self.srt_listen {
             layers = layers.with_value("srt_listen", addr.to_string());
         }
@@ -98,16 +166,7 @@ impl UpArgs {
         if let Some(ladder) = &self.ladder {
             layers = layers.with_value("transcode.ladder", ladder.clone());
         }
-        if let Some(addr) = self.https_listen {
-            layers = layers.with_value("edge.https_listen", addr.to_string());
-        }
-        if let Some(cert) = &self.tls_cert {
-            layers = layers.with_value("edge.tls_cert", cert.display().to_string());
-        }
-        if let Some(key) = &self.tls_key {
-            layers = layers.with_value("edge.tls_key", key.display().to_string());
-        }
-        Ok(layers.build()?)
+        Ok(self.edge.apply(layers).build()?)
     }
 }
 
@@ -120,14 +179,81 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let runtime = || tokio::runtime::Runtime::new().context("starting the async runtime");
     match cli.command {
         Command::Up(args) => {
             let config = args.config()?;
-            tokio::runtime::Runtime::new()
-                .context("starting the async runtime")?
-                .block_on(up(config))
+            runtime()?.block_on(up(config))
+        }
+        Command::Edge(args) => {
+            let config = args.config()?;
+            runtime()?.block_on(edge_only(config))
         }
     }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted.context("waiting for Ctrl-C"),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+    }
+}
+
+/// Resolves on a second Ctrl-C or SIGTERM (or never, if the handlers
+/// cannot be installed): cuts a graceful drain short.
+async fn second_signal() {
+    if shutdown_signal().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// `ferrocast edge`: the edge alone, in front of `[edge.origin]` over HTTP.
+async fn edge_only(config: Config) -> anyhow::Result<()> {
+    let edge_config = config.edge.as_ref().context(
+        "ferrocast edge needs an [edge] section (with [edge.jwt] and [edge.token]) in the \
+         config file given with --config",
+    )?;
+    let upstream = edge::remote_origin(edge_config)?;
+    let origin = upstream.origin().to_owned();
+    let metrics = EdgeMetrics::new().context("edge metrics")?;
+    let edge = edge::start(edge_config, upstream, metrics).await?;
+    let operator =
+        ferrocast_packager::http::serve(config.http_listen, edge::operator_router(&edge))
+            .await
+            .with_context(|| format!("binding the metrics listener on {}", config.http_listen))?;
+    let server = edge.server();
+    info!(
+        https = %server.https_addr(),
+        metrics = %operator.local_addr(),
+        origin = %origin,
+        "ferrocast edge up"
+    );
+    // A machine-readable line for scripts and tests, like `ferrocast ready`.
+    println!(
+        "ferrocast edge ready https={} metrics={}{}",
+        server.https_addr(),
+        operator.local_addr(),
+        server
+            .spki_sha256()
+            .map(|spki| format!(" spki_sha256={spki}"))
+            .unwrap_or_default()
+    );
+    shutdown_signal().await?;
+    info!("shutting down");
+    // The one place the edge stops: held requests drain first.
+    edge.drain(edge_config, second_signal()).await;
+    drop(operator);
+    Ok(())
 }
 
 async fn up(config: Config) -> anyhow::Result<()> {
@@ -191,21 +317,28 @@ async fn up(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding HTTP origin on {}", config.http_listen))?;
     let edge = match (&config.edge, edge_metrics) {
         (Some(edge), Some(metrics)) => {
-            Some(edge::start(edge, &config.hls, &origin, metrics).await?)
+            if edge.origin.is_some() {
+                warn!(
+                    "edge.origin is for `ferrocast edge`; `ferrocast up` serves its edge from \
+                     the origin in this process"
+                );
+            }
+            Some(edge::start_in_process(edge, &config.hls, &origin, metrics).await?)
         }
         _ => None,
     };
     info!(srt = %srt.local_addr(), http = %http.local_addr(), "ferrocast up");
     // A machine-readable line for scripts and tests that start us on port 0.
     match &edge {
-        // With a generated certificate, `spki_sha256=` gives its pin (for
-        // Chromium's --ignore-certificate-errors-spki-list).
+        // `spki_sha256=` is the certificate's pin, generated or configured
+        // (for Chromium's --ignore-certificate-errors-spki-list).
         Some(edge) => println!(
             "ferrocast ready srt={} http={} https={}{}",
             srt.local_addr(),
             http.local_addr(),
-            edge.https_addr(),
-            edge.spki_sha256()
+            edge.server().https_addr(),
+            edge.server()
+                .spki_sha256()
                 .map(|spki| format!(" spki_sha256={spki}"))
                 .unwrap_or_default()
         ),
@@ -215,9 +348,12 @@ async fn up(config: Config) -> anyhow::Result<()> {
             http.local_addr()
         ),
     }
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    shutdown_signal().await?;
     info!("shutting down");
+    // Viewers' held requests drain through the edge while the origin (and
+    // ingest) still run, so they are answered rather than cut.
+    if let (Some(edge), Some(edge_config)) = (edge, &config.edge) {
+        edge.drain(edge_config, second_signal()).await;
+    }
     Ok(())
 }

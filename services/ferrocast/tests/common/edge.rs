@@ -229,3 +229,373 @@ pub fn h3_fetch_with(cafile: &Path, urls: &[String], options: &[&str]) -> Vec<se
     assert!(ok, "h3 client failed: {report:?}\nstderr: {err}");
     report
 }
+
+/// A running `ferrocast edge` (the edge alone, in front of a remote
+/// origin) on loopback with free ports; killed on drop.
+pub struct RemoteEdge {
+    child: std::process::Child,
+    /// The HTTPS address (TCP; UDP for HTTP/3 on the same port).
+    pub https: std::net::SocketAddr,
+    /// The operator listener (`/metrics`, `/healthz`).
+    pub metrics: std::net::SocketAddr,
+    /// The generated certificate's SPKI pin, from the ready line.
+    pub spki_sha256: Option<String>,
+    pub dir: tempfile::TempDir,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// A `ferrocast edge` command with only this test's settings (no
+/// `FERROCAST_*` from the caller's environment), `config_toml` as its
+/// config file (kept in `dir`) and `args` after it.
+fn edge_command(dir: &Path, config_toml: &str, args: &[&str]) -> Command {
+    let config = dir.join("edge.toml");
+    std::fs::write(&config, config_toml).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferrocast"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FERROCAST_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .arg("edge")
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .env("FERROCAST_LOG", "info");
+    command
+}
+
+impl RemoteEdge {
+    /// Starts `ferrocast edge --origin ORIGIN` with `config_toml` (an
+    /// `[edge]` section, see [`EdgeKeys::config_toml`]), its metrics on a
+    /// free loopback port, and waits for its ready line.
+    pub fn start(config_toml: &str, origin: &str) -> RemoteEdge {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = edge_command(
+            dir.path(),
+            config_toml,
+            &["--origin", origin, "--http-listen", "127.0.0.1:0"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferrocast binary starts");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("ferrocast edge ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "ferrocast edge did not get ready; log:\n{}",
+                    log.lock().unwrap()
+                )
+            });
+        let field = |key: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .map(str::to_owned)
+        };
+        RemoteEdge {
+            https: field("https=").unwrap().parse().unwrap(),
+            metrics: field("metrics=").unwrap().parse().unwrap(),
+            spki_sha256: field("spki_sha256="),
+            child,
+            dir,
+            log,
+        }
+    }
+
+    /// `https://ADDR`
+    pub fn base(&self) -> String {
+        format!("https://{}", self.https)
+    }
+
+    /// Everything the edge logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM (the edge starts draining) without waiting.
+    pub fn send_sigterm(&self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+    }
+
+    /// Waits (at most 30 s) for the process to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ferrocast edge did not stop on SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits (at most 30 s) for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.wait_exit()
+    }
+
+    /// The edge's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for RemoteEdge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `ferrocast edge` with `config_toml` and `args`, expecting it to
+/// refuse to start; returns what it wrote to stderr.
+pub fn edge_refuses(config_toml: &str, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = super::run_with_timeout(
+        &mut edge_command(dir.path(), config_toml, args),
+        Duration::from_secs(30),
+    );
+    assert!(!ok, "ferrocast edge started:\n{err}");
+    err
+}
+
+/// The sum of every sample of `name` whose labels contain all of `labels`
+/// (`key="value"` pairs), in a Prometheus text exposition.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let rest = series.strip_prefix(name)?;
+            let matches = (rest.is_empty() || rest.starts_with('{'))
+                && labels.iter().all(|label| rest.contains(label));
+            matches.then(|| value.parse::<f64>().ok().map(|v| v as u64))?
+        })
+        .sum()
+}
+
+/// The multivariant playlist from `base` (`https://ADDR`) with a viewer
+/// JWT in the `Authorization` header, once the stream is live (the origin
+/// answers 404 until the publisher connects: no event to await).
+/// `log` gives the servers' logs for a failure message.
+pub async fn live_multivariant(
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+    jwt: &str,
+    log: impl Fn() -> String,
+) -> String {
+    let url = format!("{base}/live/{name}/index.m3u8");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = client.get(&url).bearer_auth(jwt).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        if status == 200 {
+            return body;
+        }
+        assert_eq!(status, 404, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stream never went live; log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every URI of `playlist` carries an edge token.
+pub fn assert_signed(playlist: &str) {
+    let uris = uris(playlist);
+    assert!(!uris.is_empty(), "{playlist}");
+    for uri in &uris {
+        assert!(token_of(uri).is_some(), "unsigned URI {uri} in\n{playlist}");
+    }
+}
+
+/// `EXT-X-MEDIA-SEQUENCE` plus the number of segments: the next msn.
+pub fn next_msn(playlist: &str) -> u64 {
+    let first: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    first
+        + playlist
+            .lines()
+            .filter(|l| l.starts_with("#EXTINF"))
+            .count() as u64
+}
+
+/// The preload-hinted part of `playlist`: its signed URI and (msn, part).
+pub fn preload_hint(playlist: &str) -> (String, u64, u64) {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:TYPE=PART"))
+        .unwrap_or_else(|| panic!("no part hint in\n{playlist}"));
+    let uri = uris(line).pop().unwrap();
+    let name = uri.split_once('?').unwrap().0;
+    let (msn, part) = name
+        .strip_prefix("part")
+        .and_then(|n| n.strip_suffix(".m4s"))
+        .and_then(|n| n.split_once('.'))
+        .unwrap();
+    (uri.clone(), msn.parse().unwrap(), part.parse().unwrap())
+}
+
+/// Hints tried by [`assert_preload_hinted_part_streams`]: a hint for the
+/// part after a segment's last one names a part that is never produced
+/// (the next picture was a keyframe, so it opened segment msn+1 instead)
+/// and is answered 404, as the origin does for any hinted part that will
+/// not exist. One hint in five or six is such a boundary with 1 s GOPs
+/// and 200 ms parts; four boundaries in a row cannot happen.
+const HINT_TRIES: usize = 4;
+
+/// A part still being written is passed on chunk by chunk: the first
+/// bytes of the preload-hinted part reach the viewer before a blocking
+/// playlist request for that very part (answered when the origin has
+/// completed it) does. Events in order, no timings. `stream_base` is
+/// `https://ADDR/live/NAME` on the edge, `media_uri` the signed media
+/// playlist URI from the multivariant playlist. `origin_base`
+/// (`http://ADDR/live/NAME`), when given, is asked for the blocking
+/// playlist directly: the part then has to start reaching the viewer
+/// before the origin itself says it is complete, which an edge that waits
+/// for whole bodies cannot do. The stream should be sent with
+/// `-pes_payload_size 0` (see `ffmpeg_push_with`) so that a part does not
+/// start and complete in one ingest burst.
+pub async fn assert_preload_hinted_part_streams(
+    client: &reqwest::Client,
+    stream_base: &str,
+    media_uri: &str,
+    origin_base: Option<&str>,
+) {
+    let mut never_produced = Vec::new();
+    for _ in 0..HINT_TRIES {
+        match try_preload_hinted_part(client, stream_base, media_uri, origin_base).await {
+            None => return,
+            Some(name) => never_produced.push(name),
+        }
+    }
+    panic!("every hinted part was never produced (404): {never_produced:?}");
+}
+
+/// One try of [`assert_preload_hinted_part_streams`]: `None` when the
+/// hinted part streamed, `Some(name)` when it turned out to be the part
+/// after its segment's last (404, and the segment complete without it).
+async fn try_preload_hinted_part(
+    client: &reqwest::Client,
+    stream_base: &str,
+    media_uri: &str,
+    origin_base: Option<&str>,
+) -> Option<String> {
+    let session = token_of(media_uri).unwrap().to_owned();
+    let (status, playlist) = super::get_text(client, &format!("{stream_base}/{media_uri}")).await;
+    assert_eq!(status, 200, "{playlist}");
+    // Wait for the hinted part's predecessor to complete, so the hinted
+    // one has only just begun.
+    let (_, msn, part) = preload_hint(&playlist);
+    let blocking = |msn: u64, part: u64| {
+        format!("{stream_base}/stream.m3u8?_HLS_msn={msn}&_HLS_part={part}&token={session}")
+    };
+    let (status, playlist) = super::get_text(client, &blocking(msn, part)).await;
+    assert_eq!(status, 200, "{playlist}");
+    let (hint, msn, part) = preload_hint(&playlist);
+    let name = format!("part{msn}.{part}.m4s");
+
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let part_request = client.get(format!("{stream_base}/{hint}")).send();
+    let plain = super::client();
+    let complete_request = match origin_base {
+        Some(origin) => plain.get(format!(
+            "{origin}/stream.m3u8?_HLS_msn={msn}&_HLS_part={part}"
+        )),
+        None => client.get(blocking(msn, part)),
+    }
+    .send();
+    let watch_part = {
+        let order = order.clone();
+        async move {
+            let mut response = part_request.await.unwrap();
+            if response.status() == 404 {
+                return None;
+            }
+            assert_eq!(response.status(), 200);
+            let first = response.chunk().await.unwrap().expect("a first chunk");
+            order.lock().unwrap().push("first bytes of the part");
+            let mut length = first.len();
+            while let Some(chunk) = response.chunk().await.unwrap() {
+                length += chunk.len();
+            }
+            Some(length)
+        }
+    };
+    let watch_playlist = {
+        let order = order.clone();
+        async move {
+            let response = complete_request.await.unwrap();
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            order
+                .lock()
+                .unwrap()
+                .push("playlist with the part complete");
+            (status, text)
+        }
+    };
+    let (length, (status, text)) = tokio::join!(watch_part, watch_playlist);
+    assert_eq!(status, 200, "{text}");
+    let listed = text
+        .lines()
+        .any(|l| l.starts_with("#EXT-X-PART:") && l.contains(&name));
+    let Some(length) = length else {
+        // Refused: only right if the segment closed without that part.
+        assert!(!listed, "{name} answered 404 but listed in\n{text}");
+        assert!(
+            next_msn(&text) > msn,
+            "{name} answered 404 while its segment is open:\n{text}"
+        );
+        return Some(name);
+    };
+    assert!(listed, "{name} not complete in\n{text}");
+    assert!(length > 8);
+    assert_eq!(
+        order.lock().unwrap().clone(),
+        ["first bytes of the part", "playlist with the part complete"],
+    );
+    None
+}
