@@ -2,8 +2,9 @@
 # Edge load benchmark: Ferrocast's HTTPS edge (viewer JWT, edge tokens,
 # playlist rewriting, coalescing cache) against nginx serving the same bytes
 # as static files (with secure_link when built in), under h2load (HTTP/2)
-# and wrk (HTTP/1.1), plus the memory of 10,000 held blocking playlist
-# requests (benches/src/bin/edge_hold.rs). All on loopback, in one run.
+# and wrk (HTTP/1.1), with each server's requests/s, p99 and CPU time per
+# request, plus the memory of 10,000 held blocking playlist requests
+# (benches/src/bin/edge_hold.rs). All on loopback, in one run.
 #
 # usage: benches/edge_load.sh
 #
@@ -124,6 +125,12 @@ secret = "$jwt_secret"
 # Long enough for the signed URLs to outlive the run.
 media_ttl_secs = 3600
 keys = [{ kid = 1, secret = "$edge_secret" }]
+
+[edge.limits]
+# One load generator, one address, one token: the per-IP and per-token
+# rate limits would answer nearly every request 429 (nginx has none here).
+per_ip = { enabled = false }
+per_token = { enabled = false }
 EOF
 
 log "ferrocast up (edge on, --ladder off)"
@@ -251,7 +258,8 @@ http {
 EOF
 log "nginx on 127.0.0.1:$nginx_port (secure_link: $secure_link)"
 "$nginx_bin" -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/nginx.conf" &
-pids+=($!)
+nginx_pid=$!
+pids+=("$nginx_pid")
 nginx_base=https://127.0.0.1:$nginx_port
 nginx_playlist_url=$nginx_base/live/bench/stream.m3u8$(link_query /live/bench/stream.m3u8)
 nginx_part_url=$nginx_base/live/bench/$part_file$(link_query "/live/bench/$part_file")
@@ -269,14 +277,36 @@ fi
 # ---- Load -------------------------------------------------------------------
 results=$tmp/results.jsonl
 : >"$results"
+# CPU time (user + system, clock ticks) of the server under test: the
+# ferrocast process, or nginx's master and workers. Requests per CPU second
+# do not depend on what else shares the cores, unlike requests per second.
+server_ticks() { # name
+    local pid ticks=0 stat
+    if [[ $1 == *-edge-* ]]; then
+        set -- "$ferrocast_pid"
+    else
+        set -- "$nginx_pid" $(pgrep -P "$nginx_pid" || true)
+    fi
+    for pid in "$@"; do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        stat=${stat##*) }
+        read -r -a fields <<<"$stat"
+        ticks=$((ticks + fields[11] + fields[12]))
+    done
+    echo "$ticks"
+}
+clk_tck=$(getconf CLK_TCK)
 h2() { # name url
-    local name=$1 url=$2
+    local name=$1 url=$2 t0 t1
     log "h2load $name: -t $threads -c $h2_conns -m $h2_streams -D $duration"
+    t0=$(server_ticks "$name")
     h2load -t "$threads" -c "$h2_conns" -m "$h2_streams" -D "$duration" --warm-up-time=1 \
         --log-file "$tmp/$name.log" "$url" >"$tmp/$name.out" 2>&1 || { cat "$tmp/$name.out" >&2; die "h2load $name failed"; }
-    python3 - "$name" "$tmp/$name.out" "$tmp/$name.log" >>"$results" <<'PY'
+    t1=$(server_ticks "$name")
+    python3 - "$name" "$tmp/$name.out" "$tmp/$name.log" "$(((t1 - t0)))" "$clk_tck" >>"$results" <<'PY'
 import json, re, sys
 name, out, logf = sys.argv[1:4]
+cpu_s = int(sys.argv[4]) / int(sys.argv[5])
 text = open(out).read()
 rps = float(re.search(r"finished in [^,]+, ([\d.]+) req/s", text).group(1))
 m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", text)
@@ -284,19 +314,25 @@ codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", t
 durs = sorted(int(l.split()[2]) for l in open(logf) if len(l.split()) >= 3)
 p = lambda q: durs[max(0, -(-len(durs) * q // 100) - 1)] / 1000 if durs else None
 ok = int(m.group(4)) > 0 and int(m.group(5)) == 0 and int(m.group(6)) == 0 and sum(map(int, codes.groups()[1:])) == 0
-print(json.dumps({"case": name, "tool": "h2load", "rps": rps, "done": int(m.group(3)), "failed": int(m.group(5)),
+# h2load's warm-up second is in the CPU time but not in "done": both
+# servers carry the same bias.
+print(json.dumps({"case": name, "tool": "h2load", "rps": rps, "done": int(m.group(3)), "cpu_s": cpu_s,
+                  "us_per_req": round(cpu_s * 1e6 / max(1, int(m.group(3))), 1), "failed": int(m.group(5)),
                   "errored": int(m.group(6)), "non_2xx": sum(map(int, codes.groups()[1:])),
                   "p50_ms": p(50), "p99_ms": p(99), "ok": ok}))
 PY
 }
 h1() { # name url
-    local name=$1 url=$2
+    local name=$1 url=$2 t0 t1
     log "wrk $name: -t $threads -c $h1_conns -d ${duration}s"
+    t0=$(server_ticks "$name")
     wrk -t "$threads" -c "$h1_conns" -d "${duration}s" --latency "$url" >"$tmp/$name.out" 2>&1 ||
         { cat "$tmp/$name.out" >&2; die "wrk $name failed"; }
-    python3 - "$name" "$tmp/$name.out" >>"$results" <<'PY'
+    t1=$(server_ticks "$name")
+    python3 - "$name" "$tmp/$name.out" "$(((t1 - t0)))" "$clk_tck" >>"$results" <<'PY'
 import json, re, sys
 name, out = sys.argv[1:3]
+cpu_s = int(sys.argv[3]) / int(sys.argv[4])
 text = open(out).read()
 unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 def pct(q):
@@ -307,7 +343,8 @@ done = int(re.search(r"(\d+) requests in", text).group(1))
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 errors = re.search(r"Socket errors: (.*)", text)
 ok = done > 0 and not non2xx and not errors
-print(json.dumps({"case": name, "tool": "wrk", "rps": rps, "done": done,
+print(json.dumps({"case": name, "tool": "wrk", "rps": rps, "done": done, "cpu_s": cpu_s,
+                  "us_per_req": round(cpu_s * 1e6 / max(1, done), 1),
                   "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else None,
                   "p50_ms": pct(50), "p99_ms": pct(99), "ok": ok}))
 PY
@@ -349,12 +386,16 @@ print()
 print(f"nproc {nproc}, loadavg before {load0}, after the HTTP cases {load1}; {duration} s per case; "
       f"h2load -t {threads} -c {h2c} -m {h2m}, wrk -t {threads} -c {h1c}; nginx secure_link: "
       f"{'yes' if secure_link == '1' else 'no (plain static)'}; publisher {size} 25 fps")
-print(f"{'case':22} {'edge req/s':>11} {'p99 ms':>8}   {'nginx req/s':>11} {'p99 ms':>8}   {'edge/nginx':>10}")
+print(f"{'case':14} {'edge req/s':>10} {'p99 ms':>7} {'CPU us/req':>10}   {'nginx req/s':>11} {'p99 ms':>7} "
+      f"{'CPU us/req':>10}   {'req/s ratio':>11} {'CPU ratio':>9}")
 for proto in ("h2", "h1"):
     for what in ("playlist", "part"):
         e, n = by[f"{proto}-edge-{what}"], by[f"{proto}-nginx-{what}"]
-        print(f"{proto + ' ' + what:22} {e['rps']:>11.0f} {e['p99_ms']!s:>8}   {n['rps']:>11.0f} {n['p99_ms']!s:>8}"
-              f"   {e['rps'] / n['rps']:>10.2f}")
+        print(f"{proto + ' ' + what:14} {e['rps']:>10.0f} {e['p99_ms']!s:>7} {e['us_per_req']:>10}   "
+              f"{n['rps']:>11.0f} {n['p99_ms']!s:>7} {n['us_per_req']:>10}   {e['rps'] / n['rps']:>11.2f} "
+              f"{n['us_per_req'] / max(e['us_per_req'], 0.1):>9.2f}")
+print("req/s ratio: edge / nginx (shared cores: noisy); CPU ratio: nginx CPU per request / edge CPU per request "
+      "(above 1: the edge spends less)")
 h = json.loads(hold)
 if h:
     print(f"held: {h['connected']}/{h['viewers']} connected in {h['connect_s']:.1f} s; RSS "
