@@ -81,7 +81,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::upstream::{
@@ -93,54 +92,9 @@ use crate::upstream::{
 /// from the upstream request.
 pub const DIRECTIVES: [&str; 3] = ["_HLS_msn", "_HLS_part", "_HLS_skip"];
 
-/// Limits of a [`Coalescing`] layer (`[edge.coalesce]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CoalescingConfig {
-    /// Bytes of cached media (bodies, headers and keys). Default 256 MiB.
-    pub cache_bytes: usize,
-    /// Largest object that is cached. Default 16 MiB.
-    pub max_object_bytes: usize,
-    /// Longest time an object stays cached, whatever its `max-age`. The
-    /// live window is short; a stream restarting under the same name reuses
-    /// part and segment names. Default 60 000 ms.
-    pub max_ttl_ms: u64,
-    /// Most distinct requests in flight at once. Default 65 536.
-    pub max_in_flight: usize,
-    /// How long a playlist fetched for a request without `_HLS_msn` (a
-    /// player's first load, a delta update without blocking, a multivariant
-    /// playlist) answers equal requests, counted from when its fetch
-    /// started: a request is never answered with a playlist the origin
-    /// made before `now - playlist_ttl_ms`. 0 turns it off. Default 25 ms,
-    /// an eighth of the default part target (200 ms) and half the smallest
-    /// allowed (50 ms): the playlist is at most one part behind, and the
-    /// player's next (blocking) request waits for the next part anyway.
-    pub playlist_ttl_ms: u64,
-    /// How long a playlist fetched for a blocking request (`_HLS_msn`,
-    /// optionally `_HLS_part`/`_HLS_skip`) answers requests with the same
-    /// directives, counted from when it arrived. Any such answer holds the
-    /// part asked for, which is all the request asks (RFC 8216bis
-    /// §6.2.5.2). 0 turns it off. Default 1 000 ms.
-    pub blocking_playlist_ttl_ms: u64,
-}
-
-/// Default of [`CoalescingConfig::playlist_ttl_ms`].
-pub const DEFAULT_PLAYLIST_TTL_MS: u64 = 25;
-/// Default of [`CoalescingConfig::blocking_playlist_ttl_ms`].
-pub const DEFAULT_BLOCKING_PLAYLIST_TTL_MS: u64 = 1_000;
-
-impl Default for CoalescingConfig {
-    fn default() -> Self {
-        Self {
-            cache_bytes: 256 << 20,
-            max_object_bytes: 16 << 20,
-            max_ttl_ms: 60_000,
-            max_in_flight: 65_536,
-            playlist_ttl_ms: DEFAULT_PLAYLIST_TTL_MS,
-            blocking_playlist_ttl_ms: DEFAULT_BLOCKING_PLAYLIST_TTL_MS,
-        }
-    }
-}
+pub use crate::coalesce_config::{
+    CoalescingConfig, DEFAULT_BLOCKING_PLAYLIST_TTL_MS, DEFAULT_PLAYLIST_TTL_MS,
+};
 
 /// A snapshot of a [`Coalescing`] layer's counters (monotonic, since it was
 /// made) and gauges, for metrics.

@@ -87,6 +87,7 @@
 
 #[cfg(feature = "server")]
 pub mod coalesce;
+pub mod coalesce_config;
 pub mod edge_token;
 pub mod http_upstream;
 #[cfg(feature = "server")]
@@ -106,7 +107,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "server")]
-pub use coalesce::{Coalescing, CoalescingConfig, CoalescingStats};
+pub use coalesce::{Coalescing, CoalescingStats};
+pub use coalesce_config::{CoalescingConfig, CoalescingConfigError};
 pub use edge_token::{
     EdgeClaims, EdgeKeyConfig, EdgeTokenConfig, EdgeTokenConfigError, EdgeTokenError, EdgeTokens,
     SessionId, SessionLimit,
@@ -179,6 +181,11 @@ pub struct EdgeConfig {
     /// Redis (`[edge.viewers]`). Default: counted locally, no Redis.
     #[serde(default)]
     pub viewers: ViewersConfig,
+    /// The coalescing cache in front of the origin (`[edge.coalesce]`):
+    /// memory bound, object size, how long playlists answer equal
+    /// requests. Default: see [`CoalescingConfig`].
+    #[serde(default)]
+    pub coalesce: CoalescingConfig,
     /// The remote packager origin (`[edge.origin]`) that `ferrocast edge`
     /// fetches from over HTTP. Default: none (`ferrocast up` serves its
     /// edge from the origin in its own process and ignores it).
@@ -217,6 +224,9 @@ pub enum EdgeConfigError {
     /// `[edge.viewers]`.
     #[error(transparent)]
     Viewers(#[from] ViewersConfigError),
+    /// `[edge.coalesce]`.
+    #[error(transparent)]
+    Coalesce(#[from] CoalescingConfigError),
     /// Only one of `tls_cert` and `tls_key` is set.
     #[error(
         "edge: tls_cert and tls_key go together (set both, or neither for a self-signed certificate)"
@@ -237,6 +247,7 @@ impl EdgeConfig {
         Rewriter::new(&self.rewrite)?;
         self.limits.validate()?;
         self.viewers.validate()?;
+        self.coalesce.validate()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(EdgeConfigError::CertWithoutKey);
         }

@@ -1,7 +1,7 @@
 //! The edge: the HTTPS / HTTP/3 server in front of a packager origin,
 //! through the coalescing cache (concurrent requests for the same playlist
 //! state or part cost one origin call, and finished parts and segments are
-//! served from memory, bounded by `CoalescingConfig`'s defaults).
+//! served from memory, bounded by `[edge.coalesce]`).
 //!
 //! The same [`start`] serves both deployments:
 //!
@@ -25,8 +25,8 @@ use ferrocast_config::HlsConfig;
 use ferrocast_edge::http_upstream::HttpUpstreamStats;
 use ferrocast_edge::server::{EdgeMetrics, EdgeServer, ShutdownReport};
 use ferrocast_edge::{
-    BreakerState, Coalescing, CoalescingConfig, CoalescingStats, EdgeConfig, HttpUpstream,
-    InProcessUpstream, Upstream,
+    BreakerState, Coalescing, CoalescingStats, EdgeConfig, HttpUpstream, InProcessUpstream,
+    Upstream,
 };
 use ferrocast_packager::Origin;
 use tracing::{info, warn};
@@ -84,7 +84,7 @@ pub async fn start<U: Upstream>(
     upstream: U,
     metrics: EdgeMetrics,
 ) -> anyhow::Result<Edge<U>> {
-    let upstream = Coalescing::new(upstream, CoalescingConfig::default());
+    let upstream = Coalescing::new(upstream, config.coalesce.clone());
     let server = EdgeServer::start(config, Arc::new(upstream.clone()), metrics)
         .await
         .with_context(|| format!("starting the edge on {}", config.https_listen))?;
