@@ -1,6 +1,8 @@
 //! The playlist rewriter on arbitrary bytes: never a panic; what it
-//! accepts keeps its line count and `#EXTM3U` first line, and re-signing
-//! a rewritten playlist gives what signing the original gives.
+//! accepts keeps its line count and `#EXTM3U` first line, re-signing a
+//! rewritten playlist gives what signing the original gives, and the
+//! template the edge serves from renders byte for byte what the rewriter
+//! writes (and refuses what it refuses).
 #![no_main]
 
 use ferrocast_edge::rewrite::{RewriteConfig, Rewriter};
@@ -13,7 +15,16 @@ fuzz_target!(|data: &[u8]| {
     }) else {
         return;
     };
-    let Ok(out) = rewriter.rewrite_bytes(data, "tok1") else {
+    let template = rewriter.template(bytes::Bytes::copy_from_slice(data));
+    let direct = rewriter.rewrite_bytes(data, "tok1");
+    match (&template, &direct) {
+        (Ok(template), Ok(out)) => {
+            assert_eq!(template.render("tok1").ok().as_deref(), Some(out.as_bytes()));
+        }
+        (Err(_), Err(_)) => {}
+        _ => panic!("template and rewriter disagree on accepting the input"),
+    }
+    let Ok(out) = direct else {
         return;
     };
     let Ok(text) = std::str::from_utf8(data) else {

@@ -532,6 +532,26 @@ mod tests {
     }
 
     #[test]
+    fn one_token_has_one_spelling() {
+        // 22 session characters make 49 bytes: the last base64 character
+        // carries 4 unused bits. Setting them must not give a second
+        // spelling of the same token.
+        let t = tokens();
+        let session = SessionId::new("abcdefghijklmnopqrstuv").unwrap();
+        let token = t.sign("s", 50, Some(&session));
+        assert_eq!(token.len() * 6 % 8, 4, "{token}");
+        let last = token.as_bytes()[token.len() - 1];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let index = alphabet.iter().position(|&c| c == last).unwrap();
+        for low in 1..16 {
+            let other = alphabet[(index & !15) | low] as char;
+            let respelled = format!("{}{other}", &token[..token.len() - 1]);
+            assert!(t.verify(&respelled, "s", 0).is_err(), "{respelled}");
+        }
+        assert!(t.verify(&token, "s", 0).is_ok());
+    }
+
+    #[test]
     fn rotation() {
         let old = EdgeTokens::new(&config(&[(1, K1)])).unwrap();
         let rotated = EdgeTokens::new(&config(&[(2, K2), (1, K1)])).unwrap();
