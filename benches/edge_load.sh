@@ -50,18 +50,9 @@ trap 'exit 130' INT TERM
 log() { printf '== %s\n' "$*" >&2; }
 die() { echo "edge_load.sh: $*" >&2; exit 1; }
 
-# As scripts/deps.sh.
-install_debian_packages() {
-    local missing=() pkg sudo=""
-    for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-    done
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-    echo "installing Debian packages: ${missing[*]}" >&2
-    [[ $(id -u) -eq 0 ]] || sudo="sudo"
-    $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+# install_debian_packages
+# shellcheck source=../scripts/deps.sh
+source "$root/scripts/deps.sh"
 
 command -v h2load >/dev/null && command -v wrk >/dev/null && command -v nginx >/dev/null ||
     install_debian_packages nghttp2-client wrk nginx

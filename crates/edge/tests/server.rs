@@ -3,6 +3,8 @@
 //! The edge server over real sockets with a self-signed certificate, in
 //! front of an axum router called in process.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -384,21 +386,7 @@ async fn h3_get(
     cert_der: &[u8],
     paths: &[String],
 ) -> Vec<(u16, Option<String>)> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(cert_der.to_vec()))
-        .unwrap();
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let endpoint = common::h3_endpoint(cert_der);
     let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
     let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(connection))
         .await

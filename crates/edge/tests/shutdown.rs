@@ -10,6 +10,8 @@
 //! The origin is an axum router called in process whose answers the test
 //! holds and releases.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -200,21 +202,7 @@ async fn h3_connect(
     addr: std::net::SocketAddr,
     cert_der: &[u8],
 ) -> Result<h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>, quinn::ConnectionError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(cert_der.to_vec()))
-        .unwrap();
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let endpoint = common::h3_endpoint(cert_der);
     let connection = endpoint.connect(addr, "localhost").unwrap().await?;
     let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(connection))
         .await

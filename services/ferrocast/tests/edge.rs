@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::edge::{
-    EdgeKeys, HS256_SECRET, claims, h3_available, h3_fetch, h3_fetch_with, hs256_jwt, now,
-    token_of, uris,
+    EdgeKeys, HS256_SECRET, assert_signed, claims, h3_available, h3_fetch, h3_fetch_with,
+    hs256_jwt, next_msn, now, token_of, uris,
 };
 use common::{Server, ffmpeg_push};
 
@@ -20,49 +18,9 @@ fn base(server: &Server) -> String {
     format!("https://{}", server.https.expect("edge is on"))
 }
 
-/// The multivariant playlist through the edge, once the stream is live
-/// (the origin answers 404 until the publisher connects: no event to await).
+/// The multivariant playlist through the edge, once the stream is live.
 async fn multivariant(client: &reqwest::Client, server: &Server, name: &str, jwt: &str) -> String {
-    let url = format!("{}/live/{name}/index.m3u8", base(server));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let response = client.get(&url).bearer_auth(jwt).send().await.unwrap();
-        let status = response.status().as_u16();
-        let body = response.text().await.unwrap();
-        if status == 200 {
-            return body;
-        }
-        assert_eq!(status, 404, "{body}");
-        assert!(
-            Instant::now() < deadline,
-            "stream never went live; log:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn assert_signed(playlist: &str) {
-    let uris = uris(playlist);
-    assert!(!uris.is_empty(), "{playlist}");
-    for uri in &uris {
-        assert!(token_of(uri).is_some(), "unsigned URI {uri} in\n{playlist}");
-    }
-}
-
-/// Attribute `MEDIA-SEQUENCE` and the number of segments: the next msn.
-fn next_msn(playlist: &str) -> u64 {
-    let first: u64 = playlist
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    first
-        + playlist
-            .lines()
-            .filter(|l| l.starts_with("#EXTINF"))
-            .count() as u64
+    common::edge::live_multivariant(client, &base(server), name, jwt, || server.log()).await
 }
 
 fn absolute(server: &Server, name: &str, uri: &str) -> String {

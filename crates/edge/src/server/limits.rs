@@ -27,10 +27,10 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use tracing::debug;
 
 use super::metrics::EdgeMetrics;
-use super::routes::Target;
+use super::routes::{Target, bearer_of};
+use crate::EdgeTokens;
 use crate::edge_token::query_param;
 use crate::limits::{Decision, LimitsConfig, LimitsConfigError, RateLimiter, ip_key};
-use crate::{EdgeTokens, jwt};
 
 /// The address a request came from, as the listener saw it (the TCP or
 /// QUIC peer). The edge's listeners put it in every request's
@@ -116,15 +116,9 @@ impl Limits {
             .query()
             .and_then(|q| query_param(q, token_param));
         let key = match target {
-            Target::Multivariant { .. } => {
-                let from_header = request
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(jwt::bearer);
-                self.hasher
-                    .hash_one((TOKEN_KEY, from_header.or(presented)?))
-            }
+            Target::Multivariant { .. } => self
+                .hasher
+                .hash_one((TOKEN_KEY, bearer_of(request).or(presented)?)),
             Target::MediaPlaylist { stream } | Target::Media { stream, .. } => {
                 let token = presented.filter(|t| !t.is_empty())?;
                 match tokens.verify(token, stream, unix_now) {

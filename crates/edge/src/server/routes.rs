@@ -183,6 +183,15 @@ pub(crate) fn split_query<'a>(
     (token, upstream)
 }
 
+/// The JWT in a request's `Authorization: Bearer` header, if any.
+pub(crate) fn bearer_of<B>(request: &Request<B>) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(jwt::bearer)
+}
+
 /// Seconds since the Unix epoch.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -383,12 +392,7 @@ impl Handler {
         // The token to sign into a playlist's URIs, if this is a playlist.
         let sign_with = match target {
             Target::Multivariant { .. } => {
-                let from_header = request
-                    .headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(jwt::bearer);
-                let Some(presented) = from_header.or(presented) else {
+                let Some(presented) = bearer_of(request).or(presented) else {
                     return full(refuse(
                         JwtError::Missing.status(),
                         JwtError::Missing.reason(),
