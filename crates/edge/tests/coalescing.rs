@@ -227,6 +227,26 @@ async fn scenario() {
         publisher.send_unit(unit);
     }
     let playlist_path = "/live/cam/stream.m3u8";
+    // The origin packages what was sent in its own task: wait until it has
+    // the stream (404 before: no event to await from here) and its first
+    // part, so that asking for part 2.2 is not "more than two segments
+    // ahead" of what it has so far (400).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let first = direct
+            .fetch(req(playlist_path, Some("_HLS_msn=0&_HLS_part=0")))
+            .await
+            .unwrap();
+        if first.status == 200 {
+            break;
+        }
+        assert_eq!(first.status, 404, "{}", text(&first));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stream never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let reached = direct
         .fetch(req(playlist_path, Some("_HLS_msn=2&_HLS_part=2")))
         .await
