@@ -24,3 +24,4 @@
 pub mod pcr;
 pub mod summary;
 pub mod tfdt;
+pub mod tls;
