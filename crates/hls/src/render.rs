@@ -154,9 +154,15 @@ impl LiveWindow {
         let six_td = Time90k(target.0.saturating_mul(6));
 
         // Time from the end of each listed segment to the end of the
-        // playlist (which includes the open segment's parts): decides part
-        // retention and skipping.
-        let open_duration = self.open.as_ref().map_or(Time90k::ZERO, |s| s.duration);
+        // playlist (which includes the held and open segments' parts):
+        // decides part retention and skipping.
+        let open_duration = self
+            .held
+            .iter()
+            .chain(self.open.iter())
+            .fold(Time90k::ZERO, |acc, s| {
+                Time90k(acc.0.saturating_add(s.duration.0))
+            });
         let mut after = Vec::with_capacity(self.listed.len());
         let mut acc = open_duration;
         for s in self.listed.iter().rev() {
@@ -182,8 +188,13 @@ impl LiveWindow {
             .filter(|(_, a)| **a < three_td)
             .map(|(s, _)| s.parts.len())
             .sum::<usize>()
-            + self.open.as_ref().map_or(0, |s| s.parts.len());
-        let segments_listed = self.listed.len() - skipped + 1;
+            + self
+                .held
+                .iter()
+                .chain(self.open.iter())
+                .map(|s| s.parts.len())
+                .sum::<usize>();
+        let segments_listed = self.listed.len() - skipped + 2;
         let mut out = String::with_capacity(
             320 + 120 * segments_listed + 56 * parts_listed + 96 * options.rendition_reports.len(),
         );
@@ -268,7 +279,14 @@ impl LiveWindow {
             out.push_str(",\n");
             let _ = writeln!(out, "{}", ResourceName::Segment { msn: s.msn });
         }
-        if let Some(open) = self.open.as_ref().filter(|s| !s.parts.is_empty()) {
+        // A held segment (LiveWindow::close_segment_held) is written like
+        // the open one: its parts, no EXTINF and URI yet.
+        for open in self
+            .held
+            .iter()
+            .chain(self.open.iter())
+            .filter(|s| !s.parts.is_empty())
+        {
             write_segment_tags(&mut out, open, &mut map);
             write_parts(&mut out, open);
         }

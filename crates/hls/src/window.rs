@@ -176,11 +176,12 @@ pub struct SegmentStart {
     pub init_generation: u32,
 }
 
-/// What [`LiveWindow::close_segment`] did.
+/// What [`LiveWindow::close_segment`] (or
+/// [`LiveWindow::close_segment_held`]) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClosedSegment {
     /// Media Sequence Number of the segment just completed (`seg{msn}.m4s`
-    /// is now listed).
+    /// is now listed, or will be with the next segment's first part).
     pub msn: u64,
     /// Its duration: the sum of its parts' durations.
     pub duration: Time90k,
@@ -190,15 +191,6 @@ pub struct ClosedSegment {
     /// the nearest integer, MUST be less than or equal to the Target
     /// Duration"). Worth a warning: the GOP is longer than the target.
     pub exceeds_target_duration: bool,
-    /// Media Sequence Numbers whose bytes (the segment and all its parts)
-    /// the packager may now delete; often empty.
-    ///
-    /// RFC 8216 §6.2.2: "When the server removes a Media Segment URI from
-    /// the Playlist, the corresponding Media Segment MUST remain available
-    /// to clients for a period of time equal to the duration of the segment
-    /// plus the duration of the longest Playlist file distributed by the
-    /// server containing that segment." Measured in media time.
-    pub release: Range<u64>,
 }
 
 /// The answer to a blocking Playlist request (RFC 8216bis §6.2.5.2).
@@ -273,6 +265,11 @@ pub struct LiveWindow {
     pub(crate) listed: VecDeque<Segment>,
     /// The segment being produced (its parts are listed), if any.
     pub(crate) open: Option<Segment>,
+    /// A completed segment not listed yet: it is rendered like an open one
+    /// (its parts, no `EXTINF`) until the next segment's first part is
+    /// added. See [`LiveWindow::close_segment_held`]. While there is one,
+    /// the open segment (if any) has no parts.
+    pub(crate) held: Option<Segment>,
     /// Media Sequence Number of the open segment, or of the next to open.
     next_msn: u64,
     /// Discontinuity tags that have left the playlist (EXT-X-DISCONTINUITY-SEQUENCE).
@@ -284,6 +281,9 @@ pub struct LiveWindow {
     longest_playlist: Time90k,
     /// A discontinuity carried over from a segment withdrawn empty.
     carry_discontinuity: bool,
+    /// Media Sequence Numbers released since [`LiveWindow::take_released`]
+    /// was last called.
+    released: Range<u64>,
     pub(crate) ended: bool,
 }
 
@@ -331,11 +331,13 @@ impl LiveWindow {
             cfg,
             listed: VecDeque::new(),
             open: None,
+            held: None,
             discontinuity_sequence: 0,
             retired: VecDeque::new(),
             clock: Time90k::ZERO,
             longest_playlist: Time90k::ZERO,
             carry_discontinuity: false,
+            released: 0..0,
             ended: false,
         })
     }
@@ -388,7 +390,11 @@ impl LiveWindow {
                 next: self.next_msn,
             });
         }
-        if self.open.is_some() || !self.listed.is_empty() || !self.retired.is_empty() {
+        if self.open.is_some()
+            || self.held.is_some()
+            || !self.listed.is_empty()
+            || !self.retired.is_empty()
+        {
             return Err(WindowError::NotFresh);
         }
         self.next_msn = msn;
@@ -431,7 +437,7 @@ impl LiveWindow {
             duration,
             gap: true,
         });
-        self.close_open()?;
+        self.close_open(false)?;
         Ok(msn)
     }
 
@@ -476,6 +482,12 @@ impl LiveWindow {
                 target_ms,
             });
         }
+        if open.parts.is_empty() {
+            // The segment closed before this one joins the playlist now,
+            // together with this part.
+            self.list_held();
+        }
+        let open = self.open.as_mut().ok_or(WindowError::NoOpenSegment)?;
         open.parts.push(Part {
             duration,
             independent,
@@ -486,6 +498,7 @@ impl LiveWindow {
 
     /// Completes the open segment: it is listed as `seg{msn}.m4s` with its
     /// duration the sum of its parts, and old segments leave the playlist.
+    /// A segment held by [`LiveWindow::close_segment_held`] is listed first.
     ///
     /// A segment with no parts is withdrawn instead (`Ok(None)`): its number
     /// goes to the next segment, which inherits its discontinuity.
@@ -493,16 +506,67 @@ impl LiveWindow {
         if self.ended {
             return Err(WindowError::Ended);
         }
-        self.close_open()
+        self.close_open(false)
     }
 
-    fn close_open(&mut self) -> Result<Option<ClosedSegment>, WindowError> {
+    /// Completes the open segment because the next one starts now, like
+    /// [`LiveWindow::close_segment`], except that it joins the playlist
+    /// (`EXTINF` and URI) only when the next segment's first part is added
+    /// ([`LiveWindow::add_part`]), or at the next `close_segment`,
+    /// [`LiveWindow::add_gap_segment`] or [`LiveWindow::end`]. Meanwhile
+    /// its parts are rendered as if it were still open and the preload hint
+    /// names the next segment's first part.
+    ///
+    /// Why: a player holds the parts of the newest segment in a playlist as
+    /// one growing, unfinished segment. A reload that adds the segment's
+    /// last part and closes it at once, answered while the player is still
+    /// appending an earlier part, leaves hls.js (1.7) taking the segment for
+    /// fully buffered at its old length: it never loads the last part and
+    /// stalls. Held like this, a segment closes only in the same reload as
+    /// the next segment's first part, and a player asking for parts in turn
+    /// has by then seen (and loaded) every part of it. No RFC rule is
+    /// bent: a server may list a completed segment whenever it likes, and
+    /// the hinted part is the next one either way.
+    pub fn close_segment_held(&mut self) -> Result<Option<ClosedSegment>, WindowError> {
+        if self.ended {
+            return Err(WindowError::Ended);
+        }
+        self.close_open(true)
+    }
+
+    /// Lists the held segment, if any (see
+    /// [`LiveWindow::close_segment_held`]); for a packager whose stream
+    /// breaks off between segments.
+    pub fn list_held(&mut self) {
+        if let Some(segment) = self.held.take() {
+            self.list(segment);
+        }
+    }
+
+    /// Media Sequence Numbers whose bytes (segments and all their parts) the
+    /// packager may now delete, released by any call since the last
+    /// `take_released`; often empty.
+    ///
+    /// RFC 8216 §6.2.2: "When the server removes a Media Segment URI from
+    /// the Playlist, the corresponding Media Segment MUST remain available
+    /// to clients for a period of time equal to the duration of the segment
+    /// plus the duration of the longest Playlist file distributed by the
+    /// server containing that segment." Measured in media time.
+    pub fn take_released(&mut self) -> Range<u64> {
+        let end = self.released.end;
+        std::mem::replace(&mut self.released, end..end)
+    }
+
+    fn close_open(&mut self, hold: bool) -> Result<Option<ClosedSegment>, WindowError> {
         let Some(open) = self.open.as_ref() else {
             return Err(WindowError::NoOpenSegment);
         };
         if open.parts.is_empty() && !open.gap {
             self.carry_discontinuity |= open.discontinuity;
             self.open = None;
+            if !hold {
+                self.list_held();
+            }
             return Ok(None);
         }
         let next_msn = open.msn.checked_add(1).ok_or(WindowError::MsnExhausted)?;
@@ -512,21 +576,35 @@ impl LiveWindow {
         self.next_msn = next_msn;
         let msn = segment.msn;
         let duration = segment.duration;
-        self.clock = add(self.clock, duration);
-        self.listed.push_back(segment);
-        // Measured before eviction: that bounds what was rendered, the listed
-        // segments plus the parts of the segment that was open.
-        self.longest_playlist = self.longest_playlist.max(self.listed_duration());
-        self.evict();
-        let release = self.release();
+        self.list_held();
+        if hold && !segment.gap {
+            self.held = Some(segment);
+        } else {
+            self.list(segment);
+        }
         let target = i64::from(self.cfg.target_duration_secs);
         let rounded_secs = (duration.0 / (CLOCK_HZ / 2)).saturating_add(1) / 2;
         Ok(Some(ClosedSegment {
             msn,
             duration,
             exceeds_target_duration: rounded_secs > target,
-            release,
         }))
+    }
+
+    /// Appends a completed segment to the playlist; old ones leave it.
+    fn list(&mut self, segment: Segment) {
+        self.clock = add(self.clock, segment.duration);
+        self.listed.push_back(segment);
+        // Measured before eviction: that bounds what was rendered, the listed
+        // segments plus the parts of the segment that was open (or held).
+        self.longest_playlist = self.longest_playlist.max(self.listed_duration());
+        self.evict();
+        let released = self.release();
+        if self.released.is_empty() {
+            self.released = released;
+        } else if !released.is_empty() {
+            self.released.end = released.end;
+        }
     }
 
     /// Ends the stream: closes the open segment (if it has parts) and adds
@@ -538,9 +616,10 @@ impl LiveWindow {
         if self.ended {
             return None;
         }
+        self.list_held();
         // Only fails when there is no open segment or at u64::MAX sequence
         // numbers; either way nothing more can be listed.
-        let closed = self.close_open().ok().flatten();
+        let closed = self.close_open(false).ok().flatten();
         self.open = None;
         self.ended = true;
         closed
@@ -554,7 +633,10 @@ impl LiveWindow {
     /// `EXT-X-MEDIA-SEQUENCE`: the first listed segment, or the one that
     /// will be first.
     pub fn media_sequence(&self) -> u64 {
-        self.listed.front().map_or(self.next_msn, |s| s.msn)
+        self.listed
+            .front()
+            .or(self.held.as_ref())
+            .map_or(self.next_msn, |s| s.msn)
     }
 
     /// Media Sequence Number of the open segment, or of the next one to
@@ -577,6 +659,7 @@ impl LiveWindow {
         self.open
             .as_ref()
             .and_then(Segment::last_part)
+            .or_else(|| self.held.as_ref().and_then(Segment::last_part))
             .or_else(|| self.listed.back().and_then(Segment::last_part))
     }
 
@@ -691,6 +774,7 @@ impl LiveWindow {
     pub fn init_in_use(&self, generation: u32) -> bool {
         self.open
             .iter()
+            .chain(self.held.iter())
             .chain(self.listed.iter())
             .chain(self.retired.iter().map(|r| &r.segment))
             .any(|s| s.init_generation == generation)
@@ -709,6 +793,9 @@ impl LiveWindow {
     fn find(&self, msn: u64) -> Option<&Segment> {
         if let Some(open) = self.open.as_ref().filter(|s| s.msn == msn) {
             return Some(open);
+        }
+        if let Some(held) = self.held.as_ref().filter(|s| s.msn == msn) {
+            return Some(held);
         }
         let in_deque = |first: Option<u64>, len: usize| -> Option<usize> {
             let offset = usize::try_from(msn.checked_sub(first?)?).ok()?;
@@ -913,17 +1000,125 @@ mod tests {
         // (4 s, counted before eviction) of media time have passed since its
         // removal: 5 more segments.
         for _ in 0..4 {
-            assert!(full_segment(&mut w).release.is_empty());
+            full_segment(&mut w);
+            assert!(w.take_released().is_empty());
         }
         assert_eq!(w.segment_status(0), ResourceStatus::Available);
-        let released = full_segment(&mut w).release;
-        assert_eq!(released, 0..1);
+        full_segment(&mut w);
+        assert_eq!(w.take_released(), 0..1);
+        assert!(w.take_released().is_empty(), "taken once");
         assert_eq!(w.segment_status(0), ResourceStatus::NotFound);
         assert_eq!(
             w.part_status(PartRef { msn: 0, index: 0 }),
             ResourceStatus::NotFound
         );
         assert_eq!(w.listed.len(), 3);
+    }
+
+    /// Segment 0 (four 250 ms parts) closed with `close_segment_held`, then
+    /// segment 1 opened.
+    fn held_window() -> LiveWindow {
+        let mut w = window();
+        w.open_segment(start(false, 0)).unwrap();
+        for i in 0..4 {
+            w.add_part(ms(250), i == 0).unwrap();
+        }
+        let closed = w.close_segment_held().unwrap().unwrap();
+        assert_eq!((closed.msn, closed.duration), (0, ms(1000)));
+        w
+    }
+
+    #[test]
+    fn held_segment_is_listed_with_the_next_segments_first_part() {
+        let t = |msn, part| BlockTarget { msn, part };
+        let mut w = held_window();
+        for opened in [false, true] {
+            if opened {
+                assert_eq!(w.open_segment(start(false, 0)), Ok(1));
+            }
+            // Rendered like the open segment: its parts, no EXTINF.
+            let text = w.render(&crate::RenderOptions::default());
+            assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
+            assert!(text.contains("URI=\"part0.3.m4s\""), "{text}");
+            assert!(!text.contains("#EXTINF"), "{text}");
+            assert!(
+                text.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part1.0.m4s\"\n"),
+                "{text}"
+            );
+            assert_eq!(w.last_msn(), None);
+            assert_eq!(w.last_part(), Some(PartRef { msn: 0, index: 3 }));
+            // Its bytes are complete; a part past its end will never be.
+            assert_eq!(w.segment_status(0), ResourceStatus::Available);
+            assert_eq!(
+                w.part_status(PartRef { msn: 0, index: 3 }),
+                ResourceStatus::Available
+            );
+            assert_eq!(
+                w.part_status(PartRef { msn: 0, index: 4 }),
+                ResourceStatus::NotFound
+            );
+            assert_eq!(
+                w.part_status(PartRef { msn: 1, index: 0 }),
+                ResourceStatus::Pending
+            );
+            // Requests for it, or past its last part, wait for part 1.0.
+            assert_eq!(w.blocking_status(t(0, None)), BlockingStatus::Wait);
+            assert_eq!(w.blocking_status(t(0, Some(4))), BlockingStatus::Wait);
+            assert_eq!(w.blocking_status(t(1, Some(0))), BlockingStatus::Wait);
+            assert_eq!(w.blocking_status(t(0, Some(3))), BlockingStatus::Ready);
+        }
+        w.add_part(ms(250), true).unwrap();
+        let text = w.render(&crate::RenderOptions::default());
+        assert!(
+            text.contains("#EXTINF:1.000,\nseg0.m4s\n#EXT-X-PROGRAM-DATE-TIME:"),
+            "{text}"
+        );
+        assert!(
+            text.contains("URI=\"part1.0.m4s\",INDEPENDENT=YES\n"),
+            "{text}"
+        );
+        assert_eq!(w.last_msn(), Some(0));
+        for target in [t(0, None), t(0, Some(4)), t(1, Some(0))] {
+            assert_eq!(
+                w.blocking_status(target),
+                BlockingStatus::Ready,
+                "{target:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn held_segment_is_listed_when_the_stream_breaks_off_or_ends() {
+        // The next segment withdrawn empty (the publisher left): listed.
+        let mut w = held_window();
+        w.open_segment(start(false, 0)).unwrap();
+        assert_eq!(w.close_segment(), Ok(None));
+        assert_eq!(w.last_msn(), Some(0));
+        assert!(w.held.is_none());
+
+        // No next segment at all: listed on request.
+        let mut w = held_window();
+        w.list_held();
+        assert_eq!(w.last_msn(), Some(0));
+
+        // A gap segment comes after it.
+        let mut w = held_window();
+        assert_eq!(w.add_gap_segment(start(false, 0), ms(1000)), Ok(1));
+        assert_eq!(w.listed.iter().map(|s| s.msn).collect::<Vec<_>>(), [0, 1]);
+
+        // The end lists it before EXT-X-ENDLIST.
+        let mut w = held_window();
+        w.open_segment(start(false, 0)).unwrap();
+        assert_eq!(w.end(), None);
+        let text = w.render(&crate::RenderOptions::default());
+        assert!(text.ends_with("seg0.m4s\n#EXT-X-ENDLIST\n"), "{text}");
+
+        // A held close of an empty segment keeps the held one held.
+        let mut w = held_window();
+        w.open_segment(start(false, 0)).unwrap();
+        assert_eq!(w.close_segment_held(), Ok(None));
+        assert_eq!(w.held.as_ref().map(|s| s.msn), Some(0));
+        assert_eq!(w.skip_to(5), Err(WindowError::NotFresh));
     }
 
     #[test]
@@ -1157,6 +1352,7 @@ mod tests {
             independent: bool,
         },
         Close,
+        CloseHeld,
         End,
     }
 
@@ -1164,7 +1360,8 @@ mod tests {
         prop_oneof![
             4 => (any::<bool>(), 0u32..3).prop_map(|(discontinuity, generation)| Op::Open { discontinuity, generation }),
             12 => (-5i64..300, any::<bool>()).prop_map(|(ms, independent)| Op::Part { ms, independent }),
-            4 => Just(Op::Close),
+            2 => Just(Op::Close),
+            2 => Just(Op::CloseHeld),
             1 => Just(Op::End),
         ]
     }
@@ -1188,9 +1385,10 @@ mod tests {
                             prop_assert_eq!(Some(part.index as usize), before);
                         }
                     }
-                    Op::Close | Op::End => {
+                    Op::Close | Op::CloseHeld | Op::End => {
                         let closed = match op {
                             Op::Close => w.close_segment().ok().flatten(),
+                            Op::CloseHeld => w.close_segment_held().ok().flatten(),
                             _ => w.end(),
                         };
                         if let Some(c) = closed {
@@ -1199,18 +1397,26 @@ mod tests {
                                 prop_assert_eq!(c.msn, prev + 1);
                             }
                             last_closed = Some(c.msn);
-                            // Released ranges are contiguous and in order.
-                            if !c.release.is_empty() {
-                                prop_assert!(c.release.start >= released_up_to);
-                                released_up_to = c.release.end;
-                            }
                         }
                     }
+                }
+                // Released ranges are contiguous and in order.
+                let released = w.take_released();
+                if !released.is_empty() {
+                    prop_assert!(released.start >= released_up_to);
+                    released_up_to = released.end;
+                }
+                // A held segment: the newest completed one, the open
+                // segment (if any) has no parts yet, nothing after an end.
+                if let Some(held) = &w.held {
+                    prop_assert_eq!(Some(held.msn), last_closed);
+                    prop_assert!(w.open.as_ref().is_none_or(|o| o.parts.is_empty()));
+                    prop_assert!(!w.ended);
                 }
                 // Every segment: duration = sum of its parts, at least one
                 // part (except the open one), consecutive msns.
                 let mut prev: Option<u64> = None;
-                for s in w.listed.iter().chain(w.open.iter()) {
+                for s in w.listed.iter().chain(w.held.iter()).chain(w.open.iter()) {
                     let sum = s.parts.iter().fold(Time90k::ZERO, |a, p| a + p.duration);
                     prop_assert_eq!(s.duration, sum);
                     prop_assert!(s.parts.iter().all(|p| p.duration.0 > 0));

@@ -459,6 +459,7 @@ enum Op {
         independent: bool,
     },
     Close,
+    CloseHeld,
     End,
 }
 
@@ -467,7 +468,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<bool>(), 0u32..3)
             .prop_map(|(discontinuity, generation)| Op::Open { discontinuity, generation }),
         14 => (1i64..=500, any::<bool>()).prop_map(|(ms, independent)| Op::Part { ms, independent }),
-        4 => Just(Op::Close),
+        2 => Just(Op::Close),
+        2 => Just(Op::CloseHeld),
         1 => Just(Op::End),
     ]
 }
@@ -499,6 +501,9 @@ proptest! {
                 }
                 Op::Close => {
                     let _ = w.close_segment();
+                }
+                Op::CloseHeld => {
+                    let _ = w.close_segment_held();
                 }
                 Op::End => {
                     w.end();

@@ -9,7 +9,10 @@
 //! frame would take it past the part target, which is known from the frame
 //! just added and the frame interval, without waiting for the next frame. A
 //! segment closes when a keyframe arrives after at least `segment_min`, or
-//! before it would exceed the target duration.
+//! before it would exceed the target duration; it joins the playlist
+//! together with the next segment's first part (see
+//! [`LiveWindow::close_segment_held`] for why), or at once when the stream
+//! breaks off or ends.
 //!
 //! Timeline: output decode times start at zero at the first keyframe and
 //! stay continuous across publisher reconnects (marked with
@@ -55,6 +58,16 @@ const MAX_BACKWARD_STEP: Time90k = Time90k::from_millis(500);
 
 /// Frame interval assumed for the first frame when the SPS has no timing.
 const DEFAULT_FRAME: Time90k = Time90k(3000);
+
+/// When a segment closed by the packager joins the playlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    /// At once: the stream breaks off or ends here.
+    Now,
+    /// With the next segment's first part, which starts now
+    /// ([`LiveWindow::close_segment_held`] says why).
+    WithNextPart,
+}
 
 /// What changed after a call, so the caller knows whom to wake.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -338,7 +351,7 @@ impl Assembler {
         if self.ended {
             return Changes::default();
         }
-        let mut changes = self.close_segment();
+        let mut changes = self.close_segment(Listing::Now);
         self.window.end();
         self.ended = true;
         alignment::lock(&self.align).leave();
@@ -371,7 +384,7 @@ impl Assembler {
     }
 
     fn break_timeline(&mut self, why: Break) -> Changes {
-        let changes = self.close_segment();
+        let changes = self.close_segment(Listing::Now);
         if self.started {
             self.last_break = Some(why);
         }
@@ -606,7 +619,7 @@ impl Assembler {
             (cut_at_keyframe || too_long, None)
         };
         if cut && self.segment.is_some() {
-            changes.merge(self.close_segment());
+            changes.merge(self.close_segment(Listing::WithNextPart));
         }
         if self.segment.is_none() {
             self.open_segment(dts, msn, now_unix_ms);
@@ -818,19 +831,29 @@ impl Assembler {
             warn!(error = %e, "part not listed");
         }
         self.store.complete_part(segment.msn);
+        // The first part of a segment lists the one held before it.
+        self.store.evict(self.window.take_released());
         Changes {
             chunk: true,
             playlist: true,
         }
     }
 
-    fn close_segment(&mut self) -> Changes {
+    fn close_segment(&mut self, listing: Listing) -> Changes {
         let mut changes = self.close_part();
         let Some(segment) = self.segment.take() else {
+            if listing == Listing::Now {
+                self.window.list_held();
+                self.store.evict(self.window.take_released());
+            }
             return changes;
         };
         self.store.complete_segment(segment.msn);
-        match self.window.close_segment() {
+        let closed = match listing {
+            Listing::Now => self.window.close_segment(),
+            Listing::WithNextPart => self.window.close_segment_held(),
+        };
+        match closed {
             Ok(Some(closed)) => {
                 if closed.exceeds_target_duration {
                     warn!(
@@ -838,7 +861,7 @@ impl Assembler {
                         "segment longer than the target duration: is the GOP longer than it?"
                     );
                 }
-                self.store.evict(closed.release);
+                self.store.evict(self.window.take_released());
                 self.release_unused_inits();
             }
             Ok(None) => {}

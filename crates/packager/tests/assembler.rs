@@ -156,6 +156,42 @@ fn parts_and_segments_follow_the_cut_rules() {
 }
 
 #[test]
+fn a_segment_is_listed_with_the_next_segments_first_part() {
+    let mut a = assembler();
+    a.on_tracks(tracks());
+    // Segment 0 and the keyframe that starts segment 1: segment 0 is
+    // complete, but its parts stay listed as if it were still open.
+    feed(&mut a, 0, 26);
+    assert!(a.store.segment(0).unwrap().complete);
+    let text = playlist(&a);
+    assert!(!text.contains("#EXTINF"), "{text}");
+    assert!(text.contains("URI=\"part0.4.m4s\"\n"), "{text}");
+    assert!(
+        text.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part1.0.m4s\"\n"),
+        "{text}"
+    );
+    // Part 1.0 complete: segment 0 is listed in the same playlist version.
+    feed(&mut a, 26 * FRAME, 4);
+    let text = playlist(&a);
+    assert!(
+        text.contains("seg0.m4s\n#EXT-X-PROGRAM-DATE-TIME:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("URI=\"part1.0.m4s\",INDEPENDENT=YES\n"),
+        "{text}"
+    );
+
+    // When the publisher leaves right after a keyframe, both segments are
+    // listed at once: the whole one and the keyframe's one frame.
+    let mut a = assembler();
+    a.on_tracks(tracks());
+    feed(&mut a, 0, 26);
+    a.on_publisher_gone();
+    assert_eq!(durations_ms(&playlist(&a), "#EXTINF:"), [1000, 40]);
+}
+
+#[test]
 fn a_timestamp_jump_becomes_a_discontinuity_not_a_gap() {
     for jump in [90_000 * 30, -90_000 * 30] {
         let mut a = assembler();
@@ -165,7 +201,9 @@ fn a_timestamp_jump_becomes_a_discontinuity_not_a_gap() {
         // before the next keyframe are dropped, then the stream continues.
         let restart = 900_000 + 50 * FRAME + jump;
         a.on_unit(&video(restart - 3 * FRAME, false), 0);
-        feed(&mut a, restart, 51);
+        // Two segments and the first part of a third, which lists the
+        // second (segments are listed with the next one's first part).
+        feed(&mut a, restart, 55);
         assert_eq!(a.timestamp_jumps(), 1, "jump {jump}");
         let text = playlist(&a);
         assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
