@@ -2,13 +2,23 @@
 // prints one JSON report on stdout. Driven by the Rust integration tests.
 //
 // usage: node play.mjs URL SECONDS [--switch-level N] [--hls-config JSON]
-//                       [--chromium-arg ARG]...
+//                       [--chromium-arg ARG]... [--hls-debug]
 //
 // --hls-config: a JSON object merged over the default Hls config
 // ({ lowLatencyMode: true, debug: false }), e.g. '{"maxLiveSyncPlaybackRate":1.5}'.
 // --chromium-arg: one more Chromium command-line switch (repeatable), e.g.
 // '--ignore-certificate-errors-spki-list=BASE64' or
 // '--origin-to-force-quic-on=127.0.0.1:8443'.
+// --switch-level N: half way through, a smooth switch to level N
+// (`hls.nextLevel`).
+// --hls-debug: hls.js's debug log into `events`, and a dump of its view of
+// the playlist half a second into each stall.
+//
+// The report: `stalls` ('waiting' while playing, not seeking), `samples`
+// (every 250 ms: currentTime, buffered ahead, latency), `requests` (every
+// request the page made: start, end, status, path), `events` (playing,
+// waiting, errors, level switches), levels, frames. Times in `samples`,
+// `requests` and `events` are ms since the player started, on one clock.
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,6 +29,8 @@ const [url, secondsArg, ...rest] = process.argv.slice(2);
 const seconds = Number(secondsArg ?? 10);
 const switchIdx = rest.indexOf('--switch-level');
 const switchLevel = switchIdx >= 0 ? Number(rest[switchIdx + 1]) : null;
+// --hls-debug: hls.js's own debug log, timestamped, into the report's events.
+const hlsDebug = rest.includes('--hls-debug');
 const configIdx = rest.indexOf('--hls-config');
 const hlsConfig = configIdx >= 0 ? JSON.parse(rest[configIdx + 1] ?? 'null') : {};
 const chromiumArgs = [];
@@ -50,25 +62,85 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 let report;
 try {
   const page = await context.newPage();
+  // Every request the page makes, for diagnosing stalls: start and end in
+  // ms since the player started (wall clock), path and query, status.
+  const requests = [];
+  const pending = new Map();
+  let wall0 = null;
+  const rel = () => (wall0 === null ? 0 : Date.now() - wall0);
+  page.on('request', req => {
+    const u = new URL(req.url());
+    const entry = { start: rel(), end: null, status: null, path: u.pathname + u.search };
+    pending.set(req, entry);
+    requests.push(entry);
+  });
+  page.on('requestfinished', async req => {
+    const entry = pending.get(req);
+    if (!entry) return;
+    entry.end = rel();
+    pending.delete(req);
+    const res = await req.response().catch(() => null);
+    entry.status = res ? res.status() : null;
+  });
+  page.on('requestfailed', req => {
+    const entry = pending.get(req);
+    if (!entry) return;
+    entry.end = rel();
+    entry.status = `failed: ${req.failure()?.errorText}`;
+    pending.delete(req);
+  });
   await page.setContent('<!doctype html><video id="v" muted autoplay playsinline></video>');
   await page.addScriptTag({ path: hlsPath });
-  report = await page.evaluate(async ({ url, seconds, switchLevel, hlsConfig }) => {
+  wall0 = Date.now();
+  report = await page.evaluate(async ({ url, seconds, switchLevel, hlsConfig, hlsDebug, wall0 }) => {
     const video = document.getElementById('v');
     const r = { supported: Hls.isSupported(), fatal: [], errors: [], stalls: 0, playing: false,
-                firstPlayingMs: null, samples: [], levels: [], levelSwitches: [] };
-    const hls = new Hls({ lowLatencyMode: true, debug: false, ...hlsConfig });
+                firstPlayingMs: null, samples: [], levels: [], levelSwitches: [], events: [] };
+    // Milliseconds since the player started, on the clock the request log uses.
+    const now = () => Date.now() - wall0;
+    const event = what => r.events.push({ t: now(), what });
+    const logTo = level => (...args) => event(`hls.js ${level}: ${args.map(String).join(' ')}`);
+    const debug = hlsDebug
+      ? { trace: logTo('trace'), debug: logTo('debug'), log: logTo('log'), info: logTo('info'),
+          warn: logTo('warn'), error: logTo('error') }
+      : false;
+    const hls = new Hls({ lowLatencyMode: true, debug, ...hlsConfig });
     const t0 = performance.now();
     hls.on(Hls.Events.ERROR, (_, d) => {
       (d.fatal ? r.fatal : r.errors).push(`${d.type}:${d.details}`);
+      event(`error ${d.type}:${d.details}${d.fatal ? ' (fatal)' : ''}`);
     });
     hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => {
       r.levels = d.levels.map(l => ({ width: l.width, height: l.height, bitrate: l.bitrate, codecs: l.codecSet }));
     });
-    hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => r.levelSwitches.push(d.level));
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => { r.levelSwitches.push(d.level); event(`level switched to ${d.level}`); });
     video.addEventListener('playing', () => {
-      if (!r.playing) { r.playing = true; r.firstPlayingMs = performance.now() - t0; }
+      if (!r.playing) { r.playing = true; r.firstPlayingMs = performance.now() - t0; event('playing'); }
     });
-    video.addEventListener('waiting', () => { if (r.playing) r.stalls += 1; });
+    video.addEventListener('waiting', () => {
+      // A stall is the playhead running out of media while playing; a seek
+      // (hls.js moving to its target latency, or over a hole it found)
+      // fires 'waiting' too, and is not one.
+      if (r.playing && !video.seeking) r.stalls += 1;
+      event(`waiting at ${video.currentTime.toFixed(3)}${video.seeking ? ' (seeking)' : ''}`);
+      if (hlsDebug) setTimeout(dumpState, 500);
+    });
+    // With --hls-debug: hls.js's view of the playlist it is loading from
+    // (last fragments and parts, their tracker states), half a second into
+    // a stall.
+    const dumpState = () => {
+      const details = hls.levels[hls.loadLevel]?.details;
+      const tracker = hls.streamController?.fragmentTracker;
+      if (!details) return;
+      const frag = f => f && ({ sn: f.sn, start: f.start, duration: f.duration, relurl: f.relurl ?? null,
+                               state: tracker ? tracker.getState(f) : null });
+      event(`state: ${JSON.stringify({
+        fragments: details.fragments.slice(-3).map(frag), fragmentHint: frag(details.fragmentHint),
+        parts: (details.partList ?? []).slice(-7).map(p => ({ sn: p.fragment.sn, index: p.index, start: p.start,
+                                                              duration: p.duration, loaded: p.loaded })),
+        buffered: Array.from({ length: video.buffered.length }, (_, i) => [video.buffered.start(i), video.buffered.end(i)]),
+        state: hls.streamController?.state })}`);
+    };
     hls.loadSource(url);
     hls.attachMedia(video);
     video.play().catch(() => {});
@@ -77,9 +149,13 @@ try {
     while (performance.now() < end) {
       await new Promise(res => setTimeout(res, 250));
       if (switchLevel !== null && !switched && r.playing && performance.now() - t0 > seconds * 500) {
-        hls.currentLevel = switchLevel; switched = true;
+        // A smooth switch (what ABR does): keep what is buffered and load
+        // the next fragments from the new level. `currentLevel` would flush
+        // the whole buffer, a stall by design.
+        hls.nextLevel = switchLevel; switched = true;
+        event(`switch to level ${switchLevel} requested`);
       }
-      r.samples.push({ t: Math.round(performance.now() - t0), currentTime: video.currentTime,
+      r.samples.push({ t: now(), currentTime: video.currentTime,
                        latency: hls.latency,
                        // Wall clock minus the program date time being shown (null without PDT).
                        pdtLatency: hls.playingDate ? (Date.now() - hls.playingDate.getTime()) / 1000 : null,
@@ -90,7 +166,8 @@ try {
     r.width = video.videoWidth; r.height = video.videoHeight;
     hls.destroy();
     return r;
-  }, { url, seconds, switchLevel, hlsConfig });
+  }, { url, seconds, switchLevel, hlsConfig, hlsDebug, wall0 });
+  report.requests = requests;
 } finally {
   await context.close();
   rmSync(userDataDir, { recursive: true, force: true });

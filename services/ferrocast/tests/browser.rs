@@ -31,13 +31,13 @@ async fn hls_js_plays_without_stalls() {
         (report["width"].as_u64(), report["height"].as_u64()),
         (Some(320), Some(240))
     );
-    // hls.js may rebuffer at most twice and recover by itself (it nudged
-    // over a small hole near the start in one CI run of three; tracked in
-    // the issue notes); the check below that playback kept pace with the
-    // wall clock stays strict.
-    assert!(
-        report["stalls"].as_u64().is_some_and(|n| n <= 2),
-        "playback stalled: {report}"
+    // No rebuffering once playing (hls.js's own seeks at the start are
+    // not stalls; `play.mjs` leaves them out).
+    assert_eq!(
+        report["stalls"],
+        0,
+        "playback stalled:\n{}",
+        browser::timeline(&report)
     );
 
     // Playback advanced in step with the wall clock once it started.
@@ -109,8 +109,10 @@ async fn hls_js_keeps_playing_across_a_publisher_reconnect() {
     // began; more than 12 s means playback went on with the second one.
     assert!(
         end - started > 12.0,
-        "played only {:.1} s across the reconnect: {report}",
-        end - started
+        "played only {:.1} s across the reconnect:\n{}\nserver log:\n{}",
+        end - started,
+        browser::timeline(&report),
+        server.log()
     );
     assert!(
         times.windows(2).all(|w| w[1] >= w[0]),

@@ -51,3 +51,58 @@ pub fn play(url: &str, seconds: u32, extra: &[&str]) -> serde_json::Value {
     assert!(ok, "player failed: {err}");
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("bad report {e}: {out}"))
 }
+
+/// The report's samples, requests and events (hls.js's own log with
+/// `--hls-debug`) as one line each, in time order (ms since the player
+/// started), from three seconds before the first stall to two seconds
+/// after it (all of them if there was none): what the player had buffered
+/// and was waiting for when it stalled.
+#[allow(dead_code)]
+pub fn timeline(report: &serde_json::Value) -> String {
+    let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+    let events = list("events");
+    let what = |e: &serde_json::Value| e["what"].as_str().unwrap_or("?").to_owned();
+    let playing = events
+        .iter()
+        .position(|e| what(e) == "playing")
+        .unwrap_or(events.len());
+    let stall = events[playing..]
+        .iter()
+        .find(|e| what(e).starts_with("waiting at") && !what(e).contains("(seeking)"))
+        .and_then(|e| e["t"].as_i64());
+    let shown = |t: i64| stall.is_none_or(|s| (s - 3000..=s + 2000).contains(&t));
+    let mut lines: Vec<(i64, String)> = Vec::new();
+    for s in list("samples") {
+        lines.push((
+            s["t"].as_i64().unwrap_or(0),
+            format!(
+                "sample   t={} currentTime={:.3} buffered={:.3} pdtLatency={}",
+                s["t"],
+                s["currentTime"].as_f64().unwrap_or(f64::NAN),
+                s["buffered"].as_f64().unwrap_or(f64::NAN),
+                s["pdtLatency"]
+            ),
+        ));
+    }
+    for r in list("requests") {
+        lines.push((
+            r["start"].as_i64().unwrap_or(0),
+            format!(
+                "request  {}..{} {} {}",
+                r["start"],
+                r["end"],
+                r["status"],
+                r["path"].as_str().unwrap_or("?")
+            ),
+        ));
+    }
+    for e in &events {
+        lines.push((
+            e["t"].as_i64().unwrap_or(0),
+            format!("event    t={} {}", e["t"], what(e)),
+        ));
+    }
+    lines.retain(|(t, _)| shown(*t));
+    lines.sort_by_key(|(t, _)| *t);
+    lines.into_iter().map(|(_, l)| l + "\n").collect()
+}
