@@ -211,6 +211,9 @@ pub async fn run(
             "publisher left without sending any playable media"
         );
     }
+    // Free the stream name before saying so: a publisher reconnecting on
+    // seeing this line is not refused as a duplicate.
+    drop(publisher);
     info!(
         bytes = pipeline.bytes,
         units = pipeline.units,

@@ -91,8 +91,15 @@ async fn hls_js_keeps_playing_across_a_publisher_reconnect() {
 
     let url = server.url("again", "index.m3u8");
     let player = std::thread::spawn(move || browser::play(&url, 28, &[]));
-    // The first publisher runs out; a new one takes up the stream.
+    // The first publisher runs out; a new one takes up the stream once the
+    // server has seen the first leave (before that, a second caller for the
+    // stream is refused as a duplicate publisher: no publish keys here).
     first.wait(Duration::from_secs(30));
+    assert!(
+        server.wait_for_log("publisher left", 1, Duration::from_secs(15)),
+        "the first publisher's session did not end: {}",
+        server.log()
+    );
     let _second = ffmpeg_push(server.srt, "publish:live/again", 40);
     let report = player.join().unwrap();
 

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
 
 /// A three-rung test ladder (`--ladder test`) for the 320x240 test
@@ -50,7 +50,14 @@ pub struct Server {
     /// edge generated its certificate (no `tls_cert`).
     pub spki_sha256: Option<String>,
     pub data_dir: tempfile::TempDir,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
+    log: Arc<ServerLog>,
+}
+
+/// The server's stderr so far, and a signal for each new line.
+#[derive(Default)]
+struct ServerLog {
+    text: Mutex<String>,
+    line_added: Condvar,
 }
 
 impl Server {
@@ -112,14 +119,15 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("ferrocast binary starts");
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log = Arc::new(ServerLog::default());
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
+                let mut text = sink.text.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+                sink.line_added.notify_all();
             }
         });
         let stdout = child.stdout.take().unwrap();
@@ -134,7 +142,10 @@ impl Server {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| {
-                panic!("ferrocast did not get ready; log:\n{}", log.lock().unwrap())
+                panic!(
+                    "ferrocast did not get ready; log:\n{}",
+                    log.text.lock().unwrap()
+                )
             });
         let field = |key: &str| -> SocketAddr {
             line.split_whitespace()
@@ -167,7 +178,25 @@ impl Server {
 
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.text.lock().unwrap().clone()
+    }
+
+    /// Waits until the server has logged `times` lines containing `needle`
+    /// (woken by each new line, not polling); false if `timeout` passes
+    /// first.
+    pub fn wait_for_log(&self, needle: &str, times: usize, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut text = self.log.text.lock().unwrap();
+        loop {
+            if text.lines().filter(|l| l.contains(needle)).count() >= times {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            text = self.log.line_added.wait_timeout(text, left).unwrap().0;
+        }
     }
 
     /// True if the process is still running.
