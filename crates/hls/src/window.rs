@@ -3,8 +3,9 @@
 //! request or a request for a resource should get.
 //!
 //! The packager drives it as media arrives ([`LiveWindow::open_segment`],
-//! [`LiveWindow::add_part`], [`LiveWindow::close_segment`],
-//! [`LiveWindow::end`]) and keeps the bytes itself, keyed by the names of
+//! [`LiveWindow::add_part`], [`LiveWindow::close_segment_held`] at a
+//! segment boundary, [`LiveWindow::close_segment`] where the stream breaks
+//! off, [`LiveWindow::end`]) and keeps the bytes itself, keyed by the names of
 //! [`crate::names`]. HTTP handlers ask it to render
 //! ([`LiveWindow::render`](crate::LiveWindow::render)) and to decide
 //! ([`LiveWindow::blocking_status`], [`LiveWindow::part_status`],
