@@ -158,7 +158,15 @@ async fn reconnect_continues_after_discontinuity_and_the_end_is_marked() {
     let first = ffmpeg_push(server.srt, "publish:live/again", 4);
     let before = playlist_with_segment(&http, &server, "again", 1).await;
     first.wait(Duration::from_secs(30));
-    // Back within the grace period: the same playlist continues.
+    // The server has seen the first publisher leave (until then a second
+    // caller would be refused as a duplicate: no publish keys here) ...
+    assert!(
+        server.wait_for_log("publisher left", 1, Duration::from_secs(15)),
+        "the first publisher's session did not end: {}",
+        server.log()
+    );
+    // ... and it is back within the grace period: the same playlist
+    // continues.
     let second = ffmpeg_push(server.srt, "publish:live/again", 4);
     let last_before = *media_sequence_numbers(&before).last().unwrap();
     // Segments keep coming; the first publisher's own last ones may still be
@@ -173,7 +181,11 @@ async fn reconnect_continues_after_discontinuity_and_the_end_is_marked() {
         {
             break playlist;
         }
-        assert!(target < last_before + 10, "no discontinuity:\n{playlist}");
+        assert!(
+            target < last_before + 10,
+            "no discontinuity:\n{playlist}\nserver log:\n{}",
+            server.log()
+        );
         target += 1;
     };
     let numbers = media_sequence_numbers(&after);
