@@ -104,7 +104,7 @@ async fn hls_js_keeps_playing_across_a_publisher_reconnect() {
     // stream is refused as a duplicate publisher: no publish keys here).
     first.wait(Duration::from_secs(30));
     assert!(
-        server.wait_for_log("publisher left", 1, Duration::from_secs(15)),
+        server.wait_for_log("publisher left", Duration::from_secs(15)),
         "the first publisher's session did not end: {}",
         server.log()
     );

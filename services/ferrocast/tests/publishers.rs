@@ -161,7 +161,7 @@ async fn reconnect_continues_after_discontinuity_and_the_end_is_marked() {
     // The server has seen the first publisher leave (until then a second
     // caller would be refused as a duplicate: no publish keys here) ...
     assert!(
-        server.wait_for_log("publisher left", 1, Duration::from_secs(15)),
+        server.wait_for_log("publisher left", Duration::from_secs(15)),
         "the first publisher's session did not end: {}",
         server.log()
     );
