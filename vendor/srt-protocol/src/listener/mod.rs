@@ -14,6 +14,14 @@ pub use statistics::*;
 #[derive(Clone, Debug)]
 pub struct ListenerSettings {}
 
+/// ferrocast patch: at most this many sessions (source addresses) may be in
+/// the handshake, rejected or dropping state at once.
+pub const MAX_PENDING_SESSIONS: usize = 1024;
+
+/// ferrocast patch: a session that has not opened within this time is
+/// forgotten (a caller retries its handshake for at most a few seconds).
+pub const PENDING_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug)]
 pub struct MultiplexListener {
     start_time: Instant,
@@ -70,11 +78,30 @@ impl MultiplexListener {
         self.stats.rx_packets += 1;
         //self.stats.rx_bytes += packet
         let session_id = SessionId(packet.1);
-        let settings = &self.settings;
-        self.sessions
-            .entry(session_id)
-            .or_insert_with(|| SessionState::new_pending(settings.clone()))
-            .handle_packet(now, session_id, packet)
+        // ferrocast patch: every source address that sent one datagram kept
+        // a session forever. Sessions not yet open are now bounded in number
+        // (a new address past the bound is ignored until older ones expire)
+        // and expire after `PENDING_SESSION_TIMEOUT` (see `handle_timer`).
+        if !self.sessions.contains_key(&session_id) {
+            if self.pending_count() >= MAX_PENDING_SESSIONS {
+                self.stats.rx_pending_refused += 1;
+                return Action::WaitForInput;
+            }
+            // ferrocast patch: each connection gets its own random socket id
+            // (`copy_randomize`); all of them shared the listener's, so any
+            // peer learned every other session's id.
+            let settings = self.settings.copy_randomize();
+            self.sessions
+                .insert(session_id, SessionState::new_pending(settings, now));
+        }
+        match self.sessions.get_mut(&session_id) {
+            Some(session) => session.handle_packet(now, session_id, packet),
+            None => Action::WaitForInput,
+        }
+    }
+
+    fn pending_count(&self) -> usize {
+        self.sessions.values().filter(|s| !s.is_open()).count()
     }
 
     fn handle_packet_receive_error(&mut self, now: Instant, error: ReceivePacketError) -> Action {
@@ -102,6 +129,11 @@ impl MultiplexListener {
     }
 
     fn handle_timer(&mut self, now: Instant) -> Action {
+        let before = self.sessions.len();
+        self.sessions.retain(|_, session| {
+            session.is_open() || !session.expired(now, PENDING_SESSION_TIMEOUT)
+        });
+        self.stats.cx_expired += (before - self.sessions.len()) as u64;
         if self.stats_timer.check_expired(now).is_some() {
             Action::UpdateStatistics(&self.stats)
         } else {
@@ -311,5 +343,91 @@ mod test {
             Input::Success(ResultOf::RejectConnection(session_id())),
         );
         assert_eq!(action, Action::WaitForInput);
+    }
+
+    // ferrocast regressions: state kept per source address is bounded and
+    // expires; sessions get their own socket ids; a second access answer for
+    // an open session is ignored.
+    fn addr(n: u32) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)), 9000)
+    }
+
+    #[test]
+    fn pending_sessions_are_bounded_and_expire() {
+        let start = Instant::now();
+        let local = "127.0.0.1:2000".parse().unwrap();
+        let mut listener = MultiplexListener::new(start, local, ConnInitSettings::default());
+        for n in 0..(MAX_PENDING_SESSIONS as u32 + 100) {
+            let packet = build_hs_pack(test_induction());
+            let _ = listener.handle_input(start, Input::Packet(Ok((packet, addr(n)))));
+        }
+        assert_eq!(listener.sessions.len(), MAX_PENDING_SESSIONS);
+        assert_eq!(listener.stats.rx_pending_refused, 100);
+
+        // before the timeout nothing is forgotten; after it, everything
+        let _ = listener.handle_input(start + PENDING_SESSION_TIMEOUT / 2, Input::Timer);
+        assert_eq!(listener.sessions.len(), MAX_PENDING_SESSIONS);
+        let _ = listener.handle_input(start + PENDING_SESSION_TIMEOUT, Input::Timer);
+        assert!(listener.sessions.is_empty());
+        assert_eq!(listener.stats.cx_expired, MAX_PENDING_SESSIONS as u64);
+
+        // and a new caller is served again
+        let packet = build_hs_pack(test_induction());
+        let action = listener.handle_input(
+            start + PENDING_SESSION_TIMEOUT,
+            Input::Packet(Ok((packet, addr(1)))),
+        );
+        assert_matches!(action, Action::SendPacket(_));
+    }
+
+    #[test]
+    fn every_session_gets_its_own_socket_id() {
+        let now = Instant::now();
+        let local = "127.0.0.1:2000".parse().unwrap();
+        let mut listener = MultiplexListener::new(now, local, ConnInitSettings::default());
+        let mut ids = std::collections::HashSet::new();
+        for n in 0..50 {
+            let packet = build_hs_pack(test_induction());
+            match listener.handle_input(now, Input::Packet(Ok((packet, addr(n))))) {
+                Action::SendPacket((Packet::Control(control), _)) => {
+                    let hs = control.handshake().expect("induction response");
+                    assert_ne!(hs.socket_id, listener.settings.local_sockid);
+                    ids.insert(hs.socket_id);
+                }
+                other => panic!("expected an induction response, got {other:?}"),
+            }
+        }
+        assert_eq!(ids.len(), 50);
+    }
+
+    #[test]
+    fn a_second_accept_for_an_open_session_is_ignored() {
+        let now = Instant::now();
+        let settings = ConnInitSettings::default();
+        let local = "0.0.0.0:2000".parse().unwrap();
+        let mut listener = MultiplexListener::new(now, local, settings);
+        let packet = build_hs_pack(test_induction());
+        let action = listener.handle_input(now, Input::Packet(Ok((packet, conn_addr()))));
+        let cookie = match action {
+            Action::SendPacket((Packet::Control(control), _)) => {
+                control.handshake().expect("handshake").syn_cookie
+            }
+            other => panic!("{other:?}"),
+        };
+        let mut conclusion = test_conclusion();
+        conclusion.syn_cookie = cookie;
+        let action = listener.handle_input(
+            now,
+            Input::Packet(Ok((build_hs_pack(conclusion), conn_addr()))),
+        );
+        assert_matches!(action, Action::RequestAccess(_, _));
+        let accept = || {
+            Input::AccessResponse(Some((session_id(), AccessControlResponse::Accepted(None))))
+        };
+        assert_matches!(
+            listener.handle_input(now, accept()),
+            Action::OpenConnection(_, _)
+        );
+        assert_eq!(listener.handle_input(now, accept()), Action::WaitForInput);
     }
 }

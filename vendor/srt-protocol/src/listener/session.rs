@@ -10,8 +10,16 @@ use crate::{
 use super::*;
 
 #[derive(Debug)]
+pub struct SessionState {
+    state: State,
+    // ferrocast patch: when the session began, so that sessions that never
+    // open expire.
+    since: Instant,
+}
+
+#[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
-pub enum SessionState {
+enum State {
     Pending(Listen),
     Rejecting(Option<(Packet, SocketAddr)>),
     Dropping,
@@ -19,8 +27,19 @@ pub enum SessionState {
 }
 
 impl SessionState {
-    pub fn new_pending(settings: ConnInitSettings) -> Self {
-        SessionState::Pending(Listen::new(settings, true))
+    pub fn new_pending(settings: ConnInitSettings, now: Instant) -> Self {
+        SessionState {
+            state: State::Pending(Listen::new(settings, true)),
+            since: now,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open)
+    }
+
+    pub fn expired(&self, now: Instant, timeout: std::time::Duration) -> bool {
+        now.saturating_duration_since(self.since) >= timeout
     }
 
     pub fn handle_packet(
@@ -29,8 +48,8 @@ impl SessionState {
         session_id: SessionId,
         packet: (Packet, SocketAddr),
     ) -> Action {
-        use SessionState::*;
-        match self {
+        use State::*;
+        match &mut self.state {
             Pending(listen) => {
                 let result = listen.handle_packet(now, Ok(packet));
                 self.handle_connection_result(session_id, result)
@@ -47,8 +66,8 @@ impl SessionState {
         session_id: SessionId,
         response: AccessControlResponse,
     ) -> Action {
-        use SessionState::*;
-        match self {
+        use State::*;
+        match &mut self.state {
             Pending(listen) => {
                 let result = listen.handle_access_control_response(now, response);
                 self.handle_connection_result(session_id, result)
@@ -57,7 +76,10 @@ impl SessionState {
                 let reject = reject.clone();
                 self.reject(session_id, reject)
             }
-            Open => unreachable!("this should not happen"),
+            // ferrocast patch: was unreachable!(); a second answer for a
+            // session already open (two requests from one address) is
+            // ignored rather than ending the listener.
+            Open => Action::WaitForInput,
             Dropping => Action::DropConnection(session_id),
         }
     }
@@ -97,15 +119,15 @@ impl SessionState {
     }
 
     fn reject(&mut self, session_id: SessionId, packet: Option<(Packet, SocketAddr)>) -> Action {
-        if !matches!(self, SessionState::Rejecting(_)) {
-            *self = SessionState::Rejecting(packet.clone());
+        if !matches!(self.state, State::Rejecting(_)) {
+            self.state = State::Rejecting(packet.clone());
         }
         Action::RejectConnection(session_id, packet)
     }
 
     fn drop(&mut self, session_id: SessionId) -> Action {
-        if !matches!(self, SessionState::Dropping) {
-            *self = SessionState::Dropping;
+        if !matches!(self.state, State::Dropping) {
+            self.state = State::Dropping;
         }
         Action::DropConnection(session_id)
     }
@@ -116,8 +138,8 @@ impl SessionState {
         packet: Option<(Packet, SocketAddr)>,
         connection: Connection,
     ) -> Action {
-        if !matches!(self, SessionState::Open) {
-            *self = SessionState::Open;
+        if !matches!(self.state, State::Open) {
+            self.state = State::Open;
         }
         Action::OpenConnection(session_id, Box::new((packet, connection)))
     }

@@ -16,4 +16,10 @@ pub struct ListenerStatistics {
     pub cx_dropped: u64,
     pub cx_rejected: u64,
     pub cx_accepted: u64,
+
+    // ferrocast patch
+    /// Datagrams from new addresses ignored while the pending table was full.
+    pub rx_pending_refused: u64,
+    /// Sessions forgotten because they did not open in time.
+    pub cx_expired: u64,
 }

@@ -21,6 +21,11 @@ pub enum PacketParseError {
     StreamTypeNotUtf8(Utf8Error),
     ZeroAckSequenceNumber,
     BadFilter(String),
+    // ferrocast patch: loss lists and drop requests are validated when parsed.
+    /// A loss list range with no end, or whose end precedes its start.
+    BadLossList,
+    /// A drop request whose first sequence number follows its last.
+    BadDropRange,
 }
 
 impl fmt::Display for PacketParseError {

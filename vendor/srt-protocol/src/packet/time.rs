@@ -146,16 +146,17 @@ impl Sub<TimeStamp> for TimeStamp {
 impl fmt::Debug for TimeSpan {
     fn fmt(&self, f: &mut fmt::Formatter) -> Result<(), fmt::Error> {
         let sign = if self.0 < 0 { "-" } else { "" };
-        let mins = self.0.abs() / 1_000_000 / 60 % 60;
-        let secs = self.0.abs() / 1_000_000 % 60;
-        let micros = self.0.abs() % 1_000_000;
+        // ferrocast patch: `abs()` of i32::MIN (a peer's RTT field) overflowed.
+        let mins = self.0.unsigned_abs() / 1_000_000 / 60 % 60;
+        let secs = self.0.unsigned_abs() / 1_000_000 % 60;
+        let micros = self.0.unsigned_abs() % 1_000_000;
         write!(f, "{sign}{mins:02}:{secs:02}.{micros:06}")
     }
 }
 
 impl From<Duration> for TimeSpan {
     fn from(duration: Duration) -> TimeSpan {
-        TimeSpan::from_micros(duration.as_micros().try_into().unwrap())
+        TimeSpan::from_micros(duration.as_micros().try_into().unwrap_or(i32::MAX))
     }
 }
 
@@ -163,7 +164,9 @@ impl Neg for TimeSpan {
     type Output = TimeSpan;
 
     fn neg(self) -> Self::Output {
-        Self(-self.0)
+        // ferrocast patch: TimeSpan arithmetic saturates; peers control
+        // several of its inputs (RTT in ACKs, timestamps).
+        Self(self.0.saturating_neg())
     }
 }
 
@@ -171,7 +174,7 @@ impl Mul<i32> for TimeSpan {
     type Output = TimeSpan;
 
     fn mul(self, rhs: i32) -> Self::Output {
-        Self(self.0 * rhs)
+        Self(self.0.saturating_mul(rhs))
     }
 }
 
@@ -179,7 +182,7 @@ impl Mul<TimeSpan> for i32 {
     type Output = TimeSpan;
 
     fn mul(self, rhs: TimeSpan) -> Self::Output {
-        TimeSpan(self * rhs.0)
+        TimeSpan(self.saturating_mul(rhs.0))
     }
 }
 
@@ -187,7 +190,7 @@ impl Div<i32> for TimeSpan {
     type Output = TimeSpan;
 
     fn div(self, rhs: i32) -> Self::Output {
-        Self(self.0 / rhs)
+        Self(self.0.checked_div(rhs).unwrap_or(0))
     }
 }
 
@@ -195,7 +198,7 @@ impl Add<TimeSpan> for TimeSpan {
     type Output = TimeSpan;
 
     fn add(self, rhs: TimeSpan) -> Self::Output {
-        Self(self.0 + rhs.0)
+        Self(self.0.saturating_add(rhs.0))
     }
 }
 
@@ -203,7 +206,7 @@ impl Sub<TimeSpan> for TimeSpan {
     type Output = TimeSpan;
 
     fn sub(self, rhs: TimeSpan) -> Self::Output {
-        Self(self.0 - rhs.0)
+        Self(self.0.saturating_sub(rhs.0))
     }
 }
 
@@ -211,7 +214,7 @@ impl Add<Duration> for TimeSpan {
     type Output = TimeSpan;
 
     fn add(self, rhs: Duration) -> Self::Output {
-        Self(self.0 + rhs.as_micros() as i32)
+        Self(self.0.saturating_add(i32::try_from(rhs.as_micros()).unwrap_or(i32::MAX)))
     }
 }
 
@@ -219,7 +222,7 @@ impl Sub<Duration> for TimeSpan {
     type Output = TimeSpan;
 
     fn sub(self, rhs: Duration) -> Self::Output {
-        Self(self.0 - rhs.as_micros() as i32)
+        Self(self.0.saturating_sub(i32::try_from(rhs.as_micros()).unwrap_or(i32::MAX)))
     }
 }
 
@@ -230,7 +233,7 @@ impl Add<TimeSpan> for Duration {
         if rhs > TimeSpan::ZERO {
             self + Duration::from_micros(rhs.as_micros() as u64)
         } else {
-            self - Duration::from_micros(u64::from(rhs.as_micros().unsigned_abs()))
+            self.saturating_sub(Duration::from_micros(u64::from(rhs.as_micros().unsigned_abs())))
         }
     }
 }
@@ -251,8 +254,9 @@ impl Add<TimeSpan> for Instant {
         if micros > 0 {
             self + Duration::from_micros(micros as u64)
         } else {
+            // ferrocast patch: was `.unwrap()`.
             self.checked_sub(Duration::from_micros(micros.unsigned_abs()))
-                .unwrap()
+                .unwrap_or(self)
         }
     }
 }
@@ -265,8 +269,9 @@ impl Sub<TimeSpan> for Instant {
         if micros > 0 {
             self + Duration::from_micros(micros as u64)
         } else {
+            // ferrocast patch: was `.unwrap()`.
             self.checked_sub(Duration::from_micros(micros.unsigned_abs()))
-                .unwrap()
+                .unwrap_or(self)
         }
     }
 }

@@ -94,42 +94,35 @@ pub struct DecompressLossList<I> {
     loop_next_end: Option<(u32, u32)>,
 }
 
+// ferrocast patch: the loop ran on u32 (`next + 1` overflowed, and an end
+// before its start counted up through 2^32), and an unterminated range
+// panicked. Ranges now step in sequence-number space and stop at their end;
+// an unterminated or backwards range yields its start only. Received loss
+// lists are validated when parsed (`CompressedLossList::validated`).
 impl<I: Iterator<Item = u32>> Iterator for DecompressLossList<I> {
     type Item = SeqNumber;
 
     fn next(&mut self) -> Option<SeqNumber> {
         match self.loop_next_end {
             Some((next, end)) if next == end => {
-                // loop is over
                 self.loop_next_end = None;
-
                 Some(SeqNumber::new_truncate(next))
             }
             Some((next, end)) => {
-                // continue the loop
-                self.loop_next_end = Some((next + 1, end));
-
+                self.loop_next_end = Some(((SeqNumber::new_truncate(next) + 1).as_raw(), end));
                 Some(SeqNumber::new_truncate(next))
             }
             None => {
-                // no current loop
                 let next = self.iterator.next()?;
-
-                // is this a loop start
                 if next & (1 << 31) != 0 {
-                    // set the first bit to zero
-                    let next_num = next & !(1 << 31);
-                    self.loop_next_end = Some((
-                        next_num + 1,
-                        match self.iterator.next() {
-                            Some(i) => i,
-                            None => panic!("unterminated loop while decompressing loss list"),
-                        },
-                    ));
-
-                    Some(SeqNumber::new_truncate(next_num))
+                    let start = SeqNumber::new_truncate(next);
+                    if let Some(end) = self.iterator.next().map(SeqNumber::new_truncate) {
+                        if end > start {
+                            self.loop_next_end = Some(((start + 1).as_raw(), end.as_raw()));
+                        }
+                    }
+                    Some(start)
                 } else {
-                    // no looping is possible
                     Some(SeqNumber::new_truncate(next))
                 }
             }
@@ -194,8 +187,8 @@ mod test {
     }
 
     #[test]
-    #[should_panic(expected = "unterminated loop")]
     fn unterminated_loop() {
-        let _ = decompress_loss_list([10 | ONE].iter().copied()).collect::<Vec<_>>();
+        let got = decompress_loss_list([10 | ONE].iter().copied()).collect::<Vec<_>>();
+        assert_eq!(got, [SeqNumber::new_truncate(10)]);
     }
 }

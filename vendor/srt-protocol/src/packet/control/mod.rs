@@ -725,12 +725,15 @@ impl ControlTypes {
             0x3 => {
                 // NAK
 
-                let mut loss_info = Vec::new();
+                let mut loss_info = Vec::with_capacity(buf.remaining() / 4);
                 while buf.remaining() >= 4 {
                     loss_info.push(buf.get_u32());
                 }
 
-                Ok(ControlTypes::Nak(CompressedLossList(loss_info)))
+                // ferrocast patch: an unterminated range panicked when the
+                // list was expanded, and a range running backwards expanded
+                // to up to 2^31 numbers.
+                CompressedLossList::validated(loss_info).map(ControlTypes::Nak)
             }
             0x4 => {
                 if buf.remaining() >= 4 {
@@ -763,6 +766,11 @@ impl ControlTypes {
 
                 let start = SeqNumber::new_truncate(buf.get_u32());
                 let end = SeqNumber::new_truncate(buf.get_u32());
+                // ferrocast patch: a range running backwards reached
+                // `VecDeque::range_mut(first..last)` with first > last.
+                if start > end {
+                    return Err(PacketParseError::BadDropRange);
+                }
 
                 Ok(ControlTypes::DropRequest {
                     msg_to_drop: MsgNumber::new_truncate(extra_info), // cast is safe, just reinterpret
@@ -892,6 +900,42 @@ impl CompressedLossList {
         }
     }
 
+    /// ferrocast patch: a loss list as received, checked so that every range
+    /// has an end, runs forwards and is shorter than half the sequence space
+    /// (SRT compares sequence numbers within that window).
+    pub fn validated(raw: Vec<u32>) -> Result<CompressedLossList, PacketParseError> {
+        let mut words = raw.iter();
+        while let Some(&word) = words.next() {
+            if word & (1 << 31) != 0 {
+                let start = SeqNumber::new_truncate(word);
+                let end = match words.next() {
+                    Some(&end) if end & (1 << 31) == 0 => SeqNumber::new_truncate(end),
+                    _ => return Err(PacketParseError::BadLossList),
+                };
+                if end < start {
+                    return Err(PacketParseError::BadLossList);
+                }
+            }
+        }
+        Ok(CompressedLossList(raw))
+    }
+
+    /// ferrocast patch: the list as inclusive ranges, one per entry, without
+    /// expanding them (a NAK may name millions of numbers in 8 bytes).
+    pub fn iter_ranges(&self) -> impl Iterator<Item = RangeInclusive<SeqNumber>> + '_ {
+        let mut words = self.0.iter().copied();
+        std::iter::from_fn(move || {
+            let word = words.next()?;
+            let start = SeqNumber::new_truncate(word);
+            if word & (1 << 31) != 0 {
+                let end = words.next().map_or(start, SeqNumber::new_truncate);
+                Some(if end < start { start..=start } else { start..=end })
+            } else {
+                Some(start..=start)
+            }
+        })
+    }
+
     pub fn try_from_range(r: Range<SeqNumber>) -> Option<CompressedLossList> {
         if r.is_empty() {
             None
@@ -941,8 +985,12 @@ impl Debug for CompressedLossList {
         let mut iter = self.0.iter();
         while let Some(a) = iter.next() {
             if a & 0x80000000 != 0 {
-                let b = iter.next().expect("Unterminated list");
-                write!(f, "{}..={},", a & 0x7fffffff, b)?;
+                // ferrocast patch: was expect("Unterminated list"); Debug
+                // of a received packet must not panic.
+                match iter.next() {
+                    Some(b) => write!(f, "{}..={},", a & 0x7fffffff, b)?,
+                    None => write!(f, "{}..=?,", a & 0x7fffffff)?,
+                }
             } else {
                 write!(f, "{a},")?;
             }
@@ -977,7 +1025,8 @@ impl Add<u32> for FullAckSeqNumber {
     type Output = FullAckSeqNumber;
 
     fn add(self, rhs: u32) -> Self::Output {
-        FullAckSeqNumber(self.0 + rhs)
+        // ferrocast patch: a peer's full ACK number of u32::MAX overflowed.
+        FullAckSeqNumber(self.0.wrapping_add(rhs))
     }
 }
 
@@ -985,7 +1034,8 @@ impl Sub<FullAckSeqNumber> for FullAckSeqNumber {
     type Output = usize;
 
     fn sub(self, rhs: FullAckSeqNumber) -> Self::Output {
-        (self.0 - rhs.0).try_into().unwrap()
+        // ferrocast patch: was an unchecked subtraction and unwrap.
+        self.0.saturating_sub(rhs.0) as usize
     }
 }
 
@@ -1873,4 +1923,189 @@ mod test {
 
     #[test]
     fn drop_request() {}
+}
+
+// ferrocast regressions: datagrams a remote peer can send, each of which
+// panicked (or expanded without bound) before the patch. Every one must be
+// a parse error or a packet whose Debug, size and serialisation are safe.
+#[cfg(test)]
+mod ferrocast_hostile {
+    use std::io::Cursor;
+
+    use super::*;
+
+    fn header(control_type: u16, reserved: u16, add_info: u32) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&(0x8000 | control_type).to_be_bytes());
+        b.extend_from_slice(&reserved.to_be_bytes());
+        b.extend_from_slice(&add_info.to_be_bytes());
+        b.extend_from_slice(&0u32.to_be_bytes()); // timestamp
+        b.extend_from_slice(&0u32.to_be_bytes()); // dest socket id
+        b
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Packet, PacketParseError> {
+        let packet = Packet::parse(&mut Cursor::new(bytes), false)?;
+        // what the listener and connection do with a received packet
+        let _ = format!("{packet:?}");
+        let _ = packet.wire_size();
+        Ok(packet)
+    }
+
+    /// A conclusion handshake (HSv5) followed by `extensions`.
+    fn conclusion(extensions: &[u8]) -> Vec<u8> {
+        let mut b = header(0, 0, 0);
+        b.extend_from_slice(&5i32.to_be_bytes()); // version
+        b.extend_from_slice(&0u16.to_be_bytes()); // crypto size
+        b.extend_from_slice(&0b101u16.to_be_bytes()); // ext flags HS | CONFIG
+        b.extend_from_slice(&1u32.to_be_bytes()); // init seq
+        b.extend_from_slice(&1500u32.to_be_bytes());
+        b.extend_from_slice(&8192u32.to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes()); // conclusion
+        b.extend_from_slice(&7u32.to_be_bytes()); // socket id
+        b.extend_from_slice(&0i32.to_be_bytes()); // cookie
+        b.extend_from_slice(&[0; 16]); // peer address
+        b.extend_from_slice(extensions);
+        b
+    }
+
+    #[test]
+    fn srt_extension_control_packet_with_an_empty_body() {
+        // type 0x7FFF, SRT extension 5 (stream id), no body: 16 bytes
+        for ext in [5u16, 6, 7, 8] {
+            assert_eq!(
+                parse(&header(0x7FFF, ext, 0)),
+                Err(PacketParseError::NotEnoughData),
+                "extension {ext}"
+            );
+        }
+    }
+
+    #[test]
+    fn srt_reject_control_packet_has_a_size() {
+        let packet = parse(&header(0x7FFF, 0, 0)).unwrap();
+        assert_eq!(packet.wire_size(), Packet::HEADER_SIZE.0 as usize);
+    }
+
+    #[test]
+    fn handshake_extension_with_zero_length() {
+        // a stream id extension (type 5) of zero words
+        let bytes = conclusion(&[0, 5, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(parse(&bytes), Err(PacketParseError::NotEnoughData));
+    }
+
+    #[test]
+    fn group_extension_shorter_than_its_word() {
+        assert_eq!(
+            parse(&header(0x7FFF, 8, 0)),
+            Err(PacketParseError::NotEnoughData)
+        );
+        let mut bytes = header(0x7FFF, 8, 0);
+        bytes.extend_from_slice(&[1, 0, 0]);
+        assert!(parse(&bytes).is_err());
+    }
+
+    #[test]
+    fn keying_material_without_keys() {
+        // KM version 1, PT 2, sign "HAI", KF = 0
+        let mut km = vec![0x12, 0x20, 0x29, 0x00];
+        km.extend_from_slice(&0u32.to_be_bytes()); // keki
+        km.extend_from_slice(&[2, 0, 2, 0]); // cipher CTR, auth, SE = SRT
+        km.extend_from_slice(&[0, 0, 4, 4]); // salt 16, key 16
+        km.extend_from_slice(&[0; 16 + 8]);
+        let mut bytes = header(0x7FFF, 3, 0);
+        bytes.extend_from_slice(&km);
+        assert_eq!(parse(&bytes), Err(PacketParseError::BadSrtExtensionMessage));
+    }
+
+    #[test]
+    fn unterminated_and_backwards_loss_lists_are_errors() {
+        let mut unterminated = header(3, 0, 0);
+        unterminated.extend_from_slice(&(0x8000_0000u32 | 10).to_be_bytes());
+        assert_eq!(parse(&unterminated), Err(PacketParseError::BadLossList));
+
+        let mut backwards = header(3, 0, 0);
+        backwards.extend_from_slice(&(0x8000_0000u32 | 10).to_be_bytes());
+        backwards.extend_from_slice(&5u32.to_be_bytes());
+        assert_eq!(parse(&backwards), Err(PacketParseError::BadLossList));
+
+        let mut two_starts = header(3, 0, 0);
+        two_starts.extend_from_slice(&(0x8000_0000u32 | 10).to_be_bytes());
+        two_starts.extend_from_slice(&(0x8000_0000u32 | 20).to_be_bytes());
+        assert_eq!(parse(&two_starts), Err(PacketParseError::BadLossList));
+
+        let mut fine = header(3, 0, 0);
+        fine.extend_from_slice(&(0x8000_0000u32 | 10).to_be_bytes());
+        fine.extend_from_slice(&20u32.to_be_bytes());
+        fine.extend_from_slice(&30u32.to_be_bytes());
+        let packet = parse(&fine).unwrap();
+        let Packet::Control(ControlPacket {
+            control_type: ControlTypes::Nak(list),
+            ..
+        }) = packet
+        else {
+            panic!("not a NAK: {packet:?}")
+        };
+        let ranges: Vec<_> = list.iter_ranges().collect();
+        assert_eq!(
+            ranges,
+            [SeqNumber(10)..=SeqNumber(20), SeqNumber(30)..=SeqNumber(30)]
+        );
+    }
+
+    #[test]
+    fn debug_of_an_unterminated_list_built_in_memory_does_not_panic() {
+        let list = CompressedLossList(vec![0x8000_0000 | 7]);
+        assert_eq!(format!("{list:?}"), "7..=?,");
+    }
+
+    #[test]
+    fn drop_request_running_backwards_is_an_error() {
+        let mut bytes = header(7, 0, 1);
+        bytes.extend_from_slice(&20u32.to_be_bytes());
+        bytes.extend_from_slice(&10u32.to_be_bytes());
+        assert_eq!(parse(&bytes), Err(PacketParseError::BadDropRange));
+    }
+
+    #[test]
+    fn extreme_rtt_in_an_ack_formats_and_clamps() {
+        let mut bytes = header(2, 0, 1);
+        bytes.extend_from_slice(&5u32.to_be_bytes());
+        bytes.extend_from_slice(&i32::MIN.to_be_bytes()); // rtt
+        bytes.extend_from_slice(&i32::MAX.to_be_bytes()); // variance
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        let packet = parse(&bytes).unwrap();
+        let Packet::Control(ControlPacket {
+            control_type: ControlTypes::Ack(Acknowledgement::Full(_, stats, _)),
+            ..
+        }) = packet
+        else {
+            panic!("not a full ACK")
+        };
+        assert_eq!(stats.rtt.mean(), TimeSpan::ZERO);
+        assert_eq!(stats.rtt.mean_as_duration(), std::time::Duration::ZERO);
+        let _ = stats.rtt.variance_as_duration() * 4;
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_datagram_parses_or_errors(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn any_control_body_parses_or_errors(
+            ty in proptest::sample::select(vec![0u16, 1, 2, 3, 4, 5, 6, 7, 8, 0x7FFF]),
+            reserved in 0u16..10,
+            add_info: u32,
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..120),
+        ) {
+            let mut bytes = header(ty, reserved, add_info);
+            bytes.extend_from_slice(&body);
+            if let Ok(packet) = parse(&bytes) {
+                let mut out = Vec::new();
+                packet.serialize(&mut out);
+            }
+        }
+    }
 }

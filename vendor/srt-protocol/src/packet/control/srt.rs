@@ -272,7 +272,9 @@ bitflags! {
 }
 
 fn le_bytes_to_string(le_bytes: &mut impl Buf) -> Result<String, PacketParseError> {
-    if le_bytes.remaining() % 4 != 0 {
+    // ferrocast patch: an empty body (a zero-length extension) reached
+    // `get_u32_le` on an empty buffer and panicked.
+    if le_bytes.remaining() % 4 != 0 || le_bytes.remaining() == 0 {
         return Err(PacketParseError::NotEnoughData);
     }
 
@@ -365,6 +367,11 @@ impl SrtControlPacket {
                 )))
             }
             8 => {
+                // ferrocast patch: the group extension was read without a
+                // length check.
+                if buf.remaining() < 4 {
+                    return Err(PacketParseError::NotEnoughData);
+                }
                 let ty = buf.get_u8().into();
                 let flags = GroupFlags::from_bits_truncate(buf.get_u8());
                 let weight = buf.get_u16_le();
@@ -431,7 +438,9 @@ impl SrtControlPacket {
             // 1 32-bit word packed with type, flags, and weight
             Group { .. } => 1,
             Filter(filter) => ((format!("{filter}").len() + 3) / 4) as u16, // TODO: not optimial performace, but probably okay
-            _ => unimplemented!("{:?}", self),
+            // ferrocast patch: was unimplemented!, reached through
+            // `wire_size` of a received SRT reject control packet.
+            Reject => 0,
         }
     }
 }
@@ -519,6 +528,11 @@ impl KeyingMaterialMessage {
 
         // next 6 bits is reserved, then two bits of KF
         let key_flags = KeyFlags::from_bits_truncate(buf.get_u8() & 0b0000_0011);
+        // ferrocast patch: a message carrying no key divided by zero when it
+        // was written back or used (`wrapped_keys.len() - 8) / 0`).
+        if key_flags.is_empty() {
+            return Err(PacketParseError::BadSrtExtensionMessage);
+        }
 
         // second 32-bit word: keki
         let keki = buf.get_u32();

@@ -349,6 +349,10 @@ impl ReceiveBuffer {
         // if start of the range has been dropped already, just drop everything after
         let first_idx = self.clamped_index_for_seqno(range.start);
         let last_idx = self.clamped_index_for_seqno(range.end);
+        // ferrocast patch: `range_mut` panics when first > last.
+        if first_idx >= last_idx {
+            return 0;
+        }
         self.buffer
             .range_mut(first_idx..last_idx)
             .filter_map(|p| p.drop_unreceived())

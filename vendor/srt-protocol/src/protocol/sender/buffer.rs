@@ -1,5 +1,5 @@
 use std::{
-    cmp::{max, Reverse},
+    cmp::{max, min, Reverse},
     collections::{BTreeSet, VecDeque},
     convert::TryFrom,
     ops::Range,
@@ -165,15 +165,50 @@ impl SendBuffer {
         })
     }
 
+    // ferrocast patch: the NAK was expanded one sequence number at a time, so
+    // a range of 2^30 numbers in one 8-byte entry pinned a core. Each range
+    // is now split at the front of the buffer and at the next number to
+    // send: only numbers still in the buffer are visited, so a NAK costs
+    // O(entries + packets in the send buffer), whatever range it names.
     pub fn add_to_loss_list(
         &mut self,
         nak: CompressedLossList,
-    ) -> impl Iterator<Item = (Loss, Range<SeqNumber>)> + '_ {
-        LossIterator {
-            loss_list: nak.into_iter_decompressed(),
-            first: None,
-            buffer: self,
+    ) -> impl Iterator<Item = (Loss, Range<SeqNumber>)> {
+        use Loss::*;
+        let front = self.front_packet();
+        let next_send = self.next_send;
+        let mut out: Vec<(Loss, Range<SeqNumber>)> = Vec::new();
+        let mut push = |loss: Loss, range: Range<SeqNumber>| {
+            if range.start >= range.end {
+                return;
+            }
+            match out.last_mut() {
+                Some((last, r)) if *last == loss && r.end == range.start => r.end = range.end,
+                _ => out.push((loss, range)),
+            }
+        };
+        for range in nak.iter_ranges() {
+            let (start, end) = (*range.start(), *range.end() + 1);
+            // numbers not sent yet
+            let sent_end = min(end, next_send);
+            match front {
+                Some(front) => {
+                    push(Dropped, start..min(sent_end, front));
+                    let added = max(start, front)..sent_end;
+                    if added.start < added.end {
+                        // never more than the packets sent and still held
+                        let count = min(added.end - added.start, next_send - front);
+                        for i in 0..count {
+                            self.lost_list.insert(added.start + i);
+                        }
+                    }
+                    push(Added, added);
+                }
+                None => push(Dropped, start..sent_end),
+            }
+            push(Ignored, max(start, next_send)..end);
         }
+        out.into_iter()
     }
 
     pub fn next_snd_actions(
@@ -200,12 +235,13 @@ impl SendBuffer {
     }
 
     fn send_next_lost_packet(&mut self, ts_now: TimeStamp) -> Option<DataPacket> {
-        let seq = self.pop_lost_list()?;
-        match self
-            .send_packet(ts_now, seq)
-        {
-            Some(packet) => Some(packet),
-            None => panic!("Packet in loss list was not in buffer! seq={} front_packet={:?} buffer.len={} back_packet={:?}", seq, self.front_packet(), self.buffer.len(), self.buffer.back().map(|b| b.packet.seq_number)),
+        // ferrocast patch: was a panic when a number in the loss list had
+        // left the buffer; such a number is skipped.
+        loop {
+            let seq = self.pop_lost_list()?;
+            if let Some(packet) = self.send_packet(ts_now, seq) {
+                return Some(packet);
+            }
         }
     }
 
@@ -362,61 +398,6 @@ pub enum Loss {
     Added,
     Dropped,
     Ignored,
-}
-
-pub struct LossIterator<'a, I: Iterator<Item = SeqNumber>> {
-    buffer: &'a mut SendBuffer,
-    loss_list: I,
-    first: Option<(Loss, SeqNumber)>,
-}
-
-impl<'a, I> LossIterator<'a, I>
-where
-    I: Iterator<Item = SeqNumber>,
-{
-    fn next_loss(&mut self) -> Option<(Loss, SeqNumber)> {
-        use Loss::*;
-        let front = self.buffer.front_packet();
-        let next_send = self.buffer.next_send;
-        self.loss_list.next().map(|next| match (front, next_send) {
-            (_, next_send) if next >= next_send => (Ignored, next),
-            (Some(front), _) if next < front => (Dropped, next),
-            (None, _) => (Dropped, next),
-            (Some(_), _) => {
-                self.buffer.lost_list.insert(next);
-                (Added, next)
-            }
-        })
-    }
-}
-
-impl<'a, I> Iterator for LossIterator<'a, I>
-where
-    I: Iterator<Item = SeqNumber>,
-{
-    type Item = (Loss, Range<SeqNumber>);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let (first_type, start) = self.first.or_else(|| self.next_loss())?;
-        // exclusive end
-        let mut end = start + 1;
-        loop {
-            match self.next_loss() {
-                Some((next_type, next)) if next_type == first_type && next == end => {
-                    end = next + 1;
-                    continue;
-                }
-                Some((next_type, next)) => {
-                    self.first = Some((next_type, next));
-                    return Some((first_type, start..end));
-                }
-                None => {
-                    self.first = None;
-                    return Some((first_type, start..end));
-                }
-            }
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -619,6 +600,41 @@ mod test {
 
     fn nak_retransmit_packet(n: u32) -> SenderAction {
         SenderAction::RetransmitNak(test_data_packet(n, true))
+    }
+
+    // ferrocast regression: a NAK naming 2^30 numbers in one entry is split
+    // at the buffer's edges, not expanded number by number (which took
+    // minutes of CPU per packet before the patch).
+    #[test]
+    fn huge_nak_range_costs_the_send_buffer_not_the_range() {
+        let mut buffer = SendBuffer::new(&new_settings());
+        for n in 0..10 {
+            assert!(buffer.push_data(test_data_packet(n, false)).is_ok());
+        }
+        let actions: Vec<_> = buffer
+            .next_snd_actions(TimeStamp::MIN, 5, false)
+            .filter(|a| matches!(a, SenderAction::Send(_)))
+            .collect();
+        assert_eq!(actions.len(), 5);
+        // sent 0..5, buffer holds 0..10, next_send = 5
+        let huge = CompressedLossList::validated(vec![(1 << 31) | 2, 1 << 30]).unwrap();
+        let result: Vec<_> = buffer.add_to_loss_list(huge).collect();
+        assert_eq!(
+            result,
+            vec![
+                (Loss::Added, SeqNumber(2)..SeqNumber(5)),
+                (Loss::Ignored, SeqNumber(5)..SeqNumber((1 << 30) + 1)),
+            ]
+        );
+        assert_eq!(buffer.lost_list.len(), 3);
+
+        // entirely before the buffer: dropped, nothing added
+        buffer.update_largest_acked_seq_number(SeqNumber(4), None, None).unwrap();
+        let before = CompressedLossList::validated(vec![(1 << 31), 3]).unwrap();
+        assert_eq!(
+            buffer.add_to_loss_list(before).collect::<Vec<_>>(),
+            vec![(Loss::Dropped, SeqNumber(0)..SeqNumber(4))]
+        );
     }
 
     #[test]

@@ -19,8 +19,17 @@ impl Default for Rtt {
 
 impl Rtt {
     pub fn new(mean: TimeSpan, variance: TimeSpan) -> Self {
-        Self { mean, variance }
+        // ferrocast patch: a peer's ACK carries these; a negative or huge
+        // value panicked in `*_as_duration` and overflowed timer arithmetic.
+        // libsrt bounds RTT likewise.
+        let clamp = |t: TimeSpan| TimeSpan::from_micros(t.as_micros().clamp(0, Self::MAX_MICROS));
+        Self {
+            mean: clamp(mean),
+            variance: clamp(variance),
+        }
     }
+
+    const MAX_MICROS: i32 = 60_000_000;
 
     pub fn update(&mut self, rtt: TimeSpan) {
         self.mean = TimeSpan::from_micros(
@@ -42,10 +51,10 @@ impl Rtt {
     }
 
     pub fn mean_as_duration(&self) -> Duration {
-        Duration::from_micros(self.mean.as_micros().try_into().unwrap())
+        Duration::from_micros(self.mean.as_micros().try_into().unwrap_or(0))
     }
 
     pub fn variance_as_duration(&self) -> Duration {
-        Duration::from_micros(self.variance.as_micros().try_into().unwrap())
+        Duration::from_micros(self.variance.as_micros().try_into().unwrap_or(0))
     }
 }
