@@ -36,5 +36,5 @@ pub mod timeline;
 
 pub use auth::{AuthError, PublishAuthorizer, PublishGrant, StaticAuthorizer};
 pub use rtp::{RtpIngest, RtpIngestError, RtpPortStats, RtpSettings, RtpStats};
-pub use srt::{SrtConfig, SrtError, SrtIngest};
+pub use srt::{ListenerHealth, SrtConfig, SrtError, SrtIngest};
 pub use status::PublisherStatus;

@@ -18,7 +18,8 @@ use crate::timeline::{TimelineGuard, TimelineStats, Verdict};
 /// Per-session settings.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// Drop a publisher that sends nothing for this long.
+    /// Drop a publisher that sends no media for this long (SRT keepalives
+    /// do not count).
     pub idle_timeout: Duration,
 }
 
@@ -165,9 +166,15 @@ pub async fn run(
     let mut statistics = socket.statistics().clone();
     // srt-tokio leaves `elapsed_time` at zero; time the samples ourselves.
     let started = std::time::Instant::now();
+    // Idle is counted from the last media, not from the last wake-up: the
+    // statistics arm below fires every second, and SRT keepalives reset the
+    // protocol's own peer-idle timer, so a caller that sends only keepalives
+    // was never dropped.
+    let mut idle_deadline = tokio::time::Instant::now() + config.idle_timeout;
     loop {
         let next = tokio::select! {
-            next = tokio::time::timeout(config.idle_timeout, socket.next()) => next,
+            next = socket.next() => Ok(next),
+            () = tokio::time::sleep_until(idle_deadline) => Err(()),
             Some(stats) = statistics.next() => {
                 status.record_media(pipeline.bytes, pipeline.units, pipeline.warnings);
                 status.record_timeline(pipeline.timeline(), pipeline.clock_drift_ms());
@@ -187,7 +194,10 @@ pub async fn run(
             }
         };
         match next {
-            Ok(Some(Ok((_, bytes)))) => pipeline.push(&bytes, Instant::now(), &mut send),
+            Ok(Some(Ok((_, bytes)))) => {
+                idle_deadline = tokio::time::Instant::now() + config.idle_timeout;
+                pipeline.push(&bytes, Instant::now(), &mut send);
+            }
             Ok(Some(Err(e))) => {
                 warn!(error = %e, "SRT receive failed");
                 break;

@@ -20,10 +20,10 @@ use srt_protocol::options::{KeySize, Passphrase};
 use srt_protocol::packet::{RejectReason, ServerRejectReason};
 use srt_protocol::settings::KeySettings;
 use srt_tokio::ConnectionRequest;
-use srt_tokio::SrtListener;
+use srt_tokio::{ListenerStatistics, SrtIncoming, SrtListener};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::auth::{AuthError, PublishAuthorizer};
 use crate::session::{self, SessionConfig};
@@ -47,6 +47,7 @@ pub struct SrtIngest {
     local_addr: SocketAddr,
     task: JoinHandle<()>,
     gate: Arc<Gatekeeper>,
+    health: Arc<Supervisor>,
 }
 
 impl std::fmt::Debug for SrtIngest {
@@ -71,35 +72,47 @@ pub enum SrtError {
     },
 }
 
+/// Whether the SRT listener serves its port (see [`SrtIngest::health`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerHealth {
+    /// The listener's task runs and accepts callers.
+    pub up: bool,
+    /// How often it stopped unexpectedly and was started again.
+    pub restarts: u64,
+    /// Why it last stopped, if it ever did.
+    pub last_failure: Option<String>,
+}
+
+impl ListenerHealth {
+    fn lock(this: &Mutex<ListenerHealth>) -> std::sync::MutexGuard<'_, ListenerHealth> {
+        this.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How long the supervisor waits before binding again, doubling up to
+/// [`REBIND_MAX`]: the old socket is closed only once every connection of
+/// the dead listener has ended.
+const REBIND_FIRST: Duration = Duration::from_millis(50);
+const REBIND_MAX: Duration = Duration::from_secs(2);
+
 impl SrtIngest {
     /// Bind the listener and start accepting publishers that `authorizer`
     /// lets in onto `bus`.
+    ///
+    /// The listener runs under a supervisor: srt-tokio carries every SRT
+    /// session on the port in one task, and if that task ever ends (a panic
+    /// in the SRT stack on input nobody foresaw), the supervisor logs it,
+    /// counts it (`ferrocast_ingest_srt_listener_restarts_total`), reports
+    /// the listener down in [`SrtIngest::health`] and binds the same port
+    /// again, so new publishers can connect.
     pub async fn start(
         config: SrtConfig,
         bus: InProcessBus,
         authorizer: Arc<dyn PublishAuthorizer>,
         metrics: Arc<Metrics>,
     ) -> Result<SrtIngest, SrtError> {
-        let socket = tokio::net::UdpSocket::bind(config.listen)
-            .await
-            .map_err(|source| SrtError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let local_addr = socket.local_addr().map_err(|source| SrtError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        let (listener, mut incoming) = SrtListener::builder()
-            .socket(socket)
-            .latency(config.latency)
-            .set(|options| options.session.peer_idle_timeout = config.idle_timeout)
-            .bind(local_addr)
-            .await
-            .map_err(|source| SrtError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let (listener, incoming, local_addr) = bind(config.listen, &config).await?;
         if authorizer.is_open() {
             warn!(
                 "no [[streams]] configured: any caller may publish any stream name without a key"
@@ -114,16 +127,24 @@ impl SrtIngest {
                 idle_timeout: config.idle_timeout,
             },
         });
-        let accepting = gate.clone();
+        let health = Arc::new(Supervisor {
+            health: Mutex::new(ListenerHealth {
+                up: true,
+                restarts: 0,
+                last_failure: None,
+            }),
+            fail: Notify::new(),
+        });
+        gate.metrics.ingest.srt_listener_up.set(1);
         let task = tokio::spawn(
-            async move {
-                // The listener's task stops when this handle is dropped.
-                let _listener = listener;
-                let requests = incoming.incoming();
-                while let Some(request) = requests.next().await {
-                    tokio::spawn(handle_request(request, accepting.clone()));
-                }
-            }
+            supervise(
+                listener,
+                incoming,
+                local_addr,
+                config,
+                gate.clone(),
+                health.clone(),
+            )
             .instrument(info_span!("srt", %local_addr)),
         );
         info!(%local_addr, "SRT listener ready");
@@ -131,12 +152,25 @@ impl SrtIngest {
             local_addr,
             task,
             gate,
+            health,
         })
     }
 
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Whether the listener serves its port now, and its restarts.
+    pub fn health(&self) -> ListenerHealth {
+        ListenerHealth::lock(&self.health.health).clone()
+    }
+
+    /// Stop the listener's task as a fault in the SRT stack would; the
+    /// supervisor then restarts it. For tests of that recovery.
+    #[doc(hidden)]
+    pub fn inject_listener_failure(&self) {
+        self.health.fail.notify_one();
     }
 
     /// Every connected publisher, sorted by stream name.
@@ -150,6 +184,127 @@ impl SrtIngest {
             .collect();
         all.sort_by(|a, b| a.stream.cmp(&b.stream));
         all
+    }
+}
+
+/// What the supervisor shares with [`SrtIngest`].
+#[derive(Debug)]
+struct Supervisor {
+    health: Mutex<ListenerHealth>,
+    /// Fault injection for tests ([`SrtIngest::inject_listener_failure`]).
+    fail: Notify,
+}
+
+/// Bind the SRT listener on `addr`.
+async fn bind(
+    addr: SocketAddr,
+    config: &SrtConfig,
+) -> Result<(SrtListener, SrtIncoming, SocketAddr), SrtError> {
+    let bind_error = |source| SrtError::Bind { addr, source };
+    let socket = tokio::net::UdpSocket::bind(addr)
+        .await
+        .map_err(bind_error)?;
+    let local_addr = socket.local_addr().map_err(bind_error)?;
+    let idle_timeout = config.idle_timeout;
+    let (listener, incoming) = SrtListener::builder()
+        .socket(socket)
+        .latency(config.latency)
+        .set(|options| options.session.peer_idle_timeout = idle_timeout)
+        .bind(local_addr)
+        .await
+        .map_err(bind_error)?;
+    Ok((listener, incoming, local_addr))
+}
+
+/// Serve callers; whenever the listener's task ends, bind the port again.
+async fn supervise(
+    mut listener: SrtListener,
+    mut incoming: SrtIncoming,
+    local_addr: SocketAddr,
+    config: SrtConfig,
+    gate: Arc<Gatekeeper>,
+    supervisor: Arc<Supervisor>,
+) {
+    loop {
+        let reason = serve(&mut listener, &mut incoming, &gate, &supervisor.fail).await;
+        error!(%local_addr, %reason, "SRT listener stopped; restarting it");
+        gate.metrics.ingest.srt_listener_up.set(0);
+        gate.metrics.ingest.srt_listener_restarts.inc();
+        {
+            let mut health = ListenerHealth::lock(&supervisor.health);
+            health.up = false;
+            health.restarts += 1;
+            health.last_failure = Some(reason.to_owned());
+        }
+        let mut wait = REBIND_FIRST;
+        (listener, incoming) = loop {
+            match bind(local_addr, &config).await {
+                Ok((listener, incoming, _)) => break (listener, incoming),
+                Err(e) => {
+                    warn!(error = %e, retry_ms = wait.as_millis() as u64, "SRT listener not bound yet");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(REBIND_MAX);
+                }
+            }
+        };
+        ListenerHealth::lock(&supervisor.health).up = true;
+        gate.metrics.ingest.srt_listener_up.set(1);
+        info!(%local_addr, "SRT listener restarted");
+    }
+}
+
+/// Hand every connection request to [`handle_request`] until the
+/// listener's task ends; returns why it ended.
+async fn serve(
+    listener: &mut SrtListener,
+    incoming: &mut SrtIncoming,
+    gate: &Arc<Gatekeeper>,
+    fail: &Notify,
+) -> &'static str {
+    let mut statistics = listener.statistics().clone();
+    let mut seen = ListenerStatistics::default();
+    let requests = incoming.incoming();
+    loop {
+        tokio::select! {
+            request = requests.next() => match request {
+                Some(request) => {
+                    tokio::spawn(handle_request(request, gate.clone()));
+                }
+                // srt-tokio drops the request channel only when its task
+                // ends: after a panic in it, or after a close.
+                None => return "its task ended (a panic in the SRT stack, or closed)",
+            },
+            Some(now) = statistics.next() => {
+                count_listener_events(&gate.metrics, &seen, &now);
+                seen = now;
+            }
+            () = fail.notified() => {
+                listener.close().await;
+                return "stopped by fault injection";
+            }
+        }
+    }
+}
+
+/// Add what the listener counted since `before` to the Prometheus counters.
+fn count_listener_events(metrics: &Metrics, before: &ListenerStatistics, now: &ListenerStatistics) {
+    for (event, then, count) in [
+        ("parse_error", before.rx_parse_errors, now.rx_parse_errors),
+        (
+            "pending_table_full",
+            before.rx_pending_refused,
+            now.rx_pending_refused,
+        ),
+        ("handshake_expired", before.cx_expired, now.cx_expired),
+    ] {
+        let delta = count.saturating_sub(then);
+        if delta > 0 {
+            metrics
+                .ingest
+                .srt_listener_events
+                .with_label_values(&[event])
+                .inc_by(delta);
+        }
     }
 }
 

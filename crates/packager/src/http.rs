@@ -52,7 +52,6 @@ pub fn router(origin: Origin) -> Router {
     Router::new()
         .route("/live/{name}/{file}", get(live_file))
         .route("/live/{name}/{rendition}/{file}", get(rendition_file))
-        .route("/healthz", get(|| async { "ok" }))
         .layer(CompressionLayer::new().gzip(true).compress_when(compress))
         .layer(CorsLayer::permissive())
         .layer(axum::middleware::from_fn(move |request, next| {

@@ -15,8 +15,8 @@
 //! ```
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The `kind` label values of [`IngestMetrics::timeline_corrections`].
@@ -49,7 +49,20 @@ pub struct IngestMetrics {
     /// Drift of the source's clock against the wall clock per stream,
     /// milliseconds (positive: media time runs slow).
     pub clock_drift_ms: IntGaugeVec,
+    /// 1 while the SRT listener serves its port, 0 while it is being
+    /// restarted.
+    pub srt_listener_up: IntGauge,
+    /// Times the SRT listener stopped unexpectedly and was restarted.
+    pub srt_listener_restarts: IntCounter,
+    /// What the SRT listener did with datagrams and handshakes that did not
+    /// become sessions, by event (`parse_error`, `pending_table_full`,
+    /// `handshake_expired`).
+    pub srt_listener_events: IntCounterVec,
 }
+
+/// The `event` label values of [`IngestMetrics::srt_listener_events`].
+pub const SRT_LISTENER_EVENTS: [&str; 3] =
+    ["parse_error", "pending_table_full", "handshake_expired"];
 
 /// Packager and origin metrics.
 #[derive(Debug, Clone)]
@@ -130,6 +143,12 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| unreachable_metric(name, &e));
+    register(registry, Box::new(metric.clone()), name);
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).unwrap_or_else(|e| unreachable_metric(name, &e));
     register(registry, Box::new(metric.clone()), name);
     metric
 }
@@ -219,6 +238,22 @@ impl Metrics {
                 "ferrocast_ingest_clock_drift_milliseconds",
                 "Drift of the source clock against the wall clock (positive: media time runs slow).",
                 streams,
+            ),
+            srt_listener_up: gauge(
+                &r,
+                "ferrocast_ingest_srt_listener_up",
+                "1 while the SRT listener serves its port, 0 while it is being restarted.",
+            ),
+            srt_listener_restarts: counter(
+                &r,
+                "ferrocast_ingest_srt_listener_restarts_total",
+                "Times the SRT listener stopped unexpectedly and was restarted.",
+            ),
+            srt_listener_events: counter_vec(
+                &r,
+                "ferrocast_ingest_srt_listener_events_total",
+                "Datagrams and handshakes the SRT listener dropped, by event.",
+                &["event"],
             ),
         };
         let part_publish_seconds = Histogram::with_opts(

@@ -1,4 +1,5 @@
-//! Operator endpoints of the all-in-one process: `/metrics` (Prometheus
+//! Operator endpoints of the all-in-one process: `/healthz` (liveness,
+//! the SRT listener's included), `/metrics` (Prometheus
 //! text format, the edge's metrics included when it runs) and `/api/v1/streams` (JSON status of every stream and its
 //! publisher).
 
@@ -11,7 +12,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use ferrocast_bus::InProcessBus;
 use ferrocast_edge::server::EdgeMetrics;
-use ferrocast_ingest::{PublisherStatus, RtpIngest, SrtIngest};
+use axum::http::StatusCode;
+use ferrocast_ingest::{ListenerHealth, PublisherStatus, RtpIngest, SrtIngest};
 use ferrocast_media::{CodecParams, TrackInfo, TrackKind};
 use ferrocast_packager::Origin;
 use ferrocast_transcode::service::TranscodeService;
@@ -37,6 +39,7 @@ pub fn router(
     edge_metrics: Option<EdgeMetrics>,
 ) -> Router {
     Router::new()
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/streams", get(streams))
         .with_state(Status {
@@ -47,6 +50,25 @@ pub fn router(
             transcoder,
             edge_metrics,
         })
+}
+
+/// Liveness: 200 while every listener of this process serves its port; 503
+/// with the reason while the SRT listener is down (its supervisor is binding
+/// it again; an orchestrator's probe restarts a process stuck there).
+async fn healthz(State(status): State<Status>) -> axum::response::Response {
+    health_answer(&status.srt.health()).into_response()
+}
+
+fn health_answer(srt: &ListenerHealth) -> (StatusCode, String) {
+    if srt.up {
+        (StatusCode::OK, "ok\n".to_owned())
+    } else {
+        let reason = srt.last_failure.as_deref().unwrap_or("unknown");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("srt listener down: {reason}\n"),
+        )
+    }
 }
 
 fn track_json(t: &TrackInfo) -> Value {
@@ -226,4 +248,23 @@ async fn streams(State(status): State<Status>) -> impl IntoResponse {
         "bus": bus,
         "transcode": transcode,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_reports_a_down_srt_listener_with_its_reason() {
+        let mut health = ListenerHealth {
+            up: true,
+            restarts: 1,
+            last_failure: Some("its task ended".into()),
+        };
+        assert_eq!(health_answer(&health), (StatusCode::OK, "ok\n".into()));
+        health.up = false;
+        let (status, body) = health_answer(&health);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "srt listener down: its task ended\n");
+    }
 }

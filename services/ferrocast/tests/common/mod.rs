@@ -6,6 +6,7 @@
 pub mod boxes;
 pub mod browser;
 pub mod edge;
+pub mod srt_peer;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -82,7 +83,21 @@ impl Server {
         Server::start_full(config_toml, "127.0.0.1:0", args)
     }
 
+    /// Start (transcoding off) with `FERROCAST_LOG` set to `filter`.
+    pub fn start_with_log(config_toml: &str, filter: &str) -> Server {
+        Server::start_logged(config_toml, "127.0.0.1:0", &[], filter)
+    }
+
     fn start_full(config_toml: &str, srt_listen: &str, extra: &[&str]) -> Server {
+        Server::start_logged(
+            config_toml,
+            srt_listen,
+            extra,
+            "info,srt_protocol=warn,srt_protocol::listener=error",
+        )
+    }
+
+    fn start_logged(config_toml: &str, srt_listen: &str, extra: &[&str], filter: &str) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
         let config = data_dir.path().join("ferrocast.toml");
         std::fs::write(&config, config_toml).unwrap();
@@ -111,10 +126,7 @@ impl Server {
                 &["--ladder", "off"][..]
             })
             .args(extra)
-            .env(
-                "FERROCAST_LOG",
-                "info,srt_protocol=warn,srt_protocol::listener=error",
-            )
+            .env("FERROCAST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
