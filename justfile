@@ -17,6 +17,10 @@ lint:
 fuzz TARGET SECONDS="60":
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {{TARGET}} -- -max_total_time={{SECONDS}}
 
+# every fuzz target for MINUTES each, with a summary (see docs/security.md)
+fuzz-all MINUTES="10":
+    ./scripts/fuzz-all.sh {{MINUTES}}
+
 # end-to-end latency benchmark (see docs/BENCHMARKS.md)
 bench-latency:
     ./benches/latency.sh

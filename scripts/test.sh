@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and integration tests against
 # real ffmpeg / srt-live-transmit senders and players, the hls.js browser
-# test in headless Chromium, the edge's HTTP/3 test with aioquic, and the fuzz
-# targets' build. Installs what it needs; every server a test needs is
-# started by the test on free ports.
+# test in headless Chromium, the edge's HTTP/3 test with aioquic, the
+# vendored SRT stack's own tests, and every fuzz target run for a few
+# seconds. Installs what it needs; every server a test needs is started by
+# the test on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -31,6 +32,8 @@ echo "== cargo test" >&2
 REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 REQUIRE_REDIS_TESTS=1 cargo test --locked --workspace
 echo "== cargo doc" >&2
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps -q
-echo "== fuzz targets build" >&2
-cargo build --locked --manifest-path fuzz/Cargo.toml
+echo "== vendored srt-protocol: upstream's tests and our hostile-input regressions" >&2
+cargo test --locked --manifest-path vendor/srt-protocol/Cargo.toml --lib -q
+echo "== fuzz targets: built with cargo-fuzz, each run for a few seconds" >&2
+SECONDS_EACH=5 ./scripts/fuzz-all.sh
 echo "all tests passed" >&2
