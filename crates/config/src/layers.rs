@@ -125,6 +125,10 @@ impl Layers {
 }
 
 fn validate(config: &Config) -> Result<(), ConfigError> {
+    config
+        .http_connections
+        .validate()
+        .map_err(|e| ConfigError::Range(format!("http_connections: {e}")))?;
     let hls = &config.hls;
     if !(50..=2000).contains(&hls.part_target_ms) {
         return Err(ConfigError::Range(format!(

@@ -16,6 +16,10 @@ pub struct Config {
     pub srt_listen: SocketAddr,
     /// TCP address the HTTP origin binds. Default `0.0.0.0:8080`.
     pub http_listen: SocketAddr,
+    /// Connection limits of the `http_listen` listener
+    /// (`[http_connections]`): caps overall and per client, header-read and
+    /// idle timeouts, HTTP/2 streams per connection.
+    pub http_connections: ferrocast_connections::ConnectionLimits,
     /// Directory for local state. Default `./data`.
     pub data_dir: PathBuf,
     /// Ingest settings.
@@ -42,6 +46,7 @@ impl Default for Config {
         Config {
             srt_listen: SocketAddr::from(([0, 0, 0, 0], 9000)),
             http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            http_connections: ferrocast_connections::ConnectionLimits::default(),
             data_dir: PathBuf::from("data"),
             ingest: IngestConfig::default(),
             hls: HlsConfig::default(),

@@ -177,6 +177,12 @@ pub struct EdgeConfig {
     /// Default: on, generous enough for LL-HLS players behind NAT.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Connection limits of the HTTPS, HTTP/3 and plain-HTTP listeners
+    /// (`[edge.connections]`; each listener counts on its own): caps
+    /// overall and per client, header-read and idle timeouts, concurrent
+    /// HTTP/2 and HTTP/3 streams per connection.
+    #[serde(default)]
+    pub connections: ferrocast_connections::ConnectionLimits,
     /// Concurrent-viewer counting, optionally shared across edges in
     /// Redis (`[edge.viewers]`). Default: counted locally, no Redis.
     #[serde(default)]
@@ -224,6 +230,9 @@ pub enum EdgeConfigError {
     /// `[edge.viewers]`.
     #[error(transparent)]
     Viewers(#[from] ViewersConfigError),
+    /// `[edge.connections]`.
+    #[error("edge.connections: {0}")]
+    Connections(#[from] ferrocast_connections::ConnectionLimitsError),
     /// `[edge.coalesce]`.
     #[error(transparent)]
     Coalesce(#[from] CoalescingConfigError),
@@ -246,6 +255,7 @@ impl EdgeConfig {
         EdgeTokens::new(&self.token)?;
         Rewriter::new(&self.rewrite)?;
         self.limits.validate()?;
+        self.connections.validate()?;
         self.viewers.validate()?;
         self.coalesce.validate()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {

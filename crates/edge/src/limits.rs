@@ -57,7 +57,6 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
-use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -200,20 +199,7 @@ impl LimitsConfig {
     }
 }
 
-/// The key of a client address: an IPv4 address whole (an IPv4-mapped
-/// IPv6 address as its IPv4 address), an IPv6 address cut to its first
-/// `ipv6_prefix_len` bits.
-pub fn ip_key(ip: IpAddr, ipv6_prefix_len: u8) -> u128 {
-    let v6 = match ip {
-        IpAddr::V4(v4) => return v4.to_ipv6_mapped().to_bits(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => return v4.to_ipv6_mapped().to_bits(),
-            None => v6.to_bits(),
-        },
-    };
-    let prefix = u32::from(ipv6_prefix_len.clamp(1, 128));
-    v6 & (u128::MAX << (128 - prefix))
-}
+pub use ferrocast_connections::ip_key;
 
 /// What [`RateLimiter::check`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,7 +329,7 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     use super::*;
 

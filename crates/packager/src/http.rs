@@ -14,7 +14,6 @@
 //! is looked up (a rendition name that is not `[A-Za-z0-9._-]{1,32}`, not
 //! starting with `.`, is a 404); nothing from a URL reaches a file system.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -108,38 +107,7 @@ impl Predicate for PlaylistsOnly {
     }
 }
 
-/// A running HTTP server.
-#[derive(Debug)]
-pub struct HttpServer {
-    local_addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl HttpServer {
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Bind `addr` and serve `app` (the origin's [`router`], possibly merged
-/// with other routes).
-pub async fn serve(addr: SocketAddr, app: Router) -> std::io::Result<HttpServer> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local_addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            warn!(error = %e, "HTTP server stopped");
-        }
-    });
-    Ok(HttpServer { local_addr, task })
-}
+pub use crate::listener::{HttpServer, serve, serve_with_limits};
 
 /// Short text errors; details go to the log, never to the client.
 #[derive(Debug)]

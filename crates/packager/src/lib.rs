@@ -22,6 +22,7 @@
 pub mod alignment;
 pub mod assembler;
 pub mod http;
+pub mod listener;
 pub mod media_store;
 pub mod origin;
 pub mod stream;

@@ -131,6 +131,9 @@ pub struct Metrics {
     pub http: HttpMetrics,
     /// Transcoder.
     pub transcode: TranscodeMetrics,
+    /// HTTP connections of the origin's listener (open, refused at a
+    /// limit, closed idle): `ferrocast_http_connections_*`.
+    pub connections: ferrocast_connections::ConnectionMetrics,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -341,12 +344,15 @@ impl Metrics {
                 streams,
             ),
         };
+        let connections = ferrocast_connections::ConnectionMetrics::new("http", &r)
+            .unwrap_or_else(|e| unreachable_metric("ferrocast_http_connections", &e));
         Metrics {
             registry: r,
             ingest,
             packager,
             http,
             transcode,
+            connections,
         }
     }
 

@@ -227,10 +227,14 @@ async fn edge_only(config: Config) -> anyhow::Result<()> {
     let origin = upstream.origin().to_owned();
     let metrics = EdgeMetrics::new().context("edge metrics")?;
     let edge = edge::start(edge_config, upstream, metrics).await?;
-    let operator =
-        ferrocast_packager::http::serve(config.http_listen, edge::operator_router(&edge))
-            .await
-            .with_context(|| format!("binding the metrics listener on {}", config.http_listen))?;
+    let operator = ferrocast_packager::http::serve_with_limits(
+        config.http_listen,
+        edge::operator_router(&edge),
+        &config.http_connections,
+        &edge.server().metrics().connections,
+    )
+    .await
+    .with_context(|| format!("binding the metrics listener on {}", config.http_listen))?;
     let server = edge.server();
     info!(
         https = %server.https_addr(),
@@ -261,6 +265,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let bus = ferrocast_bus::InProcessBus::default();
     let metrics = Arc::new(ferrocast_telemetry::Metrics::new());
+    let connection_metrics = metrics.connections.clone();
     let origin = ferrocast_packager::Origin::start(
         bus.clone(),
         ferrocast_packager::PackagerConfig::from(&config),
@@ -312,9 +317,14 @@ async fn up(config: Config) -> anyhow::Result<()> {
         transcoder,
         edge_metrics.clone(),
     ));
-    let http = ferrocast_packager::http::serve(config.http_listen, app)
-        .await
-        .with_context(|| format!("binding HTTP origin on {}", config.http_listen))?;
+    let http = ferrocast_packager::http::serve_with_limits(
+        config.http_listen,
+        app,
+        &config.http_connections,
+        &connection_metrics,
+    )
+    .await
+    .with_context(|| format!("binding HTTP origin on {}", config.http_listen))?;
     let edge = match (&config.edge, edge_metrics) {
         (Some(edge), Some(metrics)) => {
             if edge.origin.is_some() {

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use ferrocast_bus::InProcessBus;
 use ferrocast_edge::server::EdgeMetrics;
-use axum::http::StatusCode;
 use ferrocast_ingest::{ListenerHealth, PublisherStatus, RtpIngest, SrtIngest};
 use ferrocast_media::{CodecParams, TrackInfo, TrackKind};
 use ferrocast_packager::Origin;

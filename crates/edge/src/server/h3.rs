@@ -8,13 +8,17 @@
 //! `H3_NO_ERROR`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use tracing::{debug, trace};
 
+use ferrocast_connections::{Activity, Admission, ConnectionLimits};
+
 use super::limits::ClientAddr;
+use super::metrics::EdgeMetrics;
 use super::routes::{Handler, Protocol, ResponseBody};
 use super::{Lifecycle, Tracker, TrackerGuard};
 
@@ -28,6 +32,23 @@ const LINGER_RTTS: u32 = 4;
 const LINGER_MIN: Duration = Duration::from_millis(50);
 const LINGER_MAX: Duration = Duration::from_secs(1);
 
+/// The QUIC listener's connection limits beyond what the transport
+/// configuration enforces (`tls::quic_config`): admission and the idle
+/// close of a connection that keeps itself alive without requests.
+pub(crate) struct Limits {
+    admission: Arc<Admission>,
+    idle_timeout: Duration,
+}
+
+impl Limits {
+    pub(crate) fn new(config: &ConnectionLimits, metrics: &EdgeMetrics) -> Arc<Limits> {
+        Arc::new(Limits {
+            admission: Admission::for_listener(config, &metrics.connections, "h3"),
+            idle_timeout: config.idle_timeout(),
+        })
+    }
+}
+
 /// Accepts QUIC connections until the endpoint closes, or until the
 /// server drains and every connection has finished.
 pub(crate) async fn serve(
@@ -35,6 +56,7 @@ pub(crate) async fn serve(
     handler: Handler,
     life: Lifecycle,
     accepting: TrackerGuard,
+    limits: Arc<Limits>,
 ) {
     let connections = Tracker::default();
     let mut accepting = Some(accepting);
@@ -47,16 +69,27 @@ pub(crate) async fn serve(
                     incoming.refuse();
                     continue;
                 }
+                // Refused (CONNECTION_REFUSED) before the handshake costs
+                // anything.
+                let remote = incoming.remote_address();
+                let permit = match limits.admission.admit(remote.ip()) {
+                    Ok(permit) => permit,
+                    Err(refusal) => {
+                        debug!(%remote, %refusal, "QUIC connection refused");
+                        incoming.refuse();
+                        continue;
+                    }
+                };
                 let handler = handler.clone();
                 let life = life.clone();
                 let open = connections.enter();
+                let limits = limits.clone();
                 tokio::spawn(async move {
-                    let _open = open;
-                    let remote = incoming.remote_address();
+                    let _open = (open, permit);
                     let stopped = life.stopped();
                     let serve = async move {
                         match incoming.await {
-                            Ok(connection) => connection_loop(connection, handler, life).await,
+                            Ok(connection) => connection_loop(connection, handler, life, &limits).await,
                             Err(e) => debug!(%remote, error = %e, "QUIC handshake failed"),
                         }
                     };
@@ -79,7 +112,12 @@ pub(crate) async fn serve(
     });
 }
 
-async fn connection_loop(connection: quinn::Connection, handler: Handler, life: Lifecycle) {
+async fn connection_loop(
+    connection: quinn::Connection,
+    handler: Handler,
+    life: Lifecycle,
+    limits: &Limits,
+) {
     let remote = connection.remote_address();
     let quic = connection.clone();
     let mut h3 = match h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(
@@ -98,11 +136,12 @@ async fn connection_loop(connection: quinn::Connection, handler: Handler, life: 
     let mut draining = false;
     let mut goaway_sent = false;
     let mut drained = false;
+    let activity = Activity::new();
     loop {
         tokio::select! {
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => {
-                    let guards = (life.request(), requests.enter());
+                    let guards = (life.request(), requests.enter(), activity.request());
                     let handler = handler.clone();
                     let stopped = life.stopped();
                     tokio::spawn(async move {
@@ -122,6 +161,13 @@ async fn connection_loop(connection: quinn::Connection, handler: Handler, life: 
                 }
             },
             () = life.draining(), if !draining => draining = true,
+            // QUIC's own idle timeout is reset by any packet (PINGs too);
+            // this closes a connection that sends no request.
+            () = activity.idle(limits.idle_timeout), if !draining => {
+                limits.admission.closed_idle();
+                debug!(%remote, "idle HTTP/3 connection closed");
+                break;
+            }
             () = requests.idle(), if draining && goaway_sent => {
                 drained = true;
                 break;

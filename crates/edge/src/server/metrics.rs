@@ -32,6 +32,10 @@ pub struct EdgeMetrics {
     /// Requests of sessions not counted because a viewer-tracking cap
     /// (`edge.viewers.max_*`) was reached.
     pub viewer_requests_untracked: IntCounter,
+    /// Connections per listener (`https`, `h3`, `plain`, and the operator
+    /// listener `http` of `ferrocast edge`): open, refused at a limit,
+    /// closed idle (`ferrocast_edge_connections_*`).
+    pub connections: ferrocast_connections::ConnectionMetrics,
 }
 
 impl EdgeMetrics {
@@ -96,7 +100,9 @@ impl EdgeMetrics {
             "Requests of sessions not counted because a viewer-tracking cap was reached.",
         )?;
         registry.register(Box::new(viewer_requests_untracked.clone()))?;
+        let connections = ferrocast_connections::ConnectionMetrics::new("edge", &registry)?;
         Ok(EdgeMetrics {
+            connections,
             registry,
             requests,
             upstream_errors,

@@ -56,6 +56,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use ferrocast_connections::{Activity, Admission, ConnectionLimits, RequestGuard, http_builder};
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use http::HeaderValue;
@@ -164,7 +165,7 @@ impl EdgeServer {
         };
         let acceptor = TlsAcceptor::from(Arc::new(tls::tcp_config(&identity)?));
         let (listener, endpoint) = if config.http3 {
-            let quic = tls::quic_config(&identity)?;
+            let quic = tls::quic_config(&identity, &config.connections)?;
             let (listener, endpoint) = bind_pair(config.https_listen, quic).await?;
             (listener, Some(endpoint))
         } else {
@@ -211,6 +212,7 @@ impl EdgeServer {
                     handler.clone(),
                     life.clone(),
                     accepting.enter(),
+                    h3::Limits::new(&config.connections, &metrics),
                 )));
                 Some(addr)
             }
@@ -223,6 +225,7 @@ impl EdgeServer {
             alt_svc,
             life.clone(),
             accepting.enter(),
+            Limits::new(&config.connections, &metrics, "https"),
         )));
         let plain = match config.plain_http_listen {
             Some(addr) => {
@@ -235,6 +238,7 @@ impl EdgeServer {
                     None,
                     life.clone(),
                     accepting.enter(),
+                    Limits::new(&config.connections, &metrics, "plain"),
                 )));
                 Some(bound)
             }
@@ -559,6 +563,7 @@ async fn serve_tcp(
     alt_svc: Option<HeaderValue>,
     life: Lifecycle,
     accepting: TrackerGuard,
+    limits: Arc<Limits>,
 ) {
     let graceful = GracefulShutdown::new();
     loop {
@@ -572,7 +577,16 @@ async fn serve_tcp(
             },
             () = life.draining() => break,
         };
+        // Refused before a byte is read: no TLS handshake, no buffers.
+        let permit = match limits.admission.admit(remote.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                debug!(%remote, %refusal, "connection refused");
+                continue;
+            }
+        };
         let connection = Connection {
+            limits: limits.clone(),
             handler: handler.clone(),
             alt_svc: alt_svc.clone(),
             remote,
@@ -584,6 +598,7 @@ async fn serve_tcp(
         let tls = tls.clone();
         let stopped = life.stopped();
         tokio::spawn(async move {
+            let _permit = permit;
             let serve = async move {
                 match tls {
                     Some(acceptor) => {
@@ -625,7 +640,7 @@ fn hyper_body(body: ResponseBody) -> UnsyncBoxBody<bytes::Bytes, UpstreamError> 
 /// sent it (or dropped it with its connection).
 struct TrackedBody {
     body: UnsyncBoxBody<bytes::Bytes, UpstreamError>,
-    _request: TrackerGuard,
+    _request: (TrackerGuard, RequestGuard),
 }
 
 impl hyper::body::Body for TrackedBody {
@@ -648,8 +663,27 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
+/// A TCP listener's connection limits: its admission and the builder and
+/// idle timeout its connections are served with.
+struct Limits {
+    admission: Arc<Admission>,
+    builder: auto::Builder<TokioExecutor>,
+    idle_timeout: Duration,
+}
+
+impl Limits {
+    fn new(config: &ConnectionLimits, metrics: &EdgeMetrics, listener: &str) -> Arc<Limits> {
+        Arc::new(Limits {
+            admission: Admission::for_listener(config, &metrics.connections, listener),
+            builder: http_builder(config),
+            idle_timeout: config.idle_timeout(),
+        })
+    }
+}
+
 /// What one TCP connection needs.
 struct Connection {
+    limits: Arc<Limits>,
     handler: Handler,
     alt_svc: Option<HeaderValue>,
     remote: SocketAddr,
@@ -664,16 +698,19 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Connection {
+        limits,
         handler,
         alt_svc,
         remote,
         life,
         watcher,
     } = connection;
+    let activity = Activity::new();
+    let requests = activity.clone();
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         let handler = handler.clone();
         let alt_svc = alt_svc.clone();
-        let in_flight = life.request();
+        let in_flight = (life.request(), requests.request());
         async move {
             let protocol = if request.version() == http::Version::HTTP_2 {
                 Protocol::Http2
@@ -699,9 +736,16 @@ where
             }))
         }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(connection).await {
-        debug!(error = %e, "HTTP connection ended with an error");
+    let connection = limits.builder.serve_connection(TokioIo::new(io), service);
+    tokio::select! {
+        result = watcher.watch(connection) => if let Err(e) = result {
+            debug!(error = %e, "HTTP connection ended with an error");
+        },
+        // HTTP/2 and the sniffing of the first bytes have no timer of their
+        // own; HTTP/1.1's header-read timeout also covers keep-alive waits.
+        () = activity.idle(limits.idle_timeout) => {
+            limits.admission.closed_idle();
+            debug!(%remote, "idle connection closed");
+        }
     }
 }

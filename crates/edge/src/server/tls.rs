@@ -100,7 +100,14 @@ pub(crate) fn tcp_config(identity: &Identity) -> Result<ServerConfig, ServerErro
 }
 
 /// TLS inside QUIC: TLS 1.3 only (RFC 9001 §4.2), ALPN `h3`.
-pub(crate) fn quic_config(identity: &Identity) -> Result<quinn::ServerConfig, ServerError> {
+///
+/// The transport carries the connection limits QUIC enforces itself: the
+/// idle timeout (RFC 9000 §10.1 `max_idle_timeout`) and the concurrent
+/// request streams a client may open (§4.6 `initial_max_streams_bidi`).
+pub(crate) fn quic_config(
+    identity: &Identity,
+    limits: &ferrocast_connections::ConnectionLimits,
+) -> Result<quinn::ServerConfig, ServerError> {
     let mut config = ServerConfig::builder_with_provider(builder())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ServerError::Tls(e.to_string()))?
@@ -110,5 +117,18 @@ pub(crate) fn quic_config(identity: &Identity) -> Result<quinn::ServerConfig, Se
     config.alpn_protocols = vec![b"h3".to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(config)
         .map_err(|e| ServerError::Tls(format!("QUIC TLS configuration: {e}")))?;
-    Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_idle_timeout(
+            quinn::IdleTimeout::try_from(limits.idle_timeout())
+                .ok()
+                .or_else(|| Some(quinn::VarInt::MAX.into())),
+        )
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(limits.max_streams_per_connection))
+        // HTTP/3 needs three unidirectional streams from a client (control,
+        // QPACK encoder and decoder; RFC 9114 §6.2); a few spare.
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
+    server.transport_config(Arc::new(transport));
+    Ok(server)
 }
