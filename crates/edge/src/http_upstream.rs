@@ -29,13 +29,17 @@
 //!   response is the answer.
 //! - **The circuit breaker** ([`CircuitBreaker`], one per origin): after
 //!   [`BreakerConfig::failure_threshold`] consecutive failures (no
-//!   connection, no head in time, a `502`/`503`/`504`) it opens and every
+//!   connection, no head in time for a request the origin does not hold, a
+//!   `502`/`504`) it opens and every
 //!   request fails at once with [`UpstreamError::CircuitOpen`], without
 //!   touching the network; after [`BreakerConfig::cool_down_ms`] it lets
 //!   one trial request through (half-open), whose success closes it and
 //!   whose failure opens it again. Any other head is a success: a body
 //!   that breaks off later is about that object more than the origin's
-//!   health.
+//!   health. Neither a `503` nor a held request (blocking playlist, part)
+//!   that times out counts either way: the packager answers `503` about
+//!   one stream (no media yet, a part that did not come), so counting it
+//!   would let one stalled stream cut every other stream off.
 //!
 //! The configuration, the breaker and the backoff schedule are sans-IO
 //! (they take `now` and the jitter as arguments) and exist without the
@@ -676,7 +680,11 @@ mod client {
                         return Ok(Answer::Head(head));
                     }
                     Ok(Attempt::Head(head)) if matches!(head.status, 502..=504) => {
-                        held.finish(Some(true));
+                        // A 503 from the packager is about one stream (no
+                        // media yet, a part that did not come): retried,
+                        // but never held against the origin, or one stalled
+                        // stream would open the breaker for every stream.
+                        held.finish((head.status != 503).then_some(true));
                         // Read (bounded, within the limit) so that the
                         // connection can be reused and the origin's reason
                         // given if this stays the last answer.
@@ -714,7 +722,10 @@ mod client {
                         return Err(UpstreamError::Unreachable(e));
                     }
                     Err(_) => {
-                        held.finish(Some(true));
+                        // A held request that outlived its wait is about
+                        // its stream (the part never came); only a plain
+                        // request going unanswered says the origin is sick.
+                        held.finish((!blocking).then_some(true));
                         // An earlier 5xx is the origin's own answer: better
                         // than no answer.
                         return match last {

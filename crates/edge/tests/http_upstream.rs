@@ -31,6 +31,8 @@ struct Flaky {
     healthy: Arc<AtomicBool>,
     hold: Arc<AtomicBool>,
     release: Arc<tokio::sync::Notify>,
+    /// The status of a failure (default 503).
+    failure_status: StatusCode,
 }
 
 impl Flaky {
@@ -41,6 +43,7 @@ impl Flaky {
             healthy: Arc::new(AtomicBool::new(true)),
             hold: Arc::default(),
             release: Arc::default(),
+            failure_status: StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -68,7 +71,7 @@ impl Flaky {
                     state.release.notified().await;
                 }
                 if n < state.failures || !state.healthy.load(Ordering::SeqCst) {
-                    return (StatusCode::SERVICE_UNAVAILABLE, "try later\n").into_response();
+                    return (state.failure_status, "try later\n").into_response();
                 }
                 if uri.path().ends_with("missing.m4s") {
                     return (StatusCode::NOT_FOUND, "no such part\n").into_response();
@@ -153,7 +156,8 @@ async fn retries_503s_then_succeeds() {
     assert!(!response.headers.iter().any(|(n, _)| n == "content-length"));
     assert_eq!(server.seen(), 3);
     let stats = upstream.stats();
-    assert_eq!((stats.attempts, stats.retries, stats.failures), (3, 2, 2));
+    // Retried, but a 503 is about a stream, not counted against the origin.
+    assert_eq!((stats.attempts, stats.retries, stats.failures), (3, 2, 0));
     assert_eq!(stats.breaker, BreakerState::Closed);
 }
 
@@ -167,7 +171,7 @@ async fn gives_the_last_5xx_when_retries_run_out_and_never_retries_a_4xx() {
     assert_eq!(response.status, 503);
     assert_eq!(&response.body[..], b"try later\n");
     assert_eq!(server.seen(), 4, "one try and three retries");
-    assert_eq!(upstream.stats().failures, 4);
+    assert_eq!(upstream.stats().failures, 0);
     // A blocking request's 503 is the origin's "not in time": at once,
     // and no failure for the breaker.
     let response = within(upstream.fetch(req("/live/cam/stream.m3u8", Some("_HLS_msn=4"))))
@@ -175,7 +179,7 @@ async fn gives_the_last_5xx_when_retries_run_out_and_never_retries_a_4xx() {
         .unwrap();
     assert_eq!(response.status, 503);
     assert_eq!(server.seen(), 5);
-    assert_eq!(upstream.stats().failures, 4);
+    assert_eq!(upstream.stats().failures, 0);
 
     let server = Flaky::new(0);
     let upstream = HttpUpstream::new(config(server.serve().await)).unwrap();
@@ -226,7 +230,8 @@ async fn a_request_held_past_its_limit_times_out() {
 
 #[tokio::test]
 async fn the_breaker_opens_fails_fast_and_a_trial_closes_it() {
-    let server = Flaky::new(0);
+    let mut server = Flaky::new(0);
+    server.failure_status = StatusCode::BAD_GATEWAY;
     server.healthy.store(false, Ordering::SeqCst);
     let addr = server.serve().await;
     let clock = Arc::new(ManualClock(Mutex::new(Instant::now())));
@@ -243,9 +248,9 @@ async fn the_breaker_opens_fails_fast_and_a_trial_closes_it() {
     )
     .unwrap();
     let get = || within(upstream.fetch(req("/live/cam/seg1.m4s", None)));
-    // Three consecutive 503s open it.
+    // Three consecutive 502s open it.
     for _ in 0..3 {
-        assert_eq!(get().await.unwrap().status, 503);
+        assert_eq!(get().await.unwrap().status, 502);
     }
     assert_eq!(upstream.breaker_state(), BreakerState::Open);
     // Open: refused without touching the network.
@@ -281,7 +286,8 @@ async fn the_breaker_opens_fails_fast_and_a_trial_closes_it() {
 
 #[tokio::test]
 async fn a_failed_trial_opens_the_breaker_again() {
-    let server = Flaky::new(0);
+    let mut server = Flaky::new(0);
+    server.failure_status = StatusCode::BAD_GATEWAY;
     server.healthy.store(false, Ordering::SeqCst);
     let addr = server.serve().await;
     let clock = Arc::new(ManualClock(Mutex::new(Instant::now())));
@@ -298,11 +304,11 @@ async fn a_failed_trial_opens_the_breaker_again() {
     )
     .unwrap();
     let get = || within(upstream.fetch(req("/live/cam/seg1.m4s", None)));
-    assert_eq!(get().await.unwrap().status, 503);
+    assert_eq!(get().await.unwrap().status, 502);
     assert_eq!(upstream.breaker_state(), BreakerState::Open);
     clock.advance(Duration::from_secs(1));
     // The trial fails: open for another cool-down.
-    assert_eq!(get().await.unwrap().status, 503);
+    assert_eq!(get().await.unwrap().status, 502);
     assert_eq!(upstream.breaker_state(), BreakerState::Open);
     assert!(matches!(get().await, Err(UpstreamError::CircuitOpen(_))));
     assert_eq!(server.seen(), 2);
@@ -532,7 +538,8 @@ async fn a_streamed_body_has_an_idle_limit_per_chunk_and_a_size_limit() {
 
 #[tokio::test]
 async fn streamed_fetches_count_for_the_breaker_at_the_head() {
-    let server = Flaky::new(0);
+    let mut server = Flaky::new(0);
+    server.failure_status = StatusCode::BAD_GATEWAY;
     server.healthy.store(false, Ordering::SeqCst);
     let addr = server.serve().await;
     let upstream = HttpUpstream::new(HttpUpstreamConfig {
@@ -549,7 +556,7 @@ async fn streamed_fetches_count_for_the_breaker_at_the_head() {
         let mut response = within(upstream.fetch_stream(req("/live/cam/seg1.m4s", None)))
             .await
             .unwrap();
-        assert_eq!(response.status, 503);
+        assert_eq!(response.status, 502);
         assert_eq!(
             &next_item(&mut response.body).await.unwrap().unwrap()[..],
             b"try later\n"
@@ -559,4 +566,45 @@ async fn streamed_fetches_count_for_the_breaker_at_the_head() {
     let e = within(upstream.fetch_stream(req("/live/cam/seg1.m4s", None))).await;
     assert_eq!(e.unwrap_err(), UpstreamError::CircuitOpen(addr.to_string()));
     assert_eq!(server.seen(), 2);
+}
+
+/// One stalled stream must not cut the others off: its `503`s (no media
+/// yet) and its held part requests that outlive their wait are about that
+/// stream, not the origin's health.
+#[tokio::test]
+async fn a_stalled_stream_never_opens_the_breaker_for_the_others() {
+    let app = Router::new().fallback(get(|uri: axum::http::Uri| async move {
+        let path = uri.path().to_owned();
+        if path.starts_with("/live/stalled/part") {
+            // held, and the part never comes
+            std::future::pending::<()>().await;
+        }
+        if path.starts_with("/live/stalled/") {
+            return (StatusCode::SERVICE_UNAVAILABLE, "stream has no media yet\n").into_response();
+        }
+        (StatusCode::OK, path).into_response()
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let upstream = HttpUpstream::new(HttpUpstreamConfig {
+        max_retries: 0,
+        blocking_timeout_ms: 100,
+        breaker: BreakerConfig {
+            failure_threshold: 3,
+            cool_down_ms: 60_000,
+        },
+        ..config(addr)
+    })
+    .unwrap();
+    for n in 0..10 {
+        let answer = within(upstream.fetch(req("/live/stalled/stream.m3u8", None))).await;
+        assert_eq!(answer.unwrap().status, 503);
+        let held = within(upstream.fetch(req(&format!("/live/stalled/part{n}.0.m4s"), None))).await;
+        assert_eq!(held, Err(UpstreamError::Timeout));
+    }
+    assert_eq!(upstream.breaker_state(), BreakerState::Closed);
+    let other = within(upstream.fetch(req("/live/other/seg1.m4s", None))).await;
+    assert_eq!(other.unwrap().status, 200);
+    assert_eq!(upstream.stats().breaker_opened, 0);
 }

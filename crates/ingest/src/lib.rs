@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod gate;
 pub mod interleave;
+pub mod log_limit;
 pub mod rtp;
 pub mod session;
 pub mod srt;

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::gate::{Released, TrackGate};
 use crate::interleave::Interleaver;
+use crate::log_limit::{LogDecision, LogLimiter};
 use crate::status::{SrtSample, StatusRecorder};
 use crate::timeline::{TimelineGuard, TimelineStats, Verdict};
 
@@ -44,6 +45,8 @@ pub struct SessionPipeline {
     pub units: u64,
     /// Bad-input warnings from the demuxer.
     pub warnings: u64,
+    /// Keeps a publisher's bad input from flooding the log.
+    log_limit: LogLimiter,
 }
 
 impl SessionPipeline {
@@ -111,19 +114,44 @@ impl SessionPipeline {
                     pid,
                     stream_type,
                     codec,
-                } => warn!(
+                } if self.may_log(now) => warn!(
                     pid,
                     stream_type, codec, "elementary stream with an unsupported codec ignored"
                 ),
                 DemuxEvent::Warning(w) => {
                     self.warnings += 1;
-                    warn!(warning = %w, "bad MPEG-TS input skipped");
+                    if self.may_log(now) {
+                        warn!(warning = %w, "bad MPEG-TS input skipped");
+                    }
                 }
                 _ => {}
             }
         }
         self.events = events;
         self.forward(now, send);
+    }
+
+    /// Whether a per-publisher warning may be logged at `now`; says first
+    /// how many were suppressed since the last one.
+    fn may_log(&mut self, now: Instant) -> bool {
+        match self.log_limit.check(now) {
+            LogDecision::Log { suppressed } => {
+                if suppressed > 0 {
+                    warn!(
+                        suppressed,
+                        "similar warnings of this publisher were not logged"
+                    );
+                }
+                true
+            }
+            LogDecision::Suppress => false,
+        }
+    }
+
+    /// Warnings not logged since the last one that was (reported once, at
+    /// the end of the session).
+    pub fn take_suppressed_warnings(&mut self) -> u64 {
+        self.log_limit.take_suppressed()
     }
 
     fn forward(&mut self, now: Instant, send: &mut impl FnMut(BusMessage)) {
@@ -213,6 +241,14 @@ pub async fn run(
         }
     }
     pipeline.finish(Instant::now(), &mut send);
+    let suppressed = pipeline.take_suppressed_warnings();
+    if suppressed > 0 {
+        warn!(
+            suppressed,
+            total = pipeline.warnings,
+            "similar warnings of this publisher were not logged"
+        );
+    }
     status.record_media(pipeline.bytes, pipeline.units, pipeline.warnings);
     status.record_timeline(pipeline.timeline(), pipeline.clock_drift_ms());
     if pipeline.units == 0 {
@@ -299,6 +335,63 @@ mod tests {
     }
 
     use ferrocast_media::AccessUnit;
+
+    /// A writer for a test subscriber: everything logged, in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_publisher_sending_garbage_cannot_flood_the_log() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let mut pipeline = SessionPipeline::new();
+        tracing::subscriber::with_default(subscriber, || {
+            // Pairs of TS packets (the demuxer locks on two syncs in a
+            // row) with 50 bytes of junk between pairs: a resync warning
+            // for every pair.
+            let start = Instant::now();
+            let mut garbage = Vec::new();
+            for _ in 0..3000u32 {
+                let mut packet = [0xffu8; 188];
+                packet[0] = 0x47;
+                packet[1] = 0x1f;
+                packet[3] = 0x10;
+                garbage.extend_from_slice(&packet);
+                garbage.extend_from_slice(&packet);
+                garbage.extend_from_slice(&[0u8; 50]);
+            }
+            for (i, chunk) in garbage.chunks(1316).enumerate() {
+                let now = start + Duration::from_millis(i as u64);
+                pipeline.push(chunk, now, &mut |_| {});
+            }
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let logged = log.matches("bad MPEG-TS input skipped").count();
+        assert!(pipeline.warnings > 1000, "{}", pipeline.warnings);
+        assert!(
+            logged <= crate::log_limit::DEFAULT_PER_WINDOW as usize,
+            "{logged} warnings logged"
+        );
+        assert!(logged > 0);
+        assert_eq!(
+            pipeline.take_suppressed_warnings(),
+            pipeline.warnings - logged as u64
+        );
+    }
 
     #[test]
     fn tracks_leave_interleaved_by_decode_time() {
