@@ -11,7 +11,7 @@ minutes="${1:-10}"
 seconds="${SECONDS_EACH:-$((minutes * 60))}"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
-targets=$(cargo fuzz list)
+targets="${TARGETS:-$(cargo fuzz list)}"
 RUSTC_BOOTSTRAP=1 cargo fuzz build || exit 1
 failed=0
 summary=()
