@@ -3,10 +3,14 @@
 //!
 //! Ten thousand viewers blocked on the next part must cost one origin
 //! request. [`Coalescing`] keys every request by its path and its
-//! normalised query ([`normalize_query`]: the LL-HLS directives
-//! `_HLS_msn`, `_HLS_part`, `_HLS_skip`, sorted; everything else dropped),
-//! so blocking playlist requests for the same part share one upstream wait
-//! by construction, whatever order the player wrote the parameters in.
+//! normalised query ([`normalize_query`]: the LL-HLS delivery directives
+//! the resource understands, parsed and written back in one canonical
+//! form; everything else dropped), so blocking playlist requests for the
+//! same part share one upstream wait by construction, whatever order or
+//! spelling (`_HLS_msn=007`) the player used. The key is also what goes
+//! upstream: a parameter that is not in the key never reaches the origin.
+//! A query whose directives do not parse is answered `400` here and never
+//! sent upstream.
 //!
 //! For each request, in order:
 //!
@@ -86,11 +90,19 @@ use tokio::time::Instant;
 use crate::upstream::{
     StreamingResponse, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
+pub use ferrocast_hls::QueryError;
+use ferrocast_hls::{PlaylistRequest, SkipRequest};
 
 /// The query parameters the origin acts on (RFC 8216bis §6.2.5.1 "Client
-/// Delivery Directives"); every other one is dropped from the key and
+/// Delivery Directives"), and only on Media Playlist requests; every other
+/// parameter, and these on any other resource, is dropped from the key and
 /// from the upstream request.
 pub const DIRECTIVES: [&str; 3] = ["_HLS_msn", "_HLS_part", "_HLS_skip"];
+
+/// The file name of a Multivariant Playlist in the origin's URL grammar
+/// (`/live/NAME/index.m3u8`). It takes no delivery directive: RFC 8216bis
+/// §6.2.5 defines them for Media Playlist requests only.
+const MULTIVARIANT_NAME: &str = "index.m3u8";
 
 pub use crate::coalesce_config::{
     CoalescingConfig, DEFAULT_BLOCKING_PLAYLIST_TTL_MS, DEFAULT_PLAYLIST_TTL_MS,
@@ -505,10 +517,27 @@ async fn follow(
     })
 }
 
-fn key_of(req: UpstreamRequest) -> UpstreamRequest {
-    UpstreamRequest {
-        query: normalize_query(req.query.as_deref()),
+/// The coalescing and cache key of a request, which is also what is sent
+/// upstream: its path and [`normalize_query`].
+fn key_of(req: UpstreamRequest) -> Result<UpstreamRequest, QueryError> {
+    Ok(UpstreamRequest {
+        query: normalize_query(&req.path, req.query.as_deref())?,
         path: req.path,
+    })
+}
+
+/// The answer to a request whose delivery directives do not parse: what
+/// the origin would answer (RFC 8216bis §6.2.5: "the Server MUST return
+/// Bad Request, such as HTTP 400"), given here so that it costs the origin
+/// nothing. Never cached. The reason names the parameter, never its value.
+fn bad_request(e: QueryError) -> UpstreamResponse {
+    UpstreamResponse {
+        status: 400,
+        headers: vec![
+            ("content-type".into(), "text/plain; charset=utf-8".into()),
+            ("cache-control".into(), "no-cache".into()),
+        ],
+        body: Bytes::from(format!("{e}\n")),
     }
 }
 
@@ -517,7 +546,11 @@ impl<U: Upstream> Upstream for Coalescing<U> {
         &self,
         req: UpstreamRequest,
     ) -> BoxFuture<'static, Result<StreamingResponse, UpstreamError>> {
-        match self.lookup(key_of(req)) {
+        let key = match key_of(req) {
+            Ok(key) => key,
+            Err(e) => return futures::future::ready(Ok(bad_request(e).into())).boxed(),
+        };
+        match self.lookup(key) {
             Lookup::Hit(response) => futures::future::ready(Ok(response.into())).boxed(),
             Lookup::Fetch(fetch) => fetch,
         }
@@ -526,37 +559,100 @@ impl<U: Upstream> Upstream for Coalescing<U> {
     /// A streamed fetch ([`Upstream::fetch_stream`]) collected whole: one
     /// in-flight mechanism for both.
     fn fetch(&self, req: UpstreamRequest) -> BoxFuture<'static, Outcome> {
-        match self.lookup(key_of(req)) {
+        let key = match key_of(req) {
+            Ok(key) => key,
+            Err(e) => return futures::future::ready(Ok(bad_request(e))).boxed(),
+        };
+        match self.lookup(key) {
             Lookup::Hit(response) => futures::future::ready(Ok(response)).boxed(),
             Lookup::Fetch(fetch) => async move { collect(fetch.await?).await }.boxed(),
         }
     }
 }
 
-/// The query as a cache and coalescing key: only the parameters in
-/// [`DIRECTIVES`], `name=value` pairs sorted, joined by `&`; `None` when
-/// none is left. Order-insensitive and idempotent. Values are kept as they
-/// are: the origin, not the edge, says which are valid (a duplicate
-/// directive stays, so the origin still refuses it).
-pub fn normalize_query(query: Option<&str>) -> Option<String> {
-    let mut pairs: Vec<&str> = query?
-        .split('&')
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
-            DIRECTIVES.contains(&name)
-        })
-        .collect();
-    if pairs.is_empty() {
-        return None;
+/// The query to send upstream for `path`, and to key its response by:
+/// only the delivery directives the resource understands, in one canonical
+/// spelling; `Ok(None)` when none is left.
+///
+/// - **Media Playlists** (any `*.m3u8` but `index.m3u8`): `_HLS_msn`,
+///   `_HLS_part` and `_HLS_skip`, parsed by
+///   [`PlaylistRequest::from_query`] (the origin's own parser, so the edge
+///   and the origin agree on what is valid) and written back as
+///   `_HLS_msn=M[&_HLS_part=P][&_HLS_skip=YES|v2]`: decimal without
+///   leading zeros, so `_HLS_msn=007` and `_HLS_msn=7` are one key. Every
+///   other parameter (a token, a cache buster) is dropped.
+/// - **Everything else** (the Multivariant Playlist `index.m3u8`, parts,
+///   segments, init segments, other paths): no parameter at all. RFC
+///   8216bis §6.2.5 defines the directives for Media Playlist requests
+///   only; on other resources they are unknown parameters like any other,
+///   dropped unread, so `seg3.m4s?_HLS_skip=YES` is `seg3.m4s`.
+///
+/// Refused, for the caller to answer `400` (never forwarded): on a Media
+/// Playlist, a directive that is not a valid decimal-integer in range
+/// (ASCII digits only, at most 20 for `_HLS_msn` and 10 for `_HLS_part`
+/// leading zeros included, fitting `u64` / `u32`), `_HLS_skip` other than `YES` or `v2`,
+/// `_HLS_part` without `_HLS_msn` (§6.2.5: "If the _HLS_part directive is
+/// present without a corresponding _HLS_msn, the Server MUST return Bad
+/// Request, such as HTTP 400"), a query longer than
+/// [`ferrocast_hls::MAX_QUERY_LEN`], and a directive given more than once
+/// (`_HLS_msn=1&_HLS_msn=2`: which one the origin would act on is
+/// ambiguous, so neither is picked). Names are case-sensitive
+/// (`_hls_msn` is not a directive) and values are not percent-decoded
+/// (valid values never need it, so `_HLS_msn=%37` is refused).
+///
+/// Idempotent, and insensitive to the order of the parameters (but for
+/// which of two bad directives an error names).
+///
+/// ```
+/// use ferrocast_edge::coalesce::normalize_query;
+/// let q = normalize_query("/live/cam/stream.m3u8", Some("token=t&_HLS_part=02&_HLS_msn=007"));
+/// assert_eq!(q, Ok(Some("_HLS_msn=7&_HLS_part=2".to_owned())));
+/// assert_eq!(normalize_query("/live/cam/part7.2.m4s", Some("_HLS_skip=YES")), Ok(None));
+/// assert!(normalize_query("/live/cam/stream.m3u8", Some("_HLS_msn=x")).is_err());
+/// ```
+pub fn normalize_query(path: &str, query: Option<&str>) -> Result<Option<String>, QueryError> {
+    if path_kind(path) != PathKind::MediaPlaylist {
+        return Ok(None);
     }
-    pairs.sort_unstable();
-    Some(pairs.join("&"))
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    let request = PlaylistRequest::from_query(query)?;
+    // Written in DIRECTIVES order (which is also their sorted order).
+    let mut out = String::new();
+    if let Some(block) = request.block {
+        out.push_str("_HLS_msn=");
+        out.push_str(&block.msn.to_string());
+        if let Some(part) = block.part {
+            out.push_str("&_HLS_part=");
+            out.push_str(&part.to_string());
+        }
+    }
+    let skip = match request.skip {
+        SkipRequest::No => None,
+        SkipRequest::Yes => Some("YES"),
+        // Kept apart from YES: the origin answers both alike today, but
+        // they are different requests.
+        SkipRequest::V2 => Some("v2"),
+    };
+    if let Some(skip) = skip {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str("_HLS_skip=");
+        out.push_str(skip);
+    }
+    Ok((!out.is_empty()).then_some(out))
 }
 
-/// What a path names, as far as caching is concerned.
+/// What a path names, as far as caching and delivery directives are
+/// concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PathKind {
-    Playlist,
+    /// `index.m3u8`.
+    MultivariantPlaylist,
+    /// Any other `*.m3u8`.
+    MediaPlaylist,
     /// A segment, a part or an init segment.
     Media,
     Other,
@@ -564,8 +660,10 @@ enum PathKind {
 
 fn path_kind(path: &str) -> PathKind {
     let file = path.rsplit('/').next().unwrap_or("");
-    if file.ends_with(".m3u8") {
-        PathKind::Playlist
+    if file == MULTIVARIANT_NAME {
+        PathKind::MultivariantPlaylist
+    } else if file.ends_with(".m3u8") {
+        PathKind::MediaPlaylist
     } else if (file.starts_with("seg") || file.starts_with("part")) && file.ends_with(".m4s")
         || file.starts_with("init") && file.ends_with(".mp4")
     {
@@ -643,7 +741,10 @@ fn cache_until(
         return None;
     }
     let kind = path_kind(&key.path);
-    if kind == PathKind::Playlist {
+    if matches!(
+        kind,
+        PathKind::MultivariantPlaylist | PathKind::MediaPlaylist
+    ) {
         let blocking = key.query.as_deref().is_some_and(|q| {
             q.split('&')
                 .any(|pair| pair.split_once('=').map_or(pair, |(n, _)| n) == "_HLS_msn")
@@ -796,22 +897,109 @@ mod tests {
         }
     }
 
+    const PLAYLIST: &str = "/live/cam/720p/stream.m3u8";
+
+    fn norm(path: &str, query: &str) -> Result<Option<String>, QueryError> {
+        normalize_query(path, Some(query))
+    }
+
+    fn some(query: &str) -> Result<Option<String>, QueryError> {
+        Ok(Some(query.to_owned()))
+    }
+
     #[test]
-    fn query_keeps_sorted_directives_only() {
-        assert_eq!(normalize_query(None), None);
-        assert_eq!(normalize_query(Some("")), None);
-        assert_eq!(normalize_query(Some("token=abc&x=1")), None);
+    fn media_playlists_keep_their_directives_in_one_spelling() {
+        assert_eq!(normalize_query(PLAYLIST, None), Ok(None));
+        assert_eq!(norm(PLAYLIST, ""), Ok(None));
+        assert_eq!(norm(PLAYLIST, "token=abc&x=1&&"), Ok(None));
         assert_eq!(
-            normalize_query(Some("_HLS_skip=YES&token=t&_HLS_part=2&_HLS_msn=273")).as_deref(),
-            Some("_HLS_msn=273&_HLS_part=2&_HLS_skip=YES")
+            norm(PLAYLIST, "_HLS_skip=YES&token=t&_HLS_part=2&_HLS_msn=273"),
+            some("_HLS_msn=273&_HLS_part=2&_HLS_skip=YES")
         );
-        // Duplicates and bare names stay, for the origin to refuse.
+        // Leading zeros, order, unknown parameters: one key.
+        for q in [
+            "_HLS_msn=7&_HLS_part=2",
+            "_HLS_msn=007&_HLS_part=02",
+            "_HLS_part=0002&x=&_HLS_msn=0000000000000000007",
+            "_hls_msn=1&_HLS_msn=7&_HLS_part=2&_HLS_msnx=1&_HLS=2",
+        ] {
+            assert_eq!(norm(PLAYLIST, q), some("_HLS_msn=7&_HLS_part=2"), "{q}");
+        }
+        assert_eq!(norm(PLAYLIST, "_HLS_skip=v2"), some("_HLS_skip=v2"));
+        assert_eq!(norm(PLAYLIST, "_HLS_msn=0"), some("_HLS_msn=0"));
         assert_eq!(
-            normalize_query(Some("_HLS_msn=2&_HLS_msn=1&_HLS_part")).as_deref(),
-            Some("_HLS_msn=1&_HLS_msn=2&_HLS_part")
+            norm(
+                PLAYLIST,
+                "_HLS_msn=18446744073709551615&_HLS_part=4294967295"
+            ),
+            some("_HLS_msn=18446744073709551615&_HLS_part=4294967295")
         );
-        // A prefix of a directive is not the directive.
-        assert_eq!(normalize_query(Some("_HLS_msnx=1&_HLS=2")), None);
+    }
+
+    #[test]
+    fn bad_directives_are_refused_on_media_playlists_only() {
+        use ferrocast_hls::{NumberError, QueryParam};
+        let number = |param, reason| Err(QueryError::BadNumber { param, reason });
+        for (query, expected) in [
+            (
+                "_HLS_msn=x",
+                number(QueryParam::Msn, NumberError::NotDigits),
+            ),
+            (
+                "_HLS_msn=%37",
+                number(QueryParam::Msn, NumberError::NotDigits),
+            ),
+            (
+                "_HLS_msn=-1",
+                number(QueryParam::Msn, NumberError::NotDigits),
+            ),
+            (
+                "_HLS_msn=+1",
+                number(QueryParam::Msn, NumberError::NotDigits),
+            ),
+            ("_HLS_msn", number(QueryParam::Msn, NumberError::Empty)),
+            (
+                "_HLS_msn=18446744073709551616",
+                number(QueryParam::Msn, NumberError::OutOfRange),
+            ),
+            (
+                "_HLS_msn=1&_HLS_part=4294967296",
+                number(QueryParam::Part, NumberError::OutOfRange),
+            ),
+            ("_HLS_part=1", Err(QueryError::PartWithoutMsn)),
+            ("_HLS_skip=yes", Err(QueryError::BadSkip)),
+            ("_HLS_skip=NO", Err(QueryError::BadSkip)),
+            (
+                "_HLS_msn=1&_HLS_msn=1",
+                Err(QueryError::Duplicate(QueryParam::Msn)),
+            ),
+            (
+                "_HLS_skip=YES&_HLS_skip=YES",
+                Err(QueryError::Duplicate(QueryParam::Skip)),
+            ),
+        ] {
+            assert_eq!(norm(PLAYLIST, query), expected, "{query}");
+        }
+        let long = format!("_HLS_msn=1&x={}", "a".repeat(ferrocast_hls::MAX_QUERY_LEN));
+        assert_eq!(norm(PLAYLIST, &long), Err(QueryError::TooLong));
+        // Resources that take no directive ignore them, valid or not.
+        for path in [
+            "/live/cam/index.m3u8",
+            "/live/cam/seg3.m4s",
+            "/live/cam/720p/part3.1.m4s",
+            "/live/cam/init0.mp4",
+            "/healthz",
+        ] {
+            for query in [
+                "_HLS_msn=7&_HLS_part=2&_HLS_skip=YES",
+                "_HLS_msn=x",
+                "_HLS_part=1",
+                "_HLS_msn=1&_HLS_msn=2",
+                long.as_str(),
+            ] {
+                assert_eq!(norm(path, query), Ok(None), "{path}?{query}");
+            }
+        }
     }
 
     fn query_parts() -> impl Strategy<Value = Vec<String>> {
@@ -822,7 +1010,13 @@ mod tests {
             Just("token".to_owned()),
             "[a-zA-Z_]{0,8}",
         ];
-        let pair = (name, proptest::option::of("[0-9A-Za-z%.]{0,6}")).prop_map(|(n, v)| match v {
+        let value = prop_oneof![
+            "0{0,3}[0-9]{1,3}",
+            Just("YES".to_owned()),
+            Just("v2".to_owned()),
+            "[0-9A-Za-z%.]{0,6}",
+        ];
+        let pair = (name, proptest::option::of(value)).prop_map(|(n, v)| match v {
             Some(v) => format!("{n}={v}"),
             None => n,
         });
@@ -839,21 +1033,31 @@ mod tests {
                 s ^= s << 13; s ^= s >> 7; s ^= s << 17;
                 shuffled.swap(i, (s % (i as u64 + 1)) as usize);
             }
-            let a = normalize_query(Some(&parts.join("&")));
-            let b = normalize_query(Some(&shuffled.join("&")));
-            prop_assert_eq!(a, b);
+            let a = normalize_query(PLAYLIST, Some(&parts.join("&")));
+            let b = normalize_query(PLAYLIST, Some(&shuffled.join("&")));
+            // Accepted or refused alike; when two directives are wrong,
+            // which one the error names may depend on the order.
+            prop_assert_eq!(a.is_ok(), b.is_ok());
+            prop_assert_eq!(a.ok(), b.ok());
         }
 
         #[test]
         fn normalization_is_idempotent(parts in query_parts()) {
-            let once = normalize_query(Some(&parts.join("&")));
-            let twice = normalize_query(once.as_deref());
-            prop_assert_eq!(&once, &twice);
-            if let Some(q) = &once {
-                for pair in q.split('&') {
-                    let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-                    prop_assert!(DIRECTIVES.contains(&name), "{}", q);
+            let once = normalize_query(PLAYLIST, Some(&parts.join("&")));
+            if let Ok(once) = once {
+                let twice = normalize_query(PLAYLIST, once.as_deref());
+                prop_assert_eq!(&Ok(once.clone()), &twice);
+                if let Some(q) = &once {
+                    for pair in q.split('&') {
+                        let (name, value) = pair.split_once('=').unwrap();
+                        prop_assert!(DIRECTIVES.contains(&name), "{}", q);
+                        prop_assert!(value == "0" || !value.starts_with('0'), "{}", q);
+                    }
                 }
+            }
+            // Nothing reaches the key of any other resource.
+            for path in ["/live/cam/index.m3u8", "/live/cam/seg1.m4s", "/live/cam/part1.0.m4s"] {
+                prop_assert_eq!(normalize_query(path, Some(&parts.join("&"))), Ok(None));
             }
         }
     }

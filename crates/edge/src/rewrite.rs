@@ -17,11 +17,26 @@
 //!
 //! Which URIs get a token:
 //!
-//! - relative references: always;
+//! - relative references that stay on the playlist's host: always;
 //! - `http:`/`https:` URIs and network-path references (`//host/...`):
 //!   only when they point at one of the configured own origins (a token
 //!   must not leak to a third party);
 //! - any other scheme (`data:`, `skd:`, ...): never.
+//!
+//! **Where a URI points is decided the way a browser decides it**: by the
+//! WHATWG URL Standard's basic URL parser (players in browsers resolve
+//! playlist URIs with it), not by RFC 3986 alone. Leading and trailing C0
+//! controls and spaces are stripped and every tab, LF and CR removed
+//! before anything is looked at; for `http`/`https` (special schemes) a
+//! `\` is a `/`, so `\\host/x`, `/\host/x` and `\/host/x` are
+//! network-path references; schemes are case-insensitive. A URI that
+//! points at a foreign host is **left as it is, without a token**, like
+//! any other foreign URI (not refused: a playlist may legitimately name a
+//! CDN, and a refusal would let an origin's odd spelling take the whole
+//! playlist down). Where the standard would still reach some host but the
+//! spelling is unusual (three slashes or more, `http:host` without
+//! slashes, user info, percent-encoded hosts), the URI is treated as
+//! foreign too: a token is only ever added where the host is certain.
 //!
 //! In a URI that gets one, an existing `token` parameter is replaced (not
 //! duplicated), other query parameters keep their order and bytes (empty
@@ -389,67 +404,161 @@ impl Rewriter {
     }
 
     /// Writes `uri`, with the token if it should carry one.
+    ///
+    /// The leading and trailing C0 controls and spaces a browser strips
+    /// (see [`url_input`]) stay where they are, around the signed URI, so
+    /// that the token lands inside what the browser reads.
     fn write_uri(&self, out: &mut impl Sink, uri: &str) {
-        if self.should_sign(uri) {
-            write_with_param(out, uri, &self.param);
-        } else {
+        let inner = uri.trim_matches(is_c0_or_space);
+        if !self.should_sign(inner) {
             out.text(uri);
+            return;
         }
+        let lead = uri.len() - uri.trim_start_matches(is_c0_or_space).len();
+        out.text(&uri[..lead]);
+        write_with_param(out, inner, &self.param);
+        out.text(&uri[lead + inner.len()..]);
     }
 
     fn should_sign(&self, uri: &str) -> bool {
-        if uri.is_empty() {
-            return false;
-        }
-        // RFC 3986 §4.2: "A relative reference that begins with two slash
-        // characters is termed a network-path reference".
-        if let Some(rest) = uri.strip_prefix("//") {
-            let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-            return self.origins.iter().any(|o| {
-                without_default_port(authority, o.https)
-                    .is_some_and(|a| a.eq_ignore_ascii_case(&o.authority))
-            });
-        }
-        match scheme(uri) {
-            // A relative reference.
-            None => true,
-            Some(scheme) => {
-                let https = if scheme.eq_ignore_ascii_case("https") {
-                    true
-                } else if scheme.eq_ignore_ascii_case("http") {
-                    false
-                } else {
-                    return false;
-                };
-                let Some(rest) = uri[scheme.len() + 1..].strip_prefix("//") else {
-                    return false;
-                };
-                let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-                let Some(authority) = without_default_port(authority, https) else {
-                    return false;
-                };
-                self.origins
-                    .iter()
-                    .any(|o| o.https == https && authority.eq_ignore_ascii_case(&o.authority))
-            }
+        match resolve(&url_input(uri)) {
+            Reach::Nothing | Reach::Foreign => false,
+            Reach::BaseHost => true,
+            Reach::Authority { https, authority } => self.origins.iter().any(|o| {
+                // A network-path reference takes the playlist's scheme,
+                // which the edge does not know here (HTTPS, or the
+                // development listener's HTTP): the host must be ours
+                // under the origin's own scheme.
+                https.is_none_or(|https| https == o.https)
+                    && without_default_port(authority, o.https)
+                        .is_some_and(|a| a.eq_ignore_ascii_case(&o.authority))
+            }),
         }
     }
 }
 
-/// The scheme of an absolute URI (RFC 3986 §3.1: `ALPHA *( ALPHA / DIGIT /
-/// "+" / "-" / "." )` before the first `:`), or `None` for a relative
-/// reference (§4.2: its first segment has no colon).
+/// WHATWG URL Standard: "A C0 control or space is a C0 control or U+0020
+/// SPACE", and "A C0 control is a code point in the range U+0000 NULL to
+/// U+001F INFORMATION SEPARATOR ONE, inclusive."
+fn is_c0_or_space(c: char) -> bool {
+    c <= ' '
+}
+
+/// WHATWG URL Standard: "An ASCII tab or newline is U+0009 TAB, U+000A LF,
+/// or U+000D CR."
+fn is_tab_or_newline(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r')
+}
+
+/// `uri` as the WHATWG URL Standard's basic URL parser reads it:
+///
+/// > 1. If input contains any leading or trailing C0 control or space,
+/// >    invalid-URL-unit validation error. Remove any leading and trailing
+/// >    C0 control or space from input.
+/// > 2. If input contains any ASCII tab or newline, invalid-URL-unit
+/// >    validation error.
+/// > 3. Remove all ASCII tab or newline from input.
+///
+/// Borrowed unless a tab or newline has to go.
+fn url_input(uri: &str) -> std::borrow::Cow<'_, str> {
+    let uri = uri.trim_matches(is_c0_or_space);
+    if uri.contains(is_tab_or_newline) {
+        std::borrow::Cow::Owned(uri.chars().filter(|&c| !is_tab_or_newline(c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(uri)
+    }
+}
+
+/// Where a browser that loaded a playlist from this edge (an `https:` or
+/// `http:` URL, both special schemes) goes for a URI in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach<'a> {
+    /// An empty reference (the playlist itself): nothing to sign.
+    Nothing,
+    /// The playlist's own host: a path, a query or a fragment.
+    BaseHost,
+    /// The host and port in `authority`, under `https` (`None`: the
+    /// playlist's scheme, for a network-path reference).
+    Authority {
+        https: Option<bool>,
+        authority: &'a str,
+    },
+    /// Another scheme, or a spelling not worth resolving: never signed.
+    Foreign,
+}
+
+/// For special schemes the URL Standard reads `\` as `/` (e.g. "relative
+/// state": "Otherwise, if url is special and c is U+005C (`\`),
+/// invalid-reverse-solidus validation error. Set state to relative slash
+/// state.").
+fn is_slash(b: u8) -> bool {
+    matches!(b, b'/' | b'\\')
+}
+
+/// Where `input` (already through [`url_input`]) reaches, following the
+/// URL Standard's basic URL parser with a special base URL.
+///
+/// - "scheme start state": an ASCII alpha starts a scheme, then "scheme
+///   state": ASCII alphanumerics, `+`, `-`, `.` up to a `:`; anything else
+///   means no scheme ("no scheme state", then "relative state").
+/// - With a scheme: `http` and `https` go on ("special authority slashes
+///   state" or, same scheme as the base, "special relative or authority
+///   state"); any other scheme is not ours. Exactly two slashes (`/` or
+///   `\`) then an authority is an absolute URL; anything else is treated
+///   as foreign: `https:x` is a path on the base host only if the base
+///   was HTTPS, `http:x` under an HTTPS base is host `x` ("special
+///   authority ignore slashes state" skips any number of slashes).
+/// - Without a scheme ("relative state", then "relative slash state"):
+///   two slashes (`/` or `\`) start an authority (a network-path
+///   reference; a third is skipped by the standard, and treated as
+///   foreign here), one or none stays on the base host.
+/// - "authority state" ends at `/`, `\`, `?` or `#`.
+fn resolve(input: &str) -> Reach<'_> {
+    if input.is_empty() {
+        return Reach::Nothing;
+    }
+    let (https, rest) = match scheme(input) {
+        None => (None, input),
+        Some(scheme) => {
+            let https = if scheme.eq_ignore_ascii_case("https") {
+                true
+            } else if scheme.eq_ignore_ascii_case("http") {
+                false
+            } else {
+                return Reach::Foreign;
+            };
+            (Some(https), &input[scheme.len() + 1..])
+        }
+    };
+    let b = rest.as_bytes();
+    let slashes = b.iter().take(3).take_while(|&&c| is_slash(c)).count();
+    match (https, slashes) {
+        (None, 0 | 1) => Reach::BaseHost,
+        (_, 2) => {
+            let rest = &rest[2..];
+            let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+            Reach::Authority {
+                https,
+                authority: &rest[..end],
+            }
+        }
+        _ => Reach::Foreign,
+    }
+}
+
+/// The scheme of an absolute URL: URL Standard "scheme start state" and
+/// "scheme state" (as RFC 3986 §3.1, `ALPHA *( ALPHA / DIGIT / "+" / "-"
+/// / "." )` followed by `:`), or `None` for a relative reference (the
+/// first character that cannot be part of a scheme comes before any `:`).
 fn scheme(uri: &str) -> Option<&str> {
-    let end = uri.find([':', '/', '?', '#'])?;
-    if uri.as_bytes()[end] != b':' {
+    let b = uri.as_bytes();
+    if !b.first()?.is_ascii_alphabetic() {
         return None;
     }
-    let s = &uri[..end];
-    let mut bytes = s.bytes();
-    let first = bytes.next()?;
-    (first.is_ascii_alphabetic()
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
-    .then_some(s)
+    let end = b
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.')))?;
+    (b[end] == b':').then(|| &uri[..end])
 }
 
 /// The first line must be `#EXTM3U`.
@@ -476,7 +585,13 @@ fn write_with_param(out: &mut impl Sink, uri: &str, param: &str) {
     out.text("?");
     for pair in query.split('&') {
         let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-        if pair.is_empty() || name == param {
+        // Compared as the browser will send it, tabs and newlines removed
+        // (see `url_input`): `to<TAB>ken=old` is a `token` parameter too.
+        let same = name
+            .chars()
+            .filter(|&c| !is_tab_or_newline(c))
+            .eq(param.chars());
+        if pair.is_empty() || same {
             continue;
         }
         out.text(pair);
@@ -624,6 +739,125 @@ mod tests {
         let none = rewriter(&[]);
         let u = "https://edge.example.com/a";
         assert_eq!(uri(&none, u), u);
+    }
+
+    /// WHATWG URL Standard spellings of another host: backslashes for
+    /// slashes, C0 controls and spaces around, tabs and newlines inside,
+    /// any case in the scheme. None gets the token.
+    #[test]
+    fn what_a_browser_reads_as_another_host_is_foreign() {
+        let r = rewriter(&["https://edge.example.com"]);
+        for foreign in [
+            "\\\\evil.net/x",
+            "/\\evil.net/x",
+            "\\/evil.net/x",
+            "\\\\evil.net",
+            "\\\\edge.example.com.evil.net/x",
+            "//evil.net\\@edge.example.com/x",
+            "\\\\evil.net\\@edge.example.com/x",
+            "\t//evil.net/x",
+            "/\t/evil.net/x",
+            "/\r/evil.net/x",
+            "\\\t\\evil.net/x",
+            "\u{0}//evil.net/x",
+            "\u{1f}\\\\evil.net/x",
+            "\u{b}\u{c}//evil.net/x",
+            " //evil.net/x",
+            "//evil.net/x\u{1}",
+            "///evil.net/x",
+            "\\\\\\evil.net/x",
+            "///edge.example.com/x",
+            "HTTPS://evil.net/x",
+            "hTtPs://evil.net/x",
+            "https:\\\\evil.net/x",
+            "https:/\\evil.net/x",
+            "hTtP:\\/evil.net/x",
+            "https:\t//evil.net/x",
+            "ht\ttps://evil.net/x",
+            "h\rttps://evil.net/x",
+            "https://evil.net\\edge.example.com/x",
+            "http:evil.net/x",
+            "https:evil.net/x",
+            "https:///evil.net/x",
+            "\u{1}hTtPs://evil.net/x",
+            "//edge.example.com%2eevil.net/x",
+            "javascript:alert(1)",
+            "\tdata:,x",
+            "",
+            "\u{0}",
+        ] {
+            assert_eq!(uri(&r, foreign), foreign, "{foreign:?}");
+        }
+    }
+
+    /// The same spellings for this edge's own host are signed, the token
+    /// inside what the browser reads.
+    #[test]
+    fn what_a_browser_reads_as_this_host_is_signed() {
+        let r = rewriter(&["https://edge.example.com"]);
+        for (own, signed) in [
+            ("\\\\edge.example.com/x", "\\\\edge.example.com/x?token=T"),
+            ("/\\edge.example.com/x", "/\\edge.example.com/x?token=T"),
+            (
+                "hTtPs://EDGE.example.com/x",
+                "hTtPs://EDGE.example.com/x?token=T",
+            ),
+            (
+                "HTTPS:\\\\edge.example.com:443/x",
+                "HTTPS:\\\\edge.example.com:443/x?token=T",
+            ),
+            ("\t//edge.example.com/x", "\t//edge.example.com/x?token=T"),
+            ("//edge.ex\tample.com/x", "//edge.ex\tample.com/x?token=T"),
+            ("//edge.example.com\\x", "//edge.example.com\\x?token=T"),
+            // Relative references stay on the playlist's host.
+            ("/x\\evil.net/y", "/x\\evil.net/y?token=T"),
+            ("\\x/y", "\\x/y?token=T"),
+            ("a\\\\evil.net", "a\\\\evil.net?token=T"),
+            ("\u{0}seg1.m4s\u{b}", "\u{0}seg1.m4s?token=T\u{b}"),
+            (" seg1.m4s#f ", " seg1.m4s?token=T#f "),
+            ("a?to\tken=old&x=1", "a?x=1&token=T"),
+            ("a\\b:c", "a\\b:c?token=T"),
+        ] {
+            assert_eq!(uri(&r, own), signed, "{own:?}");
+        }
+    }
+
+    #[test]
+    fn urls_as_the_parser_reads_them() {
+        assert_eq!(url_input(" \u{0}a\tb\nc\rd\u{1f} "), "abcd");
+        assert!(matches!(
+            url_input("seg1.m4s"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(scheme("hTtPs://x"), Some("hTtPs"));
+        assert_eq!(scheme("a+b-c.d:x"), Some("a+b-c.d"));
+        for none in [
+            "1a:x", "a_b:x", "a\\b:x", "seg1.m4s", "a?b:c", "/a:b", ":x", "",
+        ] {
+            assert_eq!(scheme(none), None, "{none:?}");
+        }
+        assert_eq!(resolve(""), Reach::Nothing);
+        assert_eq!(resolve("a/b"), Reach::BaseHost);
+        assert_eq!(resolve("/a"), Reach::BaseHost);
+        assert_eq!(resolve("\\a"), Reach::BaseHost);
+        assert_eq!(resolve("?x"), Reach::BaseHost);
+        assert_eq!(
+            resolve("\\/h:8080?x"),
+            Reach::Authority {
+                https: None,
+                authority: "h:8080"
+            }
+        );
+        assert_eq!(
+            resolve("HTTP:/\\h#x"),
+            Reach::Authority {
+                https: Some(false),
+                authority: "h"
+            }
+        );
+        assert_eq!(resolve("///h"), Reach::Foreign);
+        assert_eq!(resolve("https:h"), Reach::Foreign);
+        assert_eq!(resolve("wss://h"), Reach::Foreign);
     }
 
     #[test]

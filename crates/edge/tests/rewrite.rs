@@ -391,6 +391,14 @@ fn line() -> impl Strategy<Value = Line> {
         Just("#EXT-X-MAP:URI=\"https://cdn.other.net/init.mp4\"".to_string()),
         Just("https://cdn.other.net/seg1.ts?token=theirs".to_string()),
         Just("#EXT-X-PART:URI=\"\",DURATION=1".to_string()),
+        // What a browser reads as another host (WHATWG URL Standard).
+        Just("\\\\cdn.other.net/seg1.m4s".to_string()),
+        Just("/\\cdn.other.net/seg1.m4s".to_string()),
+        Just("\u{b}//cdn.other.net/seg1.m4s".to_string()),
+        Just("/\t/cdn.other.net/seg1.m4s".to_string()),
+        Just("HTTPS:\\\\live.example.com.evil.net/seg1.m4s".to_string()),
+        Just("#EXT-X-MAP:URI=\"\\\\cdn.other.net/init.mp4\"".to_string()),
+        Just("#EXT-X-PART:DURATION=1,URI=\" /\t/cdn.other.net/p.m4s\"".to_string()),
     ]
     .prop_map(Line::Same);
     let tag = prop_oneof![
@@ -590,6 +598,129 @@ proptest! {
                 for _ in 0..2 {
                     let cached = cache.rewrite(&body, token).map(|b| b.to_vec());
                     prop_assert_eq!(&cached, &direct);
+                }
+            }
+        }
+    }
+}
+
+/// What a browser's URL parser (the WHATWG URL Standard, as the `url`
+/// crate behind reqwest implements it) makes of `uri` in a playlist loaded
+/// from `base`: the host and the values of its `token` parameters, for
+/// `http`/`https` URLs only.
+fn browser_reads(base: &str, uri: &str) -> Option<(String, Vec<String>)> {
+    let url = reqwest::Url::parse(base).unwrap().join(uri).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let tokens = url
+        .query_pairs()
+        .filter(|(name, _)| name == "token")
+        .map(|(_, value)| value.into_owned())
+        .collect();
+    Some((url.host_str()?.to_owned(), tokens))
+}
+
+/// URIs spelled the ways a browser forgives: C0 controls and spaces
+/// around, a tab or CR anywhere, backslashes for slashes, any case in the
+/// scheme, one to three slashes, own and foreign hosts.
+fn spelled_uri() -> impl Strategy<Value = String> {
+    let around = prop_oneof![
+        Just(""),
+        Just(" "),
+        Just("\t"),
+        Just("\u{0}"),
+        Just("\u{b}"),
+        Just("\u{1f}"),
+    ];
+    let scheme = prop_oneof![
+        3 => Just(""),
+        1 => Just("https:"),
+        1 => Just("HTTPS:"),
+        1 => Just("hTtP:"),
+        1 => Just("http:"),
+        1 => Just("wss:"),
+        1 => Just("h\ttps:"),
+    ];
+    let slashes = proptest::collection::vec(prop_oneof![Just('/'), Just('\\')], 0..4);
+    let host = prop_oneof![
+        Just("live.example.com"),
+        Just("LIVE.Example.COM"),
+        Just("live.example.com:443"),
+        Just("live.example.com:8443"),
+        Just("live.exa\tmple.com"),
+        Just("cdn.other.net"),
+        Just("live.example.com.evil.net"),
+        Just("evil.net\\@live.example.com"),
+        Just("live.example.com@evil.net"),
+        Just("evil.net%2flive.example.com"),
+        Just("seg1.m4s"),
+    ];
+    let path = prop_oneof![
+        Just(""),
+        Just("/seg1.m4s"),
+        Just("\\seg1.m4s"),
+        Just("?x=1"),
+        Just("#f"),
+        Just("/a?token=old&x=1#f"),
+        Just("/a?to\tken=old"),
+    ];
+    let inserted = prop_oneof![Just(""), Just("\t"), Just("\r")];
+    (
+        around.clone(),
+        scheme,
+        slashes,
+        host,
+        path,
+        inserted,
+        any::<usize>(),
+        around,
+    )
+        .prop_map(|(lead, scheme, slashes, host, path, inserted, at, trail)| {
+            let slashes: String = slashes.into_iter().collect();
+            let mut core = format!("{scheme}{slashes}{host}{path}");
+            core.insert_str(at % (core.len() + 1), inserted);
+            // A trailing tab would be taken for the URI line's blanks.
+            let trail = if trail == "\t" { "" } else { trail };
+            format!("{lead}{core}{trail}")
+        })
+}
+
+proptest! {
+    /// The token only ever goes where a browser takes this edge's host to
+    /// be, and never to a URI a browser resolves to another host; what
+    /// is left unsigned comes out byte for byte. The oracle is an
+    /// independent implementation of the URL Standard.
+    #[test]
+    fn tokens_go_only_where_a_browser_reaches_this_host(uri in spelled_uri()) {
+        prop_assume!(!uri.trim_start_matches([' ', '\t']).starts_with('#'));
+        let playlist = format!("#EXTM3U\n{uri}\n#EXT-X-MAP:URI=\"{uri}\"\n");
+        let r = rewriter();
+        let out = r.rewrite(&playlist, "T").unwrap();
+        let template = r.template(bytes::Bytes::from(playlist.clone())).unwrap();
+        prop_assert_eq!(&template.render("T").unwrap()[..], out.as_bytes());
+        let lines: Vec<&str> = out.split('\n').collect();
+        let attribute = lines[2]
+            .strip_prefix("#EXT-X-MAP:URI=\"")
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap();
+        for written in [lines[1], attribute] {
+            let signed = written != uri;
+            for base in [
+                "https://live.example.com/live/cam/stream.m3u8",
+                "http://live.example.com/live/cam/stream.m3u8",
+            ] {
+                let before = browser_reads(base, &uri);
+                let after = browser_reads(base, written);
+                if signed {
+                    prop_assert_eq!(
+                        after.as_ref().map(|(host, tokens)| (host.as_str(), tokens.clone())),
+                        Some(("live.example.com", vec!["T".to_owned()])),
+                        "{:?} -> {:?} from {}", uri, written, base
+                    );
+                }
+                if before.as_ref().map(|(host, _)| host.as_str()) != Some("live.example.com") {
+                    prop_assert!(!signed, "{:?} -> {:?} from {}", uri, written, base);
                 }
             }
         }

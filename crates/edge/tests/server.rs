@@ -386,6 +386,25 @@ async fn h3_get(
     cert_der: &[u8],
     paths: &[String],
 ) -> Vec<(u16, Option<String>)> {
+    h3_heads(addr, cert_der, paths)
+        .await
+        .into_iter()
+        .map(|(status, headers)| {
+            let retry_after = headers
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, retry_after)
+        })
+        .collect()
+}
+
+/// GET each of `paths` over one HTTP/3 connection, as [`h3_get`]: the
+/// status and headers of each.
+async fn h3_heads(
+    addr: std::net::SocketAddr,
+    cert_der: &[u8],
+    paths: &[String],
+) -> Vec<(u16, http::HeaderMap)> {
     let endpoint = common::h3_endpoint(cert_der);
     let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
     let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(connection))
@@ -403,11 +422,7 @@ async fn h3_get(
         stream.finish().await.unwrap();
         let response = stream.recv_response().await.unwrap();
         while stream.recv_data().await.unwrap().is_some() {}
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_owned());
-        answers.push((response.status().as_u16(), retry_after));
+        answers.push((response.status().as_u16(), response.headers().clone()));
     }
     driver.abort();
     answers
@@ -460,4 +475,148 @@ async fn the_per_ip_limit_applies_on_every_protocol() {
         .with_label_values(&["ip"])
         .get();
     assert!(refused >= 3, "{refused}");
+}
+
+/// An origin that labels everything as something a browser would run, or
+/// not at all.
+fn hostile_origin() -> Router {
+    use axum::http::{Response, StatusCode};
+    Router::new().route(
+        "/live/{*rest}",
+        get(
+            |axum::extract::Path(rest): axum::extract::Path<String>| async move {
+                let file = rest.rsplit('/').next().unwrap_or("");
+                let (status, content_type, body) = match file {
+                    "stream.m3u8" => (
+                        StatusCode::OK,
+                        Some("text/html"),
+                        "#EXTM3U\n#EXTINF:1.0,\nseg3.m4s\n",
+                    ),
+                    "seg3.m4s" => (StatusCode::OK, Some("text/html"), "<script>x()</script>"),
+                    "part3.0.m4s" => (StatusCode::OK, Some("image/svg+xml"), "<svg/>"),
+                    "part3.1.m4s" => (StatusCode::OK, None, "<html>"),
+                    "init0.mp4" => (StatusCode::OK, Some("application/javascript"), "x()"),
+                    _ => (StatusCode::NOT_FOUND, Some("text/html"), "<b>gone</b>"),
+                };
+                let mut response = Response::builder().status(status);
+                if let Some(content_type) = content_type {
+                    response = response.header("content-type", content_type);
+                }
+                response.body(axum::body::Body::from(body)).unwrap()
+            },
+        ),
+    )
+}
+
+/// Playlists and media carry the `Content-Type` the edge chooses from the
+/// file name, never the origin's, and `X-Content-Type-Options: nosniff`,
+/// over HTTP/1.1, HTTP/2 and HTTP/3, for GET and HEAD; refusals carry
+/// `nosniff` too.
+#[tokio::test]
+async fn media_types_are_the_edges_and_never_sniffed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, cert_der, _) = pem_identity(dir.path());
+    let mut config = config();
+    config.tls_cert = Some(cert);
+    config.tls_key = Some(key);
+    let upstream = Arc::new(InProcessUpstream::new(
+        hostile_origin(),
+        Duration::from_secs(5),
+    ));
+    let server = EdgeServer::start(&config, upstream, EdgeMetrics::new().unwrap())
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = EdgeTokens::new(&config.token)
+        .unwrap()
+        .sign("cam", now + 60, None);
+    let expected = [
+        (
+            format!("/live/cam/stream.m3u8?token={token}"),
+            200,
+            "application/vnd.apple.mpegurl",
+        ),
+        (
+            format!("/live/cam/720p/stream.m3u8?token={token}"),
+            200,
+            "application/vnd.apple.mpegurl",
+        ),
+        (
+            format!("/live/cam/seg3.m4s?token={token}"),
+            200,
+            "video/iso.segment",
+        ),
+        (
+            format!("/live/cam/part3.0.m4s?token={token}"),
+            200,
+            "video/iso.segment",
+        ),
+        (
+            format!("/live/cam/part3.1.m4s?token={token}"),
+            200,
+            "video/iso.segment",
+        ),
+        (
+            format!("/live/cam/init0.mp4?token={token}"),
+            200,
+            "video/mp4",
+        ),
+        // Refusals: the origin's, and the edge's own.
+        (
+            format!("/live/cam/seg9.m4s?token={token}"),
+            404,
+            "text/plain; charset=utf-8",
+        ),
+        (
+            "/live/cam/seg3.m4s".to_owned(),
+            401,
+            "text/plain; charset=utf-8",
+        ),
+    ];
+    let https = server.https_addr();
+    for http2 in [false, true] {
+        let builder = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(10));
+        let client = if http2 {
+            builder.http2_prior_knowledge()
+        } else {
+            builder.http1_only()
+        }
+        .build()
+        .unwrap();
+        for (path, status, content_type) in &expected {
+            for head in [false, true] {
+                let url = format!("https://{https}{path}");
+                let request = if head {
+                    client.head(&url)
+                } else {
+                    client.get(&url)
+                };
+                let response = request.send().await.unwrap();
+                let context = format!("{path} http2={http2} head={head}");
+                assert_eq!(response.status(), *status, "{context}");
+                assert_eq!(
+                    response.headers()["content-type"],
+                    *content_type,
+                    "{context}"
+                );
+                assert_eq!(
+                    response.headers()["x-content-type-options"],
+                    "nosniff",
+                    "{context}"
+                );
+            }
+        }
+    }
+    let paths: Vec<String> = expected.iter().map(|(path, _, _)| path.clone()).collect();
+    let answers = h3_heads(server.h3_addr().unwrap(), &cert_der, &paths).await;
+    for ((path, status, content_type), (got_status, headers)) in expected.iter().zip(&answers) {
+        assert_eq!(got_status, status, "{path} h3");
+        assert_eq!(headers["content-type"], *content_type, "{path} h3");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path} h3");
+    }
 }

@@ -364,6 +364,38 @@ mod tests {
         assert_eq!(template.render("bad token"), Err(RewriteError::BadToken));
     }
 
+    /// URIs a browser reads as another host leave no hole: the template
+    /// path decides like the rewriter (one walk writes both).
+    #[test]
+    fn other_hosts_leave_no_hole() {
+        let r = Rewriter::new(&RewriteConfig {
+            own_origins: vec!["https://edge.example.com".into()],
+            ..RewriteConfig::default()
+        })
+        .unwrap();
+        let body = Bytes::from_static(
+            b"#EXTM3U\n\
+              #EXT-X-MAP:URI=\"\\\\evil.net/init0.mp4\"\n\
+              #EXT-X-PART:DURATION=1,URI=\" //evil.net/p.m4s\"\n\
+              #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"/\t/evil.net/p.m4s\"\n\
+              #EXTINF:1.0,\n\
+              \x0c/\\evil.net/seg1.m4s\n\
+              #EXTINF:1.0,\n\
+              HTTPS:\\\\evil.net/seg2.m4s\n\
+              #EXTINF:1.0,\n\
+              hTtPs://edge.example.com/seg3.m4s\n\
+              #EXTINF:1.0,\n\
+              seg4.m4s\n",
+        );
+        let template = r.template(body.clone()).unwrap();
+        assert_eq!(template.holes(), 2);
+        let direct = r.rewrite_bytes(&body, "T").unwrap();
+        assert_eq!(template.render("T").unwrap(), direct.as_bytes());
+        assert_eq!(direct.matches("token=T").count(), 2);
+        assert!(direct.contains("hTtPs://edge.example.com/seg3.m4s?token=T\n"));
+        assert!(direct.contains("\nseg4.m4s?token=T\n"));
+    }
+
     #[test]
     fn a_changed_playlist_never_gets_a_stale_template() {
         let cache = cache(1 << 20);

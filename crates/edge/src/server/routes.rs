@@ -13,6 +13,7 @@ use tracing::{Instrument, debug, debug_span, warn};
 
 use super::limits::Limits;
 use super::metrics::EdgeMetrics;
+use crate::coalesce::normalize_query;
 use crate::edge_token::query_param;
 use futures::StreamExt;
 
@@ -21,7 +22,21 @@ use crate::upstream::{
 };
 use crate::{EdgeConfig, EdgeConfigError, EdgeTokens, JwtError, JwtVerifier, Rewriter, jwt};
 
+/// RFC 8216bis §4: "Each Playlist file MUST be identifiable either by the
+/// path component of its URI or by HTTP Content-Type. ... In the second,
+/// the HTTP Content-type MUST be "application/vnd.apple.mpegurl" or
+/// "audio/mpegurl"."
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+/// Parts and segments (`.m4s`, CMAF fragments): the media type registered
+/// for segments of the ISO base media file format.
+const SEGMENT_TYPE: &str = "video/iso.segment";
+/// Init segments (`.mp4`).
+const MP4_TYPE: &str = "video/mp4";
+/// `X-Content-Type-Options: nosniff` (WHATWG Fetch): the browser takes the
+/// `Content-Type` the edge chose and never sniffs another from the body,
+/// so whatever bytes the origin put in a playlist or segment are never run
+/// as HTML or script on the edge's origin.
+const NOSNIFF: &str = "nosniff";
 /// Parts, segments and init segments never change once complete.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const NO_CACHE: &str = "no-cache";
@@ -48,6 +63,20 @@ impl std::fmt::Debug for ResponseBody {
             ResponseBody::Stream(_) => f.write_str("Stream"),
         }
     }
+}
+
+/// The `Content-Type` of a playlist or media file, from its name alone
+/// (the path grammar admits `.m3u8`, `.m4s` and `.mp4` files only); what
+/// the upstream said is never passed on.
+fn content_type_of(path: &str) -> HeaderValue {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    HeaderValue::from_static(match file.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("m3u8") => PLAYLIST_TYPE,
+        Some("m4s") => SEGMENT_TYPE,
+        Some("mp4") => MP4_TYPE,
+        // Unreachable through `parse_path`; never a type a browser runs.
+        _ => "application/octet-stream",
+    })
 }
 
 fn full(response: Response<Bytes>) -> Response<ResponseBody> {
@@ -162,25 +191,6 @@ pub(crate) fn parse_path(path: &str) -> Option<Target<'_>> {
         ResourceName::Segment { .. } => MediaKind::Segment,
     };
     Some(Target::Media { stream, kind })
-}
-
-/// The token the viewer presented (the first `param`) and the query to send
-/// upstream: only the `_HLS_*` parameters, in their order, so that equal
-/// requests are equal upstream (and coalesce).
-pub(crate) fn split_query<'a>(
-    query: Option<&'a str>,
-    param: &str,
-) -> (Option<&'a str>, Option<String>) {
-    let Some(query) = query else {
-        return (None, None);
-    };
-    let token = query_param(query, param);
-    let upstream: Vec<&str> = query
-        .split('&')
-        .filter(|pair| pair.starts_with("_HLS_"))
-        .collect();
-    let upstream = (!upstream.is_empty()).then(|| upstream.join("&"));
-    (token, upstream)
 }
 
 /// The JWT in a request's `Authorization: Bearer` header, if any.
@@ -347,6 +357,12 @@ impl Handler {
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static(EXPOSE_HEADERS),
         );
+        // On every response, media, playlists and refusals alike: each
+        // carries the type the edge chose.
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static(NOSNIFF),
+        );
         if let Some(length) = length {
             headers.insert(header::CONTENT_LENGTH, length.into());
         }
@@ -386,7 +402,11 @@ impl Handler {
             return full(text(StatusCode::NOT_FOUND, "not found"));
         };
         let inner = &self.inner;
-        let (presented, upstream_query) = split_query(request.uri().query(), &inner.token_param);
+        // The token the viewer presented: the first `token` parameter.
+        let presented = request
+            .uri()
+            .query()
+            .and_then(|query| query_param(query, &inner.token_param));
         let now = (inner.clock)();
         let stream = target.stream();
         // The token to sign into a playlist's URIs, if this is a playlist.
@@ -423,6 +443,19 @@ impl Handler {
                     .then(|| inner.tokens.sign_media(stream, &claims, now))
             }
         };
+        // Only the delivery directives the resource understands go
+        // upstream, in one spelling (the coalescing key): never the token,
+        // never a parameter the origin would ignore but a cache would key
+        // on. Directives that do not parse are refused here rather than
+        // forwarded (after the token check, so that a request without a
+        // valid token learns nothing about them).
+        let upstream_query = match normalize_query(path, request.uri().query()) {
+            Ok(query) => query,
+            Err(e) => {
+                debug!(reason = %e, "delivery directives refused");
+                return full(text(StatusCode::BAD_REQUEST, &e.to_string()));
+            }
+        };
         let upstream_request = UpstreamRequest {
             path: path.to_owned(),
             query: upstream_query,
@@ -430,7 +463,7 @@ impl Handler {
         let Some(token) = sign_with else {
             // Media: passed on as it arrives.
             return match inner.upstream.fetch_stream(upstream_request).await {
-                Ok(upstream) if upstream.status == 200 => media_stream(upstream),
+                Ok(upstream) if upstream.status == 200 => media_stream(upstream, path),
                 Ok(upstream) => full(upstream_error(&collect_error(upstream).await)),
                 Err(e) => full(self.upstream_failed(&e, path)),
             };
@@ -449,10 +482,7 @@ impl Handler {
                 // Room for these two and what `serve` adds (CORS, length):
                 // the map is sized once, not grown per insert.
                 headers.reserve(8);
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(PLAYLIST_TYPE),
-                );
+                headers.insert(header::CONTENT_TYPE, content_type_of(path));
                 headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
                 response
             }
@@ -523,13 +553,12 @@ fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str>
         .map(|(_, v)| v.as_str())
 }
 
-/// A part, segment or init segment. Complete objects are immutable; the
-/// origin's own `Cache-Control` wins when it says otherwise (a part it
-/// was still writing).
-fn media_stream(upstream: StreamingResponse) -> Response<ResponseBody> {
-    let content_type = header_of(&upstream.headers, "content-type")
-        .and_then(|v| HeaderValue::from_str(v).ok())
-        .unwrap_or(HeaderValue::from_static("video/mp4"));
+/// A part, segment or init segment at `path`. Complete objects are
+/// immutable; the origin's own `Cache-Control` wins when it says otherwise
+/// (a part it was still writing). The `Content-Type` is the edge's, from
+/// the file name ([`content_type_of`]), whatever the origin sent.
+fn media_stream(upstream: StreamingResponse, path: &str) -> Response<ResponseBody> {
+    let content_type = content_type_of(path);
     let cache = match header_of(&upstream.headers, "cache-control") {
         None => HeaderValue::from_static(IMMUTABLE),
         Some(v) if v.contains("immutable") => HeaderValue::from_static(IMMUTABLE),
@@ -747,13 +776,18 @@ mod tests {
     }
 
     #[test]
-    fn the_token_never_goes_upstream() {
-        assert_eq!(
-            split_query(Some("_HLS_msn=4&token=abc&_HLS_part=1&x=1"), "token"),
-            (Some("abc"), Some("_HLS_msn=4&_HLS_part=1".to_owned()))
-        );
-        assert_eq!(split_query(Some("token=abc"), "token"), (Some("abc"), None));
-        assert_eq!(split_query(None, "token"), (None, None));
+    fn content_types_come_from_the_file_name() {
+        for (path, expected) in [
+            ("/live/cam/index.m3u8", PLAYLIST_TYPE),
+            ("/live/cam/720p/stream.m3u8", PLAYLIST_TYPE),
+            ("/live/cam/part3.1.m4s", SEGMENT_TYPE),
+            ("/live/cam/seg3.m4s", SEGMENT_TYPE),
+            ("/live/cam/720p/init0.mp4", MP4_TYPE),
+            ("/live/cam/x.html", "application/octet-stream"),
+            ("/live/cam/noext", "application/octet-stream"),
+        ] {
+            assert_eq!(content_type_of(path), expected, "{path}");
+        }
     }
 
     const MULTIVARIANT: &str = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nstream.m3u8\n";
@@ -824,6 +858,49 @@ mod tests {
             4,
             "refused before upstream"
         );
+    }
+
+    #[tokio::test]
+    async fn only_understood_directives_go_upstream_in_one_spelling() {
+        let (handler, fake) = handler(vec![
+            ("stream.m3u8", Ok(ok(200, &[], MEDIA))),
+            ("index.m3u8", Ok(ok(200, &[], MULTIVARIANT))),
+            ("seg1.m4s", Ok(ok(200, &[], "SEG"))),
+        ]);
+        let tokens = EdgeTokens::new(&config().token).unwrap();
+        let token = tokens.sign("cam", NOW + 60, None);
+        let jwt = jwt(&["cam"]);
+        for (uri, query) in [
+            (
+                format!("/live/cam/stream.m3u8?x=1&_HLS_part=02&token={token}&_HLS_msn=007"),
+                Some("_HLS_msn=7&_HLS_part=2"),
+            ),
+            (
+                format!("/live/cam/stream.m3u8?_HLS_skip=v2&_HLS_foo=1&token={token}"),
+                Some("_HLS_skip=v2"),
+            ),
+            (
+                format!("/live/cam/seg1.m4s?_HLS_msn=x&_HLS_skip=YES&token={token}"),
+                None,
+            ),
+            (
+                format!("/live/cam/index.m3u8?_HLS_msn=1&_HLS_skip=YES&token={jwt}"),
+                None,
+            ),
+        ] {
+            let response = get(&handler, &uri).await;
+            assert_eq!(response.status(), 200, "{uri}");
+            let asked = fake.asked.lock().unwrap().pop().unwrap();
+            assert_eq!(asked.query.as_deref(), query, "{uri}");
+        }
+        let response = get(
+            &handler,
+            &format!("/live/cam/stream.m3u8?_HLS_msn=1&_HLS_msn=2&token={token}"),
+        )
+        .await;
+        assert_eq!(response.status(), 400);
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert!(fake.asked.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
