@@ -132,6 +132,57 @@ pub struct LimitsConfig {
     /// (a few MiB).
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
+    /// Viewer sessions one viewer may start (Multivariant Playlist requests
+    /// with a valid JWT, each of which mints a session counted as a
+    /// viewer): counted per JWT `sub`, or per JWT when it has none, after
+    /// the signature is verified. Default [`SessionLimit::DEFAULT`]: 10 a
+    /// minute, 20 at once, so one JWT can neither mint sessions without end
+    /// nor inflate the viewer count.
+    #[serde(default)]
+    pub sessions_per_viewer: SessionLimit,
+}
+
+/// How many viewer sessions one viewer may start
+/// (`sessions_per_viewer = { per_minute = .., burst = .. }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionLimit {
+    /// Whether this limit applies at all. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Sessions a minute, sustained; at least 1 when enabled.
+    #[serde(default = "default_sessions_per_minute")]
+    pub per_minute: u32,
+    /// Sessions at once from a full bucket; at least 1 when enabled.
+    #[serde(default = "default_sessions_burst")]
+    pub burst: u32,
+}
+
+impl SessionLimit {
+    /// 10 sessions a minute, bursts of 20.
+    pub const DEFAULT: SessionLimit = SessionLimit {
+        enabled: true,
+        per_minute: 10,
+        burst: 20,
+    };
+
+    /// The emission interval: how long one session uses up.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(60) / self.per_minute.max(1)
+    }
+}
+
+impl Default for SessionLimit {
+    fn default() -> Self {
+        SessionLimit::DEFAULT
+    }
+}
+
+fn default_sessions_per_minute() -> u32 {
+    SessionLimit::DEFAULT.per_minute
+}
+fn default_sessions_burst() -> u32 {
+    SessionLimit::DEFAULT.burst
 }
 
 impl Default for LimitsConfig {
@@ -141,6 +192,7 @@ impl Default for LimitsConfig {
             per_token: RateLimit::DEFAULT_PER_TOKEN,
             ipv6_prefix_len: default_ipv6_prefix_len(),
             max_keys: default_max_keys(),
+            sessions_per_viewer: SessionLimit::DEFAULT,
         }
     }
 }
@@ -166,11 +218,9 @@ fn default_max_keys() -> usize {
 #[non_exhaustive]
 pub enum LimitsConfigError {
     /// `rate_per_sec` or `burst` of an enabled limit is 0.
-    #[error(
-        "edge.limits.{limit}: rate_per_sec and burst must be at least 1 (or set enabled = false)"
-    )]
+    #[error("edge.limits.{limit}: its rate and burst must be at least 1 (or set enabled = false)")]
     Zero {
-        /// `per_ip` or `per_token`.
+        /// `per_ip`, `per_token` or `sessions_per_viewer`.
         limit: &'static str,
     },
     /// `ipv6_prefix_len` is outside 1..=128.
@@ -188,6 +238,12 @@ impl LimitsConfig {
             if rate.enabled && (rate.rate_per_sec == 0 || rate.burst == 0) {
                 return Err(LimitsConfigError::Zero { limit });
             }
+        }
+        let sessions = &self.sessions_per_viewer;
+        if sessions.enabled && (sessions.per_minute == 0 || sessions.burst == 0) {
+            return Err(LimitsConfigError::Zero {
+                limit: "sessions_per_viewer",
+            });
         }
         if !(1..=128).contains(&self.ipv6_prefix_len) {
             return Err(LimitsConfigError::Ipv6Prefix(self.ipv6_prefix_len));
@@ -248,7 +304,11 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
     /// A limiter for `limit` holding at most `max_keys` keys (rounded up
     /// to a multiple of [`SHARDS`]). `limit.enabled` is not looked at.
     pub fn new(limit: &RateLimit, max_keys: usize) -> Self {
-        let interval = limit.interval();
+        RateLimiter::with_interval(limit.interval(), limit.burst, max_keys)
+    }
+
+    /// A limiter allowing one request per `interval`, `burst` at once.
+    pub fn with_interval(interval: Duration, burst: u32, max_keys: usize) -> Self {
         let shard_capacity = max_keys.div_ceil(SHARDS).max(1);
         let shards = (0..SHARDS)
             .map(|_| {
@@ -263,7 +323,7 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
             shards,
             hasher: RandomState::new(),
             interval,
-            tolerance: interval * limit.burst.max(1),
+            tolerance: interval * burst.max(1),
             shard_capacity,
         }
     }

@@ -42,6 +42,8 @@ pub struct ClientAddr(pub SocketAddr);
 pub(crate) struct Limits {
     per_ip: Option<RateLimiter<u128>>,
     per_token: Option<RateLimiter<u64>>,
+    /// Sessions minted per viewer (verified JWT `sub`, else the JWT).
+    sessions: Option<RateLimiter<u64>>,
     ipv6_prefix_len: u8,
     hasher: RandomState,
     metrics: EdgeMetrics,
@@ -52,6 +54,7 @@ pub(crate) struct Limits {
 enum By {
     Ip,
     Token,
+    Viewer,
 }
 
 impl By {
@@ -59,6 +62,7 @@ impl By {
         match self {
             By::Ip => "ip",
             By::Token => "token",
+            By::Viewer => "viewer_sessions",
         }
     }
 }
@@ -66,6 +70,7 @@ impl By {
 /// Domain separation of the token keys.
 const SESSION_KEY: u8 = 0;
 const TOKEN_KEY: u8 = 1;
+const SUBJECT_KEY: u8 = 2;
 
 impl Limits {
     /// The limits of `config`, counting into `metrics`.
@@ -83,6 +88,10 @@ impl Limits {
                 .per_token
                 .enabled
                 .then(|| RateLimiter::new(&config.per_token, config.max_keys)),
+            sessions: config.sessions_per_viewer.enabled.then(|| {
+                let limit = &config.sessions_per_viewer;
+                RateLimiter::with_interval(limit.interval(), limit.burst, config.max_keys)
+            }),
             ipv6_prefix_len: config.ipv6_prefix_len,
             hasher: RandomState::new(),
             metrics,
@@ -133,6 +142,24 @@ impl Limits {
         self.decide(By::Token, limiter.check(key, now))
     }
 
+    /// A 429 when the viewer of a verified JWT (its `sub`, else the JWT
+    /// itself: a `jti` names one JWT, as the JWT does) has started more
+    /// sessions than `sessions_per_viewer` allows; `None` to mint one.
+    /// Checked after the signature, so the `sub` is the issuer's word.
+    pub(crate) fn mint_session(
+        &self,
+        subject: Option<&str>,
+        jwt: &str,
+        now: Instant,
+    ) -> Option<Response<Bytes>> {
+        let limiter = self.sessions.as_ref()?;
+        let key = match subject {
+            Some(subject) => self.hasher.hash_one((SUBJECT_KEY, subject)),
+            None => self.hasher.hash_one((TOKEN_KEY, jwt)),
+        };
+        self.decide(By::Viewer, limiter.check(key, now))
+    }
+
     fn decide(&self, by: By, decision: Decision) -> Option<Response<Bytes>> {
         match decision {
             Decision::Allowed => None,
@@ -162,6 +189,7 @@ fn too_many(by: By, retry_after: Duration) -> Response<Bytes> {
     let reason = match by {
         By::Ip => "too many requests from this address\n",
         By::Token => "too many requests for this session\n",
+        By::Viewer => "too many sessions for this viewer\n",
     };
     let mut response = Response::new(Bytes::from_static(reason.as_bytes()));
     *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;

@@ -409,6 +409,9 @@ impl Handler {
             .and_then(|query| query_param(query, &inner.token_param));
         let now = (inner.clock)();
         let stream = target.stream();
+        // The viewer (JWT `sub`, and the JWT) of a Multivariant Playlist
+        // request, whose answer starts a session.
+        let mut mint = None;
         // The token to sign into a playlist's URIs, if this is a playlist.
         let sign_with = match target {
             Target::Multivariant { .. } => {
@@ -420,6 +423,7 @@ impl Handler {
                 };
                 match inner.jwts.verify(presented, stream, now) {
                     Ok(viewer) => {
+                        mint = Some((viewer.subject.clone(), presented));
                         let session = inner.viewers.new_session();
                         let tokens = &inner.tokens;
                         Some(tokens.sign_session(stream, &viewer, session.as_ref(), now))
@@ -474,6 +478,18 @@ impl Handler {
         };
         if upstream.status != 200 {
             return full(upstream_error(&upstream));
+        }
+        // Each session handed out counts as a viewer: one JWT may not start
+        // them without end. Only answers that hand one out count (a player
+        // polling for a stream that is not live yet uses up nothing).
+        if let Some((subject, jwt)) = mint
+            && let Some(refusal) = inner.limits.mint_session(
+                subject.as_deref(),
+                jwt,
+                tokio::time::Instant::now().into_std(),
+            )
+        {
+            return full(refusal);
         }
         full(match inner.templates.rewrite(&upstream.body, &token) {
             Ok(body) => {
@@ -728,6 +744,71 @@ mod tests {
             &jsonwebtoken::EncodingKey::from_secret(HS.as_bytes()),
         )
         .unwrap()
+    }
+
+    /// A viewer JWT for `streams`, with `sub` if given, expiring `exp_in`
+    /// seconds from `NOW`.
+    fn jwt_of(sub: Option<&str>, streams: &[&str], exp_in: u64) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some("k".into());
+        let mut claims = serde_json::json!({"aud": "a", "exp": NOW + exp_in, "streams": streams});
+        if let Some(sub) = sub {
+            claims["sub"] = sub.into();
+        }
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(HS.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    /// One JWT (or one `sub` over several JWTs) may start at most
+    /// `sessions_per_viewer` sessions: a burst of 20, then one per 6 s.
+    #[tokio::test(start_paused = true)]
+    async fn one_viewer_cannot_mint_sessions_without_end() {
+        let (handler, fake) = handler(vec![("cam/index.m3u8", Ok(ok(200, &[], MULTIVARIANT)))]);
+        let index = |token: &str| format!("/live/cam/index.m3u8?token={token}");
+        let alice = jwt_of(Some("alice"), &["cam"], 3600);
+        for _ in 0..20 {
+            assert_eq!(get(&handler, &index(&alice)).await.status(), 200);
+        }
+        let refused = get(&handler, &index(&alice)).await;
+        assert_eq!(refused.status(), 429);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "6");
+        assert_eq!(&refused.body()[..], b"too many sessions for this viewer\n");
+        // Another JWT of the same viewer draws from the same bucket.
+        let alice_again = jwt_of(Some("alice"), &["cam"], 7200);
+        assert_eq!(get(&handler, &index(&alice_again)).await.status(), 429);
+        // Other viewers, and a JWT without `sub` (counted by itself), are
+        // not affected.
+        let bob = jwt_of(Some("bob"), &["cam"], 3600);
+        assert_eq!(get(&handler, &index(&bob)).await.status(), 200);
+        let anonymous = jwt_of(None, &["cam"], 3600);
+        assert_eq!(get(&handler, &index(&anonymous)).await.status(), 200);
+        // The bucket refills at the configured rate.
+        tokio::time::advance(std::time::Duration::from_secs(6)).await;
+        assert_eq!(get(&handler, &index(&alice)).await.status(), 200);
+        assert_eq!(get(&handler, &index(&alice)).await.status(), 429);
+        assert_eq!(
+            handler
+                .inner
+                .metrics
+                .rate_limited
+                .with_label_values(&["viewer_sessions"])
+                .get(),
+            3
+        );
+        // A request for a stream that is not live hands out no session and
+        // uses up nothing.
+        let none_live = jwt_of(Some("carol"), &["off"], 3600);
+        for _ in 0..30 {
+            let answer = get(&handler, &format!("/live/off/index.m3u8?token={none_live}")).await;
+            assert_eq!(answer.status(), 404);
+        }
+        let carol = jwt_of(Some("carol"), &["cam"], 3600);
+        assert_eq!(get(&handler, &index(&carol)).await.status(), 200);
+        drop(fake);
     }
 
     async fn get(handler: &Handler, uri: &str) -> Response<Bytes> {
