@@ -168,3 +168,17 @@ async fn an_http3_connection_without_requests_is_closed_though_it_pings() {
             .contains("ferrocast_edge_connections_closed_idle_total{listener=\"h3\"} 1")
     );
 }
+
+#[tokio::test]
+async fn a_tls_handshake_that_never_finishes_is_cut_at_the_header_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = config(dir.path(), "header_read_timeout_ms = 300");
+    let server = start(&config).await;
+    let mut silent = TcpStream::connect(server.https_addr()).await.unwrap();
+    // A ClientHello begun and never finished.
+    silent
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .unwrap();
+    assert!(closed_by_server(&mut silent, Duration::from_secs(10)).await);
+}

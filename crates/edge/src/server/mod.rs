@@ -81,8 +81,6 @@ pub use routes::{Clock, Handler, Protocol, ResponseBody};
 use crate::upstream::{Upstream, UpstreamError};
 use crate::{EdgeConfig, EdgeConfigError};
 
-/// A TLS handshake must finish within this.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tries at finding a port free on both TCP and UDP when asked for port 0.
 const PORT_TRIES: usize = 16;
 
@@ -596,13 +594,14 @@ async fn serve_tcp(
             watcher: graceful.watcher(),
         };
         let tls = tls.clone();
+        let handshake_timeout = limits.handshake_timeout;
         let stopped = life.stopped();
         tokio::spawn(async move {
             let _permit = permit;
             let serve = async move {
                 match tls {
                     Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                             Ok(Ok(tls)) => serve_connection(tls, connection).await,
                             Ok(Err(e)) => debug!(%remote, error = %e, "TLS handshake failed"),
                             Err(_) => debug!(%remote, "TLS handshake timed out"),
@@ -669,6 +668,9 @@ struct Limits {
     admission: Arc<Admission>,
     builder: auto::Builder<TokioExecutor>,
     idle_timeout: Duration,
+    /// The TLS handshake gets the header-read timeout: a client slow to
+    /// finish it is a slowloris one layer down.
+    handshake_timeout: Duration,
 }
 
 impl Limits {
@@ -677,6 +679,7 @@ impl Limits {
             admission: Admission::for_listener(config, &metrics.connections, listener),
             builder: http_builder(config),
             idle_timeout: config.idle_timeout(),
+            handshake_timeout: config.header_read_timeout(),
         })
     }
 }
