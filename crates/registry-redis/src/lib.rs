@@ -1,0 +1,350 @@
+//! The Ferrocast [`Registry`] on Redis 7, for processes that run apart.
+//!
+//! What is in Redis (every key under a configurable prefix, default
+//! `ferrocast`):
+//!
+//! | key | value | TTL | written by |
+//! |---|---|---|---|
+//! | `{prefix}:lease:{role}:{stream}` | `holder epoch token` | the lease's, renewed by its holder | the holder: `SET NX PX` (in a script with the `INCR` below), compare-and-extend, compare-and-delete |
+//! | `{prefix}:epoch:{role}:{stream}` | the newest fencing epoch | none (it must never go back) | `INCR` with each lease taken |
+//! | `{prefix}:node:{id}` | `roles endpoint` | about 4 heartbeats | the node, each heartbeat |
+//!
+//! Every call has a time limit ([`RedisRegistry::with_timeout`]); a Redis
+//! that is down or slow gives [`RegistryError::Unavailable`], never a hang,
+//! and the connection is re-established on the next call.
+//!
+//! Not for: deciding who may write. Redis replicates asynchronously and a
+//! paused process can outlive its lease; the packager's
+//! [`ferrocast_registry::Fence`] refuses stale epochs.
+
+use std::time::Duration;
+
+use ferrocast_media::StreamName;
+use ferrocast_registry::{Lease, NodeId, NodeRecord, Registry, RegistryError, Role};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+/// Take a lease if nobody holds it: `SET NX PX` and the epoch's `INCR` in
+/// one atomic script, so that an epoch is spent only on a lease taken.
+/// KEYS: lease, epoch. ARGV: holder, token, ttl ms. Returns the epoch or nil.
+const ACQUIRE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. epoch .. ' ' .. ARGV[2], 'NX', 'PX', ARGV[3])
+return epoch
+";
+
+/// Extend a lease only if it is still this one. KEYS: lease. ARGV: value, ttl ms.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
+/// Delete a lease only if it is still this one. KEYS: lease. ARGV: value.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// How long a registry call may take by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the registry could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The URL is not a Redis URL.
+    #[error("bad Redis URL: {0}")]
+    Url(String),
+}
+
+/// The registry on Redis. Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct RedisRegistry {
+    client: redis::Client,
+    connection: std::sync::Arc<tokio::sync::Mutex<Option<ConnectionManager>>>,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: never shown.
+        f.debug_struct("RedisRegistry")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisRegistry {
+    /// A registry on the Redis at `url` (`redis://[:password@]host:port`),
+    /// its keys under `prefix`. Connects lazily, on the first call.
+    pub fn open(url: &str, prefix: &str) -> Result<Self, OpenError> {
+        let client =
+            redis::Client::open(url).map_err(|e| OpenError::Url(redact(&e.to_string())))?;
+        Ok(RedisRegistry {
+            client,
+            connection: std::sync::Arc::default(),
+            prefix: prefix.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The same registry with every call limited to `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn lease_key(&self, stream: &StreamName, role: Role) -> String {
+        format!(
+            "{}:lease:{}:{}",
+            self.prefix,
+            role.as_str(),
+            stream.as_str()
+        )
+    }
+
+    fn epoch_key(&self, stream: &StreamName, role: Role) -> String {
+        format!(
+            "{}:epoch:{}:{}",
+            self.prefix,
+            role.as_str(),
+            stream.as_str()
+        )
+    }
+
+    fn node_key(&self, id: &NodeId) -> String {
+        format!("{}:node:{}", self.prefix, id.as_str())
+    }
+
+    /// Run `op` on the connection (made on first use), within the time
+    /// limit; any failure is `Unavailable` and drops the connection so the
+    /// next call makes a new one.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, RegistryError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let attempt = async {
+            let connection = {
+                let mut slot = self.connection.lock().await;
+                match &*slot {
+                    Some(connection) => connection.clone(),
+                    None => {
+                        let connection = ConnectionManager::new(self.client.clone()).await?;
+                        *slot = Some(connection.clone());
+                        connection
+                    }
+                }
+            };
+            op(connection).await
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                self.connection.lock().await.take();
+                Err(RegistryError::Unavailable(redact(&e.to_string())))
+            }
+            Err(_) => {
+                self.connection.lock().await.take();
+                Err(RegistryError::Unavailable(format!(
+                    "no answer within {} ms",
+                    self.timeout.as_millis()
+                )))
+            }
+        }
+    }
+}
+
+/// Error texts of the redis crate can quote the URL; keep passwords out.
+fn redact(text: &str) -> String {
+    match (text.find("redis://"), text.find('@')) {
+        (Some(start), Some(at)) if at > start => {
+            format!("{}redis://***{}", &text[..start], &text[at..])
+        }
+        _ => text.to_owned(),
+    }
+}
+
+fn ms(ttl: Duration) -> u64 {
+    ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64
+}
+
+impl Registry for RedisRegistry {
+    fn acquire(
+        &self,
+        stream: &StreamName,
+        role: Role,
+        node: &NodeId,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<Option<Lease>, RegistryError>> {
+        let this = self.clone();
+        let (stream, node) = (stream.clone(), node.clone());
+        async move {
+            let token = format!("{:032x}", rand::random::<u128>());
+            let (lease_key, epoch_key) =
+                (this.lease_key(&stream, role), this.epoch_key(&stream, role));
+            let epoch: Option<u64> = this
+                .run(|mut c| {
+                    let (holder, token) = (node.as_str().to_owned(), token.clone());
+                    async move {
+                        redis::Script::new(ACQUIRE)
+                            .key(lease_key)
+                            .key(epoch_key)
+                            .arg(holder)
+                            .arg(token)
+                            .arg(ms(ttl))
+                            .invoke_async(&mut c)
+                            .await
+                    }
+                })
+                .await?;
+            Ok(epoch.map(|epoch| Lease {
+                stream,
+                role,
+                holder: node,
+                epoch: ferrocast_registry::Epoch(epoch),
+                token,
+            }))
+        }
+        .boxed()
+    }
+
+    fn renew(
+        &self,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<bool, RegistryError>> {
+        let this = self.clone();
+        let (key, value) = (self.lease_key(&lease.stream, lease.role), lease.encode());
+        async move {
+            let renewed: i64 = this
+                .run(|mut c| async move {
+                    redis::Script::new(RENEW)
+                        .key(key)
+                        .arg(value)
+                        .arg(ms(ttl))
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(renewed == 1)
+        }
+        .boxed()
+    }
+
+    fn release(&self, lease: &Lease) -> BoxFuture<'static, Result<bool, RegistryError>> {
+        let this = self.clone();
+        let (key, value) = (self.lease_key(&lease.stream, lease.role), lease.encode());
+        async move {
+            let released: i64 = this
+                .run(|mut c| async move {
+                    redis::Script::new(RELEASE)
+                        .key(key)
+                        .arg(value)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(released == 1)
+        }
+        .boxed()
+    }
+
+    fn holder(
+        &self,
+        stream: &StreamName,
+        role: Role,
+    ) -> BoxFuture<'static, Result<Option<Lease>, RegistryError>> {
+        let this = self.clone();
+        let stream = stream.clone();
+        let key = self.lease_key(&stream, role);
+        async move {
+            let value: Option<String> = this.run(|mut c| async move { c.get(key).await }).await?;
+            match value {
+                None => Ok(None),
+                Some(value) => Lease::decode(&stream, role, &value)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        RegistryError::Malformed(format!("lease of {stream}: {value:?}"))
+                    }),
+            }
+        }
+        .boxed()
+    }
+
+    fn heartbeat(
+        &self,
+        node: &NodeRecord,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), RegistryError>> {
+        let this = self.clone();
+        let (key, value) = (self.node_key(&node.id), node.encode());
+        async move {
+            this.run(|mut c| async move { c.pset_ex::<_, _, ()>(key, value, ms(ttl)).await })
+                .await
+        }
+        .boxed()
+    }
+
+    fn nodes(&self) -> BoxFuture<'static, Result<Vec<NodeRecord>, RegistryError>> {
+        let this = self.clone();
+        let prefix = format!("{}:node:", self.prefix);
+        async move {
+            let pattern = format!("{prefix}*");
+            let entries: Vec<(String, Option<String>)> = this
+                .run(|mut c| async move {
+                    let mut keys: Vec<String> = Vec::new();
+                    {
+                        let mut scan = c.scan_match::<_, String>(pattern).await?;
+                        while let Some(key) = futures::StreamExt::next(&mut scan).await {
+                            keys.push(key?);
+                        }
+                    }
+                    if keys.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let values: Vec<Option<String>> = c.mget(&keys).await?;
+                    Ok(keys.into_iter().zip(values).collect())
+                })
+                .await?;
+            let mut nodes = Vec::new();
+            for (key, value) in entries {
+                // Expired between SCAN and MGET: gone.
+                let Some(value) = value else { continue };
+                let id = key
+                    .strip_prefix(&prefix)
+                    .and_then(|id| NodeId::new(id).ok())
+                    .ok_or_else(|| RegistryError::Malformed(format!("node key {key:?}")))?;
+                let record = NodeRecord::decode(id, &value)
+                    .ok_or_else(|| RegistryError::Malformed(format!("node {key}: {value:?}")))?;
+                nodes.push(record);
+            }
+            nodes.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(nodes)
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_error_texts() {
+        assert_eq!(
+            redact("failed to connect to redis://:secret@127.0.0.1:6379"),
+            "failed to connect to redis://***@127.0.0.1:6379"
+        );
+        assert_eq!(redact("timed out"), "timed out");
+    }
+}

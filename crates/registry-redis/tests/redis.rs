@@ -1,0 +1,189 @@
+#![allow(clippy::unwrap_used)]
+
+//! The Redis registry against a real `redis-server` on a free port: the
+//! same lease rules as the in-memory registry, the keys and TTLs the
+//! crate documents, and a Redis that stops answering.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ferrocast_media::StreamName;
+use ferrocast_registry::{NodeId, Registry, RegistryError, Role};
+use ferrocast_registry_redis::RedisRegistry;
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("REQUIRE_REDIS_TESTS").is_none(),
+                "REQUIRE_REDIS_TESTS is set but redis-server cannot be run"
+            );
+            eprintln!(
+                "SKIPPED: redis-server is not installed; set REQUIRE_REDIS_TESTS=1 to fail instead"
+            );
+            return None;
+        }
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let ready = lines
+                .by_ref()
+                .map_while(Result::ok)
+                .any(|l| l.contains("Ready to accept connections"));
+            std::thread::spawn(move || lines.for_each(drop));
+            if ready {
+                return Some(Redis { child, port });
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start on a free port");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn leases_follow_the_rules_on_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let registry = RedisRegistry::open(&redis.url(), "test").unwrap();
+    ferrocast_registry::conformance::lease_rules(&registry).await;
+}
+
+#[tokio::test]
+async fn keys_and_ttls_are_as_documented() {
+    let Some(redis) = Redis::start() else { return };
+    let registry = RedisRegistry::open(&redis.url(), "fc").unwrap();
+    let stream = StreamName::new("cam").unwrap();
+    let node = NodeId::new("t1").unwrap();
+    let lease = registry
+        .acquire(&stream, Role::Transcode, &node, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        redis.cli(&["GET", "fc:lease:transcode:cam"]),
+        lease.encode()
+    );
+    let pttl: i64 = redis
+        .cli(&["PTTL", "fc:lease:transcode:cam"])
+        .parse()
+        .unwrap();
+    assert!((1..=60_000).contains(&pttl), "{pttl}");
+    assert_eq!(
+        redis.cli(&["GET", "fc:epoch:transcode:cam"]),
+        lease.epoch.0.to_string()
+    );
+    assert_eq!(
+        redis.cli(&["PTTL", "fc:epoch:transcode:cam"]),
+        "-1",
+        "epochs never expire"
+    );
+    // A failed claim spends no epoch.
+    let other = NodeId::new("t2").unwrap();
+    assert_eq!(
+        registry
+            .acquire(&stream, Role::Transcode, &other, Duration::from_secs(60))
+            .await,
+        Ok(None)
+    );
+    assert_eq!(
+        redis.cli(&["GET", "fc:epoch:transcode:cam"]),
+        lease.epoch.0.to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_redis_that_stops_answering_is_an_error_in_time_then_recovers() {
+    let Some(redis) = Redis::start() else { return };
+    let registry = RedisRegistry::open(&redis.url(), "test")
+        .unwrap()
+        .with_timeout(Duration::from_millis(300));
+    let stream = StreamName::new("cam").unwrap();
+    let node = NodeId::new("p1").unwrap();
+    let lease = registry
+        .acquire(&stream, Role::Package, &node, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    redis.signal("-STOP");
+    let stalled = tokio::time::timeout(
+        Duration::from_secs(10),
+        registry.renew(&lease, Duration::from_secs(60)),
+    )
+    .await;
+    assert!(
+        matches!(stalled, Ok(Err(RegistryError::Unavailable(_)))),
+        "{stalled:?}"
+    );
+    redis.signal("-CONT");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match registry.renew(&lease, Duration::from_secs(60)).await {
+            Ok(renewed) => {
+                assert!(renewed, "the lease outlived the pause");
+                break;
+            }
+            Err(RegistryError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}

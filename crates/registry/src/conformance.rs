@@ -1,0 +1,123 @@
+//! The rules every [`Registry`] implementation follows, as one check both
+//! the in-memory and the Redis implementation run in their tests.
+
+use std::time::{Duration, Instant};
+
+use ferrocast_media::StreamName;
+
+use crate::{NodeId, NodeRecord, Registry, Role};
+
+const LONG: Duration = Duration::from_secs(30);
+/// Short enough to watch expire; the store's clock decides when.
+const SHORT: Duration = Duration::from_millis(300);
+
+async fn until_none(registry: &dyn Registry, stream: &StreamName, role: Role) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = registry.holder(stream, role).await;
+        assert!(held.is_ok(), "{held:?}");
+        if held.is_ok_and(|h| h.is_none()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "lease did not expire");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Leases: one holder at a time, epochs that only grow, renew and release
+/// only by the holder of that very lease, expiry handing the role on;
+/// nodes listed while their heartbeat lasts. Panics on a broken rule.
+pub async fn lease_rules(registry: &dyn Registry) {
+    let stream = StreamName::new(&format!("conformance{:x}", rand::random::<u32>()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other = StreamName::new(&format!("{}x", stream.as_str())).unwrap_or_else(|e| panic!("{e}"));
+    let node = |id: &str| NodeId::new(id).unwrap_or_else(|e| panic!("{e}"));
+    let (a, b) = (node("node-a"), node("node-b"));
+    let role = Role::Transcode;
+
+    let first = registry.acquire(&stream, role, &a, LONG).await;
+    let first = first
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("a first claim succeeds"));
+    assert_eq!(first.holder, a);
+    assert_eq!(
+        registry.acquire(&stream, role, &b, LONG).await,
+        Ok(None),
+        "one holder"
+    );
+    // Roles and streams are independent.
+    assert!(matches!(
+        registry.acquire(&stream, Role::Package, &b, LONG).await,
+        Ok(Some(_))
+    ));
+    assert!(matches!(
+        registry.acquire(&other, role, &b, LONG).await,
+        Ok(Some(_))
+    ));
+    assert_eq!(
+        registry.holder(&stream, role).await,
+        Ok(Some(first.clone()))
+    );
+
+    assert_eq!(registry.renew(&first, LONG).await, Ok(true));
+    let mut forged = first.clone();
+    forged.token = "0".repeat(32);
+    assert_eq!(
+        registry.renew(&forged, LONG).await,
+        Ok(false),
+        "only this lease renews"
+    );
+    assert_eq!(
+        registry.release(&forged,).await,
+        Ok(false),
+        "only this lease releases"
+    );
+    assert_eq!(registry.release(&first).await, Ok(true));
+    assert_eq!(registry.release(&first).await, Ok(false));
+
+    let second = registry.acquire(&stream, role, &b, SHORT).await;
+    let second = second
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("free after release"));
+    assert!(second.epoch > first.epoch, "epochs grow");
+
+    // b's lease lapses (b paused, say); a takes over with a newer epoch,
+    // and b's late renew or release cannot touch a's lease.
+    until_none(registry, &stream, role).await;
+    let third = registry.acquire(&stream, role, &a, LONG).await;
+    let third = third
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("free after expiry"));
+    assert!(third.epoch > second.epoch);
+    assert_eq!(registry.renew(&second, LONG).await, Ok(false));
+    assert_eq!(registry.release(&second).await, Ok(false));
+    assert_eq!(registry.holder(&stream, role).await, Ok(Some(third)));
+
+    // Nodes are listed while their heartbeat lasts.
+    let record = |id: &NodeId| NodeRecord {
+        id: id.clone(),
+        roles: vec![Role::Transcode],
+        endpoint: format!("http://{id}:7000"),
+    };
+    let (short_node, long_node) = (node("node-short"), node("node-long"));
+    assert_eq!(
+        registry.heartbeat(&record(&short_node), SHORT).await,
+        Ok(())
+    );
+    assert_eq!(registry.heartbeat(&record(&long_node), LONG).await, Ok(()));
+    let listed = registry.nodes().await.unwrap_or_default();
+    assert!(listed.contains(&record(&short_node)) && listed.contains(&record(&long_node)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = registry.nodes().await.unwrap_or_default();
+        if !listed.iter().any(|n| n.id == short_node) {
+            assert!(listed.contains(&record(&long_node)));
+            break;
+        }
+        assert!(Instant::now() < deadline, "node record did not expire");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

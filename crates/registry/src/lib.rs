@@ -1,0 +1,99 @@
+//! The registry of a multi-process Ferrocast: which nodes are alive, which
+//! node holds each role (ingest, transcode, package) for each stream, and
+//! the fencing rule that keeps a stale holder from writing.
+//!
+//! A [`Lease`] names its holder and carries a **fencing epoch**, a number
+//! that only grows per stream and role (Redis `INCR` in the Redis
+//! implementation). Leases expire unless renewed; once one has, another
+//! node may take the role with a higher epoch. A paused or partitioned
+//! process can outlive its lease without knowing it, and Redis replicates
+//! asynchronously, so the registry alone never decides who may write:
+//! whoever receives the writes (the packager) keeps a [`Fence`] and refuses
+//! anything stamped with an epoch older than the newest it has seen.
+//!
+//! [`Registry`] is the trait roles depend on; [`InMemoryRegistry`] serves
+//! the all-in-one process and tests, `ferrocast-registry-redis` serves
+//! processes apart.
+//!
+//! ```
+//! # futures::executor::block_on(async {
+//! use std::time::Duration;
+//! use ferrocast_registry::{Fence, InMemoryRegistry, NodeId, Registry, Role};
+//! let registry = InMemoryRegistry::default();
+//! let stream = ferrocast_media::StreamName::new("cam").unwrap();
+//! let a = NodeId::new("transcoder-a").unwrap();
+//! let lease = registry.acquire(&stream, Role::Transcode, &a, Duration::from_secs(10)).await.unwrap().unwrap();
+//! let mut fence = Fence::default();
+//! assert!(fence.admit(&stream, lease.epoch).is_ok());
+//! # });
+//! ```
+
+#[doc(hidden)]
+pub mod conformance;
+mod fence;
+mod ids;
+mod memory;
+
+pub use fence::{Fence, StaleEpoch};
+pub use ids::{Epoch, IdError, Lease, NodeId, NodeRecord, Role};
+pub use memory::InMemoryRegistry;
+
+use std::time::Duration;
+
+use ferrocast_media::StreamName;
+use futures::future::BoxFuture;
+
+/// Why a registry operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The registry's store could not be reached or answered an error; the
+    /// caller retries later (a lease it holds may lapse meanwhile).
+    #[error("registry unavailable: {0}")]
+    Unavailable(String),
+    /// The store holds something this version cannot read.
+    #[error("registry record malformed: {0}")]
+    Malformed(String),
+}
+
+/// What every role needs from the registry. Implementations: in memory
+/// ([`InMemoryRegistry`]) and Redis (`ferrocast-registry-redis`).
+pub trait Registry: Send + Sync {
+    /// Take `role` for `stream` for `ttl` if nobody holds it; `None` if
+    /// someone does. A new lease has a higher epoch than any before it.
+    fn acquire(
+        &self,
+        stream: &StreamName,
+        role: Role,
+        node: &NodeId,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<Option<Lease>, RegistryError>>;
+
+    /// Extend `lease` to `ttl` from now; false if it is no longer held (it
+    /// expired, and perhaps another node took the role).
+    fn renew(
+        &self,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<bool, RegistryError>>;
+
+    /// Give `lease` up (a planned handover); false if it was no longer held.
+    fn release(&self, lease: &Lease) -> BoxFuture<'static, Result<bool, RegistryError>>;
+
+    /// Who holds `role` for `stream` now, if anyone.
+    fn holder(
+        &self,
+        stream: &StreamName,
+        role: Role,
+    ) -> BoxFuture<'static, Result<Option<Lease>, RegistryError>>;
+
+    /// Record `node` as alive for `ttl` (a heartbeat: call every `ttl / 4`).
+    fn heartbeat(
+        &self,
+        node: &NodeRecord,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), RegistryError>>;
+
+    /// Every node whose heartbeat has not expired.
+    fn nodes(&self) -> BoxFuture<'static, Result<Vec<NodeRecord>, RegistryError>>;
+}
