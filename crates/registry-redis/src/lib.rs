@@ -8,6 +8,11 @@
 //! | `{prefix}:lease:{role}:{stream}` | `holder epoch token` | the lease's, renewed by its holder | the holder: `SET NX PX` (in a script with the `INCR` below), compare-and-extend, compare-and-delete |
 //! | `{prefix}:epoch:{role}:{stream}` | the newest fencing epoch | none (it must never go back) | `INCR` with each lease taken |
 //! | `{prefix}:node:{id}` | `roles endpoint` | about 4 heartbeats | the node, each heartbeat |
+//! | `{prefix}:events` | Redis Stream, one field `v` = an encoded [`Event`] | none; `XADD MAXLEN ~` keeps about [`EVENT_LOG_LEN`] | any role, on lifecycle changes |
+//! | `{prefix}:work:transcode` | Redis Stream, field `v` = a stream name; consumer group `transcoders` | none; `XADD MAXLEN ~` | whoever starts a stream offers it (`XADD`); workers `XREADGROUP`, `XACK` once they hold its lease, `XAUTOCLAIM` an idle one of a dead worker |
+//!
+//! Keyspace notifications are not used (they are lost while a client is
+//! disconnected); events are read from the stream by id instead.
 //!
 //! Every call has a time limit ([`RedisRegistry::with_timeout`]); a Redis
 //! that is down or slow gives [`RegistryError::Unavailable`], never a hang,
@@ -20,7 +25,10 @@
 use std::time::Duration;
 
 use ferrocast_media::StreamName;
-use ferrocast_registry::{Lease, NodeId, NodeRecord, Registry, RegistryError, Role};
+use ferrocast_registry::{
+    EVENT_LOG_LEN, Event, EventId, Lease, NodeId, NodeRecord, Registry, RegistryError, Role,
+    WorkItem,
+};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use redis::AsyncCommands;
@@ -51,6 +59,21 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 ";
+
+/// The consumer group of the transcode workers.
+const WORKERS: &str = "transcoders";
+/// About how many work items the queue keeps (acknowledged ones included).
+const WORK_LOG_LEN: usize = 10_000;
+
+/// `(id, [(field, value)])` entries of XRANGE, XREADGROUP and XAUTOCLAIM.
+type Entries = Vec<(String, Vec<(String, String)>)>;
+
+fn value_of(fields: &[(String, String)]) -> Option<&str> {
+    fields
+        .iter()
+        .find(|(f, _)| f == "v")
+        .map(|(_, v)| v.as_str())
+}
 
 /// How long a registry call may take by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -123,6 +146,48 @@ impl RedisRegistry {
 
     fn node_key(&self, id: &NodeId) -> String {
         format!("{}:node:{}", self.prefix, id.as_str())
+    }
+
+    fn events_key(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    fn work_key(&self) -> String {
+        format!("{}:work:transcode", self.prefix)
+    }
+
+    /// Create the workers' group (and the stream) if missing.
+    async fn ensure_group(&self) -> Result<(), RegistryError> {
+        let key = self.work_key();
+        let created: Result<(), RegistryError> = self
+            .run(|mut c| async move {
+                match redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&key)
+                    .arg(WORKERS)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async::<()>(&mut c)
+                    .await
+                {
+                    Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+                    other => other,
+                }
+            })
+            .await;
+        created
+    }
+
+    fn work_items(entries: Entries) -> Result<Vec<WorkItem>, RegistryError> {
+        entries
+            .into_iter()
+            .map(|(id, fields)| {
+                let stream = value_of(&fields)
+                    .and_then(|v| StreamName::new(v).ok())
+                    .ok_or_else(|| RegistryError::Malformed(format!("work item {id}")))?;
+                Ok(WorkItem { id, stream })
+            })
+            .collect()
     }
 
     /// Run `op` on the connection (made on first use), within the time
@@ -291,6 +356,167 @@ impl Registry for RedisRegistry {
         async move {
             this.run(|mut c| async move { c.pset_ex::<_, _, ()>(key, value, ms(ttl)).await })
                 .await
+        }
+        .boxed()
+    }
+
+    fn publish_event(&self, event: &Event) -> BoxFuture<'static, Result<EventId, RegistryError>> {
+        let this = self.clone();
+        let (key, value) = (self.events_key(), event.encode());
+        async move {
+            let id: String = this
+                .run(|mut c| async move {
+                    redis::cmd("XADD")
+                        .arg(key)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(EVENT_LOG_LEN)
+                        .arg("*")
+                        .arg("v")
+                        .arg(value)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(EventId(id))
+        }
+        .boxed()
+    }
+
+    fn events(
+        &self,
+        after: Option<&EventId>,
+        max: usize,
+    ) -> BoxFuture<'static, Result<Vec<(EventId, Event)>, RegistryError>> {
+        let this = self.clone();
+        let key = self.events_key();
+        // `(` makes the start exclusive (Redis 6.2+).
+        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({}", id.0));
+        async move {
+            let entries: Entries = this
+                .run(|mut c| async move {
+                    redis::cmd("XRANGE")
+                        .arg(key)
+                        .arg(start)
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(max.max(1))
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            entries
+                .into_iter()
+                .map(|(id, fields)| {
+                    let event = value_of(&fields)
+                        .and_then(Event::decode)
+                        .ok_or_else(|| RegistryError::Malformed(format!("event {id}")))?;
+                    Ok((EventId(id), event))
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn offer_work(&self, stream: &StreamName) -> BoxFuture<'static, Result<(), RegistryError>> {
+        let this = self.clone();
+        let (key, value) = (self.work_key(), stream.as_str().to_owned());
+        async move {
+            this.ensure_group().await?;
+            this.run(|mut c| async move {
+                redis::cmd("XADD")
+                    .arg(key)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(WORK_LOG_LEN)
+                    .arg("*")
+                    .arg("v")
+                    .arg(value)
+                    .query_async::<String>(&mut c)
+                    .await
+                    .map(drop)
+            })
+            .await
+        }
+        .boxed()
+    }
+
+    fn take_work(
+        &self,
+        worker: &NodeId,
+    ) -> BoxFuture<'static, Result<Option<WorkItem>, RegistryError>> {
+        let this = self.clone();
+        let (key, worker) = (self.work_key(), worker.as_str().to_owned());
+        async move {
+            this.ensure_group().await?;
+            let reply: Option<Vec<(String, Entries)>> = this
+                .run(|mut c| async move {
+                    redis::cmd("XREADGROUP")
+                        .arg("GROUP")
+                        .arg(WORKERS)
+                        .arg(worker)
+                        .arg("COUNT")
+                        .arg(1)
+                        .arg("STREAMS")
+                        .arg(key)
+                        .arg(">")
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            let entries = reply
+                .into_iter()
+                .flatten()
+                .flat_map(|(_, entries)| entries)
+                .collect();
+            Ok(Self::work_items(entries)?.into_iter().next())
+        }
+        .boxed()
+    }
+
+    fn ack_work(&self, item: &WorkItem) -> BoxFuture<'static, Result<(), RegistryError>> {
+        let this = self.clone();
+        let (key, id) = (self.work_key(), item.id.clone());
+        async move {
+            this.run(|mut c| async move {
+                redis::cmd("XACK")
+                    .arg(key)
+                    .arg(WORKERS)
+                    .arg(id)
+                    .query_async::<i64>(&mut c)
+                    .await
+                    .map(drop)
+            })
+            .await
+        }
+        .boxed()
+    }
+
+    fn reclaim_work(
+        &self,
+        worker: &NodeId,
+        min_idle: Duration,
+    ) -> BoxFuture<'static, Result<Vec<WorkItem>, RegistryError>> {
+        let this = self.clone();
+        let (key, worker) = (self.work_key(), worker.as_str().to_owned());
+        async move {
+            this.ensure_group().await?;
+            // Redis 7 answers [next id, entries, deleted ids] (6.2: two).
+            let (_next, entries, _deleted): (String, Entries, Vec<String>) = this
+                .run(|mut c| async move {
+                    redis::cmd("XAUTOCLAIM")
+                        .arg(key)
+                        .arg(WORKERS)
+                        .arg(worker)
+                        .arg(min_idle.as_millis() as u64)
+                        .arg("0-0")
+                        .arg("COUNT")
+                        .arg(100)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            Self::work_items(entries)
         }
         .boxed()
     }

@@ -107,6 +107,20 @@ async fn leases_follow_the_rules_on_redis() {
 }
 
 #[tokio::test]
+async fn events_and_work_follow_the_rules_on_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let registry = RedisRegistry::open(&redis.url(), "test").unwrap();
+    ferrocast_registry::conformance::event_and_work_rules(&registry).await;
+    // The log is a Redis Stream; the work queue has its consumer group.
+    assert_eq!(redis.cli(&["TYPE", "test:events"]), "stream");
+    assert!(
+        redis
+            .cli(&["XINFO", "GROUPS", "test:work:transcode"])
+            .contains("transcoders")
+    );
+}
+
+#[tokio::test]
 async fn keys_and_ttls_are_as_documented() {
     let Some(redis) = Redis::start() else { return };
     let registry = RedisRegistry::open(&redis.url(), "fc").unwrap();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use ferrocast_media::StreamName;
 
-use crate::{NodeId, NodeRecord, Registry, Role};
+use crate::{Event, EventKind, NodeId, NodeRecord, Registry, Role};
 
 const LONG: Duration = Duration::from_secs(30);
 /// Short enough to watch expire; the store's clock decides when.
@@ -120,4 +120,96 @@ pub async fn lease_rules(registry: &dyn Registry) {
         assert!(Instant::now() < deadline, "node record did not expire");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Events: kept in order, read after a given id, nothing skipped. Work:
+/// each item delivered to one worker, pending until acknowledged, handed
+/// to another worker once idle long enough, never again once
+/// acknowledged. Panics on a broken rule.
+pub async fn event_and_work_rules(registry: &dyn Registry) {
+    let stream = |name: &str| StreamName::new(name).unwrap_or_else(|e| panic!("{e}"));
+    let node = |id: &str| NodeId::new(id).unwrap_or_else(|e| panic!("{e}"));
+    let event = |n: i64| Event {
+        kind: if n % 2 == 0 {
+            EventKind::Started
+        } else {
+            EventKind::LeaseTaken
+        },
+        stream: stream(&format!("s{n}")),
+        lease: (n % 2 == 1).then(|| (Role::Package, node("p1"), crate::Epoch(n as u64))),
+        at_unix_ms: n,
+    };
+    let start = registry.events(None, 100_000).await.unwrap_or_default();
+    let mut last = start.last().map(|(id, _)| id.clone());
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let id = registry.publish_event(&event(n)).await;
+        ids.push(id.unwrap_or_else(|e| panic!("{e}")));
+    }
+    let mut seen = Vec::new();
+    // Read two at a time from where the reader left off.
+    loop {
+        let batch = registry
+            .events(last.as_ref(), 2)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 2);
+        last = batch.last().map(|(id, _)| id.clone());
+        seen.extend(batch);
+    }
+    let expected: Vec<_> = ids.into_iter().zip((0..5).map(event)).collect();
+    assert_eq!(seen, expected);
+
+    let (w1, w2) = (node("worker-1"), node("worker-2"));
+    for name in ["work-a", "work-b"] {
+        assert_eq!(registry.offer_work(&stream(name)).await, Ok(()));
+    }
+    let a = registry
+        .take_work(&w1)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("work a"));
+    let b = registry
+        .take_work(&w2)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("work b"));
+    assert_eq!((a.stream.as_str(), b.stream.as_str()), ("work-a", "work-b"));
+    assert_eq!(
+        registry.take_work(&w2).await,
+        Ok(None),
+        "each item delivered once"
+    );
+    // w2 takes its stream's lease and acknowledges; w1 dies holding a.
+    assert_eq!(registry.ack_work(&b).await, Ok(()));
+    assert_eq!(
+        registry.reclaim_work(&w2, Duration::from_secs(60)).await,
+        Ok(vec![]),
+        "not idle yet"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reclaimed = loop {
+        let reclaimed = registry
+            .reclaim_work(&w2, SHORT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if !reclaimed.is_empty() {
+            break reclaimed;
+        }
+        assert!(Instant::now() < deadline, "idle work was not reclaimed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reclaimed, vec![a.clone()], "only the unacknowledged item");
+    assert_eq!(registry.ack_work(&a).await, Ok(()));
+    tokio::time::sleep(SHORT).await;
+    assert_eq!(
+        registry.reclaim_work(&w1, Duration::ZERO).await,
+        Ok(vec![]),
+        "acknowledged work stays done"
+    );
 }

@@ -30,10 +30,12 @@
 
 #[doc(hidden)]
 pub mod conformance;
+mod events;
 mod fence;
 mod ids;
 mod memory;
 
+pub use events::{Event, EventId, EventKind, WorkItem};
 pub use fence::{Fence, StaleEpoch};
 pub use ids::{Epoch, IdError, Lease, NodeId, NodeRecord, Role};
 pub use memory::InMemoryRegistry;
@@ -96,4 +98,43 @@ pub trait Registry: Send + Sync {
 
     /// Every node whose heartbeat has not expired.
     fn nodes(&self) -> BoxFuture<'static, Result<Vec<NodeRecord>, RegistryError>>;
+
+    /// Append a lifecycle event to the log, which keeps about the newest
+    /// [`EVENT_LOG_LEN`] (older ones are trimmed).
+    fn publish_event(&self, event: &Event) -> BoxFuture<'static, Result<EventId, RegistryError>>;
+
+    /// Up to `max` events after `after` (from the oldest kept when
+    /// `None`), oldest first. Readers poll with the last id they saw; no
+    /// event is lost while the reader is away, as long as the log keeps it.
+    fn events(
+        &self,
+        after: Option<&EventId>,
+        max: usize,
+    ) -> BoxFuture<'static, Result<Vec<(EventId, Event)>, RegistryError>>;
+
+    /// Offer `stream` to the transcode workers.
+    fn offer_work(&self, stream: &StreamName) -> BoxFuture<'static, Result<(), RegistryError>>;
+
+    /// The next work item nobody has been given, delivered to `worker`
+    /// alone; `None` when there is none.
+    fn take_work(
+        &self,
+        worker: &NodeId,
+    ) -> BoxFuture<'static, Result<Option<WorkItem>, RegistryError>>;
+
+    /// The worker holds the item's stream (its lease): done with the item.
+    /// Acknowledge at once, not when the transcode ends: an item's idle
+    /// time counts from its delivery.
+    fn ack_work(&self, item: &WorkItem) -> BoxFuture<'static, Result<(), RegistryError>>;
+
+    /// Items delivered at least `min_idle` ago and never acknowledged (their
+    /// worker died before taking the lease), now delivered to `worker`.
+    fn reclaim_work(
+        &self,
+        worker: &NodeId,
+        min_idle: Duration,
+    ) -> BoxFuture<'static, Result<Vec<WorkItem>, RegistryError>>;
 }
+
+/// About how many lifecycle events the log keeps.
+pub const EVENT_LOG_LEN: usize = 10_000;

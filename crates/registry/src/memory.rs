@@ -1,6 +1,6 @@
 //! The registry in process memory: the all-in-one process and tests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::ids::new_token;
-use crate::{Epoch, Lease, NodeId, NodeRecord, Registry, RegistryError, Role};
+use crate::{
+    EVENT_LOG_LEN, Epoch, Event, EventId, Lease, NodeId, NodeRecord, Registry, RegistryError, Role,
+    WorkItem,
+};
 
 /// A [`Registry`] in memory, with the same lease and epoch rules as the
 /// Redis one. Clones share the state.
@@ -23,6 +26,14 @@ struct State {
     leases: HashMap<(StreamName, Role), (Lease, Instant)>,
     epochs: HashMap<(StreamName, Role), u64>,
     nodes: HashMap<NodeId, (NodeRecord, Instant)>,
+    /// The event log: sequence number and event, oldest first.
+    events: VecDeque<(u64, Event)>,
+    next_event: u64,
+    /// Work never delivered, oldest first.
+    work: VecDeque<WorkItem>,
+    /// Work delivered and not acknowledged: delivered when, to whom.
+    pending: Vec<(WorkItem, Instant, NodeId)>,
+    next_work: u64,
 }
 
 impl InMemoryRegistry {
@@ -130,6 +141,72 @@ impl Registry for InMemoryRegistry {
         async move { Ok(()) }.boxed()
     }
 
+    fn publish_event(&self, event: &Event) -> BoxFuture<'static, Result<EventId, RegistryError>> {
+        let id = self.event_log().publish(event);
+        async move { Ok(id) }.boxed()
+    }
+
+    fn events(
+        &self,
+        after: Option<&EventId>,
+        max: usize,
+    ) -> BoxFuture<'static, Result<Vec<(EventId, Event)>, RegistryError>> {
+        let events = self.event_log().after(after, max);
+        async move { Ok(events) }.boxed()
+    }
+
+    fn offer_work(&self, stream: &StreamName) -> BoxFuture<'static, Result<(), RegistryError>> {
+        self.with(|state, _| {
+            state.next_work += 1;
+            let id = state.next_work.to_string();
+            state.work.push_back(WorkItem {
+                id,
+                stream: stream.clone(),
+            });
+        });
+        async move { Ok(()) }.boxed()
+    }
+
+    fn take_work(
+        &self,
+        worker: &NodeId,
+    ) -> BoxFuture<'static, Result<Option<WorkItem>, RegistryError>> {
+        let item = self.with(|state, now| {
+            let item = state.work.pop_front()?;
+            state.pending.push((item.clone(), now, worker.clone()));
+            Some(item)
+        });
+        async move { Ok(item) }.boxed()
+    }
+
+    fn ack_work(&self, item: &WorkItem) -> BoxFuture<'static, Result<(), RegistryError>> {
+        self.with(|state, _| {
+            state
+                .pending
+                .retain(|(pending, _, _)| pending.id != item.id)
+        });
+        async move { Ok(()) }.boxed()
+    }
+
+    fn reclaim_work(
+        &self,
+        worker: &NodeId,
+        min_idle: Duration,
+    ) -> BoxFuture<'static, Result<Vec<WorkItem>, RegistryError>> {
+        let items = self.with(|state, now| {
+            let mut items = Vec::new();
+            for (item, delivered, owner) in &mut state.pending {
+                if now.saturating_duration_since(*delivered) >= min_idle {
+                    *delivered = now;
+                    *owner = worker.clone();
+                    items.push(item.clone());
+                }
+            }
+            items
+        });
+        async move { Ok(items) }.boxed()
+    }
+
     fn nodes(&self) -> BoxFuture<'static, Result<Vec<NodeRecord>, RegistryError>> {
         let mut nodes = self.with(|state, now| {
             state.nodes.retain(|_, (_, until)| *until > now);
@@ -144,6 +221,42 @@ impl Registry for InMemoryRegistry {
     }
 }
 
+impl InMemoryRegistry {
+    fn event_log(&self) -> InMemoryEvents<'_> {
+        InMemoryEvents(self)
+    }
+}
+
+/// The event and work operations, apart from the lease ones above.
+struct InMemoryEvents<'a>(&'a InMemoryRegistry);
+
+impl InMemoryEvents<'_> {
+    fn publish(&self, event: &Event) -> EventId {
+        self.0.with(|state, _| {
+            state.next_event += 1;
+            let seq = state.next_event;
+            state.events.push_back((seq, event.clone()));
+            while state.events.len() > EVENT_LOG_LEN {
+                state.events.pop_front();
+            }
+            EventId(seq.to_string())
+        })
+    }
+
+    fn after(&self, after: Option<&EventId>, max: usize) -> Vec<(EventId, Event)> {
+        let after: u64 = after.and_then(|id| id.0.parse().ok()).unwrap_or(0);
+        self.0.with(|state, _| {
+            state
+                .events
+                .iter()
+                .filter(|(seq, _)| *seq > after)
+                .take(max)
+                .map(|(seq, event)| (EventId(seq.to_string()), event.clone()))
+                .collect()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -153,5 +266,10 @@ mod tests {
     #[tokio::test]
     async fn leases_follow_the_rules() {
         crate::conformance::lease_rules(&InMemoryRegistry::default()).await;
+    }
+
+    #[tokio::test]
+    async fn events_and_work_follow_the_rules() {
+        crate::conformance::event_and_work_rules(&InMemoryRegistry::default()).await;
     }
 }
