@@ -33,11 +33,13 @@ pub mod conformance;
 mod events;
 mod fence;
 mod ids;
+mod keeper;
 mod memory;
 
 pub use events::{Event, EventId, EventKind, WorkItem};
 pub use fence::{Fence, StaleEpoch};
 pub use ids::{Epoch, IdError, Lease, NodeId, NodeRecord, Role};
+pub use keeper::{Holding, LeaseKeeper};
 pub use memory::InMemoryRegistry;
 
 use std::time::Duration;

@@ -2,7 +2,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: the same as std's, except in tests that pause time.
+use tokio::time::Instant;
 
 use ferrocast_media::StreamName;
 use futures::FutureExt;
