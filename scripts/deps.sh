@@ -14,10 +14,12 @@ install_debian_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# What building Ferrocast needs from Debian: a C toolchain, and FFmpeg's
-# libraries with clang for their bindings (the transcoder, `ffmpeg-next`).
+# What building Ferrocast needs from Debian: a C toolchain, FFmpeg's
+# libraries with clang for their bindings (the transcoder, `ffmpeg-next`),
+# and `protoc` for the gRPC bus (`proto/`).
 BUILD_PACKAGES=(pkg-config gcc clang libclang-dev libavcodec-dev libavformat-dev
-  libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev)
+  libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev
+  protobuf-compiler)
 
 # A Cargo target directory outside the clone keeps repeated runs fast.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ferrocast/target}"
