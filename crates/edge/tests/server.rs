@@ -31,6 +31,21 @@ fn config() -> EdgeConfig {
     .unwrap()
 }
 
+/// An HTTPS client accepting the edge's test certificate, speaking HTTP/2
+/// with prior knowledge or HTTP/1.1 only.
+fn https_client(http2: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10));
+    if http2 {
+        builder.http2_prior_knowledge()
+    } else {
+        builder.http1_only()
+    }
+    .build()
+    .unwrap()
+}
+
 fn origin() -> Router {
     Router::new().route(
         "/live/{name}/{file}",
@@ -64,16 +79,7 @@ async fn self_signed_https_h1_h2_and_plain_http() {
         .unwrap()
         .sign("cam", now + 60, None);
     for http2 in [false, true] {
-        let builder = reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .timeout(Duration::from_secs(10));
-        let client = if http2 {
-            builder.http2_prior_knowledge()
-        } else {
-            builder.http1_only()
-        }
-        .build()
-        .unwrap();
+        let client = https_client(http2);
         let response = client
             .get(format!("https://{https}/live/cam/seg3.m4s?token={token}"))
             .send()
@@ -449,16 +455,7 @@ async fn the_per_ip_limit_applies_on_every_protocol() {
     let https = server.https_addr();
     let path = "/live/cam/seg3.m4s".to_owned();
     for http2 in [false, true] {
-        let builder = reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .timeout(Duration::from_secs(10));
-        let client = if http2 {
-            builder.http2_prior_knowledge()
-        } else {
-            builder.http1_only()
-        }
-        .build()
-        .unwrap();
+        let client = https_client(http2);
         let url = format!("https://{https}{path}");
         client.get(&url).send().await.unwrap();
         let response = client.get(&url).send().await.unwrap();
@@ -578,16 +575,7 @@ async fn media_types_are_the_edges_and_never_sniffed() {
     ];
     let https = server.https_addr();
     for http2 in [false, true] {
-        let builder = reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .timeout(Duration::from_secs(10));
-        let client = if http2 {
-            builder.http2_prior_knowledge()
-        } else {
-            builder.http1_only()
-        }
-        .build()
-        .unwrap();
+        let client = https_client(http2);
         for (path, status, content_type) in &expected {
             for head in [false, true] {
                 let url = format!("https://{https}{path}");
