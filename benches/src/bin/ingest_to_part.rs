@@ -221,7 +221,7 @@ async fn run(
     let packager = tokio::spawn(stream::run(
         live.clone(),
         subscriber,
-        bus.clone(),
+        Arc::new(bus.clone()),
         config.reconnect_grace,
     ));
 

@@ -1,11 +1,18 @@
 //! The bus trait every implementation provides.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use tokio::sync::broadcast;
 
 use crate::endpoint::{Publisher, Subscriber};
 use crate::error::BusError;
 use crate::event::{StreamEvent, StreamInfo};
 use crate::stats::BusStats;
+
+/// What [`MediaBus::subscribe`] returns: ready at once in process, a dial
+/// to the publishing process on a bus between processes.
+pub type SubscribeFuture = Pin<Box<dyn Future<Output = Result<Subscriber, BusError>> + Send>>;
 
 /// A media bus: named streams, one publisher each, any number of subscribers.
 ///
@@ -23,8 +30,10 @@ pub trait MediaBus: Send + Sync {
     fn publish(&self, stream: &str) -> Result<Publisher, BusError>;
 
     /// Subscribe to an existing stream (live, or waiting for its publisher to
-    /// come back); `None` if there is no such stream.
-    fn subscribe(&self, stream: &str) -> Option<Subscriber>;
+    /// come back). Fails with [`BusError::NotFound`] if there is no such
+    /// stream and [`BusError::Transport`] if the process that publishes it
+    /// cannot be reached (a bus between processes dials it here).
+    fn subscribe(&self, stream: &str) -> SubscribeFuture;
 
     /// End a stream whose publisher has gone, for instance when a reconnect
     /// grace period runs out: subscribers get [`End`](crate::BusMessage::End)

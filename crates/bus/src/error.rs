@@ -67,4 +67,13 @@ pub enum BusError {
         /// The stream name.
         stream: String,
     },
+    /// The process that publishes the stream could not be reached, or the
+    /// connection to it failed (a bus between processes).
+    #[error("stream {stream:?} unreachable: {reason}")]
+    Transport {
+        /// The stream name.
+        stream: String,
+        /// What failed.
+        reason: String,
+    },
 }

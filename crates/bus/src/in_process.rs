@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::broadcast;
 
-use crate::bus::MediaBus;
+use crate::bus::{MediaBus, SubscribeFuture};
 use crate::config::BusConfig;
 use crate::endpoint::{Publisher, PublisherBackend, Subscriber, SubscriberBackend};
 use crate::error::BusError;
@@ -177,8 +177,11 @@ impl MediaBus for InProcessBus {
         InProcessBus::publish(self, stream)
     }
 
-    fn subscribe(&self, stream: &str) -> Option<Subscriber> {
-        InProcessBus::subscribe(self, stream)
+    fn subscribe(&self, stream: &str) -> SubscribeFuture {
+        let result = InProcessBus::subscribe(self, stream).ok_or_else(|| BusError::NotFound {
+            stream: stream.to_owned(),
+        });
+        Box::pin(std::future::ready(result))
     }
 
     fn end_stream(&self, stream: &str) -> Result<(), BusError> {

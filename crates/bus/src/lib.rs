@@ -105,7 +105,7 @@ mod queue;
 mod stats;
 mod stream;
 
-pub use bus::MediaBus;
+pub use bus::{MediaBus, SubscribeFuture};
 pub use config::BusConfig;
 pub use endpoint::{Publisher, PublisherBackend, Subscriber, SubscriberBackend};
 pub use error::BusError;

@@ -469,11 +469,17 @@ async fn recv_is_cancel_safe() {
     assert!(matches!(sub.recv().await, Some(BusMessage::Tracks(_))));
 }
 
-#[test]
-fn the_bus_is_usable_as_a_trait_object() {
+#[tokio::test]
+async fn the_bus_is_usable_as_a_trait_object() {
     let bus: Arc<dyn MediaBus> = Arc::new(InProcessBus::default());
     let publisher = bus.publish("cam").unwrap();
-    let mut sub = bus.subscribe("cam").unwrap();
+    assert_eq!(
+        bus.subscribe("other").await.unwrap_err(),
+        BusError::NotFound {
+            stream: "other".into()
+        }
+    );
+    let mut sub = bus.subscribe("cam").await.unwrap();
     publisher.send_tracks(av_tracks());
     assert_eq!(show(&drain(&mut sub)), ["T"]);
     assert_eq!(sub.stream(), "cam");

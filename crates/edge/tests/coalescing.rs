@@ -190,7 +190,7 @@ async fn scenario() {
     };
     let publisher = bus.publish("cam").unwrap();
     let origin = Origin::start(
-        bus.clone(),
+        Arc::new(bus.clone()),
         config,
         Arc::new(ferrocast_telemetry::Metrics::new()),
     )

@@ -52,6 +52,7 @@
 pub mod datetime;
 pub mod multivariant;
 pub mod names;
+pub mod plan;
 pub mod query;
 pub mod render;
 pub mod rendition;
@@ -63,6 +64,7 @@ pub use names::{
     NameError, NumberError, PartRef, ResourceName, parse_init_name, parse_part_name,
     parse_segment_name,
 };
+pub use plan::{BusName, RenditionPlan};
 pub use query::{BlockTarget, MAX_QUERY_LEN, PlaylistRequest, QueryError, QueryParam, SkipRequest};
 pub use render::{InvalidValue, MEDIA_PLAYLIST_VERSION, RenderOptions, RenditionReport};
 pub use rendition::{MAX_RENDITION_LEN, MEDIA_PLAYLIST_NAME, RenditionName, RenditionNameError};

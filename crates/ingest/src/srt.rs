@@ -12,7 +12,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use ferrocast_bus::{BusError, InProcessBus, Publisher};
+use ferrocast_bus::{BusError, MediaBus, Publisher};
 use ferrocast_config::{DuplicatePublisher, Secret};
 use ferrocast_media::StreamName;
 use futures::StreamExt;
@@ -108,7 +108,7 @@ impl SrtIngest {
     /// again, so new publishers can connect.
     pub async fn start(
         config: SrtConfig,
-        bus: InProcessBus,
+        bus: Arc<dyn MediaBus>,
         authorizer: Arc<dyn PublishAuthorizer>,
         metrics: Arc<Metrics>,
     ) -> Result<SrtIngest, SrtError> {
@@ -337,7 +337,7 @@ impl Sessions {
 
 /// Everything a connection request is judged with.
 struct Gatekeeper {
-    bus: InProcessBus,
+    bus: Arc<dyn MediaBus>,
     authorizer: Arc<dyn PublishAuthorizer>,
     metrics: Arc<Metrics>,
     sessions: Sessions,

@@ -21,7 +21,7 @@ async fn start() -> (SrtIngest, Arc<Metrics>) {
             latency: Duration::from_millis(120),
             idle_timeout: Duration::from_secs(5),
         },
-        InProcessBus::default(),
+        Arc::new(InProcessBus::default()),
         Arc::new(StaticAuthorizer::default()),
         metrics.clone(),
     )

@@ -12,7 +12,7 @@
 //! let bus = ferrocast_bus::InProcessBus::default();
 //! let config = ferrocast_packager::PackagerConfig::from(&ferrocast_config::Config::default());
 //! let metrics = std::sync::Arc::new(ferrocast_telemetry::Metrics::new());
-//! let origin = ferrocast_packager::Origin::start(bus, config, metrics)?;
+//! let origin = ferrocast_packager::Origin::start(std::sync::Arc::new(bus), config, metrics)?;
 //! let app = ferrocast_packager::http::router(origin);
 //! let server = ferrocast_packager::http::serve("127.0.0.1:0".parse()?, app).await?;
 //! println!("serving on {}", server.local_addr());

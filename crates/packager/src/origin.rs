@@ -18,10 +18,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use ferrocast_bus::{InProcessBus, StreamEvent};
-use ferrocast_hls::{RenditionName, WindowConfig};
+use ferrocast_bus::{MediaBus, StreamEvent};
+pub use ferrocast_hls::RenditionPlan;
+use ferrocast_hls::{BusName, RenditionName, WindowConfig};
 use ferrocast_media::{StreamName, Time90k};
 use ferrocast_telemetry::Metrics;
+use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -97,36 +99,6 @@ impl PackagerConfig {
             ..WindowConfig::default()
         };
         Assembler::with_alignment(cut, window, align)
-    }
-}
-
-/// Which renditions of a stream the multivariant playlist lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenditionPlan {
-    /// List the source rendition (`stream.m3u8`). Whether or not it is
-    /// listed, it is packaged and served.
-    pub source_listed: bool,
-    /// Renditions expected to appear (bus streams `NAME/RUNG`): a
-    /// multivariant request waits for them, within
-    /// [`PackagerConfig::rendition_wait`] of the stream's start.
-    pub rungs: Vec<RenditionName>,
-}
-
-impl Default for RenditionPlan {
-    /// The source, listed, and nothing else expected.
-    fn default() -> Self {
-        RenditionPlan {
-            source_listed: true,
-            rungs: Vec::new(),
-        }
-    }
-}
-
-impl RenditionPlan {
-    /// Whether the multivariant playlist lists `rendition` (every
-    /// rendition but an unlisted source).
-    pub fn lists(&self, rendition: &RenditionName) -> bool {
-        self.source_listed || !rendition.is_source()
     }
 }
 
@@ -226,25 +198,10 @@ struct Inner {
     plans: RwLock<HashMap<StreamName, RenditionPlan>>,
 }
 
-/// A bus stream name split into stream and rendition.
-fn split_bus_name(bus_name: &str) -> Option<(StreamName, RenditionName)> {
-    match bus_name.split_once('/') {
-        None => Some((StreamName::new(bus_name).ok()?, RenditionName::source())),
-        Some((name, rung)) => {
-            let rendition = RenditionName::new(rung).ok()?;
-            // `NAME/source` would shadow the source rendition.
-            if rendition.is_source() {
-                return None;
-            }
-            Some((StreamName::new(name).ok()?, rendition))
-        }
-    }
-}
-
 impl Origin {
     /// Start packaging every stream published on `bus`.
     pub fn start(
-        bus: InProcessBus,
+        bus: Arc<dyn MediaBus>,
         config: PackagerConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Origin, ferrocast_hls::ConfigError> {
@@ -276,9 +233,11 @@ impl Origin {
                 match event {
                     StreamEvent::Started(name) => supervisor.package(&bus, &name),
                     StreamEvent::PublisherGone(name) => {
-                        if let Some(stream) = split_bus_name(&name)
-                            .and_then(|(n, r)| supervisor.group(&n).and_then(|g| g.rendition(&r)))
-                        {
+                        if let Some(stream) = BusName::parse(&name).and_then(|n| {
+                            supervisor
+                                .group(&n.stream)
+                                .and_then(|g| g.rendition(&n.rendition))
+                        }) {
                             stream.publisher_gone();
                         }
                     }
@@ -380,17 +339,49 @@ impl Origin {
             .cloned()
     }
 
-    fn package(&self, bus: &InProcessBus, bus_name: &str) {
-        let Some((stream_name, rendition)) = split_bus_name(bus_name) else {
+    /// Subscribe to `bus_name` and package it (a task: the subscription
+    /// may dial another process).
+    fn package(&self, bus: &Arc<dyn MediaBus>, bus_name: &str) {
+        let Some(BusName {
+            stream: stream_name,
+            rendition,
+        }) = BusName::parse(bus_name)
+        else {
             warn!(
                 name = bus_name,
                 "bus stream with an invalid name not packaged"
             );
             return;
         };
-        let Some(subscriber) = bus.subscribe(bus_name) else {
+        let mut subscribing = bus.subscribe(bus_name);
+        // In process the subscription is ready at once: package it now, in
+        // announcement order (a `PublisherGone` that follows finds it).
+        if let Some(result) = (&mut subscribing).now_or_never() {
+            match result {
+                Ok(subscriber) => {
+                    self.package_from(bus.clone(), subscriber, stream_name, rendition)
+                }
+                Err(error) => warn!(%error, "cannot subscribe: stream not packaged"),
+            }
             return;
-        };
+        }
+        let origin = self.clone();
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            match subscribing.await {
+                Ok(subscriber) => origin.package_from(bus, subscriber, stream_name, rendition),
+                Err(error) => warn!(%error, "cannot subscribe: stream not packaged"),
+            }
+        });
+    }
+
+    fn package_from(
+        &self,
+        bus: Arc<dyn MediaBus>,
+        subscriber: ferrocast_bus::Subscriber,
+        stream_name: StreamName,
+        rendition: RenditionName,
+    ) {
         let group = {
             let mut groups = self
                 .inner
@@ -428,7 +419,6 @@ impl Origin {
         group.version.send_modify(|v| *v += 1);
         info!(stream = %stream_name, rendition = %rendition, "packaging");
         let origin = self.clone();
-        let bus = bus.clone();
         let grace = self.inner.config.reconnect_grace;
         tokio::spawn(async move {
             stream::run(live.clone(), subscriber, bus, grace).await;
@@ -465,24 +455,6 @@ impl Origin {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bus_names_split_into_stream_and_rendition() {
-        let (name, rendition) = split_bus_name("cam1").unwrap();
-        assert_eq!((name.as_str(), rendition.is_source()), ("cam1", true));
-        let (name, rendition) = split_bus_name("cam1/720p").unwrap();
-        assert_eq!((name.as_str(), rendition.as_str()), ("cam1", "720p"));
-        for bad in [
-            "cam1/source",
-            "cam1/",
-            "/720p",
-            "cam1/a/b",
-            "cam1/..",
-            "a b",
-        ] {
-            assert!(split_bus_name(bad).is_none(), "{bad}");
-        }
-    }
 
     #[test]
     fn plan_lists_every_rung_and_the_source_if_asked() {

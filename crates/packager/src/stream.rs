@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use ferrocast_bus::{BusMessage, InProcessBus, Subscriber};
+use ferrocast_bus::{BusMessage, MediaBus, Subscriber};
 use ferrocast_hls::RenditionName;
 use ferrocast_media::StreamName;
 use ferrocast_telemetry::Metrics;
@@ -73,11 +73,7 @@ impl LiveStream {
         metrics: Arc<Metrics>,
         group_version: Arc<watch::Sender<u64>>,
     ) -> Self {
-        let bus_name = if rendition.is_source() {
-            name.as_str().to_owned()
-        } else {
-            format!("{}/{}", name.as_str(), rendition.as_str())
-        };
+        let bus_name = ferrocast_hls::BusName::new(name.clone(), rendition.clone()).to_string();
         LiveStream {
             name,
             rendition,
@@ -165,7 +161,7 @@ impl LiveStream {
 pub async fn run(
     stream: Arc<LiveStream>,
     mut subscriber: Subscriber,
-    bus: InProcessBus,
+    bus: Arc<dyn MediaBus>,
     grace: Duration,
 ) {
     let name = stream.bus_name().to_owned();

@@ -179,7 +179,7 @@ async fn scenario() {
     let names = ["cam", "cam/270p", "cam/180p"];
     let publishers: Vec<_> = names.iter().map(|n| bus.publish(n).unwrap()).collect();
     let metrics = Arc::new(ferrocast_telemetry::Metrics::new());
-    let origin = Origin::start(bus.clone(), config, metrics).unwrap();
+    let origin = Origin::start(Arc::new(bus.clone()), config, metrics).unwrap();
     let rung = |name: &str| RenditionName::new(name).unwrap();
     origin.set_renditions(
         &StreamName::new("cam").unwrap(),
@@ -370,7 +370,7 @@ async fn an_unlisted_source_is_left_out_and_a_missing_rung_is_not_waited_for_for
     let publisher = bus.publish("solo/480p").unwrap();
     let source = bus.publish("solo").unwrap();
     let origin = Origin::start(
-        bus.clone(),
+        Arc::new(bus.clone()),
         config,
         Arc::new(ferrocast_telemetry::Metrics::new()),
     )

@@ -9,6 +9,7 @@
 //! | `{prefix}:epoch:{role}:{stream}` | the newest fencing epoch | none (it must never go back) | `INCR` with each lease taken |
 //! | `{prefix}:node:{id}` | `roles endpoint` | about 4 heartbeats | the node, each heartbeat |
 //! | `{prefix}:events` | Redis Stream, one field `v` = an encoded [`Event`] | none; `XADD MAXLEN ~` keeps about [`EVENT_LOG_LEN`] | any role, on lifecycle changes |
+//! | `{prefix}:plan:{stream}` | the stream's [`RenditionPlan`], encoded | [`PLAN_TTL`], renewed by each write | the transcoder holding the stream, each time it plans the ladder |
 //! | `{prefix}:work:transcode` | Redis Stream, field `v` = a stream name; consumer group `transcoders` | none; `XADD MAXLEN ~` | whoever starts a stream offers it (`XADD`); workers `XREADGROUP`, `XACK` once they hold its lease, `XAUTOCLAIM` an idle one of a dead worker |
 //!
 //! Keyspace notifications are not used (they are lost while a client is
@@ -24,10 +25,11 @@
 
 use std::time::Duration;
 
+use ferrocast_hls::RenditionPlan;
 use ferrocast_media::StreamName;
 use ferrocast_registry::{
-    EVENT_LOG_LEN, Event, EventId, Lease, NodeId, NodeRecord, Registry, RegistryError, Role,
-    WorkItem,
+    EVENT_LOG_LEN, Event, EventId, Lease, NodeId, NodeRecord, PLAN_TTL, Registry, RegistryError,
+    Role, WorkItem,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -133,6 +135,10 @@ impl RedisRegistry {
             role.as_str(),
             stream.as_str()
         )
+    }
+
+    fn plan_key(&self, stream: &StreamName) -> String {
+        format!("{}:plan:{}", self.prefix, stream.as_str())
     }
 
     fn epoch_key(&self, stream: &StreamName, role: Role) -> String {
@@ -556,6 +562,39 @@ impl Registry for RedisRegistry {
             }
             nodes.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(nodes)
+        }
+        .boxed()
+    }
+
+    fn put_plan(
+        &self,
+        stream: &StreamName,
+        plan: &RenditionPlan,
+    ) -> BoxFuture<'static, Result<(), RegistryError>> {
+        let this = self.clone();
+        let (key, value) = (self.plan_key(stream), plan.encode());
+        async move {
+            this.run(|mut c| async move { c.pset_ex::<_, _, ()>(key, value, ms(PLAN_TTL)).await })
+                .await
+        }
+        .boxed()
+    }
+
+    fn plan(
+        &self,
+        stream: &StreamName,
+    ) -> BoxFuture<'static, Result<Option<RenditionPlan>, RegistryError>> {
+        let this = self.clone();
+        let stream = stream.clone();
+        let key = self.plan_key(&stream);
+        async move {
+            let value: Option<String> = this.run(|mut c| async move { c.get(key).await }).await?;
+            match value {
+                None => Ok(None),
+                Some(value) => RenditionPlan::decode(&value).map(Some).ok_or_else(|| {
+                    RegistryError::Malformed(format!("plan of {stream}: {value:?}"))
+                }),
+            }
         }
         .boxed()
     }

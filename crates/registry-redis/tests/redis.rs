@@ -111,6 +111,7 @@ async fn events_and_work_follow_the_rules_on_redis() {
     let Some(redis) = Redis::start() else { return };
     let registry = RedisRegistry::open(&redis.url(), "test").unwrap();
     ferrocast_registry::conformance::event_and_work_rules(&registry).await;
+    ferrocast_registry::conformance::plan_rules(&registry).await;
     // The log is a Redis Stream; the work queue has its consumer group.
     assert_eq!(redis.cli(&["TYPE", "test:events"]), "stream");
     assert!(

@@ -213,3 +213,27 @@ pub async fn event_and_work_rules(registry: &dyn Registry) {
         "acknowledged work stays done"
     );
 }
+
+/// Rendition plans: none until written, the newest write wins, streams are
+/// independent. Panics on a broken rule.
+pub async fn plan_rules(registry: &dyn Registry) {
+    use ferrocast_hls::{RenditionName, RenditionPlan};
+    let stream = StreamName::new(&format!("plan{:x}", rand::random::<u32>()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other = StreamName::new(&format!("{}x", stream.as_str())).unwrap_or_else(|e| panic!("{e}"));
+    let rung = |name: &str| RenditionName::new(name).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(registry.plan(&stream).await, Ok(None));
+    let first = RenditionPlan {
+        source_listed: true,
+        rungs: vec![rung("720p"), rung("360p")],
+    };
+    assert_eq!(registry.put_plan(&stream, &first).await, Ok(()));
+    assert_eq!(registry.plan(&stream).await, Ok(Some(first)));
+    let second = RenditionPlan {
+        source_listed: false,
+        rungs: vec![rung("480p")],
+    };
+    assert_eq!(registry.put_plan(&stream, &second).await, Ok(()));
+    assert_eq!(registry.plan(&stream).await, Ok(Some(second)));
+    assert_eq!(registry.plan(&other).await, Ok(None));
+}

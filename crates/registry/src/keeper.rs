@@ -281,6 +281,20 @@ mod tests {
         ) -> BoxFuture<'static, Result<Vec<WorkItem>, RegistryError>> {
             self.0.reclaim_work(worker, min_idle)
         }
+        fn put_plan(
+            &self,
+            stream: &StreamName,
+            plan: &ferrocast_hls::RenditionPlan,
+        ) -> BoxFuture<'static, Result<(), RegistryError>> {
+            self.0.put_plan(stream, plan)
+        }
+        fn plan(
+            &self,
+            stream: &StreamName,
+        ) -> BoxFuture<'static, Result<Option<ferrocast_hls::RenditionPlan>, RegistryError>>
+        {
+            self.0.plan(stream)
+        }
     }
 
     /// With the registry unreachable the holder cannot know whether its

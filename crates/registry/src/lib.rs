@@ -44,6 +44,7 @@ pub use memory::InMemoryRegistry;
 
 use std::time::Duration;
 
+use ferrocast_hls::RenditionPlan;
 use ferrocast_media::StreamName;
 use futures::future::BoxFuture;
 
@@ -136,7 +137,26 @@ pub trait Registry: Send + Sync {
         worker: &NodeId,
         min_idle: Duration,
     ) -> BoxFuture<'static, Result<Vec<WorkItem>, RegistryError>>;
+
+    /// Record `stream`'s rendition plan (the transcoder, each time it plans
+    /// the ladder); kept for [`PLAN_TTL`] after the last write.
+    fn put_plan(
+        &self,
+        stream: &StreamName,
+        plan: &RenditionPlan,
+    ) -> BoxFuture<'static, Result<(), RegistryError>>;
+
+    /// `stream`'s rendition plan, if one was recorded (the packager, to
+    /// list and wait for the rungs).
+    fn plan(
+        &self,
+        stream: &StreamName,
+    ) -> BoxFuture<'static, Result<Option<RenditionPlan>, RegistryError>>;
 }
+
+/// How long a rendition plan is kept after it was last written; the
+/// transcoder writes it again well within this while it holds the stream.
+pub const PLAN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// About how many lifecycle events the log keeps.
 pub const EVENT_LOG_LEN: usize = 10_000;

@@ -7,14 +7,15 @@ use std::time::Duration;
 // tokio's clock: the same as std's, except in tests that pause time.
 use tokio::time::Instant;
 
+use ferrocast_hls::RenditionPlan;
 use ferrocast_media::StreamName;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::ids::new_token;
 use crate::{
-    EVENT_LOG_LEN, Epoch, Event, EventId, Lease, NodeId, NodeRecord, Registry, RegistryError, Role,
-    WorkItem,
+    EVENT_LOG_LEN, Epoch, Event, EventId, Lease, NodeId, NodeRecord, PLAN_TTL, Registry,
+    RegistryError, Role, WorkItem,
 };
 
 /// A [`Registry`] in memory, with the same lease and epoch rules as the
@@ -37,6 +38,7 @@ struct State {
     /// Work delivered and not acknowledged: delivered when, to whom.
     pending: Vec<(WorkItem, Instant, NodeId)>,
     next_work: u64,
+    plans: HashMap<StreamName, (RenditionPlan, Instant)>,
 }
 
 impl InMemoryRegistry {
@@ -222,6 +224,33 @@ impl Registry for InMemoryRegistry {
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         async move { Ok(nodes) }.boxed()
     }
+
+    fn put_plan(
+        &self,
+        stream: &StreamName,
+        plan: &RenditionPlan,
+    ) -> BoxFuture<'static, Result<(), RegistryError>> {
+        self.with(|state, now| {
+            state
+                .plans
+                .insert(stream.clone(), (plan.clone(), now + PLAN_TTL));
+        });
+        async move { Ok(()) }.boxed()
+    }
+
+    fn plan(
+        &self,
+        stream: &StreamName,
+    ) -> BoxFuture<'static, Result<Option<RenditionPlan>, RegistryError>> {
+        let plan = self.with(|state, now| {
+            state
+                .plans
+                .get(stream)
+                .filter(|(_, until)| *until > now)
+                .map(|(plan, _)| plan.clone())
+        });
+        async move { Ok(plan) }.boxed()
+    }
 }
 
 impl InMemoryRegistry {
@@ -274,5 +303,6 @@ mod tests {
     #[tokio::test]
     async fn events_and_work_follow_the_rules() {
         crate::conformance::event_and_work_rules(&InMemoryRegistry::default()).await;
+        crate::conformance::plan_rules(&InMemoryRegistry::default()).await;
     }
 }

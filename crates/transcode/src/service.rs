@@ -295,9 +295,7 @@ fn spawn_stream(shared: &Arc<Shared>, name: &str, fresh: bool) {
     if !fresh && streams.contains_key(name) {
         return;
     }
-    let Some(subscriber) = shared.bus.subscribe(name) else {
-        return;
-    };
+    let subscribing = shared.bus.subscribe(name);
     let generation = shared.generation.fetch_add(1, Ordering::Relaxed);
     let (live_tx, live_rx) = watch::channel(true);
     let status = Arc::new(Mutex::new(StreamStatus {
@@ -320,9 +318,19 @@ fn spawn_stream(shared: &Arc<Shared>, name: &str, fresh: bool) {
     let shared = shared.clone();
     let name = name.to_owned();
     tokio::spawn(async move {
-        let rungs = StreamTask::new(shared.clone(), name.clone(), status)
-            .run(subscriber, live_rx)
-            .await;
+        // Ready at once in process; a dial to the publishing process on a
+        // bus between processes.
+        let rungs = match subscribing.await {
+            Ok(subscriber) => {
+                StreamTask::new(shared.clone(), name.clone(), status)
+                    .run(subscriber, live_rx)
+                    .await
+            }
+            Err(error) => {
+                warn!(stream = %name, %error, "cannot subscribe to the source: not transcoded");
+                Vec::new()
+            }
+        };
         shared.metrics.transcode.forget_stream(&name, &rungs);
         let mut streams = lock(&shared.streams);
         if streams

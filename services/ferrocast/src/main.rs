@@ -267,7 +267,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(ferrocast_telemetry::Metrics::new());
     let connection_metrics = metrics.connections.clone();
     let origin = ferrocast_packager::Origin::start(
-        bus.clone(),
+        Arc::new(bus.clone()),
         ferrocast_packager::PackagerConfig::from(&config),
         metrics.clone(),
     )
@@ -278,7 +278,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
         ferrocast_ingest::RtpSettings {
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
         },
-        bus.clone(),
+        Arc::new(bus.clone()),
     )
     .await?;
     let rtp = Arc::new(rtp);
@@ -297,7 +297,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
             latency: Duration::from_millis(config.ingest.srt_latency_ms),
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
         },
-        bus.clone(),
+        Arc::new(bus.clone()),
         Arc::new(ferrocast_ingest::StaticAuthorizer::from_config(
             &config.streams,
         )),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferrocast_bus::{BusMessage, InProcessBus, Publisher};
+use ferrocast_bus::{BusMessage, MediaBus, Publisher};
 use ferrocast_config::{RtpConfig, RtpFormat};
 use ferrocast_media::{StreamName, StreamNameError};
 use tokio::net::UdpSocket;
@@ -121,7 +121,7 @@ impl RtpIngest {
     pub async fn start(
         entries: &[RtpConfig],
         settings: RtpSettings,
-        bus: InProcessBus,
+        bus: Arc<dyn MediaBus>,
     ) -> Result<RtpIngest, RtpIngestError> {
         let mut ports = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -359,7 +359,7 @@ async fn recv(
 struct Receiver {
     sockets: Vec<Input>,
     stream: StreamName,
-    bus: InProcessBus,
+    bus: Arc<dyn MediaBus>,
     core: Core,
     idle_timeout: Duration,
     stats: Arc<Mutex<RtpStats>>,
