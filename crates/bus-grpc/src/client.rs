@@ -8,7 +8,7 @@ use futures::Stream;
 use tracing::warn;
 
 use crate::MAX_MESSAGE_BYTES;
-use crate::convert::message_of;
+use crate::convert::{Delivery, delivery_of};
 use crate::pb::media_bus_client::MediaBusClient;
 use crate::pb::{Frame, SubscribeRequest};
 
@@ -28,16 +28,66 @@ pub enum RemoteError {
     /// It refused or failed the subscription.
     #[error("subscription refused: {0}")]
     Refused(String),
+    /// The subscription broke off (the connection or the publishing
+    /// process failed).
+    #[error("subscription broke off: {0}")]
+    Broken(String),
+    /// A frame that is not a valid bus message.
+    #[error("bad frame from the bus: {0}")]
+    BadFrame(String),
 }
 
-/// Subscribe to `stream` on the bus served at `endpoint`
-/// (`http://HOST:PORT`). The subscriber ends (`None`) when the stream ends
-/// or the connection breaks; the caller subscribes again (to whichever
-/// process the registry names then).
-pub async fn subscribe(endpoint: &str, stream: &str) -> Result<Subscriber, RemoteError> {
+/// The frames of one remote subscription, from [`connect`]: each a
+/// [`Delivery`], or the error that ended the subscription (nothing follows
+/// an error).
+pub struct RemoteFrames {
+    frames: tonic::Streaming<Frame>,
+    stream: String,
+    done: bool,
+}
+
+impl std::fmt::Debug for RemoteFrames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteFrames")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for RemoteFrames {
+    type Item = Result<Delivery, RemoteError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let polled = Pin::new(&mut self.frames).poll_next(cx);
+        let item = match polled {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => None,
+            Poll::Ready(Some(Ok(frame))) => {
+                Some(delivery_of(frame).map_err(|e| RemoteError::BadFrame(e.to_string())))
+            }
+            Poll::Ready(Some(Err(status))) => {
+                Some(Err(RemoteError::Broken(status.message().to_owned())))
+            }
+        };
+        self.done = match &item {
+            None | Some(Err(_)) => true,
+            Some(Ok(delivery)) => *delivery == Delivery::Message(BusMessage::End),
+        };
+        Poll::Ready(item)
+    }
+}
+
+/// Dial the bus served at `endpoint` (`http://HOST:PORT`) and subscribe
+/// to `stream`: its messages (from the track set and a keyframe on) and
+/// the notices that its publisher left.
+pub async fn connect(endpoint: &str, stream: &str) -> Result<RemoteFrames, RemoteError> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
         .map_err(|_| RemoteError::Endpoint(endpoint.to_owned()))?
         .http2_adaptive_window(true)
+        .connect_timeout(CONNECT_TIMEOUT)
         .connect()
         .await
         .map_err(|e| RemoteError::Unreachable(e.to_string()))?;
@@ -55,49 +105,43 @@ pub async fn subscribe(endpoint: &str, stream: &str) -> Result<Subscriber, Remot
             _ => RemoteError::Refused(status.message().to_owned()),
         })?
         .into_inner();
-    Ok(Subscriber::new(
-        stream,
-        Box::new(Remote {
-            frames,
-            stream: stream.to_owned(),
-            done: false,
-        }),
-    ))
+    Ok(RemoteFrames {
+        frames,
+        stream: stream.to_owned(),
+        done: false,
+    })
+}
+
+/// How long dialing a bus may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Subscribe to `stream` on the bus served at `endpoint`
+/// (`http://HOST:PORT`) as an ordinary [`Subscriber`]. It ends (`None`)
+/// when the stream ends or the connection breaks; the caller subscribes
+/// again (to whichever process the registry names then). Publisher-gone
+/// notices are not delivered: [`connect`] gives them.
+pub async fn subscribe(endpoint: &str, stream: &str) -> Result<Subscriber, RemoteError> {
+    let frames = connect(endpoint, stream).await?;
+    Ok(Subscriber::new(stream, Box::new(Remote { frames })))
 }
 
 struct Remote {
-    frames: tonic::Streaming<Frame>,
-    stream: String,
-    done: bool,
+    frames: RemoteFrames,
 }
 
 impl SubscriberBackend for Remote {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<BusMessage>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut self.frames).poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => match message_of(frame) {
-                Ok(message) => {
-                    self.done = matches!(message, BusMessage::End);
-                    Poll::Ready(Some(message))
-                }
-                Err(e) => {
-                    warn!(stream = %self.stream, error = %e, "bad frame from the bus: subscription ended");
-                    self.done = true;
+        loop {
+            return match Pin::new(&mut self.frames).poll_next(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(Ok(Delivery::Message(message)))) => Poll::Ready(Some(message)),
+                Poll::Ready(Some(Ok(Delivery::PublisherGone))) => continue,
+                Poll::Ready(Some(Err(e))) => {
+                    warn!(stream = %self.frames.stream, error = %e, "remote bus subscription ended");
                     Poll::Ready(None)
                 }
-            },
-            Poll::Ready(Some(Err(status))) => {
-                warn!(stream = %self.stream, error = %status, "remote bus subscription broke off");
-                self.done = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(None) => {
-                self.done = true;
-                Poll::Ready(None)
-            }
+                Poll::Ready(None) => Poll::Ready(None),
+            };
         }
     }
 

@@ -33,6 +33,35 @@ pub enum ConvertError {
     /// A unit for a track id above 16 bits.
     #[error("unit for bad track {0}")]
     BadUnit(u32),
+    /// A frame that is a notice, not a message ([`Delivery::PublisherGone`]).
+    #[error("bus frame is a notice, not a message")]
+    NotAMessage,
+}
+
+/// What one frame delivers: a bus message, or the notice that the
+/// stream's publisher left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A message of the stream.
+    Message(BusMessage),
+    /// The publisher left; it may come back (a discontinuity follows) or
+    /// the stream may end.
+    PublisherGone,
+}
+
+/// The frame of the publisher-gone notice.
+pub fn publisher_gone_frame() -> pb::Frame {
+    pb::Frame {
+        kind: Some(Kind::PublisherGone(pb::Empty {})),
+    }
+}
+
+/// What `frame` delivers.
+pub fn delivery_of(frame: pb::Frame) -> Result<Delivery, ConvertError> {
+    match frame.kind {
+        Some(Kind::PublisherGone(_)) => Ok(Delivery::PublisherGone),
+        _ => message_of(frame).map(Delivery::Message),
+    }
 }
 
 fn frame_rate(rate: Option<(u32, u32)>) -> (u32, u32) {
@@ -189,6 +218,7 @@ pub fn message_of(frame: pb::Frame) -> Result<BusMessage, ConvertError> {
         Kind::Discontinuity(_) => BusMessage::Discontinuity,
         Kind::Gap(_) => BusMessage::Gap,
         Kind::End(_) => BusMessage::End,
+        Kind::PublisherGone(_) => return Err(ConvertError::NotAMessage),
     })
 }
 

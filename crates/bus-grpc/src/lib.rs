@@ -28,8 +28,10 @@ pub mod pb {
     tonic::include_proto!("ferrocast.bus.v1");
 }
 
-pub use client::{RemoteError, subscribe};
-pub use convert::{ConvertError, frame_of, message_of};
+pub use client::{RemoteError, RemoteFrames, connect, subscribe};
+pub use convert::{
+    ConvertError, Delivery, delivery_of, frame_of, message_of, publisher_gone_frame,
+};
 pub use server::{BusServer, serve};
 
 /// The largest bus message either side accepts: 64 MiB.

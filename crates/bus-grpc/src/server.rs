@@ -3,14 +3,15 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 
-use ferrocast_bus::InProcessBus;
-use futures::Stream;
+use ferrocast_bus::{InProcessBus, StreamEvent, Subscriber};
+use futures::{FutureExt, Stream};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
 use crate::MAX_MESSAGE_BYTES;
-use crate::convert::frame_of;
+use crate::convert::{frame_of, publisher_gone_frame};
 use crate::pb::media_bus_server::{MediaBus as MediaBusService, MediaBusServer};
 use crate::pb::{Frame, SubscribeRequest};
 
@@ -38,19 +39,77 @@ impl MediaBusService for BusServer {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Frames>, Status> {
         let name = request.into_inner().stream;
+        // Announcements first, so that a publisher leaving right after the
+        // subscription is not missed.
+        let announcements = self.bus.announcements();
         let subscriber = self
             .bus
             .subscribe(&name)
             .ok_or_else(|| Status::not_found(format!("no stream {name} on this bus")))?;
+        let gone_already = self
+            .bus
+            .streams()
+            .iter()
+            .any(|s| s.name == name && !s.publisher_live);
         debug!(stream = %name, "remote subscriber");
         // Pulled as HTTP/2 flow control allows: a slow reader leaves the
         // messages in the subscription's bounded queue, which drops whole
         // GOPs when full.
-        let frames = futures::stream::unfold(subscriber, |mut subscriber| async move {
-            let message = subscriber.recv().await?;
-            Some((Ok(frame_of(&message)), subscriber))
+        let state = Feed {
+            subscriber,
+            announcements,
+            gone_pending: gone_already,
+            name,
+        };
+        let frames = futures::stream::unfold(state, |mut feed| async move {
+            let frame = feed.next().await?;
+            Some((Ok(frame), feed))
         });
         Ok(Response::new(Box::pin(frames)))
+    }
+}
+
+/// One remote subscription: the stream's messages, and a
+/// [`publisher_gone_frame`] when its publisher leaves.
+struct Feed {
+    subscriber: Subscriber,
+    announcements: broadcast::Receiver<StreamEvent>,
+    /// The publisher had left when the subscription began: say so after
+    /// the messages already queued.
+    gone_pending: bool,
+    name: String,
+}
+
+impl Feed {
+    async fn next(&mut self) -> Option<Frame> {
+        loop {
+            if self.gone_pending {
+                match self.subscriber.recv().now_or_never() {
+                    Some(Some(message)) => return Some(frame_of(&message)),
+                    Some(None) => return None,
+                    None => {
+                        self.gone_pending = false;
+                        return Some(publisher_gone_frame());
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                message = self.subscriber.recv() => return message.map(|m| frame_of(&m)),
+                event = self.announcements.recv() => match event {
+                    Ok(StreamEvent::PublisherGone(stream)) if stream == self.name => {
+                        // Messages the publisher sent before leaving go first.
+                        self.gone_pending = true;
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    // The bus is gone: only the subscription's own messages remain.
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return self.subscriber.recv().await.map(|m| frame_of(&m));
+                    }
+                },
+            }
+        }
     }
 }
 

@@ -174,3 +174,46 @@ async fn an_unknown_stream_is_not_found() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn a_publisher_leaving_is_noticed_remotely_after_its_last_messages() {
+    use ferrocast_bus_grpc::{Delivery, connect};
+    use futures::StreamExt;
+
+    let bus = InProcessBus::default();
+    let publisher = bus.publish("cam").unwrap();
+    let (addr, _server) = serve(bus.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut frames = connect(&format!("http://{addr}"), "cam").await.unwrap();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), frames.next())
+            .await
+            .expect("a frame in time")
+            .expect("the subscription goes on")
+            .expect("a valid frame")
+    };
+    publisher.send(tracks());
+    publisher.send(video(0, true, 100));
+    publisher.detach();
+    assert_eq!(next().await, Delivery::Message(tracks()));
+    assert_eq!(next().await, Delivery::Message(video(0, true, 100)));
+    assert_eq!(next().await, Delivery::PublisherGone);
+    // It comes back: a discontinuity, then what the new publisher sends.
+    let publisher = bus.publish("cam").unwrap();
+    publisher.send(tracks());
+    assert_eq!(next().await, Delivery::Message(BusMessage::Discontinuity));
+    assert_eq!(next().await, Delivery::Message(tracks()));
+    publisher.end();
+    assert_eq!(next().await, Delivery::Message(BusMessage::End));
+
+    // Subscribing while the publisher is away: told at once.
+    let publisher = bus.publish("away").unwrap();
+    publisher.send(tracks());
+    publisher.detach();
+    let mut frames = connect(&format!("http://{addr}"), "away").await.unwrap();
+    let first = frames.next().await.unwrap().unwrap();
+    assert_eq!(first, Delivery::Message(tracks()));
+    let second = frames.next().await.unwrap().unwrap();
+    assert_eq!(second, Delivery::PublisherGone);
+}
