@@ -1,0 +1,182 @@
+//! The media bus of one process in a cluster.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use ferrocast_bus::{
+    BusError, BusStats, InProcessBus, MediaBus, Publisher, StreamEvent, StreamInfo, SubscribeFuture,
+};
+use ferrocast_registry::Registry;
+use tokio::sync::broadcast;
+
+use crate::remote::{self, RemoteState};
+use crate::settings::ClusterSettings;
+
+/// A process's [`MediaBus`] in a cluster: publishes on the local bus
+/// (which [`ferrocast_bus_grpc::serve`] offers to other processes), and
+/// subscribes to other processes' streams through the registry. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct ClusterBus {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) local: InProcessBus,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) settings: ClusterSettings,
+    /// Announcements: the local bus's, forwarded, and the cluster's own
+    /// (streams this process's claims took, remote publishers leaving).
+    pub(crate) events: broadcast::Sender<StreamEvent>,
+    /// Remote subscriptions by bus name, for [`MediaBus::end_stream`].
+    pub(crate) remotes: Mutex<HashMap<String, Vec<Weak<RemoteState>>>>,
+    /// Streams this process's claims took and announced, by bus name.
+    pub(crate) claimed: Mutex<BTreeMap<String, ()>>,
+}
+
+impl std::fmt::Debug for ClusterBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterBus")
+            .field("node", &self.inner.settings.node)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ClusterBus {
+    /// A cluster bus over `local` (the streams this process publishes) and
+    /// `registry`. Must be called within a Tokio runtime.
+    pub fn new(
+        local: InProcessBus,
+        registry: Arc<dyn Registry>,
+        settings: ClusterSettings,
+    ) -> ClusterBus {
+        let (events, _) = broadcast::channel(1024);
+        let mut local_events = local.announcements();
+        let forward = events.clone();
+        tokio::spawn(async move {
+            loop {
+                match local_events.recv().await {
+                    Ok(event) => {
+                        let _ = forward.send(event);
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        ClusterBus {
+            inner: Arc::new(Inner {
+                local,
+                registry,
+                settings,
+                events,
+                remotes: Mutex::default(),
+                claimed: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The local bus: what this process publishes.
+    pub fn local(&self) -> &InProcessBus {
+        &self.inner.local
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.inner.registry
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ClusterSettings {
+        &self.inner.settings
+    }
+
+    /// A claim took `name`: the roles in this process start on it.
+    pub(crate) fn announce_claimed(&self, name: String) {
+        let fresh = lock(&self.inner.claimed).insert(name.clone(), ()).is_none();
+        if fresh {
+            let _ = self.inner.events.send(StreamEvent::Started(name));
+        }
+    }
+
+    /// A claim let `name` go.
+    pub(crate) fn forget_claimed(&self, name: &str) {
+        lock(&self.inner.claimed).remove(name);
+    }
+
+    pub(crate) fn announce(&self, event: StreamEvent) {
+        let _ = self.inner.events.send(event);
+    }
+}
+
+impl MediaBus for ClusterBus {
+    fn publish(&self, stream: &str) -> Result<Publisher, BusError> {
+        self.inner.local.publish(stream)
+    }
+
+    fn subscribe(&self, stream: &str) -> SubscribeFuture {
+        if let Some(subscriber) = self.inner.local.subscribe(stream) {
+            return Box::pin(std::future::ready(Ok(subscriber)));
+        }
+        Box::pin(remote::open(self.clone(), stream.to_owned()))
+    }
+
+    fn end_stream(&self, stream: &str) -> Result<(), BusError> {
+        match self.inner.local.end_stream(stream) {
+            Err(BusError::NotFound { .. }) => {}
+            other => return other,
+        }
+        let states: Vec<Arc<RemoteState>> = lock(&self.inner.remotes)
+            .get(stream)
+            .map(|v| v.iter().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default();
+        if states.is_empty() {
+            return Err(BusError::NotFound {
+                stream: stream.to_owned(),
+            });
+        }
+        if states.iter().any(|s| s.publisher_live()) {
+            return Err(BusError::StillPublished {
+                stream: stream.to_owned(),
+            });
+        }
+        for state in states {
+            state.end();
+        }
+        Ok(())
+    }
+
+    fn streams(&self) -> Vec<StreamInfo> {
+        let mut all = self.inner.local.streams();
+        let remotes = lock(&self.inner.remotes);
+        for name in lock(&self.inner.claimed).keys() {
+            if all.iter().any(|s| &s.name == name) {
+                continue;
+            }
+            let states: Vec<Arc<RemoteState>> = remotes
+                .get(name)
+                .map(|v| v.iter().filter_map(Weak::upgrade).collect())
+                .unwrap_or_default();
+            all.push(StreamInfo {
+                name: name.clone(),
+                publisher_live: states.iter().any(|s| s.publisher_live()),
+                subscribers: states.len(),
+                tracks: None,
+            });
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    fn announcements(&self) -> broadcast::Receiver<StreamEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn stats(&self) -> BusStats {
+        self.inner.local.stats()
+    }
+}

@@ -1,0 +1,198 @@
+//! The ingest role's claims: every stream published in this process is
+//! held (its ingest lease), announced and offered to the transcoders.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ferrocast_bus::StreamEvent;
+use ferrocast_hls::BusName;
+use ferrocast_media::StreamName;
+use ferrocast_registry::{Event, EventKind, Holding, LeaseKeeper, Registry, Role};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::bus::ClusterBus;
+
+/// How long a stream may go without a transcoder before it is offered
+/// again, at most (the wait doubles from the lease TTL up to this).
+const REOFFER_MAX: Duration = Duration::from_secs(60);
+
+/// Runs the ingest role's side of the registry for as long as it lives.
+#[derive(Debug)]
+pub struct IngestClaims {
+    task: JoinHandle<()>,
+}
+
+impl Drop for IngestClaims {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Held {
+    keeper: LeaseKeeper,
+    watcher: JoinHandle<()>,
+}
+
+impl IngestClaims {
+    /// Follow the streams published on `bus`'s local bus.
+    ///
+    /// `transcoding`: whether transcoders serve this cluster, so streams
+    /// are offered to them (and offered again when no transcoder holds
+    /// one).
+    pub fn start(bus: &ClusterBus, transcoding: bool) -> IngestClaims {
+        let events = bus.local().announcements();
+        let task = tokio::spawn(run(bus.clone(), events, transcoding));
+        IngestClaims { task }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn record(registry: &dyn Registry, kind: EventKind, stream: &StreamName) {
+    let event = Event {
+        kind,
+        stream: stream.clone(),
+        lease: None,
+        at_unix_ms: now_ms(),
+    };
+    if let Err(error) = registry.publish_event(&event).await {
+        warn!(%stream, %error, "stream event not recorded in the registry");
+    }
+}
+
+async fn run(bus: ClusterBus, mut events: broadcast::Receiver<StreamEvent>, transcoding: bool) {
+    let mut held: HashMap<StreamName, Held> = HashMap::new();
+    let mut graces: HashMap<String, JoinHandle<()>> = HashMap::new();
+    // Streams published before we listened.
+    for info in bus.local().streams() {
+        hold(&bus, &mut held, &info.name, transcoding);
+    }
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        match event {
+            StreamEvent::Started(name) | StreamEvent::Resumed(name) => {
+                if let Some(grace) = graces.remove(&name) {
+                    grace.abort();
+                }
+                hold(&bus, &mut held, &name, transcoding);
+            }
+            StreamEvent::PublisherGone(name) => {
+                let local = bus.local().clone();
+                let grace = bus.settings().reconnect_grace;
+                let stream = name.clone();
+                graces.insert(
+                    name,
+                    tokio::spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        if local.end_stream(&stream).is_ok() {
+                            info!(stream, "no publisher within the grace period: stream ends");
+                        }
+                    }),
+                );
+            }
+            StreamEvent::Ended(name) => {
+                if let Some(grace) = graces.remove(&name) {
+                    grace.abort();
+                }
+                let Some(stream) = BusName::parse(&name).filter(BusName::is_source) else {
+                    continue;
+                };
+                if let Some(h) = held.remove(&stream.stream) {
+                    h.watcher.abort();
+                    h.keeper.release().await;
+                    record(bus.registry().as_ref(), EventKind::Ended, &stream.stream).await;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Hold the ingest lease of source `name` (nothing for a rung or a stream
+/// already held).
+fn hold(bus: &ClusterBus, held: &mut HashMap<StreamName, Held>, name: &str, transcoding: bool) {
+    let Some(stream) = BusName::parse(name).filter(BusName::is_source) else {
+        return;
+    };
+    let stream = stream.stream;
+    if held.contains_key(&stream) {
+        return;
+    }
+    let settings = bus.settings();
+    let keeper = LeaseKeeper::start(
+        bus.registry().clone(),
+        stream.clone(),
+        Role::Ingest,
+        settings.node.clone(),
+        settings.lease_ttl,
+    );
+    let watcher = tokio::spawn(watch_lease(
+        bus.registry().clone(),
+        stream.clone(),
+        keeper.holding(),
+        settings.lease_ttl,
+        transcoding,
+    ));
+    held.insert(stream, Held { keeper, watcher });
+}
+
+/// Once the lease is held: the stream is announced and offered to the
+/// transcoders, and offered again whenever no transcoder holds it.
+async fn watch_lease(
+    registry: Arc<dyn Registry>,
+    stream: StreamName,
+    mut holding: tokio::sync::watch::Receiver<Holding>,
+    ttl: Duration,
+    transcoding: bool,
+) {
+    if holding.wait_for(|h| h.lease().is_some()).await.is_err() {
+        return;
+    }
+    let epoch = holding.borrow().lease().map(|l| l.epoch.0);
+    info!(%stream, epoch, "holding the stream's ingest lease");
+    record(registry.as_ref(), EventKind::Started, &stream).await;
+    if !transcoding {
+        return;
+    }
+    if let Err(error) = registry.offer_work(&stream).await {
+        warn!(%stream, %error, "stream not offered to the transcoders");
+    }
+    // A transcoder that died after taking the stream leaves no work item
+    // behind: when nobody has held the transcode lease for two checks in a
+    // row, offer it again.
+    let mut wait = ttl;
+    let mut misses = 0;
+    loop {
+        tokio::time::sleep(ttl / 2).await;
+        match registry.holder(&stream, Role::Transcode).await {
+            Ok(Some(_)) => {
+                misses = 0;
+                wait = ttl;
+            }
+            Ok(None) => {
+                misses += 1;
+                if misses >= 2 {
+                    info!(%stream, "no transcoder holds the stream: offered again");
+                    if let Err(error) = registry.offer_work(&stream).await {
+                        warn!(%stream, %error, "stream not offered to the transcoders");
+                    }
+                    misses = 0;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(REOFFER_MAX);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}

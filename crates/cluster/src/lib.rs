@@ -1,0 +1,47 @@
+//! Ferrocast across processes.
+//!
+//! Each role runs in its own process (ingest, transcode, package) and they
+//! find each other through a [`Registry`](ferrocast_registry::Registry):
+//!
+//! - [`ClusterBus`] is the process's [`MediaBus`](ferrocast_bus::MediaBus).
+//!   What the process publishes goes on its local bus, which it serves to
+//!   others over gRPC (`ferrocast-bus-grpc`). Subscribing to a stream it
+//!   does not publish dials the process the registry names: the holder of
+//!   the stream's ingest lease for a source (`NAME`), of its transcode
+//!   lease for a rung (`NAME/RUNG`). That subscription survives the
+//!   publishing process: when the connection breaks it announces
+//!   `PublisherGone`, dials whoever holds the lease next, and goes on after
+//!   a `Discontinuity`, as an in-process subscriber does when a publisher
+//!   reconnects.
+//! - Each role's claims decide which streams this process takes:
+//!   [`IngestClaims`] holds the ingest lease of every stream published
+//!   here, announces it and offers it to the transcoders;
+//!   [`TranscodeClaims`] takes streams from the transcode work queue and
+//!   holds their transcode leases; [`PackageClaims`] takes the package
+//!   lease of every live stream it can and follows its rendition plan. A
+//!   role learns of the streams it holds through the bus's announcements,
+//!   exactly as in one process.
+//! - [`NodePresence`] keeps the process's node record alive in the
+//!   registry (its roles and where to reach it) and tells whether the
+//!   registry answers.
+//!
+//! Not here: who may write (the packager's fence decides, from the epochs),
+//! the roles themselves.
+
+#![forbid(unsafe_code)]
+
+mod bus;
+mod ingest;
+mod locate;
+mod node;
+mod package;
+mod remote;
+mod settings;
+mod transcode;
+
+pub use bus::ClusterBus;
+pub use ingest::IngestClaims;
+pub use node::NodePresence;
+pub use package::{PackageClaims, PlanSink};
+pub use settings::ClusterSettings;
+pub use transcode::TranscodeClaims;

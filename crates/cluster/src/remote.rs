@@ -1,0 +1,209 @@
+//! A subscription to a stream another process publishes, that outlives
+//! that process: when the connection breaks it dials whoever publishes the
+//! stream next.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use ferrocast_bus::{
+    BusError, BusMessage, StreamEvent, Subscriber, SubscriberBackend, SubscriberStats,
+};
+use ferrocast_bus_grpc::{Delivery, RemoteFrames};
+use ferrocast_hls::BusName;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::bus::{ClusterBus, lock};
+use crate::locate::endpoint_of;
+
+/// Messages buffered between the connection and the subscriber. Small: the
+/// bounded queue (and GOP dropping) is at the publisher's end, and a
+/// reader that stops pulling stops the connection through HTTP/2 flow
+/// control.
+const BUFFER: usize = 64;
+
+/// What [`ClusterBus::end_stream`] needs to know of a remote subscription.
+pub(crate) struct RemoteState {
+    /// Connected and the publisher has not left.
+    live: AtomicBool,
+    /// Set to end the subscription (its grace ran out).
+    end: watch::Sender<bool>,
+}
+
+impl RemoteState {
+    pub(crate) fn publisher_live(&self) -> bool {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn end(&self) {
+        self.end.send_replace(true);
+    }
+}
+
+/// Find the publisher of `name` and dial it.
+async fn dial(bus: &ClusterBus, name: &BusName) -> Result<RemoteFrames, String> {
+    let endpoint = endpoint_of(bus.inner.registry.as_ref(), name).await?;
+    ferrocast_bus_grpc::connect(&endpoint, &name.to_string())
+        .await
+        .map_err(|e| format!("{endpoint}: {e}"))
+}
+
+/// Subscribe to `stream` in whichever process publishes it, trying for
+/// [`ClusterSettings::first_dial`](crate::ClusterSettings::first_dial).
+pub(crate) async fn open(bus: ClusterBus, stream: String) -> Result<Subscriber, BusError> {
+    let name = BusName::parse(&stream).ok_or_else(|| BusError::NotFound {
+        stream: stream.clone(),
+    })?;
+    let settings = &bus.inner.settings;
+    let deadline = Instant::now() + settings.first_dial;
+    let frames = loop {
+        match dial(&bus, &name).await {
+            Ok(frames) => break frames,
+            Err(reason) if Instant::now() + settings.poll >= deadline => {
+                return Err(BusError::Transport { stream, reason });
+            }
+            Err(reason) => {
+                debug!(stream, %reason, "publisher not reachable yet");
+                tokio::time::sleep(settings.poll).await;
+            }
+        }
+    };
+    let (end, ended) = watch::channel(false);
+    let state = Arc::new(RemoteState {
+        live: AtomicBool::new(true),
+        end,
+    });
+    {
+        let mut remotes = lock(&bus.inner.remotes);
+        let list = remotes.entry(stream.clone()).or_default();
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(&state));
+    }
+    let (tx, rx) = mpsc::channel(BUFFER);
+    tokio::spawn(follow(bus, name, frames, tx, state, ended));
+    Ok(Subscriber::new(stream, Box::new(Channel { rx })))
+}
+
+/// Why forwarding one connection stopped.
+enum Stop {
+    /// The stream is over, or nobody reads any more: the subscription ends.
+    Done,
+    /// The connection broke: dial again.
+    Broken(String),
+}
+
+/// Forward the stream's messages, from one connection after another.
+async fn follow(
+    bus: ClusterBus,
+    name: BusName,
+    mut frames: RemoteFrames,
+    tx: mpsc::Sender<BusMessage>,
+    state: Arc<RemoteState>,
+    mut ended: watch::Receiver<bool>,
+) {
+    let stream = name.to_string();
+    loop {
+        match forward(&bus, &stream, &mut frames, &tx, &state, &mut ended).await {
+            Stop::Done => return,
+            Stop::Broken(reason) => {
+                warn!(stream, %reason, "publishing process lost: finding who publishes it next");
+                if state.live.swap(false, Ordering::SeqCst) {
+                    bus.announce(StreamEvent::PublisherGone(stream.clone()));
+                }
+            }
+        }
+        frames = loop {
+            tokio::select! {
+                () = ended_signal(&mut ended) => {
+                    let _ = tx.send(BusMessage::End).await;
+                    return;
+                }
+                () = tx.closed() => return,
+                () = tokio::time::sleep(bus.inner.settings.poll) => {}
+            }
+            match dial(&bus, &name).await {
+                Ok(frames) => break frames,
+                Err(reason) => debug!(stream, %reason, "publisher not reachable yet"),
+            }
+        };
+        info!(
+            stream,
+            "publishing process found again: the stream goes on after a discontinuity"
+        );
+        if tx.send(BusMessage::Discontinuity).await.is_err() {
+            return;
+        }
+        state.live.store(true, Ordering::SeqCst);
+        bus.announce(StreamEvent::Resumed(stream.clone()));
+    }
+}
+
+async fn forward(
+    bus: &ClusterBus,
+    stream: &str,
+    frames: &mut RemoteFrames,
+    tx: &mpsc::Sender<BusMessage>,
+    state: &RemoteState,
+    ended: &mut watch::Receiver<bool>,
+) -> Stop {
+    loop {
+        let item = tokio::select! {
+            item = frames.next() => item,
+            () = ended_signal(ended) => {
+                let _ = tx.send(BusMessage::End).await;
+                return Stop::Done;
+            }
+            () = tx.closed() => return Stop::Done,
+        };
+        match item {
+            Some(Ok(Delivery::Message(message))) => {
+                let end = message == BusMessage::End;
+                if message == BusMessage::Discontinuity {
+                    // The remote publisher came back.
+                    state.live.store(true, Ordering::SeqCst);
+                }
+                if tx.send(message).await.is_err() {
+                    return Stop::Done;
+                }
+                if end {
+                    state.live.store(false, Ordering::SeqCst);
+                    bus.announce(StreamEvent::Ended(stream.to_owned()));
+                    return Stop::Done;
+                }
+            }
+            Some(Ok(Delivery::PublisherGone)) => {
+                if state.live.swap(false, Ordering::SeqCst) {
+                    bus.announce(StreamEvent::PublisherGone(stream.to_owned()));
+                }
+            }
+            Some(Err(e)) => return Stop::Broken(e.to_string()),
+            None => return Stop::Broken("connection closed".to_owned()),
+        }
+    }
+}
+
+/// Resolves once the subscription is to end (or never, if it cannot be).
+async fn ended_signal(ended: &mut watch::Receiver<bool>) {
+    if ended.wait_for(|e| *e).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The subscriber's end of the forwarding task.
+struct Channel {
+    rx: mpsc::Receiver<BusMessage>,
+}
+
+impl SubscriberBackend for Channel {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<BusMessage>> {
+        self.rx.poll_recv(cx)
+    }
+
+    fn stats(&self) -> SubscriberStats {
+        // Queueing and losses happen at the publisher's end.
+        SubscriberStats::default()
+    }
+}
