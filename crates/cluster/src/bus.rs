@@ -108,6 +108,22 @@ impl ClusterBus {
         lock(&self.inner.claimed).remove(name);
     }
 
+    /// The live remote subscriptions to `stream`.
+    fn remote_states(&self, stream: &str) -> Vec<Arc<RemoteState>> {
+        lock(&self.inner.remotes)
+            .get(stream)
+            .map(|v| v.iter().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default()
+    }
+
+    /// End every remote subscription to `stream` here: its publishing side
+    /// is gone for good. Subscribers get `End`.
+    pub(crate) fn end_remote(&self, stream: &str) {
+        for state in self.remote_states(stream) {
+            state.end();
+        }
+    }
+
     pub(crate) fn announce(&self, event: StreamEvent) {
         let _ = self.inner.events.send(event);
     }
@@ -125,47 +141,40 @@ impl MediaBus for ClusterBus {
         Box::pin(remote::open(self.clone(), stream.to_owned()))
     }
 
+    /// Ends a stream published in this process. A stream another process
+    /// publishes is not ended from here ([`BusError::StillPublished`]):
+    /// its own process ends it after its grace period, and a stream whose
+    /// publishing side is gone for good is ended by the claims that hold
+    /// it (the publisher of a rung, a transcoder, can die and be replaced
+    /// well after a reconnect grace period).
     fn end_stream(&self, stream: &str) -> Result<(), BusError> {
         match self.inner.local.end_stream(stream) {
             Err(BusError::NotFound { .. }) => {}
             other => return other,
         }
-        let states: Vec<Arc<RemoteState>> = lock(&self.inner.remotes)
-            .get(stream)
-            .map(|v| v.iter().filter_map(Weak::upgrade).collect())
-            .unwrap_or_default();
-        if states.is_empty() {
+        if self.remote_states(stream).is_empty() {
             return Err(BusError::NotFound {
                 stream: stream.to_owned(),
             });
         }
-        if states.iter().any(|s| s.publisher_live()) {
-            return Err(BusError::StillPublished {
-                stream: stream.to_owned(),
-            });
-        }
-        for state in states {
-            state.end();
-        }
-        Ok(())
+        Err(BusError::StillPublished {
+            stream: stream.to_owned(),
+        })
     }
 
     fn streams(&self) -> Vec<StreamInfo> {
         let mut all = self.inner.local.streams();
-        let remotes = lock(&self.inner.remotes);
-        for name in lock(&self.inner.claimed).keys() {
-            if all.iter().any(|s| &s.name == name) {
+        let claimed: Vec<String> = lock(&self.inner.claimed).keys().cloned().collect();
+        for name in claimed {
+            if all.iter().any(|s| s.name == name) {
                 continue;
             }
-            let states: Vec<Arc<RemoteState>> = remotes
-                .get(name)
-                .map(|v| v.iter().filter_map(Weak::upgrade).collect())
-                .unwrap_or_default();
+            let states = self.remote_states(&name);
             all.push(StreamInfo {
-                name: name.clone(),
                 publisher_live: states.iter().any(|s| s.publisher_live()),
                 subscribers: states.len(),
                 tracks: None,
+                name,
             });
         }
         all.sort_by(|a, b| a.name.cmp(&b.name));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ferrocast_hls::{BusName, RenditionPlan};
 use ferrocast_media::StreamName;
-use ferrocast_registry::{EventId, EventKind, Holding, LeaseKeeper, Role};
+use ferrocast_registry::{EventId, EventKind, Holding, LeaseKeeper, Registry, Role};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -52,6 +52,16 @@ struct Live {
     rungs: BTreeSet<String>,
     /// When the stream last had an ingest holder.
     seen: Instant,
+    /// When this process first saw itself holding the lease.
+    held_since: Option<Instant>,
+}
+
+/// Whether any transcoder is alive in the cluster.
+async fn transcoders(registry: &dyn Registry) -> bool {
+    registry
+        .nodes()
+        .await
+        .is_ok_and(|nodes| nodes.iter().any(|n| n.roles.contains(&Role::Transcode)))
 }
 
 async fn run(bus: ClusterBus, plans: PlanSink) {
@@ -88,6 +98,7 @@ async fn run(bus: ClusterBus, plans: PlanSink) {
                                     plan: None,
                                     rungs: BTreeSet::new(),
                                     seen: Instant::now(),
+                                    held_since: None,
                                 },
                             );
                         }
@@ -120,12 +131,24 @@ async fn run(bus: ClusterBus, plans: PlanSink) {
             if !held {
                 continue;
             }
+            let plan = registry.plan(name).await;
             if !stream.announced {
+                // With transcoders in the cluster, wait (a while) for the
+                // stream's plan, so that the first multivariant playlist
+                // already lists the rungs.
+                let held_since = *stream.held_since.get_or_insert_with(Instant::now);
+                let planned = matches!(plan, Ok(Some(_)));
+                if !planned
+                    && held_since.elapsed() < settings.first_dial
+                    && transcoders(registry.as_ref()).await
+                {
+                    continue;
+                }
                 stream.announced = true;
                 info!(stream = %name, "holding the stream's package lease");
                 bus.announce_claimed(name.as_str().to_owned());
             }
-            match registry.plan(name).await {
+            match plan {
                 Ok(Some(plan)) if stream.plan.as_ref() != Some(&plan) => {
                     for rung in &plan.rungs {
                         let bus_name = BusName::new(name.clone(), rung.clone()).to_string();
@@ -142,8 +165,8 @@ async fn run(bus: ClusterBus, plans: PlanSink) {
         }
         for name in gone {
             if let Some(stream) = live.remove(&name) {
-                info!(stream = %name, "no ingest holds the stream any more: let go");
-                forget(&bus, &name, &stream);
+                info!(stream = %name, "no ingest holds the stream any more: it ends");
+                abandon(&bus, &name, &stream);
                 stream.keeper.release().await;
             }
         }
@@ -155,4 +178,13 @@ fn forget(bus: &ClusterBus, name: &StreamName, stream: &Live) {
     for rung in &stream.rungs {
         bus.forget_claimed(rung);
     }
+}
+
+/// The stream's ingest is gone for good: end what is packaged of it.
+fn abandon(bus: &ClusterBus, name: &StreamName, stream: &Live) {
+    bus.end_remote(name.as_str());
+    for rung in &stream.rungs {
+        bus.end_remote(rung);
+    }
+    forget(bus, name, stream);
 }

@@ -165,6 +165,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             )));
         }
     }
+    config.cluster.validate().map_err(ConfigError::Range)?;
     if !(3..=1000).contains(&hls.window_segments) {
         return Err(ConfigError::Range(format!(
             "hls.window_segments = {} is outside 3..=1000",

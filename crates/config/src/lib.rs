@@ -22,12 +22,14 @@
 //! assert_eq!(config.hls.part_target_ms, Config::default().hls.part_target_ms);
 //! ```
 
+mod cluster;
 pub mod ladder;
 mod layers;
 mod model;
 mod secret;
 pub mod transcode;
 
+pub use cluster::ClusterConfig;
 pub use layers::{ConfigError, ENV_PREFIX, Layers};
 pub use model::{
     Config, DEFAULT_RTP_JITTER_MS, DuplicatePublisher, HlsConfig, IngestConfig, RtpConfig,

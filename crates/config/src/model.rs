@@ -39,6 +39,10 @@ pub struct Config {
     /// edge, the origin alone serves on `http_listen`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edge: Option<ferrocast_edge::EdgeConfig>,
+    /// The registry and media bus of role processes (`[cluster]`):
+    /// `ferrocast ingest`, `transcode` and `package`. Unused by `ferrocast
+    /// up`.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 impl Default for Config {
@@ -54,6 +58,7 @@ impl Default for Config {
             rtp: Vec::new(),
             transcode: TranscodeConfig::default(),
             edge: None,
+            cluster: crate::cluster::ClusterConfig::default(),
         }
     }
 }

@@ -4,100 +4,12 @@
 //! same lease rules as the in-memory registry, the keys and TTLs the
 //! crate documents, and a Redis that stops answering.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ferrocast_media::StreamName;
 use ferrocast_registry::{NodeId, Registry, RegistryError, Role};
 use ferrocast_registry_redis::RedisRegistry;
-
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_err()
-        {
-            assert!(
-                std::env::var_os("REQUIRE_REDIS_TESTS").is_none(),
-                "REQUIRE_REDIS_TESTS is set but redis-server cannot be run"
-            );
-            eprintln!(
-                "SKIPPED: redis-server is not installed; set REQUIRE_REDIS_TESTS=1 to fail instead"
-            );
-            return None;
-        }
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            let ready = lines
-                .by_ref()
-                .map_while(Result::ok)
-                .any(|l| l.contains("Ready to accept connections"));
-            std::thread::spawn(move || lines.for_each(drop));
-            if ready {
-                return Some(Redis { child, port });
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("redis-server did not start on a free port");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use ferrocast_testkit::Redis;
 
 #[tokio::test]
 async fn leases_follow_the_rules_on_redis() {

@@ -8,7 +8,9 @@
 //! Configuration comes from `FERROCAST_*` environment variables, then a TOML
 //! file (`--config`), then flags, each winning over the one before.
 
+mod cluster;
 mod edge;
+mod roles;
 mod status;
 mod transcode;
 
@@ -54,6 +56,68 @@ enum Command {
     /// `[edge.origin] base_url`. `/metrics` and `/healthz` are served on
     /// `http_listen` (`--http-listen`). Stops on Ctrl-C or SIGTERM.
     Edge(EdgeArgs),
+    /// Run only SRT and RTP ingest, as one process of a cluster: each
+    /// stream published here is held in the Redis registry (`[cluster]`)
+    /// and served to the transcode and package processes over the media
+    /// bus (`[cluster] bus_listen`). `/metrics`, `/healthz` and `/readyz`
+    /// on `http_listen`.
+    Ingest(RoleArgs),
+    /// Run only the transcoder, as one process of a cluster: takes streams
+    /// from the registry's work queue and serves their rungs over the media
+    /// bus.
+    Transcode(RoleArgs),
+    /// Run only the packager and HTTP origin, as one process of a cluster:
+    /// packages the streams whose package lease it holds, on `http_listen`.
+    Package(RoleArgs),
+}
+
+/// Flags of the role processes (`ingest`, `transcode`, `package`).
+#[derive(Debug, clap::Args)]
+struct RoleArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "FERROCAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// The Redis registry, `redis://HOST:PORT` [config: cluster.redis_url].
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
+    /// This process's id in the registry [config: cluster.node_id;
+    /// default: HOSTNAME].
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// TCP address of the media bus (ingest, transcode) [config:
+    /// cluster.bus_listen; default 0.0.0.0:7000].
+    #[arg(long, value_name = "ADDR")]
+    bus_listen: Option<SocketAddr>,
+    /// TCP address of `/metrics`, `/healthz`, `/readyz` (and the origin of
+    /// `package`) [config: http_listen; default 0.0.0.0:8080].
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
+    /// UDP address of the SRT listener (ingest) [config: srt_listen;
+    /// default 0.0.0.0:9000].
+    #[arg(long, value_name = "ADDR")]
+    srt_listen: Option<SocketAddr>,
+}
+
+impl RoleArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut layers = base_layers(self.config.as_ref())?;
+        if let Some(url) = &self.redis_url {
+            layers = layers.with_value("cluster.redis_url", url.clone());
+        }
+        if let Some(id) = &self.node_id {
+            layers = layers.with_value("cluster.node_id", id.clone());
+        }
+        if let Some(addr) = self.bus_listen {
+            layers = layers.with_value("cluster.bus_listen", addr.to_string());
+        }
+        if let Some(addr) = self.http_listen {
+            layers = layers.with_value("http_listen", addr.to_string());
+        }
+        if let Some(addr) = self.srt_listen {
+            layers = layers.with_value("srt_listen", addr.to_string());
+        }
+        Ok(layers.build()?)
+    }
 }
 
 /// The edge's listener flags, shared by `up` and `edge`.
@@ -189,6 +253,18 @@ fn main() -> anyhow::Result<()> {
             let config = args.config()?;
             runtime()?.block_on(edge_only(config))
         }
+        Command::Ingest(args) => {
+            let config = args.config()?;
+            runtime()?.block_on(roles::ingest(config))
+        }
+        Command::Transcode(args) => {
+            let config = args.config()?;
+            runtime()?.block_on(roles::transcode(config))
+        }
+        Command::Package(args) => {
+            let config = args.config()?;
+            runtime()?.block_on(roles::package(config))
+        }
     }
 }
 
@@ -283,11 +359,17 @@ async fn up(config: Config) -> anyhow::Result<()> {
     .await?;
     let rtp = Arc::new(rtp);
     // The transcoder tells the origin, per stream, which renditions to list.
+    let plans = {
+        let origin = origin.clone();
+        Arc::new(move |stream: &ferrocast_media::StreamName, plan| {
+            origin.set_renditions(stream, plan);
+        })
+    };
     let transcoder = transcode::start(
         &config.transcode,
         &config.hls,
-        &bus,
-        &origin,
+        Arc::new(bus.clone()),
+        plans,
         metrics.clone(),
     )
     .await?;

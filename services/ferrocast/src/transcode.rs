@@ -1,16 +1,17 @@
-//! Wiring the transcoder service into `ferrocast up`: the ladder, the
-//! encoder choice (made once, here), and the service on the bus.
+//! Wiring the transcoder service into a process (`ferrocast up` or
+//! `ferrocast transcode`): the ladder, the encoder choice (made once,
+//! here), and the service on the bus.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ferrocast_bus::InProcessBus;
+use ferrocast_bus::MediaBus;
 use ferrocast_config::HlsConfig;
 use ferrocast_config::transcode::{GpuPolicy, LadderChoice, TranscodeConfig};
 use ferrocast_hls::RenditionName;
 use ferrocast_media::StreamName;
-use ferrocast_packager::{Origin, RenditionPlan};
+use ferrocast_packager::RenditionPlan;
 use ferrocast_telemetry::Metrics;
 use ferrocast_transcode::FfmpegProbe;
 use ferrocast_transcode::gpu::{self, EncoderChoice};
@@ -19,13 +20,18 @@ use ferrocast_transcode::service::{PlanObserver, ServiceConfig, TranscodeService
 use ferrocast_transcode::shed::ShedPolicy;
 use tracing::{info, warn};
 
+/// Where each stream's rendition plan goes: the origin in this process, or
+/// the registry.
+pub type PlanSink = Arc<dyn Fn(&StreamName, RenditionPlan) + Send + Sync>;
+
 /// Starts the transcoder service unless the ladder is `off`. Logs the
-/// ladder and the encoder choice with its reason.
+/// ladder and the encoder choice with its reason. Each time a stream's
+/// ladder is planned, `plans` gets which renditions to list.
 pub async fn start(
     config: &TranscodeConfig,
     hls: &HlsConfig,
-    bus: &InProcessBus,
-    origin: &Origin,
+    bus: Arc<dyn MediaBus>,
+    plans: PlanSink,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Option<TranscodeService>> {
     let choice = config.choice().context("transcode.ladder")?;
@@ -70,7 +76,7 @@ pub async fn start(
         "transcoder: ladder and encoder chosen"
     );
     Ok(Some(TranscodeService::start(
-        Arc::new(bus.clone()),
+        bus,
         ServiceConfig {
             ladder,
             machine,
@@ -80,7 +86,7 @@ pub async fn start(
                 sustain: Duration::from_millis(config.shed_after_ms),
             },
             queue_units: config.queue_units,
-            on_plan: Some(renditions_for(origin.clone(), source_listed)),
+            on_plan: Some(renditions_for(plans, source_listed)),
         },
         metrics,
     )))
@@ -112,9 +118,9 @@ fn fit_cadence(mut ladder: Ladder, hls: &HlsConfig) -> Ladder {
     ladder
 }
 
-/// Tells the origin, each time a stream's ladder is planned, which
-/// renditions its multivariant playlist lists and waits for.
-fn renditions_for(origin: Origin, source_listed: bool) -> PlanObserver {
+/// Tells `plans`, each time a stream's ladder is planned, which renditions
+/// its multivariant playlist lists and waits for.
+fn renditions_for(plans: PlanSink, source_listed: bool) -> PlanObserver {
     PlanObserver(Arc::new(move |stream: &str, rungs: &[String]| {
         let Ok(name) = StreamName::new(stream) else {
             return;
@@ -129,7 +135,7 @@ fn renditions_for(origin: Origin, source_listed: bool) -> PlanObserver {
                 }
             })
             .collect();
-        origin.set_renditions(
+        plans(
             &name,
             RenditionPlan {
                 source_listed,

@@ -241,7 +241,7 @@ pub struct RemoteEdge {
     /// The generated certificate's SPKI pin, from the ready line.
     pub spki_sha256: Option<String>,
     pub dir: tempfile::TempDir,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
+    log: std::sync::Arc<super::ServerLog>,
 }
 
 /// A `ferrocast edge` command with only this test's settings (no
@@ -270,7 +270,6 @@ impl RemoteEdge {
     /// `[edge]` section, see [`EdgeKeys::config_toml`]), its metrics on a
     /// free loopback port, and waits for its ready line.
     pub fn start(config_toml: &str, origin: &str) -> RemoteEdge {
-        use std::io::{BufRead, BufReader};
         use std::process::Stdio;
         let dir = tempfile::tempdir().unwrap();
         let mut child = edge_command(
@@ -282,33 +281,7 @@ impl RemoteEdge {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ferrocast binary starts");
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("ferrocast edge ready") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "ferrocast edge did not get ready; log:\n{}",
-                    log.lock().unwrap()
-                )
-            });
+        let (line, log) = super::until_ready(&mut child, "ferrocast edge ready");
         let field = |key: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(key))
@@ -331,7 +304,7 @@ impl RemoteEdge {
 
     /// Everything the edge logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.text()
     }
 
     /// Sends SIGTERM (the edge starts draining) without waiting.

@@ -5,6 +5,7 @@
 
 pub mod boxes;
 pub mod browser;
+pub mod cluster;
 pub mod edge;
 pub mod srt_peer;
 
@@ -54,11 +55,65 @@ pub struct Server {
     log: Arc<ServerLog>,
 }
 
-/// The server's stderr so far, and a signal for each new line.
+/// A process's stderr so far, and a signal for each new line.
 #[derive(Default)]
-struct ServerLog {
+pub struct ServerLog {
     text: Mutex<String>,
     line_added: Condvar,
+}
+
+impl ServerLog {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits until a line containing `needle` was logged (woken by each new
+    /// line, not polling); false if `timeout` passes first.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut text = self.text.lock().unwrap();
+        loop {
+            if text.contains(needle) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            text = self.line_added.wait_timeout(text, left).unwrap().0;
+        }
+    }
+}
+
+/// Collects `child`'s stderr and waits (30 s at most) for the stdout line
+/// that starts with `ready_prefix`; returns it and the log.
+pub fn until_ready(child: &mut Child, ready_prefix: &str) -> (String, Arc<ServerLog>) {
+    let log = Arc::new(ServerLog::default());
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut text = sink.text.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+            sink.line_added.notify_all();
+        }
+    });
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let prefix = ready_prefix.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with(&prefix) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{ready_prefix}: not ready; log:\n{}", log.text()));
+    (line, log)
 }
 
 impl Server {
@@ -131,34 +186,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("ferrocast binary starts");
-        let log = Arc::new(ServerLog::default());
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut text = sink.text.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-                sink.line_added.notify_all();
-            }
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("ferrocast ready") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "ferrocast did not get ready; log:\n{}",
-                    log.text.lock().unwrap()
-                )
-            });
+        let (line, log) = until_ready(&mut child, "ferrocast ready");
         let field = |key: &str| -> SocketAddr {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(key))
@@ -190,24 +218,13 @@ impl Server {
 
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
-        self.log.text.lock().unwrap().clone()
+        self.log.text()
     }
 
     /// Waits until the server has logged a line containing `needle` (woken
     /// by each new line, not polling); false if `timeout` passes first.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut text = self.log.text.lock().unwrap();
-        loop {
-            if text.contains(needle) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            text = self.log.line_added.wait_timeout(text, left).unwrap().0;
-        }
+        self.log.wait_for(needle, timeout)
     }
 
     /// True if the process is still running.

@@ -1,0 +1,187 @@
+//! The role processes of a cluster: `ferrocast ingest`, `ferrocast
+//! transcode` and `ferrocast package`. Thin wiring: the roles are the same
+//! services `ferrocast up` runs, on a [`ferrocast_cluster::ClusterBus`]
+//! instead of the in-process bus, with each role's claims deciding which
+//! streams this process takes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ferrocast_bus::MediaBus;
+use ferrocast_cluster::{IngestClaims, PackageClaims, TranscodeClaims};
+use ferrocast_config::{Config, LadderChoice};
+use ferrocast_ingest::{RtpIngest, RtpSettings, SrtConfig, SrtIngest, StaticAuthorizer};
+use ferrocast_packager::{Origin, PackagerConfig};
+use ferrocast_registry::Role;
+use ferrocast_telemetry::Metrics;
+use tracing::info;
+
+use crate::cluster::{self, ReadyCheck, operator_router};
+use crate::{shutdown_signal, transcode};
+
+/// Always alive, always ready beyond the shared checks.
+fn no_check() -> ReadyCheck {
+    Arc::new(|| None)
+}
+
+/// `ferrocast ingest`: SRT and RTP ingest; each stream published here is
+/// held in the registry and served to the other processes over the bus.
+pub async fn ingest(config: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    // The SRT listener is bound below; until then (and while its supervisor
+    // rebinds it) the process is neither alive nor ready.
+    let srt_slot: Arc<std::sync::OnceLock<Arc<SrtIngest>>> = Arc::default();
+    let srt_check: ReadyCheck = {
+        let slot = srt_slot.clone();
+        Arc::new(move || match slot.get() {
+            None => Some("srt listener not bound yet".to_owned()),
+            Some(srt) => {
+                let health = srt.health();
+                (!health.up).then(|| {
+                    format!(
+                        "srt listener down: {}",
+                        health.last_failure.as_deref().unwrap_or("unknown")
+                    )
+                })
+            }
+        })
+    };
+    let member = cluster::join(&config, Role::Ingest, true, srt_check.clone()).await?;
+    let transcoding = config.transcode.choice().context("transcode.ladder")? != LadderChoice::Off;
+    let _claims = IngestClaims::start(&member.bus, transcoding);
+    let bus: Arc<dyn MediaBus> = Arc::new(member.bus.clone());
+    let srt = SrtIngest::start(
+        SrtConfig {
+            listen: config.srt_listen,
+            latency: Duration::from_millis(config.ingest.srt_latency_ms),
+            idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
+        },
+        bus.clone(),
+        Arc::new(StaticAuthorizer::from_config(&config.streams)),
+        metrics.clone(),
+    )
+    .await?;
+    let srt = Arc::new(srt);
+    let _ = srt_slot.set(srt.clone());
+    let _rtp = RtpIngest::start(
+        &config.rtp,
+        RtpSettings {
+            idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
+        },
+        bus,
+    )
+    .await?;
+    let bus_addr = member.bus_addr.context("the ingest bus is served")?;
+    let endpoint = member.register(bus_addr)?;
+    let http = ferrocast_packager::http::serve_with_limits(
+        config.http_listen,
+        operator_router(member.readiness.clone(), metrics.clone(), srt_check),
+        &config.http_connections,
+        &metrics.connections,
+    )
+    .await
+    .with_context(|| format!("binding the operator listener on {}", config.http_listen))?;
+    info!(node = %member.node(), srt = %srt.local_addr(), bus = %endpoint, "ferrocast ingest up");
+    println!(
+        "ferrocast ingest ready srt={} bus={} http={} node={}",
+        srt.local_addr(),
+        bus_addr,
+        http.local_addr(),
+        member.node()
+    );
+    shutdown_signal().await?;
+    member.readiness.drain();
+    info!("shutting down: leases lapse and the publishers' reconnects land elsewhere");
+    Ok(())
+}
+
+/// `ferrocast transcode`: takes streams from the registry's work queue
+/// (at most `[cluster] max_transcodes`), transcodes their ladder and
+/// serves the rungs over the bus; each stream's rendition plan goes to the
+/// registry.
+pub async fn transcode(config: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let member = cluster::join(&config, Role::Transcode, true, no_check()).await?;
+    let plans: transcode::PlanSink = {
+        let bus = member.bus.clone();
+        Arc::new(move |stream, plan| TranscodeClaims::publish_plan(&bus, stream, plan))
+    };
+    let service = transcode::start(
+        &config.transcode,
+        &config.hls,
+        Arc::new(member.bus.clone()),
+        plans,
+        metrics.clone(),
+    )
+    .await?
+    .context(
+        "transcode.ladder is \"off\": a transcode process has nothing to do (run no \
+         transcoders, and set it off for the ingest processes too)",
+    )?;
+    let _claims = TranscodeClaims::start(&member.bus, config.cluster.max_transcodes);
+    let bus_addr = member.bus_addr.context("the transcoder's bus is served")?;
+    let endpoint = member.register(bus_addr)?;
+    let http = ferrocast_packager::http::serve_with_limits(
+        config.http_listen,
+        operator_router(member.readiness.clone(), metrics.clone(), no_check()),
+        &config.http_connections,
+        &metrics.connections,
+    )
+    .await
+    .with_context(|| format!("binding the operator listener on {}", config.http_listen))?;
+    info!(node = %member.node(), bus = %endpoint, ladder = %service.ladder().name, "ferrocast transcode up");
+    println!(
+        "ferrocast transcode ready bus={} http={} node={}",
+        bus_addr,
+        http.local_addr(),
+        member.node()
+    );
+    shutdown_signal().await?;
+    member.readiness.drain();
+    info!("shutting down");
+    Ok(())
+}
+
+/// `ferrocast package`: packages every live stream whose package lease it
+/// holds (source and rungs together) and serves it as the HTTP origin.
+pub async fn package(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let metrics = Arc::new(Metrics::new());
+    let member = cluster::join(&config, Role::Package, false, no_check()).await?;
+    let origin = Origin::start(
+        Arc::new(member.bus.clone()),
+        PackagerConfig::from(&config),
+        metrics.clone(),
+    )
+    .context("packager configuration")?;
+    let app = ferrocast_packager::http::router(origin.clone()).merge(operator_router(
+        member.readiness.clone(),
+        metrics.clone(),
+        no_check(),
+    ));
+    let http = ferrocast_packager::http::serve_with_limits(
+        config.http_listen,
+        app,
+        &config.http_connections,
+        &metrics.connections,
+    )
+    .await
+    .with_context(|| format!("binding the HTTP origin on {}", config.http_listen))?;
+    let endpoint = member.register(http.local_addr())?;
+    let _claims = PackageClaims::start(
+        &member.bus,
+        Arc::new(move |stream, plan| origin.set_renditions(stream, plan)),
+    );
+    info!(node = %member.node(), origin = %endpoint, "ferrocast package up");
+    println!(
+        "ferrocast package ready http={} node={}",
+        http.local_addr(),
+        member.node()
+    );
+    shutdown_signal().await?;
+    member.readiness.drain();
+    info!("shutting down");
+    Ok(())
+}

@@ -1,0 +1,205 @@
+#![allow(clippy::unwrap_used)]
+
+//! Ferrocast as separate processes: `ferrocast ingest`, `transcode`,
+//! `package` and `edge`, each its own process, coordinated through a real
+//! `redis-server` and carrying media over the gRPC bus: a stream published
+//! over SRT to the ingest process plays through the edge with every rung;
+//! a transcoder killed with `kill -9` is replaced by a standby one and the
+//! rung playlists go on with one discontinuity, media sequence numbers
+//! never going back.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::{Node, Redis};
+use common::edge::{
+    EdgeKeys, HS256_SECRET, RemoteEdge, assert_signed, claims, hs256_jwt, live_multivariant,
+};
+use common::{ffmpeg_push, run_with_timeout};
+
+/// The registry value of `stream`'s `role` lease: `holder epoch token`.
+fn lease(redis: &Redis, role: &str, stream: &str) -> Option<(String, u64)> {
+    let value = redis.cli(&["GET", &format!("ferrocast:lease:{role}:{stream}")]);
+    let mut parts = value.split(' ');
+    let holder = parts.next().filter(|h| !h.is_empty())?.to_owned();
+    let epoch = parts.next()?.parse().ok()?;
+    Some((holder, epoch))
+}
+
+/// Waits until someone holds `stream`'s `role` lease (the registry has no
+/// event a test could await across processes: polled every 100 ms).
+fn until_held(redis: &Redis, role: &str, stream: &str, not_by: Option<&str>) -> (String, u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((holder, epoch)) = lease(redis, role, stream)
+            && Some(holder.as_str()) != not_by
+        {
+            return (holder, epoch);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nobody took the {role} lease of {stream}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn text(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// The rung playlist once it lists `segments` segments.
+async fn playlist_with_segments(url: &str, segments: usize, log: impl Fn() -> String) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = text(url).await;
+        if status == 200 && body.lines().filter(|l| l.starts_with("seg")).count() >= segments {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url}: {status} {body}\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn media_sequence(playlist: &str) -> u64 {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_carry_a_stream_from_srt_to_the_edge() {
+    let Some(redis) = Redis::start() else { return };
+    let ingest = Node::start("ingest", "ingest-a", &redis, "");
+    let transcoder = Node::start("transcode", "transcode-a", &redis, "");
+    let packager = Node::start("package", "package-a", &redis, "");
+    let keys = EdgeKeys::generate();
+    let edge = RemoteEdge::start(&keys.config_toml(), &packager.http());
+    let log = || {
+        format!(
+            "ingest:\n{}\ntranscode:\n{}\npackage:\n{}\nedge:\n{}",
+            ingest.log(),
+            transcoder.log(),
+            packager.log(),
+            edge.log()
+        )
+    };
+    for node in [&ingest, &transcoder, &packager] {
+        assert_eq!(
+            text(&format!("{}/readyz", node.http())).await,
+            (200, "ready\n".into())
+        );
+    }
+    let _push = ffmpeg_push(ingest.addr("srt"), "publish:live/chain", 60);
+
+    // Each role taken by the one process that runs it.
+    assert_eq!(until_held(&redis, "ingest", "chain", None).0, "ingest-a");
+    assert_eq!(
+        until_held(&redis, "transcode", "chain", None).0,
+        "transcode-a"
+    );
+    assert_eq!(until_held(&redis, "package", "chain", None).0, "package-a");
+
+    // Through the edge: every rung listed, every URI signed.
+    let client = keys.client(false);
+    let jwt = hs256_jwt(&claims(&["chain"]), HS256_SECRET);
+    let multivariant = live_multivariant(&client, &edge.base(), "chain", &jwt, log).await;
+    assert_signed(&multivariant);
+    for rung in ["240p", "180p", "144p"] {
+        assert!(
+            multivariant.contains(&format!("{rung}/stream.m3u8")),
+            "{multivariant}\n{}",
+            log()
+        );
+    }
+    assert_eq!(
+        redis.cli(&["GET", "ferrocast:plan:chain"]),
+        "unlisted 240p,180p,144p"
+    );
+
+    // A real player decodes the rungs from the packager's origin.
+    let origin = format!("{}/live/chain/180p/stream.m3u8", packager.http());
+    playlist_with_segments(&origin, 2, log).await;
+    let (ok, _, err) = run_with_timeout(
+        std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(format!("{}/live/chain/index.m3u8", packager.http()))
+            .args(["-t", "3", "-f", "null", "-"]),
+        Duration::from_secs(60),
+    );
+    assert!(ok && err.trim().is_empty(), "ffmpeg: {err}\n{}", log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_transcoder_is_replaced_and_its_rungs_go_on_after_one_discontinuity() {
+    let Some(redis) = Redis::start() else { return };
+    let ingest = Node::start("ingest", "ingest-a", &redis, "");
+    let mut transcoders = vec![
+        Node::start("transcode", "transcode-a", &redis, ""),
+        Node::start("transcode", "transcode-b", &redis, ""),
+    ];
+    let packager = Node::start("package", "package-a", &redis, "");
+    let log = |t: &[Node]| {
+        format!(
+            "ingest:\n{}\ntranscode-a:\n{}\ntranscode-b:\n{}\npackage:\n{}",
+            ingest.log(),
+            t[0].log(),
+            t[1].log(),
+            packager.log()
+        )
+    };
+    let _push = ffmpeg_push(ingest.addr("srt"), "publish:live/kill", 90);
+    let url = format!("{}/live/kill/180p/stream.m3u8", packager.http());
+    let before = playlist_with_segments(&url, 3, || log(&transcoders)).await;
+    assert!(!before.contains("#EXT-X-DISCONTINUITY\n"), "{before}");
+    let (holder, epoch) = until_held(&redis, "transcode", "kill", None);
+    let index = usize::from(holder == "transcode-b");
+
+    transcoders[index].kill();
+    let killed = Instant::now();
+    // Sample the rung playlist until a segment follows the discontinuity.
+    let mut last_sequence = media_sequence(&before);
+    let deadline = killed + Duration::from_secs(45);
+    let (after, failover) = loop {
+        let (status, playlist) = text(&url).await;
+        assert_eq!(status, 200, "{playlist}");
+        let sequence = media_sequence(&playlist);
+        assert!(
+            sequence >= last_sequence,
+            "media sequence went back: {last_sequence} -> {sequence}\n{playlist}"
+        );
+        last_sequence = sequence;
+        let resumed = playlist
+            .split("#EXT-X-DISCONTINUITY\n")
+            .nth(1)
+            .is_some_and(|tail| tail.lines().any(|l| l.starts_with("seg")));
+        if resumed {
+            break (playlist, killed.elapsed());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no segment after the kill\n{playlist}\n{}",
+            log(&transcoders)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("transcoder failover: kill to the first new rung segment in {failover:?}");
+    assert_eq!(
+        after.matches("#EXT-X-DISCONTINUITY\n").count(),
+        1,
+        "{after}"
+    );
+    let (new_holder, new_epoch) = until_held(&redis, "transcode", "kill", Some(&holder));
+    assert_ne!(new_holder, holder);
+    assert!(new_epoch > epoch, "the new lease has a newer epoch");
+    assert!(transcoders[1 - index].alive());
+}
