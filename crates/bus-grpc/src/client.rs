@@ -43,7 +43,16 @@ pub enum RemoteError {
 pub struct RemoteFrames {
     frames: tonic::Streaming<Frame>,
     stream: String,
+    epoch: Option<u64>,
     done: bool,
+}
+
+impl RemoteFrames {
+    /// The fencing epoch the publishing process answered with, if it is
+    /// fenced ([`BusServer::fenced`](crate::BusServer::fenced)).
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
 }
 
 impl std::fmt::Debug for RemoteFrames {
@@ -103,11 +112,16 @@ pub async fn connect(endpoint: &str, stream: &str) -> Result<RemoteFrames, Remot
             tonic::Code::NotFound => RemoteError::NotFound(stream.to_owned()),
             tonic::Code::Unavailable => RemoteError::Unreachable(status.message().to_owned()),
             _ => RemoteError::Refused(status.message().to_owned()),
-        })?
-        .into_inner();
+        })?;
+    let epoch = frames
+        .metadata()
+        .get(crate::server::EPOCH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     Ok(RemoteFrames {
-        frames,
+        frames: frames.into_inner(),
         stream: stream.to_owned(),
+        epoch,
         done: false,
     })
 }

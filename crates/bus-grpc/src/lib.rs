@@ -32,7 +32,7 @@ pub use client::{RemoteError, RemoteFrames, connect, subscribe};
 pub use convert::{
     ConvertError, Delivery, delivery_of, frame_of, message_of, publisher_gone_frame,
 };
-pub use server::{BusServer, serve};
+pub use server::{BusServer, EPOCH_HEADER, EpochOf, serve, serve_with};
 
 /// The largest bus message either side accepts: 64 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use ferrocast_bus::{InProcessBus, StreamEvent, Subscriber};
 use futures::{FutureExt, Stream};
@@ -15,16 +16,43 @@ use crate::convert::{frame_of, publisher_gone_frame};
 use crate::pb::media_bus_server::{MediaBus as MediaBusService, MediaBusServer};
 use crate::pb::{Frame, SubscribeRequest};
 
+/// The fencing epoch under which this process publishes a bus stream
+/// (`None`: it does not hold the stream now).
+pub type EpochOf = Arc<dyn Fn(&str) -> Option<u64> + Send + Sync>;
+
+/// The gRPC metadata key that carries the publisher's fencing epoch in the
+/// answer to a subscription.
+pub const EPOCH_HEADER: &str = "ferrocast-epoch";
+
 /// The gRPC service over one process's bus.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BusServer {
     bus: InProcessBus,
+    epochs: Option<EpochOf>,
+}
+
+impl std::fmt::Debug for BusServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusServer")
+            .field("fenced", &self.epochs.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl BusServer {
     /// Serve the streams of `bus`.
     pub fn new(bus: InProcessBus) -> Self {
-        BusServer { bus }
+        BusServer { bus, epochs: None }
+    }
+
+    /// Serve the streams of `bus`, each answered with the fencing epoch
+    /// `epochs` gives for it (in [`EPOCH_HEADER`]); a stream this process
+    /// does not hold is refused as unavailable.
+    pub fn fenced(bus: InProcessBus, epochs: EpochOf) -> Self {
+        BusServer {
+            bus,
+            epochs: Some(epochs),
+        }
     }
 }
 
@@ -39,6 +67,12 @@ impl MediaBusService for BusServer {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Frames>, Status> {
         let name = request.into_inner().stream;
+        let epoch = match &self.epochs {
+            None => None,
+            Some(epochs) => Some(epochs(&name).ok_or_else(|| {
+                Status::unavailable(format!("this process does not hold stream {name}"))
+            })?),
+        };
         // Announcements first, so that a publisher leaving right after the
         // subscription is not missed.
         let announcements = self.bus.announcements();
@@ -65,7 +99,17 @@ impl MediaBusService for BusServer {
             let frame = feed.next().await?;
             Some((Ok(frame), feed))
         });
-        Ok(Response::new(Box::pin(frames)))
+        let mut response = Response::new(Box::pin(frames) as Frames);
+        if let Some(epoch) = epoch {
+            response.metadata_mut().insert(
+                EPOCH_HEADER,
+                epoch
+                    .to_string()
+                    .parse()
+                    .map_err(|_| Status::internal("epoch"))?,
+            );
+        }
+        Ok(response)
     }
 }
 
@@ -119,9 +163,17 @@ pub async fn serve(
     bus: InProcessBus,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    serve_with(BusServer::new(bus), addr).await
+}
+
+/// Serve `server` on `addr` (see [`serve`]).
+pub async fn serve_with(
+    server: BusServer,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let service = MediaBusServer::new(BusServer::new(bus))
+    let service = MediaBusServer::new(server)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let task = tokio::spawn(async move {

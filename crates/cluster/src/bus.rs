@@ -6,9 +6,12 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use ferrocast_bus::{
     BusError, BusStats, InProcessBus, MediaBus, Publisher, StreamEvent, StreamInfo, SubscribeFuture,
 };
-use ferrocast_registry::Registry;
-use tokio::sync::broadcast;
+use ferrocast_hls::BusName;
+use ferrocast_media::StreamName;
+use ferrocast_registry::{Epoch, Fence, Holding, Registry, Role, StaleEpoch};
+use tokio::sync::{broadcast, watch};
 
+use crate::locate::publishing_role;
 use crate::remote::{self, RemoteState};
 use crate::settings::ClusterSettings;
 
@@ -32,6 +35,14 @@ pub(crate) struct Inner {
     pub(crate) remotes: Mutex<HashMap<String, Vec<Weak<RemoteState>>>>,
     /// Streams this process's claims took and announced, by bus name.
     pub(crate) claimed: Mutex<BTreeMap<String, ()>>,
+    /// The leases this process holds now, with their epochs: what it
+    /// publishes is served under them.
+    pub(crate) held: Mutex<HashMap<(StreamName, Role), Epoch>>,
+    /// The newest epoch seen per stream, per publishing role: a
+    /// publishing process with an older one is refused.
+    pub(crate) fences: Mutex<HashMap<Role, Fence>>,
+    /// Publishing processes refused for a stale epoch.
+    pub(crate) stale_refusals: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ClusterBus {
@@ -76,6 +87,9 @@ impl ClusterBus {
                 events,
                 remotes: Mutex::default(),
                 claimed: Mutex::default(),
+                held: Mutex::default(),
+                fences: Mutex::default(),
+                stale_refusals: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -93,6 +107,81 @@ impl ClusterBus {
     /// The settings.
     pub fn settings(&self) -> &ClusterSettings {
         &self.inner.settings
+    }
+
+    /// Serve the local bus on `addr` to the other processes, each stream
+    /// under the epoch of the lease this process holds for it (a stream it
+    /// does not hold is refused).
+    pub async fn serve(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+        let bus = self.clone();
+        let epochs: ferrocast_bus_grpc::EpochOf = Arc::new(move |name: &str| {
+            let name = BusName::parse(name)?;
+            let role = publishing_role(&name);
+            lock(&bus.inner.held).get(&(name.stream, role)).map(|e| e.0)
+        });
+        ferrocast_bus_grpc::serve_with(
+            ferrocast_bus_grpc::BusServer::fenced(self.inner.local.clone(), epochs),
+            addr,
+        )
+        .await
+    }
+
+    /// Keep the held-lease table in step with a keeper's `holding` until
+    /// the task is aborted (the caller aborts it when it lets the stream go,
+    /// and calls [`ClusterBus::forget_held`]).
+    pub(crate) fn mirror_holding(
+        &self,
+        stream: StreamName,
+        role: Role,
+        mut holding: watch::Receiver<Holding>,
+    ) -> tokio::task::JoinHandle<()> {
+        let bus = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let epoch = holding.borrow_and_update().lease().map(|l| l.epoch);
+                {
+                    let mut held = lock(&bus.inner.held);
+                    match epoch {
+                        Some(epoch) => held.insert((stream.clone(), role), epoch),
+                        None => held.remove(&(stream.clone(), role)),
+                    };
+                }
+                if holding.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// This process no longer holds `role` of `stream`.
+    pub(crate) fn forget_held(&self, stream: &StreamName, role: Role) {
+        lock(&self.inner.held).remove(&(stream.clone(), role));
+    }
+
+    /// Admit a publishing process of `name` that serves it under `epoch`:
+    /// refused if an older epoch than one already seen for the stream.
+    pub(crate) fn admit(&self, name: &BusName, epoch: Epoch) -> Result<(), StaleEpoch> {
+        let admitted = lock(&self.inner.fences)
+            .entry(publishing_role(name))
+            .or_default()
+            .admit(&name.stream, epoch);
+        if admitted.is_err() {
+            self.inner
+                .stale_refusals
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    /// How many publishing processes were refused for a stale epoch (their
+    /// lease had passed to a newer holder).
+    pub fn stale_refusals(&self) -> u64 {
+        self.inner
+            .stale_refusals
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A claim took `name`: the roles in this process start on it.

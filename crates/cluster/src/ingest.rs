@@ -34,6 +34,7 @@ impl Drop for IngestClaims {
 struct Held {
     keeper: LeaseKeeper,
     watcher: JoinHandle<()>,
+    mirror: JoinHandle<()>,
 }
 
 impl IngestClaims {
@@ -110,6 +111,8 @@ async fn run(bus: ClusterBus, mut events: broadcast::Receiver<StreamEvent>, tran
                 };
                 if let Some(h) = held.remove(&stream.stream) {
                     h.watcher.abort();
+                    h.mirror.abort();
+                    bus.forget_held(&stream.stream, Role::Ingest);
                     h.keeper.release().await;
                     record(bus.registry().as_ref(), EventKind::Ended, &stream.stream).await;
                 }
@@ -144,7 +147,15 @@ fn hold(bus: &ClusterBus, held: &mut HashMap<StreamName, Held>, name: &str, tran
         settings.lease_ttl,
         transcoding,
     ));
-    held.insert(stream, Held { keeper, watcher });
+    let mirror = bus.mirror_holding(stream.clone(), Role::Ingest, keeper.holding());
+    held.insert(
+        stream,
+        Held {
+            keeper,
+            watcher,
+            mirror,
+        },
+    );
 }
 
 /// Once the lease is held: the stream is announced and offered to the

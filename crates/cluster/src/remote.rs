@@ -11,13 +11,14 @@ use ferrocast_bus::{
 };
 use ferrocast_bus_grpc::{Delivery, RemoteFrames};
 use ferrocast_hls::BusName;
+use ferrocast_registry::Epoch;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::bus::{ClusterBus, lock};
-use crate::locate::endpoint_of;
+use crate::locate::{endpoint_of, publishing_role};
 
 /// Messages buffered between the connection and the subscriber. Small: the
 /// bounded queue (and GOP dropping) is at the publisher's end, and a
@@ -43,12 +44,57 @@ impl RemoteState {
     }
 }
 
-/// Find the publisher of `name` and dial it.
+/// Find the publisher of `name` and dial it. Its answer carries the epoch
+/// of the lease it publishes under; one older than an epoch already seen
+/// for the stream is a stale writer (it paused, or was cut off, past its
+/// lease) and is refused.
 async fn dial(bus: &ClusterBus, name: &BusName) -> Result<RemoteFrames, String> {
     let endpoint = endpoint_of(bus.inner.registry.as_ref(), name).await?;
-    ferrocast_bus_grpc::connect(&endpoint, &name.to_string())
+    let frames = ferrocast_bus_grpc::connect(&endpoint, &name.to_string())
         .await
-        .map_err(|e| format!("{endpoint}: {e}"))
+        .map_err(|e| format!("{endpoint}: {e}"))?;
+    let epoch = frames
+        .epoch()
+        .ok_or_else(|| format!("{endpoint} serves {name} without a fencing epoch"))?;
+    bus.admit(name, Epoch(epoch)).map_err(|stale| {
+        warn!(stream = %name, %endpoint, %stale, "stale publisher refused");
+        stale.to_string()
+    })?;
+    Ok(frames)
+}
+
+/// Watches the registry for a newer holder of the lease `name` is
+/// published under: sends its epoch. Registry errors are ignored (media
+/// that flows keeps flowing while the registry is away).
+fn watch_holder(bus: &ClusterBus, name: &BusName) -> (watch::Receiver<u64>, AbortOnDrop) {
+    let (tx, rx) = watch::channel(0);
+    let registry = bus.inner.registry.clone();
+    let period = bus.inner.settings.lease_ttl / 2;
+    let (stream, role) = (name.stream.clone(), publishing_role(name));
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            if let Ok(Some(lease)) = registry.holder(&stream, role).await {
+                tx.send_if_modified(|newest| {
+                    let newer = lease.epoch.0 > *newest;
+                    if newer {
+                        *newest = lease.epoch.0;
+                    }
+                    newer
+                });
+            }
+        }
+    });
+    (rx, AbortOnDrop(task))
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Subscribe to `stream` in whichever process publishes it, trying for
@@ -105,8 +151,21 @@ async fn follow(
     mut ended: watch::Receiver<bool>,
 ) {
     let stream = name.to_string();
+    let (mut newest, _watcher) = watch_holder(&bus, &name);
     loop {
-        match forward(&bus, &stream, &mut frames, &tx, &state, &mut ended).await {
+        let epoch = frames.epoch().unwrap_or(0);
+        match forward(
+            &bus,
+            &stream,
+            &mut frames,
+            epoch,
+            &mut newest,
+            &tx,
+            &state,
+            &mut ended,
+        )
+        .await
+        {
             Stop::Done => return,
             Stop::Broken(reason) => {
                 warn!(stream, %reason, "publishing process lost: finding who publishes it next");
@@ -141,17 +200,33 @@ async fn follow(
     }
 }
 
+/// Forward one connection's messages until it breaks, the stream ends,
+/// or the registry names a holder with a newer epoch than `epoch`.
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     bus: &ClusterBus,
     stream: &str,
     frames: &mut RemoteFrames,
+    epoch: u64,
+    newest: &mut watch::Receiver<u64>,
     tx: &mpsc::Sender<BusMessage>,
     state: &RemoteState,
     ended: &mut watch::Receiver<bool>,
 ) -> Stop {
+    let mut watching = true;
     loop {
+        if *newest.borrow_and_update() > epoch {
+            return Stop::Broken(format!(
+                "superseded: the stream is held under epoch {} now, this connection has {epoch}",
+                *newest.borrow()
+            ));
+        }
         let item = tokio::select! {
             item = frames.next() => item,
+            changed = newest.changed(), if watching => {
+                watching = changed.is_ok();
+                continue;
+            }
             () = ended_signal(ended) => {
                 let _ = tx.send(BusMessage::End).await;
                 return Stop::Done;

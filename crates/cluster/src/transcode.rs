@@ -58,7 +58,7 @@ impl TranscodeClaims {
 
 async fn run(bus: ClusterBus, max_streams: usize, count: Arc<AtomicUsize>) {
     let mut events = bus.announcements();
-    let mut held: HashMap<StreamName, (LeaseKeeper, JoinHandle<()>)> = HashMap::new();
+    let mut held: HashMap<StreamName, (LeaseKeeper, [JoinHandle<()>; 2])> = HashMap::new();
     let settings = bus.settings().clone();
     let registry = bus.registry().clone();
     let mut ticks = tokio::time::interval(settings.poll);
@@ -71,9 +71,10 @@ async fn run(bus: ClusterBus, max_streams: usize, count: Arc<AtomicUsize>) {
                     // The source ended: let the stream go.
                     Ok(StreamEvent::Ended(name)) => {
                         if let Some(source) = BusName::parse(&name).filter(BusName::is_source)
-                            && let Some((keeper, watcher)) = held.remove(&source.stream)
+                            && let Some((keeper, tasks)) = held.remove(&source.stream)
                         {
-                            watcher.abort();
+                            tasks.iter().for_each(JoinHandle::abort);
+                            bus.forget_held(&source.stream, Role::Transcode);
                             keeper.release().await;
                             bus.forget_claimed(&name);
                             info!(stream = %source.stream, "source ended: transcode lease released");
@@ -112,7 +113,7 @@ async fn run(bus: ClusterBus, max_streams: usize, count: Arc<AtomicUsize>) {
 /// acknowledged and dropped.
 async fn claim(
     bus: &ClusterBus,
-    held: &mut HashMap<StreamName, (LeaseKeeper, JoinHandle<()>)>,
+    held: &mut HashMap<StreamName, (LeaseKeeper, [JoinHandle<()>; 2])>,
     item: WorkItem,
 ) {
     let registry = bus.registry();
@@ -154,6 +155,7 @@ async fn claim(
             error!(%stream, "transcode lease lost (registry unreachable or expired)");
         }
     });
-    held.insert(item.stream.clone(), (keeper, watcher));
+    let mirror = bus.mirror_holding(item.stream.clone(), Role::Transcode, keeper.holding());
+    held.insert(item.stream.clone(), (keeper, [watcher, mirror]));
     bus.announce_claimed(item.stream.as_str().to_owned());
 }

@@ -85,12 +85,9 @@ fn ingest_process(registry: Arc<dyn Registry>, node: &'static str, first: i64) -
         .build()
         .unwrap();
     runtime.spawn(async move {
-        let local = InProcessBus::default();
-        let (addr, _server) =
-            ferrocast_bus_grpc::serve(local.clone(), "127.0.0.1:0".parse().unwrap())
-                .await
-                .unwrap();
         let settings = settings(node);
+        let bus = ClusterBus::new(InProcessBus::default(), registry.clone(), settings.clone());
+        let (addr, _server) = bus.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let _presence = NodePresence::start(
             registry.clone(),
             NodeRecord {
@@ -100,7 +97,6 @@ fn ingest_process(registry: Arc<dyn Registry>, node: &'static str, first: i64) -
             },
             Duration::from_secs(5),
         );
-        let bus = ClusterBus::new(local, registry, settings);
         let _claims = IngestClaims::start(&bus, false);
         let publisher = bus.publish("cam").unwrap();
         publisher.send_tracks(tracks());
@@ -230,4 +226,241 @@ async fn package_claims_announce_the_stream_and_its_planned_rungs_to_one_package
             assert_eq!(seen, [], "the standby announces nothing");
         }
     }
+}
+
+/// A registry whose `holder` answers can be overridden: the stale answer a
+/// lagging replica or a partition would give.
+struct Lagging {
+    inner: InMemoryRegistry,
+    stale: std::sync::Mutex<Option<ferrocast_registry::Lease>>,
+}
+
+impl Registry for Lagging {
+    fn acquire(
+        &self,
+        s: &StreamName,
+        r: Role,
+        n: &NodeId,
+        t: Duration,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Option<ferrocast_registry::Lease>, ferrocast_registry::RegistryError>,
+    > {
+        self.inner.acquire(s, r, n, t)
+    }
+    fn renew(
+        &self,
+        l: &ferrocast_registry::Lease,
+        t: Duration,
+    ) -> futures::future::BoxFuture<'static, Result<bool, ferrocast_registry::RegistryError>> {
+        self.inner.renew(l, t)
+    }
+    fn release(
+        &self,
+        l: &ferrocast_registry::Lease,
+    ) -> futures::future::BoxFuture<'static, Result<bool, ferrocast_registry::RegistryError>> {
+        self.inner.release(l)
+    }
+    fn holder(
+        &self,
+        s: &StreamName,
+        r: Role,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Option<ferrocast_registry::Lease>, ferrocast_registry::RegistryError>,
+    > {
+        if let Some(stale) = self.stale.lock().unwrap().clone() {
+            return Box::pin(async move { Ok(Some(stale)) });
+        }
+        self.inner.holder(s, r)
+    }
+    fn heartbeat(
+        &self,
+        n: &NodeRecord,
+        t: Duration,
+    ) -> futures::future::BoxFuture<'static, Result<(), ferrocast_registry::RegistryError>> {
+        self.inner.heartbeat(n, t)
+    }
+    fn nodes(
+        &self,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Vec<NodeRecord>, ferrocast_registry::RegistryError>,
+    > {
+        self.inner.nodes()
+    }
+    fn publish_event(
+        &self,
+        e: &ferrocast_registry::Event,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<ferrocast_registry::EventId, ferrocast_registry::RegistryError>,
+    > {
+        self.inner.publish_event(e)
+    }
+    fn events(
+        &self,
+        a: Option<&ferrocast_registry::EventId>,
+        m: usize,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<
+            Vec<(ferrocast_registry::EventId, ferrocast_registry::Event)>,
+            ferrocast_registry::RegistryError,
+        >,
+    > {
+        self.inner.events(a, m)
+    }
+    fn offer_work(
+        &self,
+        s: &StreamName,
+    ) -> futures::future::BoxFuture<'static, Result<(), ferrocast_registry::RegistryError>> {
+        self.inner.offer_work(s)
+    }
+    fn take_work(
+        &self,
+        n: &NodeId,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Option<ferrocast_registry::WorkItem>, ferrocast_registry::RegistryError>,
+    > {
+        self.inner.take_work(n)
+    }
+    fn ack_work(
+        &self,
+        w: &ferrocast_registry::WorkItem,
+    ) -> futures::future::BoxFuture<'static, Result<(), ferrocast_registry::RegistryError>> {
+        self.inner.ack_work(w)
+    }
+    fn reclaim_work(
+        &self,
+        n: &NodeId,
+        d: Duration,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Vec<ferrocast_registry::WorkItem>, ferrocast_registry::RegistryError>,
+    > {
+        self.inner.reclaim_work(n, d)
+    }
+    fn put_plan(
+        &self,
+        s: &StreamName,
+        p: &RenditionPlan,
+    ) -> futures::future::BoxFuture<'static, Result<(), ferrocast_registry::RegistryError>> {
+        self.inner.put_plan(s, p)
+    }
+    fn plan(
+        &self,
+        s: &StreamName,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Option<RenditionPlan>, ferrocast_registry::RegistryError>,
+    > {
+        self.inner.plan(s)
+    }
+}
+
+/// A stale writer (a process whose lease passed to another, which the
+/// registry still names, as a lagging replica would) is refused: none of
+/// its media reaches the subscriber, which goes on with the newer holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_with_a_stale_epoch_is_refused() {
+    let lagging = Arc::new(Lagging {
+        inner: InMemoryRegistry::default(),
+        stale: std::sync::Mutex::new(None),
+    });
+    let registry: Arc<dyn Registry> = lagging.clone();
+    let a = ingest_process(registry.clone(), "ingest-a", 0);
+    let packager = ClusterBus::new(
+        InProcessBus::default(),
+        registry.clone(),
+        settings("package-a"),
+    );
+    let mut subscriber = packager.subscribe("cam").await.unwrap();
+    let stream = StreamName::new("cam").unwrap();
+    let first = registry
+        .holder(&stream, Role::Ingest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.holder.as_str(), "ingest-a");
+
+    // a is cut off (its runtime stops) while b takes the stream: epoch 2.
+    a.kill();
+    let _b = ingest_process(registry.clone(), "ingest-b", 1000);
+    loop {
+        if let BusMessage::Unit(unit) = next(&mut subscriber).await
+            && unit.pts.0 >= 1000 * 1920
+        {
+            break;
+        }
+    }
+    // a comes back (a new process under a's name, still publishing under
+    // a's old epoch), and the registry lags: it names a with epoch 1.
+    let stale_lease = first.clone();
+    let _a_again = stale_process(registry.clone(), "ingest-a", 5000, first.epoch.0);
+    *lagging.stale.lock().unwrap() = Some(stale_lease);
+    // b goes away, so that the subscriber must dial again, and only the
+    // stale a is named.
+    drop(_b);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while packager.stale_refusals() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stale writer was never dialed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing of a's got through.
+    while let Some(Some(message)) = futures::FutureExt::now_or_never(subscriber.recv()) {
+        if let BusMessage::Unit(unit) = message {
+            assert!(
+                unit.pts.0 < 5000 * 1920,
+                "a stale writer's unit was delivered"
+            );
+        }
+    }
+}
+
+/// A process that serves `cam` under a fixed `epoch` whatever the registry
+/// says, heartbeating the node record of `node`.
+fn stale_process(
+    registry: Arc<dyn Registry>,
+    node: &'static str,
+    first: i64,
+    epoch: u64,
+) -> Process {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.spawn(async move {
+        let local = InProcessBus::default();
+        let epochs: ferrocast_bus_grpc::EpochOf = Arc::new(move |_| Some(epoch));
+        let (addr, _server) = ferrocast_bus_grpc::serve_with(
+            ferrocast_bus_grpc::BusServer::fenced(local.clone(), epochs),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let _presence = NodePresence::start(
+            registry,
+            NodeRecord {
+                id: NodeId::new(node).unwrap(),
+                roles: vec![Role::Ingest],
+                endpoint: format!("http://{addr}"),
+            },
+            Duration::from_secs(5),
+        );
+        let publisher = local.publish("cam").unwrap();
+        publisher.send_tracks(tracks());
+        let mut n = first;
+        loop {
+            publisher.send_unit(unit(n));
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    Process(Some(runtime))
 }

@@ -130,18 +130,19 @@ pub async fn join(
     let cluster = &config.cluster;
     let node = node_id(cluster, role)?;
     let registry = registry(cluster)?;
-    let local = InProcessBus::default();
+    let settings = settings(config, node.clone());
+    let bus = ClusterBus::new(InProcessBus::default(), registry.clone(), settings);
     let (bus_addr, server) = if serve_bus {
-        let (addr, server) = ferrocast_bus_grpc::serve(local.clone(), cluster.bus_listen)
+        let (addr, server) = bus
+            .serve(cluster.bus_listen)
             .await
             .with_context(|| format!("binding the media bus on {}", cluster.bus_listen))?;
         (Some(addr), Some(server))
     } else {
         (None, None)
     };
-    let settings = settings(config, node.clone());
     Ok(Membership {
-        bus: ClusterBus::new(local, registry.clone(), settings),
+        bus,
         bus_addr,
         readiness: Readiness {
             presence: Arc::default(),

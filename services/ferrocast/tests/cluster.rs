@@ -139,8 +139,20 @@ async fn four_processes_carry_a_stream_from_srt_to_the_edge() {
     assert!(ok && err.trim().is_empty(), "ffmpeg: {err}\n{}", log());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_transcoder_is_replaced_and_its_rungs_go_on_after_one_discontinuity() {
+/// How a transcoder is taken out of service in a failover test.
+#[derive(Clone, Copy, PartialEq)]
+enum Outage {
+    /// `kill -9`.
+    Kill,
+    /// `kill -STOP`, and `kill -CONT` once its successor serves: it comes
+    /// back as a stale writer.
+    Pause,
+}
+
+/// Two transcoders, one holding the stream; `outage` hits it; the other
+/// takes over and the rung playlist goes on after exactly one
+/// discontinuity, its media sequence never going back.
+async fn transcoder_failover(stream: &str, outage: Outage) {
     let Some(redis) = Redis::start() else { return };
     let ingest = Node::start("ingest", "ingest-a", &redis, "");
     let mut transcoders = vec![
@@ -157,18 +169,21 @@ async fn a_killed_transcoder_is_replaced_and_its_rungs_go_on_after_one_discontin
             packager.log()
         )
     };
-    let _push = ffmpeg_push(ingest.addr("srt"), "publish:live/kill", 90);
-    let url = format!("{}/live/kill/180p/stream.m3u8", packager.http());
+    let _push = ffmpeg_push(ingest.addr("srt"), &format!("publish:live/{stream}"), 90);
+    let url = format!("{}/live/{stream}/180p/stream.m3u8", packager.http());
     let before = playlist_with_segments(&url, 3, || log(&transcoders)).await;
     assert!(!before.contains("#EXT-X-DISCONTINUITY\n"), "{before}");
-    let (holder, epoch) = until_held(&redis, "transcode", "kill", None);
+    let (holder, epoch) = until_held(&redis, "transcode", stream, None);
     let index = usize::from(holder == "transcode-b");
 
-    transcoders[index].kill();
-    let killed = Instant::now();
+    match outage {
+        Outage::Kill => transcoders[index].kill(),
+        Outage::Pause => transcoders[index].signal("-STOP"),
+    }
+    let hit = Instant::now();
     // Sample the rung playlist until a segment follows the discontinuity.
     let mut last_sequence = media_sequence(&before);
-    let deadline = killed + Duration::from_secs(45);
+    let deadline = hit + Duration::from_secs(45);
     let (after, failover) = loop {
         let (status, playlist) = text(&url).await;
         assert_eq!(status, 200, "{playlist}");
@@ -183,23 +198,78 @@ async fn a_killed_transcoder_is_replaced_and_its_rungs_go_on_after_one_discontin
             .nth(1)
             .is_some_and(|tail| tail.lines().any(|l| l.starts_with("seg")));
         if resumed {
-            break (playlist, killed.elapsed());
+            break (playlist, hit.elapsed());
         }
         assert!(
             Instant::now() < deadline,
-            "no segment after the kill\n{playlist}\n{}",
+            "no segment after the outage\n{playlist}\n{}",
             log(&transcoders)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    eprintln!("transcoder failover: kill to the first new rung segment in {failover:?}");
+    eprintln!(
+        "transcoder failover ({}): to the first new rung segment in {failover:?}",
+        if outage == Outage::Kill {
+            "kill -9"
+        } else {
+            "SIGSTOP"
+        }
+    );
     assert_eq!(
         after.matches("#EXT-X-DISCONTINUITY\n").count(),
         1,
         "{after}"
     );
-    let (new_holder, new_epoch) = until_held(&redis, "transcode", "kill", Some(&holder));
+    let (new_holder, new_epoch) = until_held(&redis, "transcode", stream, Some(&holder));
     assert_ne!(new_holder, holder);
     assert!(new_epoch > epoch, "the new lease has a newer epoch");
     assert!(transcoders[1 - index].alive());
+    if outage == Outage::Pause {
+        // The paused one wakes up past its lease: it notices, and nothing
+        // it sends reaches the playlist (no second discontinuity, the
+        // sequence still only grows).
+        transcoders[index].signal("-CONT");
+        assert!(
+            transcoders[index].wait_for_log("transcode lease lost", Duration::from_secs(20)),
+            "{}",
+            log(&transcoders)
+        );
+        let later = playlist_with_segments(&url, 1, || log(&transcoders)).await;
+        let segments_after = |p: &str| {
+            p.split("#EXT-X-DISCONTINUITY\n")
+                .nth(1)
+                .map_or(0, |t| t.lines().filter(|l| l.starts_with("seg")).count())
+        };
+        let wait_until = Instant::now() + Duration::from_secs(30);
+        let mut latest = later;
+        while segments_after(&latest) < segments_after(&after) + 3 {
+            assert!(
+                Instant::now() < wait_until,
+                "the stream stalled after the stale transcoder woke\n{latest}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            latest = text(&url).await.1;
+            assert!(media_sequence(&latest) >= last_sequence, "{latest}");
+            last_sequence = media_sequence(&latest);
+        }
+        assert!(
+            latest.matches("#EXT-X-DISCONTINUITY\n").count() <= 1,
+            "{latest}"
+        );
+        assert_eq!(
+            until_held(&redis, "transcode", stream, Some(&holder)).0,
+            new_holder,
+            "the stale transcoder did not take the stream back"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_transcoder_is_replaced_and_its_rungs_go_on_after_one_discontinuity() {
+    transcoder_failover("kill", Outage::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_transcoder_is_replaced_and_refused_when_it_wakes() {
+    transcoder_failover("pause", Outage::Pause).await;
 }
