@@ -21,6 +21,8 @@
 //!   lease of every live stream it can and follows its rendition plan. A
 //!   role learns of the streams it holds through the bus's announcements,
 //!   exactly as in one process.
+//! - [`RegistryOrigins`] tells the edge which packager serves a stream:
+//!   the holder of its package lease, so packagers can shard streams.
 //! - [`NodePresence`] keeps the process's node record alive in the
 //!   registry (its roles and where to reach it) and tells whether the
 //!   registry answers.
@@ -34,6 +36,7 @@ mod bus;
 mod ingest;
 mod locate;
 mod node;
+mod origins;
 mod package;
 mod remote;
 mod settings;
@@ -42,6 +45,7 @@ mod transcode;
 pub use bus::ClusterBus;
 pub use ingest::IngestClaims;
 pub use node::NodePresence;
+pub use origins::RegistryOrigins;
 pub use package::{PackageClaims, PlanSink};
 pub use settings::ClusterSettings;
 pub use transcode::TranscodeClaims;

@@ -95,6 +95,8 @@ mod in_process;
 pub mod jwt;
 pub mod limits;
 pub mod rewrite;
+#[cfg(feature = "server")]
+pub mod routed;
 mod secret;
 #[cfg(feature = "server")]
 pub mod server;
@@ -123,6 +125,8 @@ pub use jwt::{
 };
 pub use limits::{LimitsConfig, LimitsConfigError, RateLimit};
 pub use rewrite::{KeyUris, RewriteConfig, RewriteConfigError, RewriteError, Rewriter};
+#[cfg(feature = "server")]
+pub use routed::{OriginResolver, RoutedUpstream};
 pub use secret::Secret;
 pub use upstream::{
     BodyStream, StreamingResponse, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,

@@ -25,8 +25,8 @@ use ferrocast_config::HlsConfig;
 use ferrocast_edge::http_upstream::HttpUpstreamStats;
 use ferrocast_edge::server::{EdgeMetrics, EdgeServer, ShutdownReport};
 use ferrocast_edge::{
-    BreakerState, Coalescing, CoalescingStats, EdgeConfig, HttpUpstream, InProcessUpstream,
-    Upstream,
+    BreakerState, Coalescing, CoalescingStats, EdgeConfig, HttpUpstream, HttpUpstreamConfig,
+    InProcessUpstream, RoutedUpstream, Upstream,
 };
 use ferrocast_packager::Origin;
 use tracing::{info, warn};
@@ -109,16 +109,54 @@ pub async fn start_in_process(
 pub fn remote_origin(config: &EdgeConfig) -> anyhow::Result<HttpUpstream> {
     let origin = config.origin.clone().context(
         "ferrocast edge needs an origin: pass --origin http://PACKAGER:8080 or set \
-         [edge.origin] base_url in the config file",
+         [edge.origin] base_url in the config file (or, in a cluster, --redis-url: each \
+         stream then goes to the packager the registry names)",
     )?;
     HttpUpstream::new(origin).context("edge.origin")
 }
 
+/// The edge's origins through the registry (`ferrocast edge` without an
+/// origin, in a cluster): each stream goes to the packager holding it.
+/// `[edge.origin]`, if present, sets the client's knobs (its `base_url`
+/// is not used).
+pub fn routed_origin(
+    config: &EdgeConfig,
+    registry: Arc<dyn ferrocast_registry::Registry>,
+    fresh: Duration,
+) -> RoutedUpstream {
+    let template = config
+        .origin
+        .clone()
+        .unwrap_or_else(|| HttpUpstreamConfig::new("http://origin.invalid"));
+    RoutedUpstream::new(
+        Arc::new(ferrocast_cluster::RegistryOrigins::new(registry, fresh)),
+        template,
+    )
+}
+
+/// The origin clients behind an edge, for its metrics.
+pub trait OriginClients: Upstream + Clone {
+    /// Each origin (`host:port`) and its client's counters.
+    fn origin_stats(&self) -> Vec<(String, HttpUpstreamStats)>;
+}
+
+impl OriginClients for HttpUpstream {
+    fn origin_stats(&self) -> Vec<(String, HttpUpstreamStats)> {
+        vec![(self.origin().to_owned(), self.stats())]
+    }
+}
+
+impl OriginClients for RoutedUpstream {
+    fn origin_stats(&self) -> Vec<(String, HttpUpstreamStats)> {
+        self.stats()
+    }
+}
+
 /// The edge-only process's operator routes: `/metrics` (the edge's own
-/// metrics, its coalescing layer and its origin client) and `/healthz`.
-pub fn operator_router(edge: &Edge<HttpUpstream>) -> Router {
+/// metrics, its coalescing layer and its origin clients) and `/healthz`.
+pub fn operator_router<U: OriginClients>(edge: &Edge<U>) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::<U>))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(Operator {
             metrics: edge.server().metrics().clone(),
@@ -127,15 +165,14 @@ pub fn operator_router(edge: &Edge<HttpUpstream>) -> Router {
 }
 
 #[derive(Clone)]
-struct Operator {
+struct Operator<U: Upstream> {
     metrics: EdgeMetrics,
-    upstream: Coalescing<HttpUpstream>,
+    upstream: Coalescing<U>,
 }
 
-async fn metrics(State(op): State<Operator>) -> impl IntoResponse {
+async fn metrics<U: OriginClients>(State(op): State<Operator<U>>) -> impl IntoResponse {
     let mut text = op.metrics.render();
-    let origin = op.upstream.upstream();
-    render_origin(&mut text, origin.origin(), &origin.stats());
+    render_origins(&mut text, &op.upstream.upstream().origin_stats());
     render_coalescing(&mut text, &op.upstream.stats());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
@@ -148,63 +185,73 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
     }
 }
 
-/// The origin client's counters and breaker state, labelled with the
-/// origin's `host:port` (never a path or credentials).
-fn render_origin(out: &mut String, origin: &str, s: &HttpUpstreamStats) {
-    let origin = origin.replace(['"', '\\', '\n'], "_");
-    let label = format!("{{origin=\"{origin}\"}}");
-    let l = label.as_str();
-    let counters: [(&str, &str, u64); 7] = [
+/// The origin clients' counters and breaker states, each labelled with
+/// its origin's `host:port` (never a path or credentials); one family
+/// header each, whatever the number of origins.
+fn render_origins(out: &mut String, origins: &[(String, HttpUpstreamStats)]) {
+    let labelled: Vec<(String, &HttpUpstreamStats)> = origins
+        .iter()
+        .map(|(origin, s)| (origin.replace(['"', '\\', '\n'], "_"), s))
+        .collect();
+    type Counter = fn(&HttpUpstreamStats) -> u64;
+    let counters: [(&str, &str, Counter); 7] = [
         (
             "ferrocast_edge_origin_requests_total",
             "Requests the edge made of the origin (after coalescing).",
-            s.requests,
+            |s| s.requests,
         ),
         (
             "ferrocast_edge_origin_attempts_total",
             "Attempts sent to the origin, retries included.",
-            s.attempts,
+            |s| s.attempts,
         ),
         (
             "ferrocast_edge_origin_retries_total",
             "Retries after a failed connection or a 502/503/504.",
-            s.retries,
+            |s| s.retries,
         ),
         (
             "ferrocast_edge_origin_failures_total",
             "Attempts that counted as failures for the circuit breaker.",
-            s.failures,
+            |s| s.failures,
         ),
         (
             "ferrocast_edge_origin_rejected_total",
             "Requests refused at once because the circuit breaker was open.",
-            s.rejected,
+            |s| s.rejected,
         ),
         (
             "ferrocast_edge_origin_broken_bodies_total",
             "Origin bodies that broke off after their head.",
-            s.broken_bodies,
+            |s| s.broken_bodies,
         ),
         (
             "ferrocast_edge_origin_breaker_opened_total",
             "Times the origin's circuit breaker opened.",
-            s.breaker_opened,
+            |s| s.breaker_opened,
         ),
     ];
     for (name, help, value) in counters {
-        family(out, name, "counter", help, &[(l, value)]);
+        let labels: Vec<(String, u64)> = labelled
+            .iter()
+            .map(|(origin, s)| (format!("{{origin=\"{origin}\"}}"), value(s)))
+            .collect();
+        let samples: Vec<(&str, u64)> = labels.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        family(out, name, "counter", help, &samples);
     }
-    let states = [
-        BreakerState::Closed,
-        BreakerState::Open,
-        BreakerState::HalfOpen,
-    ]
-    .map(|state| {
-        (
-            format!("{{origin=\"{origin}\",state=\"{}\"}}", state.as_str()),
-            u64::from(s.breaker == state),
-        )
-    });
+    let mut states = Vec::new();
+    for (origin, s) in &labelled {
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            states.push((
+                format!("{{origin=\"{origin}\",state=\"{}\"}}", state.as_str()),
+                u64::from(s.breaker == state),
+            ));
+        }
+    }
     let samples: Vec<(&str, u64)> = states.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     family(
         out,

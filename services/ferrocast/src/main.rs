@@ -168,8 +168,12 @@ struct EdgeArgs {
     config: Option<PathBuf>,
     /// Base URL of the packager origin, like `http://packager:8080`
     /// [config: edge.origin.base_url; no default].
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "redis_url")]
     origin: Option<String>,
+    /// Without an origin: the cluster's Redis registry, which names the
+    /// packager of each stream [config: cluster.redis_url].
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
     /// TCP address for `/metrics` and `/healthz` [config: http_listen;
     /// default 0.0.0.0:8080].
     #[arg(long, value_name = "ADDR")]
@@ -183,6 +187,9 @@ impl EdgeArgs {
         let mut layers = base_layers(self.config.as_ref())?;
         if let Some(origin) = &self.origin {
             layers = layers.with_value("edge.origin.base_url", origin.clone());
+        }
+        if let Some(url) = &self.redis_url {
+            layers = layers.with_value("cluster.redis_url", url.clone());
         }
         if let Some(addr) = self.http_listen {
             layers = layers.with_value("http_listen", addr.to_string());
@@ -293,14 +300,43 @@ async fn second_signal() {
     }
 }
 
-/// `ferrocast edge`: the edge alone, in front of `[edge.origin]` over HTTP.
+/// `ferrocast edge`: the edge alone, in front of `[edge.origin]` over HTTP,
+/// or, without an origin but with `[cluster] redis_url`, in front of every
+/// packager of a cluster (each stream routed to the one holding it).
 async fn edge_only(config: Config) -> anyhow::Result<()> {
     let edge_config = config.edge.as_ref().context(
         "ferrocast edge needs an [edge] section (with [edge.jwt] and [edge.token]) in the \
          config file given with --config",
     )?;
-    let upstream = edge::remote_origin(edge_config)?;
-    let origin = upstream.origin().to_owned();
+    let fixed = edge_config
+        .origin
+        .as_ref()
+        .is_some_and(|o| !o.base_url.is_empty());
+    match (&config.cluster.redis_url, fixed) {
+        (Some(url), false) => {
+            let registry: Arc<dyn ferrocast_registry::Registry> =
+                Arc::new(ferrocast_registry_redis::RedisRegistry::open(
+                    url.expose(),
+                    &config.cluster.prefix,
+                )?);
+            let fresh = Duration::from_millis(config.cluster.poll_ms);
+            let upstream = edge::routed_origin(edge_config, registry, fresh);
+            run_edge(&config, edge_config, upstream, "registry").await
+        }
+        _ => {
+            let upstream = edge::remote_origin(edge_config)?;
+            let origin = upstream.origin().to_owned();
+            run_edge(&config, edge_config, upstream, &origin).await
+        }
+    }
+}
+
+async fn run_edge<U: edge::OriginClients>(
+    config: &Config,
+    edge_config: &ferrocast_edge::EdgeConfig,
+    upstream: U,
+    origin: &str,
+) -> anyhow::Result<()> {
     let metrics = EdgeMetrics::new().context("edge metrics")?;
     let edge = edge::start(edge_config, upstream, metrics).await?;
     let operator = ferrocast_packager::http::serve_with_limits(

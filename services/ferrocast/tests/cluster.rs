@@ -83,7 +83,9 @@ async fn four_processes_carry_a_stream_from_srt_to_the_edge() {
     let transcoder = Node::start("transcode", "transcode-a", &redis, "");
     let packager = Node::start("package", "package-a", &redis, "");
     let keys = EdgeKeys::generate();
-    let edge = RemoteEdge::start(&keys.config_toml(), &packager.http());
+    // No fixed origin: the edge asks the registry which packager holds
+    // each stream.
+    let edge = RemoteEdge::start_routed(&keys.config_toml(), &redis.url());
     let log = || {
         format!(
             "ingest:\n{}\ntranscode:\n{}\npackage:\n{}\nedge:\n{}",
@@ -137,6 +139,15 @@ async fn four_processes_carry_a_stream_from_srt_to_the_edge() {
         Duration::from_secs(60),
     );
     assert!(ok && err.trim().is_empty(), "ffmpeg: {err}\n{}", log());
+    // The edge's metrics name the packager it was routed to.
+    let metrics = edge.metrics_text().await;
+    let origin = packager.addr("http").to_string();
+    assert!(
+        metrics.contains(&format!(
+            "ferrocast_edge_origin_requests_total{{origin=\"{origin}\"}}"
+        )),
+        "{metrics}"
+    );
 }
 
 /// How a transcoder is taken out of service in a failover test.

@@ -270,12 +270,22 @@ impl RemoteEdge {
     /// `[edge]` section, see [`EdgeKeys::config_toml`]), its metrics on a
     /// free loopback port, and waits for its ready line.
     pub fn start(config_toml: &str, origin: &str) -> RemoteEdge {
+        RemoteEdge::start_with(config_toml, &["--origin", origin])
+    }
+
+    /// Starts `ferrocast edge --redis-url URL`: no fixed origin, each
+    /// stream routed to the packager the cluster's registry names.
+    pub fn start_routed(config_toml: &str, redis_url: &str) -> RemoteEdge {
+        RemoteEdge::start_with(config_toml, &["--redis-url", redis_url])
+    }
+
+    fn start_with(config_toml: &str, args: &[&str]) -> RemoteEdge {
         use std::process::Stdio;
         let dir = tempfile::tempdir().unwrap();
         let mut child = edge_command(
             dir.path(),
             config_toml,
-            &["--origin", origin, "--http-listen", "127.0.0.1:0"],
+            &[args, &["--http-listen", "127.0.0.1:0"][..]].concat(),
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
