@@ -314,30 +314,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn origin_metrics_are_prometheus_text() {
+    fn origin_metrics_are_prometheus_text_with_one_header_per_family() {
+        let stats = |requests, breaker| HttpUpstreamStats {
+            requests,
+            attempts: 7,
+            retries: 2,
+            failures: 3,
+            rejected: 1,
+            broken_bodies: 0,
+            breaker_opened: 1,
+            breaker,
+        };
         let mut text = String::new();
-        render_origin(
+        render_origins(
             &mut text,
-            "packager:8080",
-            &HttpUpstreamStats {
-                requests: 5,
-                attempts: 7,
-                retries: 2,
-                failures: 3,
-                rejected: 1,
-                broken_bodies: 0,
-                breaker_opened: 1,
-                breaker: BreakerState::Open,
-            },
+            &[
+                ("packager:8080".to_owned(), stats(5, BreakerState::Open)),
+                ("packager-2:8080".to_owned(), stats(9, BreakerState::Closed)),
+            ],
         );
         for line in [
             "# TYPE ferrocast_edge_origin_requests_total counter",
             "ferrocast_edge_origin_requests_total{origin=\"packager:8080\"} 5",
+            "ferrocast_edge_origin_requests_total{origin=\"packager-2:8080\"} 9",
             "ferrocast_edge_origin_breaker_opened_total{origin=\"packager:8080\"} 1",
             "ferrocast_edge_origin_breaker_state{origin=\"packager:8080\",state=\"open\"} 1",
             "ferrocast_edge_origin_breaker_state{origin=\"packager:8080\",state=\"closed\"} 0",
+            "ferrocast_edge_origin_breaker_state{origin=\"packager-2:8080\",state=\"closed\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
+        assert_eq!(
+            text.matches("# TYPE ferrocast_edge_origin_requests_total counter")
+                .count(),
+            1
+        );
     }
 }
