@@ -46,6 +46,6 @@ pub use bus::ClusterBus;
 pub use ingest::IngestClaims;
 pub use node::NodePresence;
 pub use origins::RegistryOrigins;
-pub use package::{PackageClaims, PlanSink};
+pub use package::{PackageClaims, PackagerHooks, PlanSink};
 pub use settings::ClusterSettings;
 pub use transcode::TranscodeClaims;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ferrocast_hls::{BusName, RenditionPlan};
+use ferrocast_hls::{BusName, RenditionPlan, StreamProgress};
 use ferrocast_media::StreamName;
 use ferrocast_registry::{EventId, EventKind, Holding, LeaseKeeper, Registry, Role};
 use tokio::task::JoinHandle;
@@ -17,6 +17,48 @@ use crate::bus::ClusterBus;
 /// Where a stream's rendition plan goes (the origin, to list and wait for
 /// its rungs).
 pub type PlanSink = Arc<dyn Fn(&StreamName, RenditionPlan) + Send + Sync>;
+
+/// Where a stream's renditions stand in this process's origin.
+pub type ProgressSource = Arc<dyn Fn(&StreamName) -> Option<StreamProgress> + Send + Sync>;
+
+/// Where a stream taken over goes on from.
+pub type ResumeSink = Arc<dyn Fn(&StreamName, StreamProgress) + Send + Sync>;
+
+/// What the package claims need of the origin in this process.
+#[derive(Clone)]
+pub struct PackagerHooks {
+    /// Where each stream's rendition plan goes.
+    pub plans: PlanSink,
+    /// Where a stream's renditions stand now (recorded in the registry as
+    /// they change).
+    pub progress: ProgressSource,
+    /// Continue a stream taken over from another packager from its
+    /// recorded progress (called before the stream is announced).
+    pub resume: ResumeSink,
+    /// Whether a bus stream (`NAME` or `NAME/RUNG`) is being packaged: one
+    /// announced long ago and still not packaged (its first subscription
+    /// failed) is announced again.
+    pub packaging: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+/// Media sequence numbers a successor skips past the recorded progress:
+/// the segment that was open (its parts already listed) and one that may
+/// have closed after the last record.
+const RESUME_MARGIN: u64 = 2;
+
+/// `progress` as a successor continues it: past the margin.
+fn successor_of(progress: StreamProgress) -> StreamProgress {
+    StreamProgress {
+        renditions: progress
+            .renditions
+            .into_iter()
+            .map(|(rendition, mut point)| {
+                point.next_msn = point.next_msn.saturating_add(RESUME_MARGIN);
+                (rendition, point)
+            })
+            .collect(),
+    }
+}
 
 /// How many events are read per poll.
 const EVENTS_PER_POLL: usize = 512;
@@ -37,8 +79,8 @@ impl PackageClaims {
     /// Follow the registry's streams: take the package lease of each live
     /// one, announce it (and each rung of its plan) on `bus`, and hand its
     /// plan to `plans`.
-    pub fn start(bus: &ClusterBus, plans: PlanSink) -> PackageClaims {
-        let task = tokio::spawn(run(bus.clone(), plans));
+    pub fn start(bus: &ClusterBus, hooks: PackagerHooks) -> PackageClaims {
+        let task = tokio::spawn(run(bus.clone(), hooks));
         PackageClaims { task }
     }
 }
@@ -54,6 +96,10 @@ struct Live {
     seen: Instant,
     /// When this process first saw itself holding the lease.
     held_since: Option<Instant>,
+    /// The progress last recorded in the registry.
+    recorded: Option<StreamProgress>,
+    /// When each bus stream of it was last announced.
+    announced_at: BTreeMap<String, Instant>,
 }
 
 /// Whether any transcoder is alive in the cluster.
@@ -64,7 +110,7 @@ async fn transcoders(registry: &dyn Registry) -> bool {
         .is_ok_and(|nodes| nodes.iter().any(|n| n.roles.contains(&Role::Transcode)))
 }
 
-async fn run(bus: ClusterBus, plans: PlanSink) {
+async fn run(bus: ClusterBus, hooks: PackagerHooks) {
     let settings = bus.settings().clone();
     let registry = bus.registry().clone();
     let mut cursor: Option<EventId> = None;
@@ -99,6 +145,8 @@ async fn run(bus: ClusterBus, plans: PlanSink) {
                                     rungs: BTreeSet::new(),
                                     seen: Instant::now(),
                                     held_since: None,
+                                    recorded: None,
+                                    announced_at: BTreeMap::new(),
                                 },
                             );
                         }
@@ -144,23 +192,59 @@ async fn run(bus: ClusterBus, plans: PlanSink) {
                 {
                     continue;
                 }
+                // Taken over from another packager: continue its numbers.
+                match registry.progress(name).await {
+                    Ok(Some(progress)) => {
+                        info!(stream = %name, progress = %progress.encode(), "continuing from the previous packager");
+                        (hooks.resume)(name, successor_of(progress));
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        // Announcing without it could send numbers back.
+                        warn!(stream = %name, %error, "stream progress not read: not packaged yet");
+                        continue;
+                    }
+                }
                 stream.announced = true;
                 info!(stream = %name, "holding the stream's package lease");
                 bus.announce_claimed(name.as_str().to_owned());
+                stream
+                    .announced_at
+                    .insert(name.as_str().to_owned(), Instant::now());
+            } else if let Some(progress) = (hooks.progress)(name)
+                && stream.recorded.as_ref() != Some(&progress)
+            {
+                match registry.put_progress(name, &progress).await {
+                    Ok(()) => stream.recorded = Some(progress),
+                    Err(error) => warn!(stream = %name, %error, "stream progress not recorded"),
+                }
             }
             match plan {
                 Ok(Some(plan)) if stream.plan.as_ref() != Some(&plan) => {
                     for rung in &plan.rungs {
                         let bus_name = BusName::new(name.clone(), rung.clone()).to_string();
                         if stream.rungs.insert(bus_name.clone()) {
+                            stream.announced_at.insert(bus_name.clone(), Instant::now());
                             bus.announce_claimed(bus_name);
                         }
                     }
-                    plans(name, plan.clone());
+                    (hooks.plans)(name, plan.clone());
                     stream.plan = Some(plan);
                 }
                 Ok(_) => {}
                 Err(error) => warn!(stream = %name, %error, "rendition plan not read"),
+            }
+            if sweep {
+                // A subscription that failed for good is not retried by
+                // the origin: announce its stream again.
+                let patience = settings.first_dial + settings.lease_ttl;
+                for (bus_name, at) in &mut stream.announced_at {
+                    if at.elapsed() >= patience && !(hooks.packaging)(bus_name) {
+                        warn!(stream = %bus_name, "announced but not packaged: announced again");
+                        bus.announce(ferrocast_bus::StreamEvent::Started(bus_name.clone()));
+                        *at = Instant::now();
+                    }
+                }
             }
         }
         for name in gone {

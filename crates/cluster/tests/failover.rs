@@ -187,9 +187,14 @@ async fn package_claims_announce_the_stream_and_its_planned_rungs_to_one_package
         let tx = plans_tx.clone();
         let claims = PackageClaims::start(
             &bus,
-            Arc::new(move |stream: &StreamName, plan: RenditionPlan| {
-                let _ = tx.send((node, stream.clone(), plan));
-            }),
+            ferrocast_cluster::PackagerHooks {
+                plans: Arc::new(move |stream: &StreamName, plan: RenditionPlan| {
+                    let _ = tx.send((node, stream.clone(), plan));
+                }),
+                progress: Arc::new(|_| None),
+                resume: Arc::new(|_, _| {}),
+                packaging: Arc::new(|_| true),
+            },
         );
         packagers.push((node, bus, announcements, claims));
     }
@@ -357,6 +362,22 @@ impl Registry for Lagging {
         Result<Option<RenditionPlan>, ferrocast_registry::RegistryError>,
     > {
         self.inner.plan(s)
+    }
+    fn put_progress(
+        &self,
+        s: &StreamName,
+        p: &ferrocast_hls::StreamProgress,
+    ) -> futures::future::BoxFuture<'static, Result<(), ferrocast_registry::RegistryError>> {
+        self.inner.put_progress(s, p)
+    }
+    fn progress(
+        &self,
+        s: &StreamName,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Option<ferrocast_hls::StreamProgress>, ferrocast_registry::RegistryError>,
+    > {
+        self.inner.progress(s)
     }
 }
 

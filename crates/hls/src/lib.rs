@@ -64,11 +64,11 @@ pub use names::{
     NameError, NumberError, PartRef, ResourceName, parse_init_name, parse_part_name,
     parse_segment_name,
 };
-pub use plan::{BusName, RenditionPlan};
+pub use plan::{BusName, RenditionPlan, StreamProgress};
 pub use query::{BlockTarget, MAX_QUERY_LEN, PlaylistRequest, QueryError, QueryParam, SkipRequest};
 pub use render::{InvalidValue, MEDIA_PLAYLIST_VERSION, RenderOptions, RenditionReport};
 pub use rendition::{MAX_RENDITION_LEN, MEDIA_PLAYLIST_NAME, RenditionName, RenditionNameError};
 pub use window::{
     BlockingStatus, ClosedSegment, ConfigError, LiveWindow, ResourceStatus, SegmentStart,
-    WindowConfig, WindowError,
+    SequencePoint, WindowConfig, WindowError,
 };

@@ -11,6 +11,7 @@ use std::fmt;
 use ferrocast_media::StreamName;
 
 use crate::rendition::RenditionName;
+use crate::window::SequencePoint;
 
 /// Which renditions of a stream the multivariant playlist lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +82,66 @@ impl RenditionPlan {
             plan.rungs.push(rung);
         }
         Some(plan)
+    }
+}
+
+/// Where each rendition of a stream stands (its [`SequencePoint`]), as the
+/// packager holding it records it, so that a packager taking the stream
+/// over continues every rendition's numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamProgress {
+    /// Each rendition and its sequence point, in rendition order.
+    pub renditions: Vec<(RenditionName, SequencePoint)>,
+}
+
+impl StreamProgress {
+    /// The sequence point of `rendition`, if recorded.
+    pub fn of(&self, rendition: &RenditionName) -> Option<SequencePoint> {
+        self.renditions
+            .iter()
+            .find(|(r, _)| r == rendition)
+            .map(|(_, p)| *p)
+    }
+
+    /// The stored form: `RENDITION=NEXT_MSN:DISCONTINUITY_SEQUENCE,...`.
+    ///
+    /// ```
+    /// use ferrocast_hls::{RenditionName, SequencePoint, StreamProgress};
+    /// let progress = StreamProgress {
+    ///     renditions: vec![(RenditionName::source(), SequencePoint { next_msn: 12, discontinuity_sequence: 1 })],
+    /// };
+    /// assert_eq!(progress.encode(), "source=12:1");
+    /// assert_eq!(StreamProgress::decode("source=12:1"), Some(progress));
+    /// ```
+    pub fn encode(&self) -> String {
+        let parts: Vec<String> = self
+            .renditions
+            .iter()
+            .map(|(r, p)| format!("{r}={}:{}", p.next_msn, p.discontinuity_sequence))
+            .collect();
+        parts.join(",")
+    }
+
+    /// The progress stored as `value`; `None` if it is not one (a
+    /// rendition named twice is refused too).
+    pub fn decode(value: &str) -> Option<StreamProgress> {
+        let mut progress = StreamProgress::default();
+        for entry in value.split(',').filter(|e| !e.is_empty()) {
+            let (rendition, point) = entry.split_once('=')?;
+            let (msn, dsn) = point.split_once(':')?;
+            let rendition = RenditionName::new(rendition).ok()?;
+            if progress.of(&rendition).is_some() {
+                return None;
+            }
+            progress.renditions.push((
+                rendition,
+                SequencePoint {
+                    next_msn: msn.parse().ok()?,
+                    discontinuity_sequence: dsn.parse().ok()?,
+                },
+            ));
+        }
+        Some(progress)
     }
 }
 
@@ -216,9 +277,26 @@ mod tests {
         }
 
         #[test]
+        fn progress_round_trips(points in proptest::collection::btree_map("[a-z0-9]{1,8}", (any::<u64>(), any::<u64>()), 0..5)) {
+            let progress = StreamProgress {
+                renditions: points
+                    .iter()
+                    .map(|(r, (msn, dsn))| {
+                        (
+                            RenditionName::new(r).unwrap(),
+                            SequencePoint { next_msn: *msn, discontinuity_sequence: *dsn },
+                        )
+                    })
+                    .collect(),
+            };
+            prop_assert_eq!(StreamProgress::decode(&progress.encode()), Some(progress));
+        }
+
+        #[test]
         fn decoding_never_panics(value in "\\PC{0,40}") {
             let _ = RenditionPlan::decode(&value);
             let _ = BusName::parse(&value);
+            let _ = StreamProgress::decode(&value);
         }
     }
 }

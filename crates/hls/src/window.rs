@@ -50,6 +50,23 @@ pub struct WindowConfig {
     /// restarted for the same stream can start past the numbers it used
     /// before, so that sequence numbers never go backwards for a client.
     pub first_msn: u64,
+    /// `EXT-X-DISCONTINUITY-SEQUENCE` to start from (default 0), and
+    /// whether the first segment starts a new timeline (default no): a
+    /// packager taking over a stream from another continues both
+    /// sequences, after a discontinuity.
+    pub resume: Option<SequencePoint>,
+}
+
+/// Where a rendition's sequences stand: the next Media Sequence Number and
+/// the Discontinuity Sequence. A packager that takes a stream over starts
+/// past it (after a discontinuity), so that a client's numbers never go
+/// back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequencePoint {
+    /// The next Media Sequence Number.
+    pub next_msn: u64,
+    /// The Discontinuity Sequence of the playlist.
+    pub discontinuity_sequence: u64,
 }
 
 impl Default for WindowConfig {
@@ -68,6 +85,7 @@ impl WindowConfig {
             target_duration_secs,
             window_segments: 6,
             first_msn: 0,
+            resume: None,
         }
     }
 
@@ -327,17 +345,25 @@ impl LiveWindow {
         if cfg.window_segments == 0 || cfg.window_segments > MAX_LISTED_SEGMENTS {
             return Err(ConfigError::WindowSegments(cfg.window_segments));
         }
+        let (next_msn, discontinuity_sequence, carry_discontinuity) = match cfg.resume {
+            None => (cfg.first_msn, 0, false),
+            Some(point) => (
+                point.next_msn.max(cfg.first_msn),
+                point.discontinuity_sequence,
+                true,
+            ),
+        };
         Ok(LiveWindow {
-            next_msn: cfg.first_msn,
+            next_msn,
             cfg,
             listed: VecDeque::new(),
             open: None,
             held: None,
-            discontinuity_sequence: 0,
+            discontinuity_sequence,
             retired: VecDeque::new(),
             clock: Time90k::ZERO,
             longest_playlist: Time90k::ZERO,
-            carry_discontinuity: false,
+            carry_discontinuity,
             released: 0..0,
             ended: false,
         })
@@ -644,6 +670,25 @@ impl LiveWindow {
     /// open.
     pub fn next_msn(&self) -> u64 {
         self.next_msn
+    }
+
+    /// Where this window's sequences stand now, for a packager that may
+    /// take the stream over: the next Media Sequence Number, and the
+    /// Discontinuity Sequence its playlist must start from so that its
+    /// first segment (a discontinuity) numbers after every discontinuity
+    /// listed here.
+    pub fn sequence_point(&self) -> SequencePoint {
+        let tags = self
+            .listed
+            .iter()
+            .chain(self.held.iter())
+            .chain(self.open.iter())
+            .filter(|s| s.discontinuity)
+            .count() as u64;
+        SequencePoint {
+            next_msn: self.next_msn,
+            discontinuity_sequence: self.discontinuity_sequence.saturating_add(tags),
+        }
     }
 
     /// Media Sequence Number of the last completed segment, if any is
@@ -953,6 +998,35 @@ mod tests {
         assert_eq!(closed.duration, Time90k(22_500 + 22_536));
         assert!(!closed.exceeds_target_duration);
         assert_eq!(w.open_segment(start(false, 0)), Ok(1));
+    }
+
+    #[test]
+    fn a_successor_resumes_past_both_sequences_after_a_discontinuity() {
+        let mut old = window();
+        full_segment(&mut old);
+        // A discontinuity listed in the old window counts.
+        old.open_segment(start(true, 1)).unwrap();
+        old.add_part(ms(250), true).unwrap();
+        old.close_segment().unwrap();
+        full_segment(&mut old);
+        let point = old.sequence_point();
+        assert_eq!(
+            point,
+            SequencePoint {
+                next_msn: 3,
+                discontinuity_sequence: 1
+            }
+        );
+        let mut cfg = WindowConfig::new(ms(250), 1);
+        cfg.resume = Some(point);
+        let mut new = LiveWindow::new(cfg).unwrap();
+        assert_eq!(new.open_segment(start(false, 0)), Ok(3));
+        assert!(new.open.as_ref().unwrap().discontinuity, "a new timeline");
+        assert_eq!(new.discontinuity_sequence, 1);
+        // A fresh window starts at 0 with no discontinuity.
+        let mut fresh = window();
+        assert_eq!(fresh.open_segment(start(false, 0)), Ok(0));
+        assert!(!fresh.open.as_ref().unwrap().discontinuity);
     }
 
     #[test]

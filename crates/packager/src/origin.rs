@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use ferrocast_bus::{MediaBus, StreamEvent};
 pub use ferrocast_hls::RenditionPlan;
-use ferrocast_hls::{BusName, RenditionName, WindowConfig};
+use ferrocast_hls::{BusName, RenditionName, SequencePoint, StreamProgress, WindowConfig};
 use ferrocast_media::{StreamName, Time90k};
 use ferrocast_telemetry::Metrics;
 use futures::FutureExt;
@@ -82,6 +82,17 @@ impl PackagerConfig {
         &self,
         align: SharedAlignment,
     ) -> Result<Assembler, ferrocast_hls::ConfigError> {
+        self.resumed_assembler(align, None)
+    }
+
+    /// [`rendition_assembler`](Self::rendition_assembler) that continues
+    /// from `resume` (where another packager left the rendition), after a
+    /// discontinuity.
+    pub fn resumed_assembler(
+        &self,
+        align: SharedAlignment,
+        resume: Option<SequencePoint>,
+    ) -> Result<Assembler, ferrocast_hls::ConfigError> {
         let cut = CutConfig {
             part_target: self.part_target,
             segment_min: self.segment_min,
@@ -96,6 +107,7 @@ impl PackagerConfig {
             part_target: self.part_target,
             target_duration_secs: self.target_duration_secs,
             window_segments: self.window_segments,
+            resume,
             ..WindowConfig::default()
         };
         Assembler::with_alignment(cut, window, align)
@@ -196,6 +208,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     groups: RwLock<HashMap<StreamName, Arc<StreamGroup>>>,
     plans: RwLock<HashMap<StreamName, RenditionPlan>>,
+    /// Where another packager left each stream, to continue from.
+    resumes: RwLock<HashMap<StreamName, StreamProgress>>,
 }
 
 impl Origin {
@@ -212,6 +226,7 @@ impl Origin {
                 metrics,
                 groups: RwLock::new(HashMap::new()),
                 plans: RwLock::new(HashMap::new()),
+                resumes: RwLock::new(HashMap::new()),
             }),
         };
         let supervisor = origin.clone();
@@ -290,6 +305,39 @@ impl Origin {
             .remove(stream);
     }
 
+    /// Continue `stream`'s renditions from where another packager left
+    /// them (its recorded progress): each rendition packaged from now on
+    /// starts past those numbers, after a discontinuity.
+    pub fn set_resume(&self, stream: &StreamName, progress: StreamProgress) {
+        self.inner
+            .resumes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(stream.clone(), progress);
+    }
+
+    /// Where `stream`'s renditions stand now, for a packager that may take
+    /// it over; `None` if it is not packaged here.
+    pub fn progress(&self, stream: &StreamName) -> Option<StreamProgress> {
+        let group = self.group(stream)?;
+        let renditions = group
+            .renditions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(name, live)| (name.clone(), live.lock().window.sequence_point()))
+            .collect();
+        Some(StreamProgress { renditions })
+    }
+
+    /// Whether bus stream `bus_name` (`NAME` or `NAME/RUNG`) is being
+    /// packaged now (not ended).
+    pub fn packaging(&self, bus_name: &str) -> bool {
+        BusName::parse(bus_name)
+            .and_then(|n| self.group(&n.stream)?.rendition(&n.rendition))
+            .is_some_and(|r| !r.lock().ended())
+    }
+
     /// The rendition plan of `stream` (the default if none was set).
     pub fn plan(&self, stream: &StreamName) -> RenditionPlan {
         self.inner
@@ -361,7 +409,9 @@ impl Origin {
                 Ok(subscriber) => {
                     self.package_from(bus.clone(), subscriber, stream_name, rendition)
                 }
-                Err(error) => warn!(%error, "cannot subscribe: stream not packaged"),
+                Err(error) => {
+                    warn!(stream = bus_name, %error, "cannot subscribe: stream not packaged")
+                }
             }
             return;
         }
@@ -397,7 +447,18 @@ impl Origin {
                 }
             }
         };
-        let assembler = match self.inner.config.rendition_assembler(group.align.clone()) {
+        let resume = self
+            .inner
+            .resumes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&stream_name)
+            .and_then(|p| p.of(&rendition));
+        let assembler = match self
+            .inner
+            .config
+            .resumed_assembler(group.align.clone(), resume)
+        {
             Ok(assembler) => assembler,
             Err(e) => {
                 warn!(error = %e, "cannot package stream");

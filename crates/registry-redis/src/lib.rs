@@ -10,6 +10,7 @@
 //! | `{prefix}:node:{id}` | `roles endpoint` | about 4 heartbeats | the node, each heartbeat |
 //! | `{prefix}:events` | Redis Stream, one field `v` = an encoded [`Event`] | none; `XADD MAXLEN ~` keeps about [`EVENT_LOG_LEN`] | any role, on lifecycle changes |
 //! | `{prefix}:plan:{stream}` | the stream's [`RenditionPlan`], encoded | [`PLAN_TTL`], renewed by each write | the transcoder holding the stream, each time it plans the ladder |
+//! | `{prefix}:progress:{stream}` | each rendition's next media sequence number and discontinuity sequence ([`StreamProgress`], encoded) | [`PLAN_TTL`], renewed by each write | the packager holding the stream, as its segments close |
 //! | `{prefix}:work:transcode` | Redis Stream, field `v` = a stream name; consumer group `transcoders` | none; `XADD MAXLEN ~` | whoever starts a stream offers it (`XADD`); workers `XREADGROUP`, `XACK` once they hold its lease, `XAUTOCLAIM` an idle one of a dead worker |
 //!
 //! Keyspace notifications are not used (they are lost while a client is
@@ -25,7 +26,7 @@
 
 use std::time::Duration;
 
-use ferrocast_hls::RenditionPlan;
+use ferrocast_hls::{RenditionPlan, StreamProgress};
 use ferrocast_media::StreamName;
 use ferrocast_registry::{
     EVENT_LOG_LEN, Event, EventId, Lease, NodeId, NodeRecord, PLAN_TTL, Registry, RegistryError,
@@ -139,6 +140,10 @@ impl RedisRegistry {
 
     fn plan_key(&self, stream: &StreamName) -> String {
         format!("{}:plan:{}", self.prefix, stream.as_str())
+    }
+
+    fn progress_key(&self, stream: &StreamName) -> String {
+        format!("{}:progress:{}", self.prefix, stream.as_str())
     }
 
     fn epoch_key(&self, stream: &StreamName, role: Role) -> String {
@@ -593,6 +598,39 @@ impl Registry for RedisRegistry {
                 None => Ok(None),
                 Some(value) => RenditionPlan::decode(&value).map(Some).ok_or_else(|| {
                     RegistryError::Malformed(format!("plan of {stream}: {value:?}"))
+                }),
+            }
+        }
+        .boxed()
+    }
+
+    fn put_progress(
+        &self,
+        stream: &StreamName,
+        progress: &StreamProgress,
+    ) -> BoxFuture<'static, Result<(), RegistryError>> {
+        let this = self.clone();
+        let (key, value) = (self.progress_key(stream), progress.encode());
+        async move {
+            this.run(|mut c| async move { c.pset_ex::<_, _, ()>(key, value, ms(PLAN_TTL)).await })
+                .await
+        }
+        .boxed()
+    }
+
+    fn progress(
+        &self,
+        stream: &StreamName,
+    ) -> BoxFuture<'static, Result<Option<StreamProgress>, RegistryError>> {
+        let this = self.clone();
+        let stream = stream.clone();
+        let key = self.progress_key(&stream);
+        async move {
+            let value: Option<String> = this.run(|mut c| async move { c.get(key).await }).await?;
+            match value {
+                None => Ok(None),
+                Some(value) => StreamProgress::decode(&value).map(Some).ok_or_else(|| {
+                    RegistryError::Malformed(format!("progress of {stream}: {value:?}"))
                 }),
             }
         }

@@ -214,8 +214,8 @@ pub async fn event_and_work_rules(registry: &dyn Registry) {
     );
 }
 
-/// Rendition plans: none until written, the newest write wins, streams are
-/// independent. Panics on a broken rule.
+/// Rendition plans and stream progress: none until written, the newest
+/// write wins, streams are independent. Panics on a broken rule.
 pub async fn plan_rules(registry: &dyn Registry) {
     use ferrocast_hls::{RenditionName, RenditionPlan};
     let stream = StreamName::new(&format!("plan{:x}", rand::random::<u32>()))
@@ -236,4 +236,20 @@ pub async fn plan_rules(registry: &dyn Registry) {
     assert_eq!(registry.put_plan(&stream, &second).await, Ok(()));
     assert_eq!(registry.plan(&stream).await, Ok(Some(second)));
     assert_eq!(registry.plan(&other).await, Ok(None));
+
+    use ferrocast_hls::{SequencePoint, StreamProgress};
+    assert_eq!(registry.progress(&stream).await, Ok(None));
+    let point = |next_msn, discontinuity_sequence| SequencePoint {
+        next_msn,
+        discontinuity_sequence,
+    };
+    let progress = StreamProgress {
+        renditions: vec![
+            (RenditionName::source(), point(41, 2)),
+            (rung("480p"), point(40, 2)),
+        ],
+    };
+    assert_eq!(registry.put_progress(&stream, &progress).await, Ok(()));
+    assert_eq!(registry.progress(&stream).await, Ok(Some(progress)));
+    assert_eq!(registry.progress(&other).await, Ok(None));
 }

@@ -295,6 +295,20 @@ mod tests {
         {
             self.0.plan(stream)
         }
+        fn put_progress(
+            &self,
+            stream: &StreamName,
+            progress: &ferrocast_hls::StreamProgress,
+        ) -> BoxFuture<'static, Result<(), RegistryError>> {
+            self.0.put_progress(stream, progress)
+        }
+        fn progress(
+            &self,
+            stream: &StreamName,
+        ) -> BoxFuture<'static, Result<Option<ferrocast_hls::StreamProgress>, RegistryError>>
+        {
+            self.0.progress(stream)
+        }
     }
 
     /// With the registry unreachable the holder cannot know whether its

@@ -44,7 +44,7 @@ pub use memory::InMemoryRegistry;
 
 use std::time::Duration;
 
-use ferrocast_hls::RenditionPlan;
+use ferrocast_hls::{RenditionPlan, StreamProgress};
 use ferrocast_media::StreamName;
 use futures::future::BoxFuture;
 
@@ -152,6 +152,21 @@ pub trait Registry: Send + Sync {
         &self,
         stream: &StreamName,
     ) -> BoxFuture<'static, Result<Option<RenditionPlan>, RegistryError>>;
+
+    /// Record where `stream`'s renditions stand (the packager holding it,
+    /// as segments close); kept for [`PLAN_TTL`] after the last write.
+    fn put_progress(
+        &self,
+        stream: &StreamName,
+        progress: &StreamProgress,
+    ) -> BoxFuture<'static, Result<(), RegistryError>>;
+
+    /// Where `stream`'s renditions stood when last recorded (a packager
+    /// taking the stream over continues from there).
+    fn progress(
+        &self,
+        stream: &StreamName,
+    ) -> BoxFuture<'static, Result<Option<StreamProgress>, RegistryError>>;
 }
 
 /// How long a rendition plan is kept after it was last written; the

@@ -7,7 +7,7 @@ use std::time::Duration;
 // tokio's clock: the same as std's, except in tests that pause time.
 use tokio::time::Instant;
 
-use ferrocast_hls::RenditionPlan;
+use ferrocast_hls::{RenditionPlan, StreamProgress};
 use ferrocast_media::StreamName;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -39,6 +39,7 @@ struct State {
     pending: Vec<(WorkItem, Instant, NodeId)>,
     next_work: u64,
     plans: HashMap<StreamName, (RenditionPlan, Instant)>,
+    progress: HashMap<StreamName, (StreamProgress, Instant)>,
 }
 
 impl InMemoryRegistry {
@@ -250,6 +251,33 @@ impl Registry for InMemoryRegistry {
                 .map(|(plan, _)| plan.clone())
         });
         async move { Ok(plan) }.boxed()
+    }
+
+    fn put_progress(
+        &self,
+        stream: &StreamName,
+        progress: &StreamProgress,
+    ) -> BoxFuture<'static, Result<(), RegistryError>> {
+        self.with(|state, now| {
+            state
+                .progress
+                .insert(stream.clone(), (progress.clone(), now + PLAN_TTL));
+        });
+        async move { Ok(()) }.boxed()
+    }
+
+    fn progress(
+        &self,
+        stream: &StreamName,
+    ) -> BoxFuture<'static, Result<Option<StreamProgress>, RegistryError>> {
+        let progress = self.with(|state, now| {
+            state
+                .progress
+                .get(stream)
+                .filter(|(_, until)| *until > now)
+                .map(|(progress, _)| progress.clone())
+        });
+        async move { Ok(progress) }.boxed()
     }
 }
 

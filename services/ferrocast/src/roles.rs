@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrocast_bus::MediaBus;
-use ferrocast_cluster::{IngestClaims, PackageClaims, TranscodeClaims};
+use ferrocast_cluster::{IngestClaims, PackageClaims, PackagerHooks, TranscodeClaims};
 use ferrocast_config::{Config, LadderChoice};
 use ferrocast_ingest::{RtpIngest, RtpSettings, SrtConfig, SrtIngest, StaticAuthorizer};
 use ferrocast_packager::{Origin, PackagerConfig};
@@ -172,7 +172,21 @@ pub async fn package(config: Config) -> anyhow::Result<()> {
     let endpoint = member.register(http.local_addr())?;
     let _claims = PackageClaims::start(
         &member.bus,
-        Arc::new(move |stream, plan| origin.set_renditions(stream, plan)),
+        PackagerHooks {
+            plans: {
+                let origin = origin.clone();
+                Arc::new(move |stream, plan| origin.set_renditions(stream, plan))
+            },
+            progress: {
+                let origin = origin.clone();
+                Arc::new(move |stream| origin.progress(stream))
+            },
+            resume: {
+                let origin = origin.clone();
+                Arc::new(move |stream, progress| origin.set_resume(stream, progress))
+            },
+            packaging: Arc::new(move |bus_name| origin.packaging(bus_name)),
+        },
     );
     info!(node = %member.node(), origin = %endpoint, "ferrocast package up");
     println!(

@@ -284,3 +284,109 @@ async fn a_killed_transcoder_is_replaced_and_its_rungs_go_on_after_one_discontin
 async fn a_paused_transcoder_is_replaced_and_refused_when_it_wakes() {
     transcoder_failover("pause", Outage::Pause).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_packager_is_replaced_the_edge_follows_and_numbers_continue() {
+    let Some(redis) = Redis::start() else { return };
+    let ingest = Node::start("ingest", "ingest-a", &redis, "");
+    let transcoder = Node::start("transcode", "transcode-a", &redis, "");
+    let mut packagers = vec![
+        Node::start("package", "package-a", &redis, ""),
+        Node::start("package", "package-b", &redis, ""),
+    ];
+    let keys = EdgeKeys::generate();
+    let edge = RemoteEdge::start_routed(&keys.config_toml(), &redis.url());
+    let log = |p: &[Node]| {
+        format!(
+            "ingest:\n{}\ntranscode:\n{}\npackage-a:\n{}\npackage-b:\n{}\nedge:\n{}",
+            ingest.log(),
+            transcoder.log(),
+            p[0].log(),
+            p[1].log(),
+            edge.log()
+        )
+    };
+    let _push = ffmpeg_push(ingest.addr("srt"), "publish:live/pk", 90);
+    let client = keys.client(false);
+    let jwt = hs256_jwt(&claims(&["pk"]), HS256_SECRET);
+    let multivariant =
+        live_multivariant(&client, &edge.base(), "pk", &jwt, || log(&packagers)).await;
+    let rung = common::edge::uris(&multivariant)
+        .into_iter()
+        .find(|u| u.starts_with("180p/"))
+        .unwrap_or_else(|| panic!("{multivariant}"));
+    let url = format!("{}/live/pk/{rung}", edge.base());
+    let fetch = async |url: &str| {
+        let response = client.get(url).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before = loop {
+        let (status, body) = fetch(&url).await;
+        if status == 200 && body.lines().filter(|l| l.starts_with("seg")).count() >= 3 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{status} {body}\n{}",
+            log(&packagers)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (holder, _) = until_held(&redis, "package", "pk", None);
+    let index = usize::from(holder == "package-b");
+    packagers[index].kill();
+    let killed = Instant::now();
+
+    // Through the edge, until the standby's playlist has a segment after
+    // its discontinuity: numbers never go back.
+    let mut last_sequence = media_sequence(&before);
+    let deadline = killed + Duration::from_secs(45);
+    let (after, failover) = loop {
+        let (status, body) = fetch(&url).await;
+        if status == 200 {
+            let sequence = media_sequence(&body);
+            assert!(
+                sequence >= last_sequence,
+                "media sequence went back: {last_sequence} -> {sequence}\n{body}"
+            );
+            last_sequence = sequence;
+            let resumed = body
+                .split("#EXT-X-DISCONTINUITY\n")
+                .nth(1)
+                .is_some_and(|tail| tail.lines().any(|l| l.starts_with("seg")));
+            if resumed {
+                break (body, killed.elapsed());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edge never served the standby packager: {status} {body}\n{}",
+            log(&packagers)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("packager failover: kill to the first segment through the edge in {failover:?}");
+    assert_eq!(
+        after.matches("#EXT-X-DISCONTINUITY\n").count(),
+        1,
+        "{after}"
+    );
+    // `segN.m4s?token=...` through the edge.
+    let msn =
+        |line: &str| -> Option<u64> { line.strip_prefix("seg")?.split('.').next()?.parse().ok() };
+    let last_before = before.lines().filter_map(msn).max().unwrap();
+    let first_after = after
+        .split("#EXT-X-DISCONTINUITY\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .find_map(msn)
+        .unwrap();
+    assert!(
+        first_after > last_before,
+        "{first_after} after {last_before}"
+    );
+    let (new_holder, _) = until_held(&redis, "package", "pk", Some(&holder));
+    assert_ne!(new_holder, holder);
+}
