@@ -2,7 +2,7 @@
 //! endpoint of its node record.
 
 use ferrocast_hls::BusName;
-use ferrocast_registry::{Registry, Role};
+use ferrocast_registry::{NodeId, Registry, Role};
 
 /// The role whose holder publishes `name`: ingest for a source, transcode
 /// for a rung.
@@ -14,9 +14,12 @@ pub(crate) fn publishing_role(name: &BusName) -> Role {
     }
 }
 
-/// The bus endpoint of the process that publishes `name` now, or why
-/// there is none.
-pub(crate) async fn endpoint_of(registry: &dyn Registry, name: &BusName) -> Result<String, String> {
+/// The node that publishes `name` now and its bus endpoint, or why there
+/// is none.
+pub(crate) async fn endpoint_of(
+    registry: &dyn Registry,
+    name: &BusName,
+) -> Result<(NodeId, String), String> {
     let role = publishing_role(name);
     let lease = registry
         .holder(&name.stream, role)
@@ -33,7 +36,7 @@ pub(crate) async fn endpoint_of(registry: &dyn Registry, name: &BusName) -> Resu
     nodes
         .into_iter()
         .find(|n| n.id == lease.holder)
-        .map(|n| n.endpoint)
+        .map(|n| (n.id, n.endpoint))
         .ok_or_else(|| {
             format!(
                 "node {} (holder of {name}) has no live record",

@@ -121,6 +121,7 @@ async fn run(bus: ClusterBus, hooks: PackagerHooks) {
     // ingest died and its publisher did not come back).
     let abandoned_after = settings.reconnect_grace + settings.lease_ttl * 2;
     let mut last_sweep = Instant::now();
+    let mut registry_reachable = true;
     loop {
         ticks.tick().await;
         match registry.events(cursor.as_ref(), EVENTS_PER_POLL).await {
@@ -160,7 +161,25 @@ async fn run(bus: ClusterBus, hooks: PackagerHooks) {
                     }
                 }
             }
-            Err(error) => warn!(%error, "registry events not read"),
+            Err(error) => {
+                // The registry is away: what is packaged goes on; nothing
+                // is claimed, recorded or let go until it is back. Said
+                // once, not every poll.
+                if registry_reachable {
+                    warn!(%error, "registry unreachable: packaging goes on, claims wait");
+                    registry_reachable = false;
+                }
+                continue;
+            }
+        }
+        if !registry_reachable {
+            info!("registry reachable again");
+            registry_reachable = true;
+            // Nothing could be seen while it was away: no stream counts as
+            // abandoned for that time.
+            for stream in live.values_mut() {
+                stream.seen = Instant::now();
+            }
         }
         let sweep = last_sweep.elapsed() >= settings.lease_ttl;
         if sweep {

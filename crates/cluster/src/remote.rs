@@ -11,7 +11,7 @@ use ferrocast_bus::{
 };
 use ferrocast_bus_grpc::{Delivery, RemoteFrames};
 use ferrocast_hls::BusName;
-use ferrocast_registry::Epoch;
+use ferrocast_registry::{Epoch, NodeId};
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -48,8 +48,8 @@ impl RemoteState {
 /// of the lease it publishes under; one older than an epoch already seen
 /// for the stream is a stale writer (it paused, or was cut off, past its
 /// lease) and is refused.
-async fn dial(bus: &ClusterBus, name: &BusName) -> Result<RemoteFrames, String> {
-    let endpoint = endpoint_of(bus.inner.registry.as_ref(), name).await?;
+async fn dial(bus: &ClusterBus, name: &BusName) -> Result<Connection, String> {
+    let (holder, endpoint) = endpoint_of(bus.inner.registry.as_ref(), name).await?;
     let frames = ferrocast_bus_grpc::connect(&endpoint, &name.to_string())
         .await
         .map_err(|e| format!("{endpoint}: {e}"))?;
@@ -60,14 +60,30 @@ async fn dial(bus: &ClusterBus, name: &BusName) -> Result<RemoteFrames, String> 
         warn!(stream = %name, %endpoint, %stale, "stale publisher refused");
         stale.to_string()
     })?;
-    Ok(frames)
+    Ok(Connection {
+        frames,
+        holder,
+        epoch,
+    })
 }
 
-/// Watches the registry for a newer holder of the lease `name` is
-/// published under: sends its epoch. Registry errors are ignored (media
-/// that flows keeps flowing while the registry is away).
-fn watch_holder(bus: &ClusterBus, name: &BusName) -> (watch::Receiver<u64>, AbortOnDrop) {
-    let (tx, rx) = watch::channel(0);
+/// One connection to the publishing process.
+struct Connection {
+    frames: RemoteFrames,
+    /// The node it is.
+    holder: NodeId,
+    /// The epoch it serves the stream under.
+    epoch: u64,
+}
+
+/// The newest holder of a lease the registry named: its epoch and node.
+type Newest = (u64, Option<NodeId>);
+
+/// Watches the registry for a newer lease for `name`: sends its epoch and
+/// holder. Registry errors are ignored (media that flows keeps flowing
+/// while the registry is away).
+fn watch_holder(bus: &ClusterBus, name: &BusName) -> (watch::Receiver<Newest>, AbortOnDrop) {
+    let (tx, rx) = watch::channel((0, None));
     let registry = bus.inner.registry.clone();
     let period = bus.inner.settings.lease_ttl / 2;
     let (stream, role) = (name.stream.clone(), publishing_role(name));
@@ -76,9 +92,9 @@ fn watch_holder(bus: &ClusterBus, name: &BusName) -> (watch::Receiver<u64>, Abor
             tokio::time::sleep(period).await;
             if let Ok(Some(lease)) = registry.holder(&stream, role).await {
                 tx.send_if_modified(|newest| {
-                    let newer = lease.epoch.0 > *newest;
+                    let newer = lease.epoch.0 > newest.0;
                     if newer {
-                        *newest = lease.epoch.0;
+                        *newest = (lease.epoch.0, Some(lease.holder.clone()));
                     }
                     newer
                 });
@@ -105,9 +121,9 @@ pub(crate) async fn open(bus: ClusterBus, stream: String) -> Result<Subscriber, 
     })?;
     let settings = &bus.inner.settings;
     let deadline = Instant::now() + settings.first_dial;
-    let frames = loop {
+    let connection = loop {
         match dial(&bus, &name).await {
-            Ok(frames) => break frames,
+            Ok(connection) => break connection,
             Err(reason) if Instant::now() + settings.poll >= deadline => {
                 return Err(BusError::Transport { stream, reason });
             }
@@ -129,7 +145,7 @@ pub(crate) async fn open(bus: ClusterBus, stream: String) -> Result<Subscriber, 
         list.push(Arc::downgrade(&state));
     }
     let (tx, rx) = mpsc::channel(BUFFER);
-    tokio::spawn(follow(bus, name, frames, tx, state, ended));
+    tokio::spawn(follow(bus, name, connection, tx, state, ended));
     Ok(Subscriber::new(stream, Box::new(Channel { rx })))
 }
 
@@ -145,7 +161,7 @@ enum Stop {
 async fn follow(
     bus: ClusterBus,
     name: BusName,
-    mut frames: RemoteFrames,
+    mut connection: Connection,
     tx: mpsc::Sender<BusMessage>,
     state: Arc<RemoteState>,
     mut ended: watch::Receiver<bool>,
@@ -153,12 +169,10 @@ async fn follow(
     let stream = name.to_string();
     let (mut newest, _watcher) = watch_holder(&bus, &name);
     loop {
-        let epoch = frames.epoch().unwrap_or(0);
         match forward(
             &bus,
-            &stream,
-            &mut frames,
-            epoch,
+            &name,
+            &mut connection,
             &mut newest,
             &tx,
             &state,
@@ -174,7 +188,7 @@ async fn follow(
                 }
             }
         }
-        frames = loop {
+        connection = loop {
             tokio::select! {
                 () = ended_signal(&mut ended) => {
                     let _ = tx.send(BusMessage::End).await;
@@ -184,7 +198,7 @@ async fn follow(
                 () = tokio::time::sleep(bus.inner.settings.poll) => {}
             }
             match dial(&bus, &name).await {
-                Ok(frames) => break frames,
+                Ok(connection) => break connection,
                 Err(reason) => debug!(stream, %reason, "publisher not reachable yet"),
             }
         };
@@ -201,26 +215,39 @@ async fn follow(
 }
 
 /// Forward one connection's messages until it breaks, the stream ends,
-/// or the registry names a holder with a newer epoch than `epoch`.
-#[allow(clippy::too_many_arguments)]
+/// or the registry names another holder with a newer epoch. The same
+/// holder under a newer epoch (it took its lease again, say after the
+/// registry was away) goes on: its newer epoch is admitted.
 async fn forward(
     bus: &ClusterBus,
-    stream: &str,
-    frames: &mut RemoteFrames,
-    epoch: u64,
-    newest: &mut watch::Receiver<u64>,
+    name: &BusName,
+    connection: &mut Connection,
+    newest: &mut watch::Receiver<Newest>,
     tx: &mpsc::Sender<BusMessage>,
     state: &RemoteState,
     ended: &mut watch::Receiver<bool>,
 ) -> Stop {
+    let stream = name.to_string();
+    let stream = stream.as_str();
     let mut watching = true;
     loop {
-        if *newest.borrow_and_update() > epoch {
-            return Stop::Broken(format!(
-                "superseded: the stream is held under epoch {} now, this connection has {epoch}",
-                *newest.borrow()
-            ));
+        let (epoch, holder) = newest.borrow_and_update().clone();
+        if epoch > connection.epoch {
+            if holder.as_ref() != Some(&connection.holder) {
+                return Stop::Broken(format!(
+                    "superseded: the stream is held under epoch {epoch} now, this connection has {}",
+                    connection.epoch
+                ));
+            }
+            if bus.admit(name, Epoch(epoch)).is_ok() {
+                debug!(
+                    stream,
+                    epoch, "the publisher holds the stream under a newer epoch"
+                );
+                connection.epoch = epoch;
+            }
         }
+        let frames = &mut connection.frames;
         let item = tokio::select! {
             item = frames.next() => item,
             changed = newest.changed(), if watching => {

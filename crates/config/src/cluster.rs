@@ -28,8 +28,9 @@ pub struct ClusterConfig {
     pub bus_listen: SocketAddr,
     /// The URL others reach this process at: the bus (`http://HOST:PORT`)
     /// for ingest and transcode, the HTTP origin for package. Default:
-    /// `http://` and the bound address, with an unspecified IP (`0.0.0.0`)
-    /// replaced by this host's name (`HOSTNAME`).
+    /// `http://` and the bound address; a process bound to an unspecified
+    /// IP (`0.0.0.0`) without `advertise` refuses to start (set it to the
+    /// pod's IP, for instance).
     pub advertise: Option<String>,
     /// How long a lease lasts unless renewed, in milliseconds: a dead
     /// process's streams move on about this long after it died. Default

@@ -390,3 +390,83 @@ async fn a_killed_packager_is_replaced_the_edge_follows_and_numbers_continue() {
     let (new_holder, _) = until_held(&redis, "package", "pk", Some(&holder));
     assert_ne!(new_holder, holder);
 }
+
+/// Redis stopped (SIGSTOP) for 30 s under load: the stream already flowing
+/// keeps flowing into its playlists with no discontinuity, every process
+/// says it is not ready and none exits; a stream published meanwhile waits
+/// for its claims and is packaged once Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_keeps_flowing_while_redis_is_away_and_claims_catch_up() {
+    let Some(redis) = Redis::start() else { return };
+    let mut nodes = vec![
+        Node::start("ingest", "ingest-a", &redis, ""),
+        Node::start("transcode", "transcode-a", &redis, ""),
+        Node::start("package", "package-a", &redis, ""),
+    ];
+    let log = |n: &[Node]| {
+        format!(
+            "ingest:\n{}\ntranscode:\n{}\npackage:\n{}",
+            n[0].log(),
+            n[1].log(),
+            n[2].log()
+        )
+    };
+    let srt = nodes[0].addr("srt");
+    let _push = ffmpeg_push(srt, "publish:live/steady", 90);
+    let origin = nodes[2].http();
+    let url = format!("{origin}/live/steady/180p/stream.m3u8");
+    let before = playlist_with_segments(&url, 2, || log(&nodes)).await;
+    let segments = |p: &str| p.lines().filter(|l| l.starts_with("seg")).count();
+
+    redis.signal("-STOP");
+    let stopped = Instant::now();
+    // A stream published while Redis is away.
+    let _late = ffmpeg_push(srt, "publish:live/late", 90);
+    let mut last_sequence = media_sequence(&before);
+    let mut last_msn = 0;
+    let mut not_ready_seen = false;
+    while stopped.elapsed() < Duration::from_secs(30) {
+        let (status, playlist) = text(&url).await;
+        assert_eq!(status, 200, "{playlist}\n{}", log(&nodes));
+        assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+        let sequence = media_sequence(&playlist);
+        assert!(sequence >= last_sequence, "{playlist}");
+        last_sequence = sequence;
+        last_msn = last_msn.max(sequence + segments(&playlist) as u64);
+        if !not_ready_seen {
+            not_ready_seen = text(&format!("{origin}/readyz")).await.0 == 503;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(not_ready_seen, "the packager never said it was not ready");
+    // 30 s of 1 s segments went on flowing.
+    let flowed = last_msn - (media_sequence(&before) + segments(&before) as u64);
+    assert!(
+        flowed >= 20,
+        "only {flowed} segments while Redis was away\n{}",
+        log(&nodes)
+    );
+    for node in &mut nodes {
+        assert!(node.alive(), "a process exited\n{}", node.log());
+    }
+    assert_eq!(
+        text(&format!("{origin}/live/late/index.m3u8")).await.0,
+        404,
+        "claimed without a registry"
+    );
+
+    redis.signal("-CONT");
+    // Claims catch up: the late stream is packaged, every process ready.
+    let late = format!("{origin}/live/late/180p/stream.m3u8");
+    playlist_with_segments(&late, 2, || log(&nodes)).await;
+    for node in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while text(&format!("{}/readyz", node.http())).await.0 != 200 {
+            assert!(Instant::now() < deadline, "{}", node.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (status, playlist) = text(&url).await;
+    assert_eq!(status, 200);
+    assert!(media_sequence(&playlist) >= last_sequence, "{playlist}");
+}
