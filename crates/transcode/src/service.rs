@@ -698,7 +698,10 @@ impl StreamTask {
 
     fn publisher_live(&mut self, live: bool) {
         if live {
-            self.source_gone = false;
+            // The source is back only in band, with the discontinuity that
+            // follows the old session's tail through the worker: units of
+            // that tail still arriving now must not publish the rungs again
+            // (their subscribers would see two discontinuities).
             return;
         }
         self.source_gone = true;
@@ -866,13 +869,15 @@ impl Worker {
                         .map_err(|e| e.to_string()),
                     None => Ok(()),
                 },
-                Input::Discontinuity => {
-                    if let Some(a) = active.as_mut() {
-                        a.transcoder.discontinuity();
+                Input::Discontinuity => match active.as_mut() {
+                    Some(a) => {
                         a.shedder.reset();
+                        a.transcoder
+                            .discontinuity(&mut out)
+                            .map_err(|e| e.to_string())
                     }
-                    Ok(())
-                }
+                    None => Ok(()),
+                },
                 Input::Dropped => Ok(()),
                 Input::Finish => {
                     if let Some(a) = active.as_mut()
@@ -893,6 +898,10 @@ impl Worker {
             }
             let Some(a) = active.as_mut() else {
                 out.clear();
+                // Still said: it is also how a gone source comes back.
+                if marker && events.blocking_send(Event::Discontinuity).is_err() {
+                    return;
+                }
                 continue;
             };
             if !flush(a, &mut out, &events) {

@@ -470,3 +470,76 @@ async fn media_keeps_flowing_while_redis_is_away_and_claims_catch_up() {
     assert_eq!(status, 200);
     assert!(media_sequence(&playlist) >= last_sequence, "{playlist}");
 }
+
+/// An ingest process killed with `kill -9`: the publisher's reconnect
+/// lands on another ingest process, which takes the stream once the dead
+/// one's lease lapses; the source and rung playlists go on after one
+/// discontinuity, numbers only growing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_reconnecting_to_another_ingest_process_continues_the_stream() {
+    let Some(redis) = Redis::start() else { return };
+    let mut ingests = vec![
+        Node::start("ingest", "ingest-a", &redis, ""),
+        Node::start("ingest", "ingest-b", &redis, ""),
+    ];
+    let transcoder = Node::start("transcode", "transcode-a", &redis, "");
+    let packager = Node::start("package", "package-a", &redis, "");
+    let log = |i: &[Node]| {
+        format!(
+            "ingest-a:\n{}\ningest-b:\n{}\ntranscode:\n{}\npackage:\n{}",
+            i[0].log(),
+            i[1].log(),
+            transcoder.log(),
+            packager.log()
+        )
+    };
+    let first = ffmpeg_push(ingests[0].addr("srt"), "publish:live/move", 90);
+    let urls = [
+        format!("{}/live/move/stream.m3u8", packager.http()),
+        format!("{}/live/move/180p/stream.m3u8", packager.http()),
+    ];
+    let mut last = Vec::new();
+    for url in &urls {
+        last.push(media_sequence(
+            &playlist_with_segments(url, 2, || log(&ingests)).await,
+        ));
+    }
+    assert_eq!(until_held(&redis, "ingest", "move", None).0, "ingest-a");
+
+    ingests[0].kill();
+    first.stop();
+    // The publisher comes back, to the other ingest process.
+    let _second = ffmpeg_push(ingests[1].addr("srt"), "publish:live/move", 90);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut resumed = [false, false];
+    while resumed != [true, true] {
+        for (i, url) in urls.iter().enumerate() {
+            let (status, playlist) = text(url).await;
+            assert_eq!(status, 200, "{url}: {playlist}\n{}", log(&ingests));
+            let sequence = media_sequence(&playlist);
+            assert!(
+                sequence >= last[i],
+                "{url} went back: {}\n{playlist}",
+                last[i]
+            );
+            last[i] = sequence;
+            assert!(
+                playlist.matches("#EXT-X-DISCONTINUITY\n").count() <= 1,
+                "{url}: more than one discontinuity\n{playlist}\n{}",
+                log(&ingests)
+            );
+            resumed[i] = playlist
+                .split("#EXT-X-DISCONTINUITY\n")
+                .nth(1)
+                .is_some_and(|tail| tail.lines().filter(|l| l.starts_with("seg")).count() >= 2);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream did not go on\n{}",
+            log(&ingests)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (holder, epoch) = until_held(&redis, "ingest", "move", Some("ingest-a"));
+    assert_eq!((holder.as_str(), epoch >= 2), ("ingest-b", true));
+}

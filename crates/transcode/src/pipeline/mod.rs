@@ -298,20 +298,39 @@ impl Transcoder {
         &self.active
     }
 
-    /// The timeline broke (publisher reconnected): the next frame is a
-    /// keyframe on every rung (in [`KeyframeMode::Cadence`]; the source's
-    /// next keyframe in [`KeyframeMode::FollowSource`]), and lag
-    /// measurements restart.
+    /// The timeline broke (publisher reconnected): what the old session
+    /// still holds comes out first, into `out` (the decoder's delayed
+    /// frames, and every rung's frames in flight), so that nothing of it
+    /// follows the discontinuity; then the next frame is a keyframe on
+    /// every rung (in [`KeyframeMode::Cadence`]; the source's next keyframe
+    /// in [`KeyframeMode::FollowSource`]), and lag measurements restart.
+    ///
+    /// # Errors
+    ///
+    /// An FFmpeg failure on a rung's worker.
     ///
     /// [`KeyframeMode::Cadence`]: crate::plan::KeyframeMode::Cadence
     /// [`KeyframeMode::FollowSource`]: crate::plan::KeyframeMode::FollowSource
-    pub fn discontinuity(&mut self) {
+    pub fn discontinuity(&mut self, out: &mut Vec<Output>) -> Result<(), TranscodeError> {
+        self.decoder.send_eof();
+        let drained = self.drain_decoder(out);
+        self.decoder.restart();
+        drained?;
+        while self
+            .rungs
+            .iter()
+            .any(|r| r.active && !r.finished && r.worker.in_flight > 0)
+        {
+            let Some(report) = rungs::next_report(&self.reports, Some(far_future())) else {
+                break;
+            };
+            self.absorb(report, out)?;
+        }
         self.keyframes.reset();
         for rung in &mut self.rungs {
-            // Carried by the next frame, so that it lands after the frames
-            // already queued to the rung.
             rung.reset_pending = true;
         }
+        Ok(())
     }
 
     /// End of input: drains the decoder and every encoder, waiting for

@@ -134,6 +134,12 @@ impl VideoDecoder {
         let _ = self.decoder.send_eof();
     }
 
+    /// Ready for input again after [`send_eof`](Self::send_eof) and a
+    /// drain (a new session of the same stream).
+    pub(crate) fn restart(&mut self) {
+        self.decoder.flush();
+    }
+
     /// The next decoded frame, its picture type cleared (trap 4: x264
     /// would otherwise copy the source's frame types) and its PTS set to
     /// the best-effort timestamp. A new frame each time: the rungs share
