@@ -96,6 +96,7 @@ pub async fn connect(endpoint: &str, stream: &str) -> Result<RemoteFrames, Remot
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
         .map_err(|_| RemoteError::Endpoint(endpoint.to_owned()))?
         .http2_adaptive_window(true)
+        .tcp_nodelay(true)
         .connect_timeout(CONNECT_TIMEOUT)
         .connect()
         .await

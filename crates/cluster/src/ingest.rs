@@ -180,28 +180,22 @@ async fn watch_lease(
         warn!(%stream, %error, "stream not offered to the transcoders");
     }
     // A transcoder that died after taking the stream leaves no work item
-    // behind: when nobody has held the transcode lease for two checks in a
-    // row, offer it again.
+    // behind: once nobody holds the transcode lease (checked every quarter
+    // TTL), offer it again. An offer for a stream that is held after all
+    // is acknowledged and dropped by whoever takes it. While no
+    // transcoder answers, offers back off up to REOFFER_MAX.
     let mut wait = ttl;
-    let mut misses = 0;
     loop {
-        tokio::time::sleep(ttl / 2).await;
+        tokio::time::sleep(ttl / 4).await;
         match registry.holder(&stream, Role::Transcode).await {
-            Ok(Some(_)) => {
-                misses = 0;
-                wait = ttl;
-            }
+            Ok(Some(_)) => wait = ttl,
             Ok(None) => {
-                misses += 1;
-                if misses >= 2 {
-                    info!(%stream, "no transcoder holds the stream: offered again");
-                    if let Err(error) = registry.offer_work(&stream).await {
-                        warn!(%stream, %error, "stream not offered to the transcoders");
-                    }
-                    misses = 0;
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(REOFFER_MAX);
+                info!(%stream, "no transcoder holds the stream: offered again");
+                if let Err(error) = registry.offer_work(&stream).await {
+                    warn!(%stream, %error, "stream not offered to the transcoders");
                 }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(REOFFER_MAX);
             }
             Err(_) => {}
         }
