@@ -1,12 +1,12 @@
 //! Records read back from the registry (Redis values anyone with access to
-//! Redis could have written): leases, node records, events, rendition
-//! plans and bus names. Each is `None` or a record that encodes back to
+//! Redis could have written): leases, node records, events, handovers,
+//! rendition plans and bus names. Each is `None` or a record that encodes back to
 //! the same record, never a panic.
 #![no_main]
 
 use ferrocast_hls::{BusName, RenditionPlan};
 use ferrocast_media::StreamName;
-use ferrocast_registry::{Event, Lease, NodeId, NodeRecord, Role};
+use ferrocast_registry::{Event, Handover, Lease, NodeId, NodeRecord, Role};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +21,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(event) = Event::decode(&text) {
         assert_eq!(Event::decode(&event.encode()), Some(event));
+    }
+    if let Some(handover) = Handover::decode(&text) {
+        assert_eq!(Handover::decode(&handover.encode()), Some(handover));
     }
     if let Some(plan) = RenditionPlan::decode(&text) {
         assert_eq!(RenditionPlan::decode(&plan.encode()), Some(plan));

@@ -108,6 +108,7 @@ fn unit(video: bool, n: i64, keyframe: bool, size: usize) -> AccessUnit {
         dts: Time90k(n * 3000),
         keyframe: keyframe || !video,
         data: data.freeze(),
+        captured_unix_ms: None,
     }
 }
 

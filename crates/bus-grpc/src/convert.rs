@@ -183,9 +183,11 @@ pub fn frame_of(message: &BusMessage) -> pb::Frame {
             dts: unit.dts.0,
             keyframe: unit.keyframe,
             data: unit.data.to_vec(),
+            captured_unix_ms: unit.captured_unix_ms,
         }),
         BusMessage::Discontinuity => Kind::Discontinuity(pb::Empty {}),
         BusMessage::Gap => Kind::Gap(pb::Empty {}),
+        BusMessage::HandedOver(at) => Kind::HandedOver(pb::HandedOver { at: at.0 }),
         BusMessage::End => Kind::End(pb::Empty {}),
     };
     pb::Frame { kind: Some(kind) }
@@ -214,9 +216,11 @@ pub fn message_of(frame: pb::Frame) -> Result<BusMessage, ConvertError> {
             dts: Time90k(unit.dts),
             keyframe: unit.keyframe,
             data: Bytes::from(unit.data),
+            captured_unix_ms: unit.captured_unix_ms,
         })),
         Kind::Discontinuity(_) => BusMessage::Discontinuity,
         Kind::Gap(_) => BusMessage::Gap,
+        Kind::HandedOver(handover) => BusMessage::HandedOver(Time90k(handover.at)),
         Kind::End(_) => BusMessage::End,
         Kind::PublisherGone(_) => return Err(ConvertError::NotAMessage),
     })
@@ -243,6 +247,7 @@ mod tests {
             opus,
             BusMessage::Gap,
             BusMessage::Discontinuity,
+            BusMessage::HandedOver(Time90k(123_456)),
             BusMessage::End,
         ] {
             assert_eq!(message_of(frame_of(&message)), Ok(message));

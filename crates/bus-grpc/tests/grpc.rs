@@ -48,6 +48,8 @@ fn video(n: i64, keyframe: bool, size: usize) -> BusMessage {
         dts: Time90k(n * 3600),
         keyframe,
         data: Bytes::from(vec![(n % 251) as u8; size]),
+        // Stamped video, unstamped audio: both must come across as sent.
+        captured_unix_ms: Some(1_765_000_000_000 + n * 40),
     }))
 }
 
@@ -59,6 +61,7 @@ fn audio(n: i64) -> BusMessage {
         dts: Time90k(n * 1920),
         keyframe: true,
         data: Bytes::from_static(&[0x21, 0x10, 0x05]),
+        captured_unix_ms: None,
     }))
 }
 

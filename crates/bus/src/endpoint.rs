@@ -24,7 +24,7 @@ use crate::stats::SubscriberStats;
 /// publisher or [`MediaBus::end_stream`](crate::MediaBus::end_stream).
 pub trait PublisherBackend: Send + Sync {
     /// Put a message on the stream without blocking. Receives only
-    /// `Tracks`, `Unit`, `Discontinuity` and `End` (which ends the stream;
+    /// `Tracks`, `Unit`, `Discontinuity`, `HandedOver` and `End` (which ends the stream;
     /// later sends fail with [`BusError::Ended`]).
     fn send(&self, message: BusMessage) -> Result<(), BusError>;
 }

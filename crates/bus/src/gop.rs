@@ -91,6 +91,7 @@ mod tests {
             dts: Time90k::from_millis(ms),
             keyframe,
             data: Bytes::from(vec![0; len]),
+            captured_unix_ms: None,
         })
     }
 

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use ferrocast_media::{AccessUnit, TrackInfo};
+use ferrocast_media::{AccessUnit, Time90k, TrackInfo};
 
 /// One message on a stream, as a subscriber receives it, in order.
 ///
 /// A publisher sends [`Tracks`](BusMessage::Tracks),
-/// [`Unit`](BusMessage::Unit) and [`Discontinuity`](BusMessage::Discontinuity);
+/// [`Unit`](BusMessage::Unit), [`Discontinuity`](BusMessage::Discontinuity)
+/// and [`HandedOver`](BusMessage::HandedOver);
 /// the bus itself adds [`Gap`](BusMessage::Gap) (per subscriber) and
 /// [`End`](BusMessage::End).
 ///
@@ -28,6 +29,14 @@ pub enum BusMessage {
     /// it receives starts a GOP: a video keyframe, or for a stream without
     /// video, an audio frame.
     Gap,
+    /// This publisher stops here and another process publishes the stream
+    /// on (a planned handover between processes): the next publisher's
+    /// output starts with a video keyframe at this time, its timestamps
+    /// continue these, and nothing before that time follows from it. What
+    /// this publisher sent ends just before that time. A subscription that
+    /// follows the stream across processes consumes it; a subscriber on
+    /// the publisher's own bus may ignore it.
+    HandedOver(Time90k),
     /// The stream is over for good; nothing follows. After it,
     /// [`Subscriber::recv`](crate::Subscriber::recv) returns `None`.
     End,
@@ -41,6 +50,7 @@ impl BusMessage {
             BusMessage::Unit(_) => "unit",
             BusMessage::Discontinuity => "discontinuity",
             BusMessage::Gap => "gap",
+            BusMessage::HandedOver(_) => "handed over",
             BusMessage::End => "end",
         }
     }

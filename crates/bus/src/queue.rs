@@ -22,7 +22,10 @@ pub(crate) fn cost(message: &BusMessage) -> usize {
     match message {
         BusMessage::Unit(unit) => MESSAGE_OVERHEAD_BYTES + unit.data.len(),
         BusMessage::Tracks(tracks) => MESSAGE_OVERHEAD_BYTES * (1 + tracks.len()),
-        BusMessage::Discontinuity | BusMessage::Gap | BusMessage::End => MESSAGE_OVERHEAD_BYTES,
+        BusMessage::Discontinuity
+        | BusMessage::Gap
+        | BusMessage::HandedOver(_)
+        | BusMessage::End => MESSAGE_OVERHEAD_BYTES,
     }
 }
 
@@ -136,7 +139,10 @@ impl SubscriberQueue {
                 }
             }
             BusMessage::End => self.closed = true,
-            BusMessage::Tracks(_) | BusMessage::Discontinuity | BusMessage::Gap => {
+            BusMessage::Tracks(_)
+            | BusMessage::Discontinuity
+            | BusMessage::Gap
+            | BusMessage::HandedOver(_) => {
                 if self.bytes + cost > self.limits.hard && self.drop_all_units() {
                     self.skip = Skip::UntilGopStart { lost: true };
                 }
@@ -229,6 +235,7 @@ impl SubscriberQueue {
         let mut discontinuity = false;
         let mut tracks = None;
         let mut end = false;
+        let mut handed_over = None;
         for entry in self.entries.drain(from..) {
             self.bytes -= entry.cost;
             match entry.message {
@@ -236,6 +243,8 @@ impl SubscriberQueue {
                 BusMessage::Tracks(t) => tracks = Some(t),
                 BusMessage::Discontinuity => discontinuity = true,
                 BusMessage::Gap => {}
+                // The publisher's last word: it must reach the subscriber.
+                BusMessage::HandedOver(at) => handed_over = Some(at),
                 // Never queued before a push (the queue is closed then), but
                 // keep it rather than lose it.
                 BusMessage::End => end = true,
@@ -246,6 +255,9 @@ impl SubscriberQueue {
         }
         if let Some(tracks) = tracks {
             self.push_raw(BusMessage::Tracks(tracks));
+        }
+        if let Some(at) = handed_over {
+            self.push_raw(BusMessage::HandedOver(at));
         }
         if end {
             self.push_raw(BusMessage::End);
@@ -303,6 +315,7 @@ mod tests {
             dts: Time90k(seq),
             keyframe,
             data: Bytes::from(vec![0; len]),
+            captured_unix_ms: None,
         }))
     }
 

@@ -149,7 +149,7 @@ impl Stream {
         lock(&self.state).ended
     }
 
-    /// A publisher's `Tracks`, `Unit` or `Discontinuity`.
+    /// A publisher's `Tracks`, `Unit`, `Discontinuity` or `HandedOver`.
     pub(crate) fn send(&self, message: BusMessage) -> Result<(), BusError> {
         let mut guard = lock(&self.state);
         let state = &mut *guard;
@@ -177,6 +177,11 @@ impl Stream {
             BusMessage::Discontinuity => {
                 state.cache.invalidate();
                 fan_out(&state.subscribers, BusMessage::Discontinuity, false);
+            }
+            BusMessage::HandedOver(at) => {
+                // Nothing cached is this publisher's to serve any more.
+                state.cache.invalidate();
+                fan_out(&state.subscribers, BusMessage::HandedOver(at), false);
             }
             BusMessage::Gap | BusMessage::End => {
                 return Err(BusError::NotPublishable {

@@ -43,6 +43,8 @@ pub(crate) struct Inner {
     pub(crate) fences: Mutex<HashMap<Role, Fence>>,
     /// Publishing processes refused for a stale epoch.
     pub(crate) stale_refusals: std::sync::atomic::AtomicU64,
+    /// Streams this process holds for its role, for its node record.
+    pub(crate) load: crate::node::LoadGauge,
 }
 
 impl std::fmt::Debug for ClusterBus {
@@ -90,6 +92,7 @@ impl ClusterBus {
                 held: Mutex::default(),
                 fences: Mutex::default(),
                 stale_refusals: std::sync::atomic::AtomicU64::new(0),
+                load: crate::node::LoadGauge::default(),
             }),
         }
     }
@@ -102,6 +105,12 @@ impl ClusterBus {
     /// The registry.
     pub fn registry(&self) -> &Arc<dyn Registry> {
         &self.inner.registry
+    }
+
+    /// How many streams this process's claims hold: give it to its
+    /// [`NodePresence`](crate::NodePresence).
+    pub fn load_gauge(&self) -> crate::node::LoadGauge {
+        self.inner.load.clone()
     }
 
     /// The settings.

@@ -44,8 +44,8 @@ mod transcode;
 
 pub use bus::ClusterBus;
 pub use ingest::IngestClaims;
-pub use node::NodePresence;
+pub use node::{LoadGauge, NodePresence};
 pub use origins::RegistryOrigins;
 pub use package::{PackageClaims, PackagerHooks, PlanSink};
 pub use settings::ClusterSettings;
-pub use transcode::TranscodeClaims;
+pub use transcode::{Drained, HandOverFn, TranscodeClaims};

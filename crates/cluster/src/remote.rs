@@ -11,6 +11,7 @@ use ferrocast_bus::{
 };
 use ferrocast_bus_grpc::{Delivery, RemoteFrames};
 use ferrocast_hls::BusName;
+use ferrocast_media::Time90k;
 use ferrocast_registry::{Epoch, NodeId};
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -155,6 +156,9 @@ enum Stop {
     Done,
     /// The connection broke: dial again.
     Broken(String),
+    /// The publisher handed the stream over (a planned drain): dial the
+    /// next one and splice its output in at this time.
+    HandedOver(Time90k),
 }
 
 /// Forward the stream's messages, from one connection after another.
@@ -168,6 +172,7 @@ async fn follow(
 ) {
     let stream = name.to_string();
     let (mut newest, _watcher) = watch_holder(&bus, &name);
+    let mut splice = None;
     loop {
         match forward(
             &bus,
@@ -177,15 +182,25 @@ async fn follow(
             &tx,
             &state,
             &mut ended,
+            &mut splice,
         )
         .await
         {
             Stop::Done => return,
             Stop::Broken(reason) => {
                 warn!(stream, %reason, "publishing process lost: finding who publishes it next");
+                splice = None;
                 if state.live.swap(false, Ordering::SeqCst) {
                     bus.announce(StreamEvent::PublisherGone(stream.clone()));
                 }
+            }
+            Stop::HandedOver(at) => {
+                info!(
+                    stream,
+                    at = at.0,
+                    "the publisher handed the stream over: finding who publishes it next"
+                );
+                splice = Some(Splice::new(at));
             }
         }
         connection = loop {
@@ -202,6 +217,11 @@ async fn follow(
                 Err(reason) => debug!(stream, %reason, "publisher not reachable yet"),
             }
         };
+        if splice.is_some() {
+            // Still live: the next publisher's output is spliced in.
+            info!(stream, "the next publisher found: splicing its output in");
+            continue;
+        }
         info!(
             stream,
             "publishing process found again: the stream goes on after a discontinuity"
@@ -214,10 +234,124 @@ async fn follow(
     }
 }
 
+/// Most audio units held back while a splice waits for its video keyframe
+/// (about 10 s of AAC): past it the splice gives up and goes on after a
+/// discontinuity.
+const SPLICE_AUDIO_HELD: usize = 500;
+
+/// Joining the next publisher's output to the last one's after a planned
+/// handover at `at`: the previous publisher sent everything before `at`,
+/// the next one starts with a video keyframe at `at`. Its earlier units
+/// (its GOP cache may begin before `at`) are dropped; audio at or after
+/// `at` is held until that keyframe. A first keyframe later than `at`
+/// means media was lost in between: the stream goes on after a
+/// discontinuity instead.
+#[derive(Debug)]
+struct Splice {
+    at: Time90k,
+    /// Audio at or after `at`, waiting for the video keyframe.
+    audio: Vec<BusMessage>,
+    /// The keyframe arrived: only audio before `at` is still dropped.
+    joined: bool,
+}
+
+/// What a splice makes of one message.
+#[derive(Debug, PartialEq)]
+enum Spliced {
+    /// Drop it.
+    Drop,
+    /// Hold it back (the splice keeps it).
+    Held,
+    /// Send these, in order.
+    Send(Vec<BusMessage>),
+}
+
+impl Splice {
+    fn new(at: Time90k) -> Splice {
+        Splice {
+            at,
+            audio: Vec::new(),
+            joined: false,
+        }
+    }
+
+    /// What becomes of `message`, the next one from the new publisher.
+    fn filter(&mut self, message: BusMessage) -> Spliced {
+        let unit = match &message {
+            BusMessage::Unit(unit) => unit.clone(),
+            BusMessage::Tracks(tracks) => {
+                if !self.joined
+                    && !tracks
+                        .iter()
+                        .any(|t| t.kind() == ferrocast_media::TrackKind::Video)
+                {
+                    // No keyframe will come to splice at.
+                    return self.give_up(vec![message]);
+                }
+                return Spliced::Send(vec![message]);
+            }
+            // The next publisher broke its own timeline: nothing to join.
+            BusMessage::Discontinuity | BusMessage::Gap | BusMessage::End => {
+                return self.give_up(vec![message]);
+            }
+            BusMessage::HandedOver(_) => return Spliced::Send(vec![message]),
+        };
+        let video = unit.kind == ferrocast_media::TrackKind::Video;
+        if self.joined {
+            return if !video && unit.pts < self.at {
+                Spliced::Drop
+            } else {
+                Spliced::Send(vec![message])
+            };
+        }
+        if !video {
+            if unit.pts < self.at {
+                return Spliced::Drop;
+            }
+            if self.audio.len() >= SPLICE_AUDIO_HELD {
+                return self.give_up(vec![message]);
+            }
+            self.audio.push(message);
+            return Spliced::Held;
+        }
+        if !unit.keyframe || unit.pts < self.at {
+            return Spliced::Drop;
+        }
+        self.joined = true;
+        let mut out = Vec::with_capacity(self.audio.len() + 2);
+        if unit.pts > self.at {
+            warn!(
+                at = self.at.0,
+                keyframe = unit.pts.0,
+                "the next publisher starts after the handover point: a discontinuity"
+            );
+            out.push(BusMessage::Discontinuity);
+        }
+        out.append(&mut self.audio);
+        out.push(message);
+        Spliced::Send(out)
+    }
+
+    /// Stop joining: a discontinuity, what was held, then `rest`.
+    fn give_up(&mut self, rest: Vec<BusMessage>) -> Spliced {
+        let mut out = Vec::new();
+        if !self.joined {
+            out.push(BusMessage::Discontinuity);
+        }
+        self.joined = true;
+        self.at = Time90k(i64::MIN);
+        out.append(&mut self.audio);
+        out.extend(rest);
+        Spliced::Send(out)
+    }
+}
+
 /// Forward one connection's messages until it breaks, the stream ends,
 /// or the registry names another holder with a newer epoch. The same
 /// holder under a newer epoch (it took its lease again, say after the
-/// registry was away) goes on: its newer epoch is admitted.
+/// registry was away) goes on: its newer epoch is admitted. Messages pass
+/// through `splice` while one is joining.
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     bus: &ClusterBus,
     name: &BusName,
@@ -226,6 +360,7 @@ async fn forward(
     tx: &mpsc::Sender<BusMessage>,
     state: &RemoteState,
     ended: &mut watch::Receiver<bool>,
+    splice: &mut Option<Splice>,
 ) -> Stop {
     let stream = name.to_string();
     let stream = stream.as_str();
@@ -261,19 +396,21 @@ async fn forward(
             () = tx.closed() => return Stop::Done,
         };
         match item {
+            Some(Ok(Delivery::Message(BusMessage::HandedOver(at)))) => {
+                return Stop::HandedOver(at);
+            }
             Some(Ok(Delivery::Message(message))) => {
-                let end = message == BusMessage::End;
-                if message == BusMessage::Discontinuity {
-                    // The remote publisher came back.
-                    state.live.store(true, Ordering::SeqCst);
-                }
-                if tx.send(message).await.is_err() {
-                    return Stop::Done;
-                }
-                if end {
-                    state.live.store(false, Ordering::SeqCst);
-                    bus.announce(StreamEvent::Ended(stream.to_owned()));
-                    return Stop::Done;
+                let messages = match splice.as_mut() {
+                    None => vec![message],
+                    Some(splice) => match splice.filter(message) {
+                        Spliced::Drop | Spliced::Held => continue,
+                        Spliced::Send(messages) => messages,
+                    },
+                };
+                for message in messages {
+                    if let Some(stop) = deliver(bus, stream, message, tx, state).await {
+                        return stop;
+                    }
                 }
             }
             Some(Ok(Delivery::PublisherGone)) => {
@@ -285,6 +422,31 @@ async fn forward(
             None => return Stop::Broken("connection closed".to_owned()),
         }
     }
+}
+
+/// Hand one message to the subscriber; `Some` when the subscription is
+/// over.
+async fn deliver(
+    bus: &ClusterBus,
+    stream: &str,
+    message: BusMessage,
+    tx: &mpsc::Sender<BusMessage>,
+    state: &RemoteState,
+) -> Option<Stop> {
+    let end = message == BusMessage::End;
+    if message == BusMessage::Discontinuity {
+        // The remote publisher came back.
+        state.live.store(true, Ordering::SeqCst);
+    }
+    if tx.send(message).await.is_err() {
+        return Some(Stop::Done);
+    }
+    if end {
+        state.live.store(false, Ordering::SeqCst);
+        bus.announce(StreamEvent::Ended(stream.to_owned()));
+        return Some(Stop::Done);
+    }
+    None
 }
 
 /// Resolves once the subscription is to end (or never, if it cannot be).
@@ -307,5 +469,113 @@ impl SubscriberBackend for Channel {
     fn stats(&self) -> SubscriberStats {
         // Queueing and losses happen at the publisher's end.
         SubscriberStats::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use ferrocast_media::{AccessUnit, TrackId, TrackKind};
+
+    use super::*;
+
+    fn unit(kind: TrackKind, pts: i64, keyframe: bool) -> BusMessage {
+        BusMessage::Unit(Arc::new(AccessUnit {
+            track: TrackId(if kind == TrackKind::Video { 1 } else { 2 }),
+            kind,
+            pts: Time90k(pts),
+            dts: Time90k(pts),
+            keyframe,
+            data: Bytes::from_static(b"x"),
+            captured_unix_ms: None,
+        }))
+    }
+
+    fn run(splice: &mut Splice, messages: Vec<BusMessage>) -> Vec<BusMessage> {
+        let mut out = Vec::new();
+        for message in messages {
+            if let Spliced::Send(sent) = splice.filter(message) {
+                out.extend(sent);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_next_publisher_joins_at_the_handover_keyframe() {
+        let (video, audio) = (TrackKind::Video, TrackKind::Audio);
+        let mut splice = Splice::new(Time90k(9000));
+        let out = run(
+            &mut splice,
+            vec![
+                // Its GOP cache starts before the handover point.
+                unit(video, 0, true),
+                unit(audio, 8000, false),
+                unit(video, 3000, false),
+                unit(audio, 9100, false),
+                unit(video, 9000, true),
+                unit(audio, 8900, false),
+                unit(video, 12000, false),
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![
+                unit(audio, 9100, false),
+                unit(video, 9000, true),
+                unit(video, 12000, false),
+            ],
+            "units before the handover are dropped, audio after it waits for the keyframe"
+        );
+    }
+
+    #[test]
+    fn a_later_keyframe_or_a_broken_timeline_is_a_discontinuity() {
+        let (video, audio) = (TrackKind::Video, TrackKind::Audio);
+        let mut splice = Splice::new(Time90k(9000));
+        let out = run(
+            &mut splice,
+            vec![unit(audio, 9100, false), unit(video, 18000, true)],
+        );
+        assert_eq!(
+            out,
+            vec![
+                BusMessage::Discontinuity,
+                unit(audio, 9100, false),
+                unit(video, 18000, true),
+            ]
+        );
+        let mut splice = Splice::new(Time90k(9000));
+        let out = run(
+            &mut splice,
+            vec![
+                unit(audio, 9100, false),
+                BusMessage::Gap,
+                unit(video, 100, true),
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![
+                BusMessage::Discontinuity,
+                unit(audio, 9100, false),
+                BusMessage::Gap,
+                unit(video, 100, true),
+            ]
+        );
+        // Held audio is bounded.
+        let mut splice = Splice::new(Time90k(0));
+        let out = run(
+            &mut splice,
+            (0..=SPLICE_AUDIO_HELD as i64)
+                .map(|i| unit(audio, i * 1920, false))
+                .collect(),
+        );
+        assert_eq!(out.len(), SPLICE_AUDIO_HELD + 2);
+        assert_eq!(out[0], BusMessage::Discontinuity);
     }
 }

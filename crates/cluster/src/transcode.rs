@@ -1,26 +1,79 @@
 //! The transcode role's claims: streams come from the registry's work
 //! queue; holding a stream's transcode lease is what makes this process
 //! its transcoder.
+//!
+//! A planned drain hands each stream over without a discontinuity
+//! ([`TranscodeClaims::drain`]): the draining transcoder offers the
+//! stream (a `handover` record and a work item); the transcoder that takes
+//! the item sees the offer, transcodes the stream on standby (its rungs on
+//! its own bus, served to nobody yet) and says it is ready; the draining
+//! one stops its rungs before the next source keyframe, records that
+//! keyframe and lets its lease go; the standby takes the lease, and the
+//! packager's subscriptions splice its output in at that keyframe. Any
+//! step that does not come in time falls back to letting the lease go
+//! (one discontinuity, as when a transcoder dies).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use ferrocast_bus::{MediaBus, StreamEvent};
 use ferrocast_hls::{BusName, RenditionPlan};
-use ferrocast_media::StreamName;
-use ferrocast_registry::{Holding, LeaseKeeper, Role, WorkItem};
-use tokio::sync::broadcast;
+use ferrocast_media::{StreamName, Time90k};
+use ferrocast_registry::{Handover, Holding, LeaseKeeper, NodeId, Role, WorkItem};
+use futures::future::BoxFuture;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::bus::ClusterBus;
+
+/// How long a draining transcoder waits for a standby to be ready, and
+/// a standby for the draining one to cut: a few GOPs.
+const HANDOVER_STEP_WAIT: Duration = Duration::from_secs(8);
+
+/// Stops transcoding a stream at its next source keyframe (the transcode
+/// service's `hand_over`): resolves to that keyframe's pts, `None` if the
+/// stream ended first.
+pub type HandOverFn = Arc<dyn Fn(StreamName) -> BoxFuture<'static, Option<Time90k>> + Send + Sync>;
+
+/// How one stream left a draining transcoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drained {
+    /// Handed over to `to` before the source keyframe at `at`: no
+    /// discontinuity.
+    HandedOver {
+        /// The stream.
+        stream: StreamName,
+        /// The transcoder that took it.
+        to: NodeId,
+        /// The keyframe's pts.
+        at: Time90k,
+    },
+    /// Its lease was let go without a handover (no standby came in time,
+    /// or the stream ended): whoever takes it goes on after a
+    /// discontinuity.
+    Released {
+        /// The stream.
+        stream: StreamName,
+        /// Why.
+        reason: String,
+    },
+}
 
 /// Runs the transcode role's side of the registry for as long as it lives.
 #[derive(Debug)]
 pub struct TranscodeClaims {
     task: JoinHandle<()>,
     held: Arc<AtomicUsize>,
+    drains: mpsc::Sender<DrainRequest>,
+}
+
+/// A request to drain, and where its outcome goes.
+struct DrainRequest {
+    hand_over: HandOverFn,
+    reply: oneshot::Sender<Vec<Drained>>,
 }
 
 impl Drop for TranscodeClaims {
@@ -34,8 +87,25 @@ impl TranscodeClaims {
     /// and announce each on `bus` once its lease is held.
     pub fn start(bus: &ClusterBus, max_streams: usize) -> TranscodeClaims {
         let held = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(run(bus.clone(), max_streams, held.clone()));
-        TranscodeClaims { task, held }
+        let (drains, requests) = mpsc::channel(1);
+        let task = tokio::spawn(run(bus.clone(), max_streams, held.clone(), requests));
+        TranscodeClaims { task, held, drains }
+    }
+
+    /// Take no more work and hand every held stream over to another
+    /// transcoder (see the module's text), all at once; resolves when each
+    /// has left, with how.
+    pub async fn drain(&self, hand_over: HandOverFn) -> Vec<Drained> {
+        let (reply, outcome) = oneshot::channel();
+        if self
+            .drains
+            .send(DrainRequest { hand_over, reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        outcome.await.unwrap_or_default()
     }
 
     /// Streams this process holds now.
@@ -56,8 +126,14 @@ impl TranscodeClaims {
     }
 }
 
-async fn run(bus: ClusterBus, max_streams: usize, count: Arc<AtomicUsize>) {
+async fn run(
+    bus: ClusterBus,
+    max_streams: usize,
+    count: Arc<AtomicUsize>,
+    mut drains: mpsc::Receiver<DrainRequest>,
+) {
     let mut events = bus.announcements();
+    let mut draining = false;
     let mut held: HashMap<StreamName, (LeaseKeeper, [JoinHandle<()>; 2])> = HashMap::new();
     let settings = bus.settings().clone();
     let registry = bus.registry().clone();
@@ -66,6 +142,21 @@ async fn run(bus: ClusterBus, max_streams: usize, count: Arc<AtomicUsize>) {
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
+            Some(request) = drains.recv(), if !draining => {
+                draining = true;
+                // Never the least loaded again: no work comes here.
+                bus.load_gauge().set(usize::MAX);
+                let streams: Vec<_> = held.drain().collect();
+                count.store(0, Ordering::SeqCst);
+                let bus = bus.clone();
+                tokio::spawn(async move {
+                    let all = streams.into_iter().map(|(stream, (keeper, tasks))| {
+                        hand_over(&bus, stream, keeper, tasks, &request.hand_over)
+                    });
+                    let _ = request.reply.send(futures::future::join_all(all).await);
+                });
+                continue;
+            }
             event = events.recv() => {
                 match event {
                     // The source ended: let the stream go.
@@ -83,12 +174,17 @@ async fn run(bus: ClusterBus, max_streams: usize, count: Arc<AtomicUsize>) {
                     Err(broadcast::error::RecvError::Closed) => return,
                     _ => {}
                 }
-                count.store(held.len(), Ordering::SeqCst);
+                if !draining {
+                    held_now(&bus, &count, held.len());
+                }
                 continue;
             }
         }
-        count.store(held.len(), Ordering::SeqCst);
-        if held.len() >= max_streams {
+        if draining {
+            continue;
+        }
+        held_now(&bus, &count, held.len());
+        if held.len() >= max_streams || !least_loaded(&bus, held.len()).await {
             continue;
         }
         // Work of a worker that died before taking its lease first, then new work.
@@ -104,13 +200,170 @@ async fn run(bus: ClusterBus, max_streams: usize, count: Arc<AtomicUsize>) {
         for item in items {
             claim(&bus, &mut held, item).await;
         }
-        count.store(held.len(), Ordering::SeqCst);
+        held_now(&bus, &count, held.len());
+    }
+}
+
+/// This process holds `n` streams: counted, and published in its node
+/// record (at once).
+fn held_now(bus: &ClusterBus, count: &AtomicUsize, n: usize) {
+    count.store(n, Ordering::SeqCst);
+    bus.load_gauge().set(n);
+}
+
+/// Whether no live transcoder holds fewer streams than this one (`mine`):
+/// work goes to the least loaded first, so streams spread evenly. When the
+/// registry cannot say, yes.
+async fn least_loaded(bus: &ClusterBus, mine: usize) -> bool {
+    let me = &bus.settings().node;
+    match bus.registry().nodes().await {
+        Ok(nodes) => !nodes
+            .iter()
+            .any(|n| &n.id != me && n.roles.contains(&Role::Transcode) && (n.load as usize) < mine),
+        Err(_) => true,
+    }
+}
+
+/// Hand `stream` over to a standby (see the module's text), or let its
+/// lease go.
+async fn hand_over(
+    bus: &ClusterBus,
+    stream: StreamName,
+    keeper: LeaseKeeper,
+    tasks: [JoinHandle<()>; 2],
+    stop: &HandOverFn,
+) -> Drained {
+    let registry = bus.registry();
+    let me = bus.settings().node.clone();
+    let offered = async {
+        registry
+            .put_handover(&stream, &Handover::Offered { from: me.clone() })
+            .await?;
+        registry.offer_work(&stream).await
+    };
+    let outcome = match offered.await {
+        Err(error) => Err(format!("the registry did not take the offer: {error}")),
+        Ok(()) => match wait_for_handover(bus, &stream, |h| match h {
+            Handover::Ready { from, to } if *from == me => Some(to.clone()),
+            _ => None,
+        })
+        .await
+        {
+            None => Err("no standby was ready in time".to_owned()),
+            Some(to) => {
+                match tokio::time::timeout(HANDOVER_STEP_WAIT, stop(stream.clone())).await {
+                    Ok(Some(at)) => Ok((to, at)),
+                    Ok(None) => Err("the stream ended before its next keyframe".to_owned()),
+                    Err(_) => Err("no source keyframe came in time".to_owned()),
+                }
+            }
+        },
+    };
+    let drained = match outcome {
+        Ok((to, at)) => {
+            let cut = Handover::Cut {
+                from: me.clone(),
+                to: to.clone(),
+                at: at.0,
+            };
+            if let Err(error) = registry.put_handover(&stream, &cut).await {
+                warn!(%stream, %error, "handover point not recorded: the standby takes the lease when it lapses");
+            }
+            info!(%stream, %to, at = at.0, "stream handed over");
+            Drained::HandedOver {
+                stream: stream.clone(),
+                to,
+                at,
+            }
+        }
+        Err(reason) => {
+            warn!(%stream, %reason, "no handover: letting the lease go (the next transcoder goes on after a discontinuity)");
+            Drained::Released {
+                stream: stream.clone(),
+                reason,
+            }
+        }
+    };
+    tasks.iter().for_each(JoinHandle::abort);
+    bus.forget_held(&stream, Role::Transcode);
+    keeper.release().await;
+    drained
+}
+
+/// Poll `stream`'s handover record until `accept` takes it, for at most
+/// [`HANDOVER_STEP_WAIT`].
+async fn wait_for_handover<T>(
+    bus: &ClusterBus,
+    stream: &StreamName,
+    accept: impl Fn(&Handover) -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + HANDOVER_STEP_WAIT;
+    loop {
+        if let Ok(Some(record)) = bus.registry().handover(stream).await
+            && let Some(accepted) = accept(&record)
+        {
+            return Some(accepted);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(bus.settings().poll).await;
+    }
+}
+
+/// Transcode `stream` on standby for `from`, which offered it: start
+/// transcoding (rungs on this process's bus, served to nobody while
+/// another holds the lease), say so once every planned rung is published
+/// here, and wait for `from` to cut and let its lease go.
+async fn stand_by(bus: &ClusterBus, stream: &StreamName, from: NodeId) {
+    let me = bus.settings().node.clone();
+    info!(%stream, %from, "standing by to take the stream over");
+    bus.announce_claimed(stream.as_str().to_owned());
+    let registry = bus.registry();
+    let deadline = tokio::time::Instant::now() + HANDOVER_STEP_WAIT;
+    loop {
+        let rungs_here = match registry.plan(stream).await {
+            Ok(Some(plan)) => plan.rungs.iter().all(|rung| {
+                let name = BusName::new(stream.clone(), rung.clone()).to_string();
+                bus.local()
+                    .streams()
+                    .iter()
+                    .any(|s| s.name == name && s.publisher_live)
+            }),
+            _ => false,
+        };
+        if rungs_here {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            warn!(%stream, "standby not ready in time: taking the stream when its lease is let go");
+            return;
+        }
+        tokio::time::sleep(bus.settings().poll).await;
+    }
+    let ready = Handover::Ready {
+        from: from.clone(),
+        to: me.clone(),
+    };
+    if let Err(error) = registry.put_handover(stream, &ready).await {
+        warn!(%stream, %error, "standby readiness not recorded");
+        return;
+    }
+    let cut = wait_for_handover(bus, stream, |h| match h {
+        Handover::Cut { from: f, to, at } if *f == from && *to == me => Some(*at),
+        _ => None,
+    })
+    .await;
+    match cut {
+        Some(at) => info!(%stream, at, "the draining transcoder cut: taking the stream"),
+        None => warn!(%stream, "no cut came: taking the stream when its lease is let go"),
     }
 }
 
 /// Try to take the item's stream: hold its lease, acknowledge the item,
 /// announce the stream. An item whose stream another transcoder holds is
-/// acknowledged and dropped.
+/// acknowledged and dropped, unless that transcoder offered it for a
+/// handover: then this one stands by first ([`stand_by`]).
 async fn claim(
     bus: &ClusterBus,
     held: &mut HashMap<StreamName, (LeaseKeeper, [JoinHandle<()>; 2])>,
@@ -123,6 +376,18 @@ async fn claim(
         let _ = registry.ack_work(&item).await;
         return;
     }
+    let standby = match (
+        registry.holder(&stream, Role::Transcode).await,
+        registry.handover(&stream).await,
+    ) {
+        (Ok(Some(lease)), Ok(Some(Handover::Offered { from })))
+            if lease.holder == from && from != settings.node =>
+        {
+            stand_by(bus, &stream, from).await;
+            true
+        }
+        _ => false,
+    };
     let keeper = LeaseKeeper::start(
         registry.clone(),
         stream.clone(),
@@ -144,6 +409,11 @@ async fn claim(
     }
     if !taken {
         info!(%stream, "another transcoder holds the stream");
+        if standby {
+            // Stop the standby transcode: its source subscription ends.
+            bus.end_remote(stream.as_str());
+            bus.forget_claimed(stream.as_str());
+        }
         return;
     }
     let epoch = holding.borrow().lease().map(|l| l.epoch.0);

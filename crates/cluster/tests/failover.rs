@@ -46,6 +46,7 @@ fn unit(n: i64) -> AccessUnit {
         dts: Time90k(n * 1920),
         keyframe: true,
         data: Bytes::from(vec![n as u8; 8]),
+        captured_unix_ms: None,
     }
 }
 
@@ -94,8 +95,10 @@ fn ingest_process(registry: Arc<dyn Registry>, node: &'static str, first: i64) -
                 id: settings.node.clone(),
                 roles: vec![Role::Ingest],
                 endpoint: format!("http://{addr}"),
+                load: 0,
             },
             Duration::from_secs(5),
+            ferrocast_cluster::LoadGauge::default(),
         );
         let _claims = IngestClaims::start(&bus, false);
         let publisher = bus.publish("cam").unwrap();
@@ -379,6 +382,22 @@ impl Registry for Lagging {
     > {
         self.inner.progress(s)
     }
+    fn put_handover(
+        &self,
+        s: &StreamName,
+        h: &ferrocast_registry::Handover,
+    ) -> futures::future::BoxFuture<'static, Result<(), ferrocast_registry::RegistryError>> {
+        self.inner.put_handover(s, h)
+    }
+    fn handover(
+        &self,
+        s: &StreamName,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Option<ferrocast_registry::Handover>, ferrocast_registry::RegistryError>,
+    > {
+        self.inner.handover(s)
+    }
 }
 
 /// A stale writer (a process whose lease passed to another, which the
@@ -471,8 +490,10 @@ fn stale_process(
                 id: NodeId::new(node).unwrap(),
                 roles: vec![Role::Ingest],
                 endpoint: format!("http://{addr}"),
+                load: 0,
             },
             Duration::from_secs(5),
+            ferrocast_cluster::LoadGauge::default(),
         );
         let publisher = local.publish("cam").unwrap();
         publisher.send_tracks(tracks());

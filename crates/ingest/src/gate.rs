@@ -166,6 +166,7 @@ mod tests {
             dts: Time90k::from_millis(ms),
             keyframe: true,
             data: Bytes::from_static(&[1, 2, 3]),
+            captured_unix_ms: None,
         }
     }
 

@@ -172,6 +172,7 @@ mod tests {
             dts: Time90k::from_millis(ms),
             keyframe: true,
             data: Bytes::new(),
+            captured_unix_ms: None,
         }
     }
 

@@ -39,3 +39,10 @@ pub use auth::{AuthError, PublishAuthorizer, PublishGrant, StaticAuthorizer};
 pub use rtp::{RtpIngest, RtpIngestError, RtpPortStats, RtpSettings, RtpStats};
 pub use srt::{ListenerHealth, SrtConfig, SrtError, SrtIngest};
 pub use status::PublisherStatus;
+
+/// The wall clock now, Unix milliseconds (0 before 1970).
+pub(crate) fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -15,6 +15,7 @@ use crate::interleave::Interleaver;
 use crate::log_limit::{LogDecision, LogLimiter};
 use crate::status::{SrtSample, StatusRecorder};
 use crate::timeline::{TimelineGuard, TimelineStats, Verdict};
+use crate::unix_millis;
 
 /// Per-session settings.
 #[derive(Debug, Clone)]
@@ -172,8 +173,10 @@ impl SessionPipeline {
     }
 
     fn send_ready(&mut self, send: &mut impl FnMut(BusMessage)) {
-        for unit in self.ready.drain(..) {
+        let now = unix_millis();
+        for mut unit in self.ready.drain(..) {
             self.units += 1;
+            unit.captured_unix_ms.get_or_insert(now);
             send(BusMessage::Unit(Arc::new(unit)));
         }
     }

@@ -29,6 +29,7 @@ use crate::auth::{AuthError, PublishAuthorizer};
 use crate::session::{self, SessionConfig};
 use crate::status::{PublisherStatus, StatusRecorder};
 use crate::streamid::{self, Mode};
+use crate::unix_millis;
 use ferrocast_telemetry::Metrics;
 
 /// Settings of the SRT listener.
@@ -421,12 +422,6 @@ async fn handle_request(request: ConnectionRequest, gate: Arc<Gatekeeper>) {
 }
 
 type Granted = (StreamName, Publisher, Option<Secret>);
-
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// Count a refusal under `reason` and return the SRT reject code.
 fn refuse(gate: &Gatekeeper, reason: &str, code: ServerRejectReason) -> RejectReason {

@@ -409,6 +409,7 @@ mod tests {
             dts: Time90k::from_millis(dts_ms),
             keyframe: true,
             data: Bytes::new(),
+            captured_unix_ms: None,
         }
     }
 

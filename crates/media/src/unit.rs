@@ -26,6 +26,12 @@ pub struct AccessUnit {
     pub keyframe: bool,
     /// The coded bytes.
     pub data: Bytes,
+    /// When the ingest received it, Unix milliseconds: the wall-clock
+    /// anchor for EXT-X-PROGRAM-DATE-TIME, carried with the unit through
+    /// every process (a transcoder stamps its output from the source's),
+    /// so every rendition and every packager dates a segment alike.
+    /// `None` where nothing stamped it.
+    pub captured_unix_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for AccessUnit {
@@ -37,6 +43,7 @@ impl std::fmt::Debug for AccessUnit {
             .field("dts", &self.dts.0)
             .field("keyframe", &self.keyframe)
             .field("len", &self.data.len())
+            .field("captured_unix_ms", &self.captured_unix_ms)
             .finish()
     }
 }

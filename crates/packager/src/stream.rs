@@ -234,7 +234,9 @@ fn apply(stream: &LiveStream, message: BusMessage) {
         BusMessage::Tracks(tracks) => stream.update(|a| a.on_tracks(tracks)),
         BusMessage::Unit(unit) => {
             let received = std::time::Instant::now();
-            let now = unix_millis();
+            // Dated by when the ingest received it, where it says: every
+            // rendition and every packager then dates a segment alike.
+            let now = unit.captured_unix_ms.unwrap_or_else(unix_millis);
             let mut part_completed = false;
             stream.update(|a| {
                 let before = a.window.last_part();
@@ -269,7 +271,9 @@ fn apply(stream: &LiveStream, message: BusMessage) {
             debug!(stream = %stream.bus_name(), "gap: media lost on the bus");
             stream.update(Assembler::on_gap);
         }
-        BusMessage::End => {}
+        // Consumed by a subscription that follows a stream across
+        // processes; on the publisher's own bus the units just go on.
+        BusMessage::HandedOver(_) | BusMessage::End => {}
     }
 }
 

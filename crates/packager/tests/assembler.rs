@@ -61,6 +61,7 @@ fn video(dts: i64, keyframe: bool) -> AccessUnit {
         dts: Time90k(dts),
         keyframe,
         data: Bytes::from(data),
+        captured_unix_ms: None,
     }
 }
 
@@ -72,6 +73,7 @@ fn audio(pts: i64) -> AccessUnit {
         dts: Time90k(pts),
         keyframe: true,
         data: Bytes::from_static(&[0x21, 0x10, 0x05]),
+        captured_unix_ms: None,
     }
 }
 
@@ -300,6 +302,7 @@ fn opus(pts: i64, short: bool) -> AccessUnit {
         dts: Time90k(pts),
         keyframe: true,
         data: Bytes::from(vec![toc, 0x01, 0x02]),
+        captured_unix_ms: None,
     }
 }
 

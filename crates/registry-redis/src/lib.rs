@@ -7,9 +7,10 @@
 //! |---|---|---|---|
 //! | `{prefix}:lease:{role}:{stream}` | `holder epoch token` | the lease's, renewed by its holder | the holder: `SET NX PX` (in a script with the `INCR` below), compare-and-extend, compare-and-delete |
 //! | `{prefix}:epoch:{role}:{stream}` | the newest fencing epoch | none (it must never go back) | `INCR` with each lease taken |
-//! | `{prefix}:node:{id}` | `roles endpoint` | about 4 heartbeats | the node, each heartbeat |
+//! | `{prefix}:node:{id}` | `roles endpoint load` | about 4 heartbeats | the node, each heartbeat and when its load changes |
 //! | `{prefix}:events` | Redis Stream, one field `v` = an encoded [`Event`] | none; `XADD MAXLEN ~` keeps about [`EVENT_LOG_LEN`] | any role, on lifecycle changes |
 //! | `{prefix}:plan:{stream}` | the stream's [`RenditionPlan`], encoded | [`PLAN_TTL`], renewed by each write | the transcoder holding the stream, each time it plans the ladder |
+//! | `{prefix}:handover:{stream}` | where a planned handover of the stream's transcode stands ([`Handover`], encoded: offered, ready, cut) | [`HANDOVER_TTL`] | the draining transcoder (offered, cut) and its standby (ready) |
 //! | `{prefix}:progress:{stream}` | each rendition's next media sequence number and discontinuity sequence ([`StreamProgress`], encoded) | [`PLAN_TTL`], renewed by each write | the packager holding the stream, as its segments close |
 //! | `{prefix}:work:transcode` | Redis Stream, field `v` = a stream name; consumer group `transcoders` | none; `XADD MAXLEN ~` | whoever starts a stream offers it (`XADD`); workers `XREADGROUP`, `XACK` once they hold its lease, `XAUTOCLAIM` an idle one of a dead worker |
 //!
@@ -29,8 +30,8 @@ use std::time::Duration;
 use ferrocast_hls::{RenditionPlan, StreamProgress};
 use ferrocast_media::StreamName;
 use ferrocast_registry::{
-    EVENT_LOG_LEN, Event, EventId, Lease, NodeId, NodeRecord, PLAN_TTL, Registry, RegistryError,
-    Role, WorkItem,
+    EVENT_LOG_LEN, Event, EventId, HANDOVER_TTL, Handover, Lease, NodeId, NodeRecord, PLAN_TTL,
+    Registry, RegistryError, Role, WorkItem,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -140,6 +141,10 @@ impl RedisRegistry {
 
     fn plan_key(&self, stream: &StreamName) -> String {
         format!("{}:plan:{}", self.prefix, stream.as_str())
+    }
+
+    fn handover_key(&self, stream: &StreamName) -> String {
+        format!("{}:handover:{}", self.prefix, stream.as_str())
     }
 
     fn progress_key(&self, stream: &StreamName) -> String {
@@ -631,6 +636,41 @@ impl Registry for RedisRegistry {
                 None => Ok(None),
                 Some(value) => StreamProgress::decode(&value).map(Some).ok_or_else(|| {
                     RegistryError::Malformed(format!("progress of {stream}: {value:?}"))
+                }),
+            }
+        }
+        .boxed()
+    }
+
+    fn put_handover(
+        &self,
+        stream: &StreamName,
+        handover: &Handover,
+    ) -> BoxFuture<'static, Result<(), RegistryError>> {
+        let this = self.clone();
+        let (key, value) = (self.handover_key(stream), handover.encode());
+        async move {
+            this.run(
+                |mut c| async move { c.pset_ex::<_, _, ()>(key, value, ms(HANDOVER_TTL)).await },
+            )
+            .await
+        }
+        .boxed()
+    }
+
+    fn handover(
+        &self,
+        stream: &StreamName,
+    ) -> BoxFuture<'static, Result<Option<Handover>, RegistryError>> {
+        let this = self.clone();
+        let stream = stream.clone();
+        let key = self.handover_key(&stream);
+        async move {
+            let value: Option<String> = this.run(|mut c| async move { c.get(key).await }).await?;
+            match value {
+                None => Ok(None),
+                Some(value) => Handover::decode(&value).map(Some).ok_or_else(|| {
+                    RegistryError::Malformed(format!("handover of {stream}: {value:?}"))
                 }),
             }
         }

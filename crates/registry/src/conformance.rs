@@ -101,6 +101,7 @@ pub async fn lease_rules(registry: &dyn Registry) {
         id: id.clone(),
         roles: vec![Role::Transcode],
         endpoint: format!("http://{id}:7000"),
+        load: 0,
     };
     let (short_node, long_node) = (node("node-short"), node("node-long"));
     assert_eq!(
@@ -252,4 +253,24 @@ pub async fn plan_rules(registry: &dyn Registry) {
     assert_eq!(registry.put_progress(&stream, &progress).await, Ok(()));
     assert_eq!(registry.progress(&stream).await, Ok(Some(progress)));
     assert_eq!(registry.progress(&other).await, Ok(None));
+
+    use crate::Handover;
+    let node = |id: &str| NodeId::new(id).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(registry.handover(&stream).await, Ok(None));
+    for step in [
+        Handover::Offered { from: node("t1") },
+        Handover::Ready {
+            from: node("t1"),
+            to: node("t2"),
+        },
+        Handover::Cut {
+            from: node("t1"),
+            to: node("t2"),
+            at: 8_589_934_592,
+        },
+    ] {
+        assert_eq!(registry.put_handover(&stream, &step).await, Ok(()));
+        assert_eq!(registry.handover(&stream).await, Ok(Some(step)));
+    }
+    assert_eq!(registry.handover(&other).await, Ok(None));
 }

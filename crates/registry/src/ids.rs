@@ -132,20 +132,32 @@ pub struct NodeRecord {
     /// What it does.
     pub roles: Vec<Role>,
     /// Where others reach it (its bus or origin endpoint), e.g.
-    /// `http://10.0.0.5:7000`.
+    /// `http://10.0.0.5:7000`; no spaces.
     pub endpoint: String,
+    /// How many streams it holds for its role now (a transcoder takes new
+    /// work only while no live peer holds fewer).
+    pub load: u32,
 }
 
 impl NodeRecord {
-    /// `roles endpoint`, roles comma-separated.
+    /// `roles endpoint load`, roles comma-separated.
     pub fn encode(&self) -> String {
         let roles: Vec<&str> = self.roles.iter().map(|r| r.as_str()).collect();
-        format!("{} {}", roles.join(","), self.endpoint)
+        format!("{} {} {}", roles.join(","), self.endpoint, self.load)
     }
 
-    /// The record of `id` stored as `value`.
+    /// The record of `id` stored as `value` (a record without a load, as
+    /// written before loads were recorded, has load 0).
     pub fn decode(id: NodeId, value: &str) -> Option<NodeRecord> {
-        let (roles, endpoint) = value.split_once(' ')?;
+        let mut parts = value.split(' ');
+        let (roles, endpoint) = (parts.next()?, parts.next()?);
+        let load = match parts.next() {
+            None => 0,
+            Some(load) => load.parse().ok()?,
+        };
+        if endpoint.is_empty() || parts.next().is_some() {
+            return None;
+        }
         let roles = roles
             .split(',')
             .filter(|r| !r.is_empty())
@@ -155,6 +167,7 @@ impl NodeRecord {
             id,
             roles,
             endpoint: endpoint.to_owned(),
+            load,
         })
     }
 }
@@ -194,7 +207,14 @@ mod tests {
             id: NodeId::new("n").unwrap(),
             roles: vec![Role::Ingest, Role::Package],
             endpoint: "http://127.0.0.1:7000".into(),
+            load: 3,
         };
+        assert_eq!(
+            NodeRecord::decode(node.id.clone(), "ingest,package http://127.0.0.1:7000")
+                .map(|n| n.load),
+            Some(0),
+            "a record without a load"
+        );
         assert_eq!(
             NodeRecord::decode(node.id.clone(), &node.encode()),
             Some(node)

@@ -309,6 +309,19 @@ mod tests {
         {
             self.0.progress(stream)
         }
+        fn put_handover(
+            &self,
+            stream: &StreamName,
+            handover: &crate::Handover,
+        ) -> BoxFuture<'static, Result<(), RegistryError>> {
+            self.0.put_handover(stream, handover)
+        }
+        fn handover(
+            &self,
+            stream: &StreamName,
+        ) -> BoxFuture<'static, Result<Option<crate::Handover>, RegistryError>> {
+            self.0.handover(stream)
+        }
     }
 
     /// With the registry unreachable the holder cannot know whether its

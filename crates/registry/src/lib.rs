@@ -32,12 +32,14 @@
 pub mod conformance;
 mod events;
 mod fence;
+mod handover;
 mod ids;
 mod keeper;
 mod memory;
 
 pub use events::{Event, EventId, EventKind, WorkItem};
 pub use fence::{Fence, StaleEpoch};
+pub use handover::Handover;
 pub use ids::{Epoch, IdError, Lease, NodeId, NodeRecord, Role};
 pub use keeper::{Holding, LeaseKeeper};
 pub use memory::InMemoryRegistry;
@@ -167,7 +169,27 @@ pub trait Registry: Send + Sync {
         &self,
         stream: &StreamName,
     ) -> BoxFuture<'static, Result<Option<StreamProgress>, RegistryError>>;
+
+    /// Record where a planned handover of `stream`'s transcode stands
+    /// (the two transcoders taking part); kept for [`HANDOVER_TTL`].
+    fn put_handover(
+        &self,
+        stream: &StreamName,
+        handover: &Handover,
+    ) -> BoxFuture<'static, Result<(), RegistryError>>;
+
+    /// Where a planned handover of `stream`'s transcode stands, if one is
+    /// under way.
+    fn handover(
+        &self,
+        stream: &StreamName,
+    ) -> BoxFuture<'static, Result<Option<Handover>, RegistryError>>;
 }
+
+/// How long a handover record is kept after it was last written: a
+/// handover takes a GOP or two; a record left by a process that died
+/// half-way must not outlive the next one.
+pub const HANDOVER_TTL: Duration = Duration::from_secs(30);
 
 /// How long a rendition plan is kept after it was last written; the
 /// transcoder writes it again well within this while it holds the stream.

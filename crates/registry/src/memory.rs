@@ -14,8 +14,8 @@ use futures::future::BoxFuture;
 
 use crate::ids::new_token;
 use crate::{
-    EVENT_LOG_LEN, Epoch, Event, EventId, Lease, NodeId, NodeRecord, PLAN_TTL, Registry,
-    RegistryError, Role, WorkItem,
+    EVENT_LOG_LEN, Epoch, Event, EventId, HANDOVER_TTL, Handover, Lease, NodeId, NodeRecord,
+    PLAN_TTL, Registry, RegistryError, Role, WorkItem,
 };
 
 /// A [`Registry`] in memory, with the same lease and epoch rules as the
@@ -40,6 +40,7 @@ struct State {
     next_work: u64,
     plans: HashMap<StreamName, (RenditionPlan, Instant)>,
     progress: HashMap<StreamName, (StreamProgress, Instant)>,
+    handovers: HashMap<StreamName, (Handover, Instant)>,
 }
 
 impl InMemoryRegistry {
@@ -278,6 +279,33 @@ impl Registry for InMemoryRegistry {
                 .map(|(progress, _)| progress.clone())
         });
         async move { Ok(progress) }.boxed()
+    }
+
+    fn put_handover(
+        &self,
+        stream: &StreamName,
+        handover: &Handover,
+    ) -> BoxFuture<'static, Result<(), RegistryError>> {
+        self.with(|state, now| {
+            state
+                .handovers
+                .insert(stream.clone(), (handover.clone(), now + HANDOVER_TTL));
+        });
+        async move { Ok(()) }.boxed()
+    }
+
+    fn handover(
+        &self,
+        stream: &StreamName,
+    ) -> BoxFuture<'static, Result<Option<Handover>, RegistryError>> {
+        let handover = self.with(|state, now| {
+            state
+                .handovers
+                .get(stream)
+                .filter(|(_, until)| *until > now)
+                .map(|(handover, _)| handover.clone())
+        });
+        async move { Ok(handover) }.boxed()
     }
 }
 

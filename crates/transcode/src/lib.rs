@@ -61,6 +61,7 @@ pub mod error;
 #[allow(unsafe_code)]
 mod ffmpeg;
 pub mod gpu;
+mod handover;
 pub mod ladder;
 pub mod pipeline;
 pub mod plan;

@@ -40,12 +40,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ferrocast_bus::{BusError, BusMessage, MediaBus, Publisher, StreamEvent, Subscriber};
-use ferrocast_media::{AccessUnit, CodecParams, TrackInfo, TrackKind};
+use ferrocast_media::{AccessUnit, CodecParams, Time90k, TrackInfo, TrackKind};
 use ferrocast_telemetry::Metrics;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::gpu::{Backend, EncoderChoice, NvencBudget, assign};
+use crate::handover::{GaveUp, HandOverCut, VideoStep};
 use crate::ladder::Ladder;
 use crate::pipeline::{Output, Transcoder};
 use crate::shed::{RungCost, ShedPolicy, Shedder};
@@ -59,6 +60,10 @@ const POLL_SLICE: Duration = Duration::from_millis(2);
 
 /// Events the worker may have queued for the stream task.
 const EVENT_QUEUE: usize = 256;
+
+/// Most audio units a rung holds back waiting for its video (about 10 s
+/// of AAC): past it the oldest goes out anyway.
+const MAX_WAITING_AUDIO: usize = 500;
 
 /// What the service runs with.
 #[derive(Debug, Clone)]
@@ -173,7 +178,13 @@ struct StreamEntry {
     generation: u64,
     publisher_live: watch::Sender<bool>,
     status: Arc<Mutex<StreamStatus>>,
+    /// Asks the stream task to hand the stream over ([`TranscodeService::hand_over`]).
+    hand_over: mpsc::Sender<HandOverReply>,
 }
+
+/// Where the answer to a handover request goes: the source keyframe the
+/// rungs stopped before, or `None` if the stream ended without one.
+type HandOverReply = oneshot::Sender<Option<Time90k>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -227,6 +238,26 @@ impl TranscodeService {
     /// The machine's encoder choice.
     pub fn machine(&self) -> &EncoderChoice {
         &self.shared.config.machine
+    }
+
+    /// Stop transcoding source `name` at its next video keyframe, for
+    /// another process to go on from there (a planned drain): the rungs get
+    /// everything before that keyframe (the encoders are drained; audio
+    /// before it still arriving is passed on), then
+    /// [`BusMessage::HandedOver`] with its pts, and their publishers leave
+    /// without ending the streams. Resolves to that pts, or `None` when the
+    /// stream is not transcoded here or ended (or failed) first.
+    pub fn hand_over(&self, name: &str) -> impl Future<Output = Option<Time90k>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let asked = lock(&self.shared.streams)
+            .get(name)
+            .is_some_and(|e| e.hand_over.try_send(reply).is_ok());
+        async move {
+            if !asked {
+                return None;
+            }
+            answer.await.ok().flatten()
+        }
     }
 
     /// Every stream being transcoded, by name.
@@ -298,6 +329,7 @@ fn spawn_stream(shared: &Arc<Shared>, name: &str, fresh: bool) {
     let subscribing = shared.bus.subscribe(name);
     let generation = shared.generation.fetch_add(1, Ordering::Relaxed);
     let (live_tx, live_rx) = watch::channel(true);
+    let (hand_over_tx, hand_over_rx) = mpsc::channel(1);
     let status = Arc::new(Mutex::new(StreamStatus {
         name: name.to_owned(),
         ladder: shared.config.ladder.name.clone(),
@@ -311,6 +343,7 @@ fn spawn_stream(shared: &Arc<Shared>, name: &str, fresh: bool) {
             generation,
             publisher_live: live_tx,
             status: status.clone(),
+            hand_over: hand_over_tx,
         },
     );
     drop(streams);
@@ -323,7 +356,7 @@ fn spawn_stream(shared: &Arc<Shared>, name: &str, fresh: bool) {
         let rungs = match subscribing.await {
             Ok(subscriber) => {
                 StreamTask::new(shared.clone(), name.clone(), status)
-                    .run(subscriber, live_rx)
+                    .run(subscriber, live_rx, hand_over_rx)
                     .await
             }
             Err(error) => {
@@ -436,6 +469,12 @@ struct RungSlot {
     shed: bool,
     /// Frames already counted in the metric.
     frames_counted: u64,
+    /// The newest keyframe published.
+    last_keyframe: Option<Time90k>,
+    /// The latest video time published on this timeline.
+    video_reached: Option<Time90k>,
+    /// Audio waiting for the video to reach its time.
+    audio: std::collections::VecDeque<Arc<AccessUnit>>,
 }
 
 struct StreamTask {
@@ -448,6 +487,13 @@ struct StreamTask {
     source_gone: bool,
     /// Every rung name used, for forgetting metrics.
     seen_rungs: Vec<String>,
+    /// The source has an audio track.
+    has_audio: bool,
+    /// The newest source unit the ingest stamped: (pts, Unix ms). Output
+    /// units are stamped from it (their pts are the source's).
+    wall_clock: Option<(Time90k, i64)>,
+    /// A handover under way, and where its outcome goes.
+    cut: Option<(HandOverCut, HandOverReply)>,
 }
 
 impl StreamTask {
@@ -459,6 +505,9 @@ impl StreamTask {
             rungs: Vec::new(),
             source_gone: false,
             seen_rungs: Vec::new(),
+            has_audio: false,
+            wall_clock: None,
+            cut: None,
         }
     }
 
@@ -468,6 +517,7 @@ impl StreamTask {
         mut self,
         mut subscriber: Subscriber,
         mut live: watch::Receiver<bool>,
+        mut hand_over: mpsc::Receiver<HandOverReply>,
     ) -> Vec<String> {
         let (input_tx, input_rx) = mpsc::channel(self.shared.config.queue_units.max(2));
         let (event_tx, mut events) = mpsc::channel(EVENT_QUEUE);
@@ -488,14 +538,28 @@ impl StreamTask {
         let mut input = Some(input_tx);
         let mut admission = Admission::default();
         let mut counted_drops = 0;
+        let mut hand_over_open = true;
+        let mut failed = false;
         loop {
             tokio::select! {
+                request = hand_over.recv(), if hand_over_open && self.cut.is_none() && input.is_some() => {
+                    match request {
+                        Some(reply) => self.start_cut(reply),
+                        None => hand_over_open = false,
+                    }
+                }
                 // Source messages, until it ended (then only events).
                 message = subscriber.recv(), if input.is_some() => {
                     let Some(tx) = input.as_ref() else { continue };
                     let forward = match message {
-                        Some(BusMessage::Tracks(tracks)) => Some(Input::Tracks(tracks)),
+                        Some(BusMessage::Tracks(tracks)) => {
+                            self.has_audio = tracks.iter().any(|t| t.kind() == TrackKind::Audio);
+                            Some(Input::Tracks(tracks))
+                        }
                         Some(BusMessage::Unit(unit)) => {
+                            if let Some(ms) = unit.captured_unix_ms {
+                                self.wall_clock = Some((unit.pts, ms));
+                            }
                             match admission.admit(&unit, tx.capacity()) {
                                 Admit::Send => Some(Input::Unit(unit)),
                                 Admit::SendAfterDrop => {
@@ -508,6 +572,9 @@ impl StreamTask {
                         Some(BusMessage::Discontinuity | BusMessage::Gap) => {
                             Some(Input::Discontinuity)
                         }
+                        // Sources are published by ingest, which never
+                        // hands over; a remote subscription consumes it.
+                        Some(BusMessage::HandedOver(_)) => None,
                         Some(BusMessage::End) | None => Some(Input::Finish),
                     };
                     if admission.dropped_gops > counted_drops {
@@ -547,16 +614,130 @@ impl StreamTask {
                         Some(Event::Failed(reason)) => {
                             error!(stream = %self.name, error = %reason, "transcoder failed; its renditions end");
                             lock(&self.status).error = Some(reason);
+                            failed = true;
                             break;
                         }
-                        Some(event) => self.on_event(event),
+                        Some(event) => {
+                            self.on_event(event);
+                            if self.cut.as_ref().is_some_and(|(cut, _)| cut.complete()) {
+                                break;
+                            }
+                        }
                         None => break,
                     }
                 }
             }
         }
-        self.end_all();
+        match self.cut.take() {
+            Some((cut, reply)) if cut.complete() && !failed => {
+                let at = cut.at();
+                if let Some(at) = at {
+                    self.hand_over_all(at);
+                }
+                let _ = reply.send(at);
+            }
+            cut => {
+                self.end_all();
+                if let Some((_, reply)) = cut {
+                    let _ = reply.send(None);
+                }
+            }
+        }
         self.seen_rungs
+    }
+
+    /// Hand the stream over at the next rung keyframe ([`HandOverCut`]).
+    fn start_cut(&mut self, reply: HandOverReply) {
+        info!(stream = %self.name, "handing over at the next keyframe");
+        let cut = HandOverCut::new(
+            self.rungs.iter().map(|r| r.last_keyframe),
+            self.rungs.iter().map(|r| !r.shed && r.publisher.is_some()),
+            self.has_audio,
+        );
+        self.cut = Some((cut, reply));
+    }
+
+    /// Give the handover up (the claims let the lease go instead): what
+    /// was held back is published.
+    fn give_up_cut(&mut self) {
+        let Some((mut cut, reply)) = self.cut.take() else {
+            return;
+        };
+        warn!(stream = %self.name, "too much audio before a rung keyframe: handover given up");
+        let _ = reply.send(None);
+        for unit in cut.take_held_audio() {
+            self.publish_audio(unit);
+        }
+    }
+
+    /// Date an output unit from the source's wall-clock stamps (its pts is
+    /// the source's), unless it carries its own.
+    fn stamp(&self, unit: &mut AccessUnit) {
+        if unit.captured_unix_ms.is_none()
+            && let Some((pts, ms)) = self.wall_clock
+        {
+            unit.captured_unix_ms = Some(ms + (unit.pts - pts).as_millis());
+        }
+    }
+
+    /// An audio unit on every rung that has its track set.
+    ///
+    /// Each rung publishes audio interleaved with its video by time: an
+    /// audio unit waits until the rung has published video up to its time
+    /// (the video comes out of the encoders later than the audio), so a
+    /// subscriber that starts at a rung keyframe gets the audio from that
+    /// keyframe on. Another transcoder's output spliced in at a keyframe
+    /// after a handover relies on it.
+    fn publish_audio(&mut self, unit: AccessUnit) {
+        let unit = Arc::new(unit);
+        for rung in 0..self.rungs.len() {
+            // Audio waits for the rung's video track set.
+            if self.rungs[rung].tracks.is_some() {
+                self.rungs[rung].audio.push_back(unit.clone());
+                self.release_audio(rung, false);
+            }
+        }
+    }
+
+    /// Publish rung `rung`'s waiting audio that its video has caught up
+    /// with (all of it with `all`, before a marker or an end; the oldest
+    /// past [`MAX_WAITING_AUDIO`] too).
+    fn release_audio(&mut self, rung: usize, all: bool) {
+        let Some(slot) = self.rungs.get_mut(rung) else {
+            return;
+        };
+        let mut due = Vec::new();
+        while let Some(front) = slot.audio.front() {
+            let caught_up = slot.video_reached.is_some_and(|v| front.pts <= v);
+            if !(all || caught_up || slot.audio.len() > MAX_WAITING_AUDIO) {
+                break;
+            }
+            due.extend(slot.audio.pop_front());
+        }
+        for unit in due {
+            self.send(rung, BusMessage::Unit(unit));
+        }
+    }
+
+    /// Publish every rung's waiting audio (before a marker or an end).
+    fn release_all_audio(&mut self) {
+        for rung in 0..self.rungs.len() {
+            self.release_audio(rung, true);
+            self.rungs[rung].video_reached = None;
+        }
+    }
+
+    /// The rungs are complete up to `at`: say so on each, and leave its
+    /// stream to the next publisher.
+    fn hand_over_all(&mut self, at: Time90k) {
+        self.release_all_audio();
+        for slot in &mut self.rungs {
+            if let Some(p) = slot.publisher.take() {
+                p.send(BusMessage::HandedOver(at));
+                p.detach();
+            }
+        }
+        info!(stream = %self.name, at = at.0, "handed over: the rungs stop before this keyframe");
     }
 
     fn on_event(&mut self, event: Event) {
@@ -568,22 +749,47 @@ impl StreamTask {
                     slot.tracks_pending = true;
                 }
             }
-            Event::Video { rung, unit } => {
-                let message = BusMessage::Unit(Arc::new(unit));
-                self.send(rung, message);
-            }
-            Event::Audio(unit) => {
-                let message = BusMessage::Unit(Arc::new(unit));
-                for rung in 0..self.rungs.len() {
-                    // Audio waits for the rung's video track set.
-                    if self.rungs[rung].tracks.is_some() {
-                        self.send(rung, message.clone());
+            Event::Video { rung, mut unit } => {
+                self.stamp(&mut unit);
+                let mut released = Vec::new();
+                let step = match self.cut.as_mut() {
+                    Some((cut, _)) => cut.video(rung, &unit, &mut released),
+                    None => VideoStep::Publish,
+                };
+                for audio in released {
+                    self.publish_audio(audio);
+                }
+                if step == VideoStep::Drop {
+                    return;
+                }
+                let pts = unit.pts;
+                if let Some(slot) = self.rungs.get_mut(rung) {
+                    if unit.keyframe {
+                        slot.last_keyframe = Some(pts);
                     }
+                    slot.video_reached = Some(slot.video_reached.map_or(pts, |v| v.max(pts)));
+                }
+                self.send(rung, BusMessage::Unit(Arc::new(unit)));
+                self.release_audio(rung, false);
+            }
+            Event::Audio(mut unit) => {
+                self.stamp(&mut unit);
+                let unit = match self.cut.as_mut().map(|(cut, _)| cut.audio(unit.clone())) {
+                    None => Some(unit),
+                    Some(Ok(unit)) => unit,
+                    Some(Err(GaveUp)) => {
+                        self.give_up_cut();
+                        Some(unit)
+                    }
+                };
+                if let Some(unit) = unit {
+                    self.publish_audio(unit);
                 }
             }
             Event::Discontinuity => {
                 // Also the in-band sign that a gone source is back.
                 self.source_gone = false;
+                self.release_all_audio();
                 for slot in &mut self.rungs {
                     if let Some(p) = &slot.publisher {
                         p.send(BusMessage::Discontinuity);
@@ -601,6 +807,7 @@ impl StreamTask {
             let names: Vec<String> = rungs.iter().map(|r| r.name.clone()).collect();
             (observer.0)(&self.name, &names);
         }
+        self.release_all_audio();
         let mut old: HashMap<String, RungSlot> = self
             .rungs
             .drain(..)
@@ -630,6 +837,9 @@ impl StreamTask {
                     tracks_pending: false,
                     shed: false,
                     frames_counted: 0,
+                    last_keyframe: None,
+                    video_reached: None,
+                    audio: std::collections::VecDeque::new(),
                 },
             };
             self.rungs.push(slot);
@@ -704,6 +914,7 @@ impl StreamTask {
             // (their subscribers would see two discontinuities).
             return;
         }
+        self.release_all_audio();
         self.source_gone = true;
         for slot in &mut self.rungs {
             if let Some(p) = slot.publisher.take() {
@@ -774,6 +985,7 @@ impl StreamTask {
     }
 
     fn end_all(&mut self) {
+        self.release_all_audio();
         for slot in std::mem::take(&mut self.rungs) {
             self.end_rung(slot);
         }
@@ -1080,6 +1292,7 @@ mod tests {
             dts: Time90k(0),
             keyframe,
             data: Bytes::new(),
+            captured_unix_ms: None,
         }
     }
 

@@ -64,8 +64,10 @@ impl Membership {
                 id: self.node.clone(),
                 roles: vec![self.role],
                 endpoint: endpoint.clone(),
+                load: 0,
             },
             self.bus.settings().node_ttl,
+            self.bus.load_gauge(),
         );
         let _ = self.readiness.presence.set(Arc::new(presence));
         Ok(endpoint)

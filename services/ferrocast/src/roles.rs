@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrocast_bus::MediaBus;
-use ferrocast_cluster::{IngestClaims, PackageClaims, PackagerHooks, TranscodeClaims};
+use ferrocast_cluster::{
+    Drained, HandOverFn, IngestClaims, PackageClaims, PackagerHooks, TranscodeClaims,
+};
 use ferrocast_config::{Config, LadderChoice};
 use ferrocast_ingest::{RtpIngest, RtpSettings, SrtConfig, SrtIngest, StaticAuthorizer};
 use ferrocast_packager::{Origin, PackagerConfig};
@@ -119,7 +121,7 @@ pub async fn transcode(config: Config) -> anyhow::Result<()> {
         "transcode.ladder is \"off\": a transcode process has nothing to do (run no \
          transcoders, and set it off for the ingest processes too)",
     )?;
-    let _claims = TranscodeClaims::start(&member.bus, config.cluster.max_transcodes);
+    let claims = TranscodeClaims::start(&member.bus, config.cluster.max_transcodes);
     let bus_addr = member.bus_addr.context("the transcoder's bus is served")?;
     let endpoint = member.register(bus_addr)?;
     let http = ferrocast_packager::http::serve_with_limits(
@@ -139,6 +141,19 @@ pub async fn transcode(config: Config) -> anyhow::Result<()> {
     );
     shutdown_signal().await?;
     member.readiness.drain();
+    info!("draining: handing every stream over to another transcoder");
+    let hand_over: HandOverFn =
+        Arc::new(move |stream| Box::pin(service.hand_over(stream.as_str())));
+    for drained in claims.drain(hand_over).await {
+        match drained {
+            Drained::HandedOver { stream, to, at } => {
+                info!(%stream, %to, at = at.0, "handed over without a discontinuity");
+            }
+            Drained::Released { stream, reason } => {
+                info!(%stream, %reason, "let go without a handover");
+            }
+        }
+    }
     info!("shutting down");
     Ok(())
 }

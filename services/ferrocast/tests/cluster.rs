@@ -18,6 +18,10 @@ use common::edge::{
 };
 use common::{ffmpeg_push, run_with_timeout};
 
+/// One cluster at a time: each test runs five or more processes and
+/// ffmpeg on a 2-core CI machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The registry value of `stream`'s `role` lease: `holder epoch token`.
 fn lease(redis: &Redis, role: &str, stream: &str) -> Option<(String, u64)> {
     let value = redis.cli(&["GET", &format!("ferrocast:lease:{role}:{stream}")]);
@@ -43,6 +47,14 @@ fn until_held(redis: &Redis, role: &str, stream: &str, not_by: Option<&str>) -> 
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The lines of `log` that mention stream `stream`.
+fn grep(log: &str, stream: &str) -> String {
+    log.lines()
+        .filter(|l| l.contains(stream))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn text(url: &str) -> (u16, String) {
@@ -78,6 +90,7 @@ fn media_sequence(playlist: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_carry_a_stream_from_srt_to_the_edge() {
+    let _serial = SERIAL.lock().await;
     let Some(redis) = Redis::start() else { return };
     let ingest = Node::start("ingest", "ingest-a", &redis, "");
     let transcoder = Node::start("transcode", "transcode-a", &redis, "");
@@ -164,6 +177,7 @@ enum Outage {
 /// takes over and the rung playlist goes on after exactly one
 /// discontinuity, its media sequence never going back.
 async fn transcoder_failover(stream: &str, outage: Outage) {
+    let _serial = SERIAL.lock().await;
     let Some(redis) = Redis::start() else { return };
     let ingest = Node::start("ingest", "ingest-a", &redis, "");
     let mut transcoders = vec![
@@ -285,8 +299,346 @@ async fn a_paused_transcoder_is_replaced_and_refused_when_it_wakes() {
     transcoder_failover("pause", Outage::Pause).await;
 }
 
+/// The segment numbers a playlist lists.
+fn segment_numbers(playlist: &str) -> Vec<u64> {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("seg")?.split('.').next()?.parse().ok())
+        .collect()
+}
+
+/// Presentation times (seconds) of every decoded frame of `stream`
+/// (`v:0`, `a:0`) of `file`, with ffprobe; panics on any decoding error.
+fn decoded_times(file: &std::path::Path, stream: &str) -> Vec<f64> {
+    let (ok, out, err) = run_with_timeout(
+        std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                stream,
+                "-show_entries",
+                "frame=pts_time",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(file),
+        Duration::from_secs(60),
+    );
+    assert!(ok && err.trim().is_empty(), "ffprobe: {err}");
+    out.lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
+}
+
+/// The largest step between consecutive `times`, and the typical one
+/// (the median); every step must be positive.
+fn steps(times: &[f64]) -> (f64, f64) {
+    let mut steps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(steps.iter().all(|s| *s > 0.0), "times go back: {times:?}");
+    steps.sort_by(f64::total_cmp);
+    (steps[steps.len() - 1], steps[steps.len() / 2])
+}
+
+/// A transcoder drained with SIGTERM hands its stream over at a source
+/// keyframe to the other one: the rung playlist goes on with no
+/// discontinuity and media sequence numbers only grow, and its segments
+/// from before the drain to after the handover decode as one piece with
+/// ffprobe (no errors; video and audio timestamps step evenly, no gap and
+/// no overlap at the handover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_transcoder_hands_its_stream_over_at_a_keyframe_without_a_discontinuity() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    let stream = "drain";
+    let ingest = Node::start("ingest", "ingest-a", &redis, "");
+    let transcoders = [
+        Node::start("transcode", "transcode-a", &redis, ""),
+        Node::start("transcode", "transcode-b", &redis, ""),
+    ];
+    let packager = Node::start("package", "package-a", &redis, "");
+    let log = || {
+        format!(
+            "ingest:\n{}\ntranscode-a:\n{}\ntranscode-b:\n{}\npackage:\n{}",
+            ingest.log(),
+            transcoders[0].log(),
+            transcoders[1].log(),
+            packager.log()
+        )
+    };
+    let _push = ffmpeg_push(ingest.addr("srt"), &format!("publish:live/{stream}"), 90);
+    let base = format!("{}/live/{stream}/180p", packager.http());
+    let url = format!("{base}/stream.m3u8");
+    let before = playlist_with_segments(&url, 3, log).await;
+    assert!(!before.contains("#EXT-X-DISCONTINUITY\n"), "{before}");
+    let (holder, epoch) = until_held(&redis, "transcode", stream, None);
+    let index = usize::from(holder == "transcode-b");
+    let last_before_drain = *segment_numbers(&before).last().unwrap();
+
+    transcoders[index].signal("-TERM");
+    let (new_holder, new_epoch) = until_held(&redis, "transcode", stream, Some(&holder));
+    assert_eq!(new_holder, ["transcode-a", "transcode-b"][1 - index]);
+    assert!(new_epoch > epoch);
+    assert!(
+        transcoders[index].wait_for_log(
+            "handed over without a discontinuity",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        log()
+    );
+    // Every segment from the one before the drain to two after the new
+    // holder took the lease, fetched as they appear.
+    let (_, at_takeover) = text(&url).await;
+    let wanted = *segment_numbers(&at_takeover).last().unwrap() + 2;
+    let mut segments = std::collections::BTreeMap::new();
+    let mut last_sequence = media_sequence(&before);
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while !segments.contains_key(&wanted) {
+        let (status, playlist) = text(&url).await;
+        assert_eq!(status, 200, "{playlist}");
+        assert!(
+            !playlist.contains("#EXT-X-DISCONTINUITY\n")
+                && playlist.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"),
+            "a discontinuity at the handover\n{playlist}\n{}",
+            log()
+        );
+        let sequence = media_sequence(&playlist);
+        assert!(
+            sequence >= last_sequence,
+            "media sequence went back\n{playlist}"
+        );
+        last_sequence = sequence;
+        for n in segment_numbers(&playlist) {
+            if n >= last_before_drain && !segments.contains_key(&n) {
+                let body = reqwest::get(format!("{base}/seg{n}.m4s")).await.unwrap();
+                assert_eq!(body.status(), 200);
+                segments.insert(n, body.bytes().await.unwrap());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rung stalled\n{playlist}\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        segments.contains_key(&last_before_drain),
+        "segment {last_before_drain} left the window before it was fetched"
+    );
+    let numbers: Vec<u64> = segments.keys().copied().collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("across-the-handover.mp4");
+    let mut joined = reqwest::get(format!("{base}/init0.mp4"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    for body in segments.values() {
+        joined.extend_from_slice(body);
+    }
+    std::fs::write(&file, joined).unwrap();
+    let video = decoded_times(&file, "v:0");
+    let (largest, typical) = steps(&video);
+    assert!(
+        largest < typical * 1.5,
+        "a video gap of {largest} s (frames every {typical} s) across the handover"
+    );
+    let audio = decoded_times(&file, "a:0");
+    let (largest, typical) = steps(&audio);
+    assert!(
+        largest < typical * 1.5,
+        "an audio gap of {largest} s (frames every {typical} s) across the handover"
+    );
+    eprintln!(
+        "drain: {} video and {} audio frames over segments {numbers:?} decode as one piece",
+        video.len(),
+        audio.len()
+    );
+}
+
+/// Parts and segments the edge served with status 200.
+async fn edge_media_served(edge: &RemoteEdge) -> u64 {
+    let (_, metrics) = text(&format!("http://{}/metrics", edge.metrics)).await;
+    ["part", "segment"]
+        .iter()
+        .map(|kind| {
+            common::edge::metric_sum(
+                &metrics,
+                "ferrocast_edge_requests_total",
+                &[&format!(r#"kind="{kind}""#), r#"status="200""#],
+            )
+        })
+        .sum()
+}
+
+/// Discontinuities a media playlist has had so far: its discontinuity
+/// sequence plus the ones it lists.
+fn discontinuities(playlist: &str) -> u64 {
+    let sequence: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    sequence + playlist.matches("#EXT-X-DISCONTINUITY\n").count() as u64
+}
+
+/// hls.js in headless Chromium plays a rung through the registry-routed
+/// edge while the transcoder holding it is killed (`kill -9`) and then the
+/// one that took it over is drained (SIGTERM): no fatal error, playback
+/// goes on to the end, and the rung has exactly one discontinuity in all
+/// (the kill's; the drain hands over without one), its media sequence only
+/// growing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_plays_a_rung_across_a_transcoder_kill_and_a_drain() {
+    if !common::browser::available() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let _browser = common::browser::exclusive().await;
+    let Some(redis) = Redis::start() else { return };
+    let stream = "play";
+    let ingest = Node::start("ingest", "ingest-a", &redis, "");
+    let mut transcoders = vec![
+        Node::start("transcode", "transcode-a", &redis, ""),
+        Node::start("transcode", "transcode-b", &redis, ""),
+        Node::start("transcode", "transcode-c", &redis, ""),
+    ];
+    let names = ["transcode-a", "transcode-b", "transcode-c"];
+    let packager = Node::start("package", "package-a", &redis, "");
+    let keys = EdgeKeys::generate();
+    let edge = RemoteEdge::start_routed(&keys.config_toml_self_signed(), &redis.url());
+    let log = |t: &[Node]| {
+        let mut all = format!("ingest:\n{}\n", ingest.log());
+        for (name, node) in names.iter().zip(t) {
+            all += &format!("{name}:\n{}\n", node.log());
+        }
+        all + &format!("package:\n{}\nedge:\n{}", packager.log(), edge.log())
+    };
+    let _push = ffmpeg_push(ingest.addr("srt"), &format!("publish:live/{stream}"), 120);
+    // The edge's certificate is generated: the test trusts it as the
+    // browser does, by its pin (loopback only).
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let jwt = hs256_jwt(&claims(&[stream]), HS256_SECRET);
+    let multivariant =
+        live_multivariant(&client, &edge.base(), stream, &jwt, || log(&transcoders)).await;
+    let rung = common::edge::uris(&multivariant)
+        .into_iter()
+        .find(|u| u.starts_with("180p/"))
+        .unwrap_or_else(|| panic!("{multivariant}"));
+    let player_url = format!("{}/live/{stream}/{rung}", edge.base());
+    let rung_at_origin = format!("{}/live/{stream}/180p/stream.m3u8", packager.http());
+    playlist_with_segments(&rung_at_origin, 2, || log(&transcoders)).await;
+    let pin = format!(
+        "--ignore-certificate-errors-spki-list={}",
+        edge.spki_sha256.as_deref().unwrap()
+    );
+    const PLAY_SECONDS: u32 = 40;
+    let player = tokio::task::spawn_blocking(move || {
+        common::browser::play(&player_url, PLAY_SECONDS, &["--chromium-arg", &pin])
+    });
+
+    // Samples the rung at the origin: media sequence only grows; returns
+    // the discontinuities so far.
+    let mut last_sequence = 0;
+    let mut sample = async || {
+        let (status, playlist) = text(&rung_at_origin).await;
+        assert_eq!(status, 200, "{playlist}");
+        let sequence = media_sequence(&playlist);
+        assert!(
+            sequence >= last_sequence,
+            "media sequence went back\n{playlist}"
+        );
+        last_sequence = sequence;
+        discontinuities(&playlist)
+    };
+    // Until the edge has served the player this many more parts or segments.
+    let served_before = edge_media_served(&edge).await;
+    let until_served = async |more: u64, since: u64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while edge_media_served(&edge).await < since + more {
+            assert!(
+                Instant::now() < deadline,
+                "the player fetched nothing {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    until_served(10, served_before, "at start").await;
+    assert_eq!(sample().await, 0);
+
+    let (first, _) = until_held(&redis, "transcode", stream, None);
+    let first = names.iter().position(|n| *n == first).unwrap();
+    transcoders[first].kill();
+    let (second, _) = until_held(&redis, "transcode", stream, Some(names[first]));
+    let second = names.iter().position(|n| *n == second).unwrap();
+    // Playing again after the kill: the edge serves parts of the rung.
+    let served = edge_media_served(&edge).await;
+    until_served(15, served, "after the kill").await;
+    assert_eq!(sample().await, 1, "one discontinuity after the kill");
+
+    transcoders[second].signal("-TERM");
+    let (third, _) = until_held(&redis, "transcode", stream, Some(names[second]));
+    assert!(third != names[first] && third != names[second]);
+    assert!(
+        transcoders[second].wait_for_log(
+            "handed over without a discontinuity",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        log(&transcoders)
+    );
+    let served = edge_media_served(&edge).await;
+    until_served(10, served, "after the drain").await;
+    assert!(
+        !player.is_finished(),
+        "the player stopped before the drain was played through: make PLAY_SECONDS longer"
+    );
+    assert_eq!(sample().await, 1, "the drain added a discontinuity");
+
+    let report = player.await.unwrap();
+    assert_eq!(sample().await, 1);
+    assert_eq!(report["supported"], true, "{report}");
+    assert_eq!(report["fatal"].as_array().unwrap().len(), 0, "{report}");
+    assert_eq!(report["playing"], true, "{report}");
+    let samples = report["samples"].as_array().unwrap();
+    let times: Vec<(i64, f64)> = samples
+        .iter()
+        .map(|s| (s["t"].as_i64().unwrap(), s["currentTime"].as_f64().unwrap()))
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[1].1 >= w[0].1),
+        "currentTime went backwards: {report}"
+    );
+    // Still playing at the end, after both: the last 5 s of samples
+    // advanced by most of 5 s.
+    let (end_t, end_time) = *times.last().unwrap();
+    let (_, five_before) = *times.iter().find(|(t, _)| *t >= end_t - 5000).unwrap();
+    assert!(
+        end_time - five_before > 4.0,
+        "not playing at the end ({five_before:.1} -> {end_time:.1} s in the last 5 s)\n{}",
+        common::browser::timeline(&report)
+    );
+    eprintln!(
+        "hls.js across a transcoder kill and a drain: {} stall(s), played {:.1} s of {PLAY_SECONDS} s",
+        report["stalls"],
+        end_time - times.iter().map(|t| t.1).find(|t| *t > 0.0).unwrap_or(0.0)
+    );
+    let third = names.iter().position(|n| *n == third).unwrap();
+    assert!(transcoders[third].alive());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_packager_is_replaced_the_edge_follows_and_numbers_continue() {
+    let _serial = SERIAL.lock().await;
     let Some(redis) = Redis::start() else { return };
     let ingest = Node::start("ingest", "ingest-a", &redis, "");
     let transcoder = Node::start("transcode", "transcode-a", &redis, "");
@@ -397,6 +749,7 @@ async fn a_killed_packager_is_replaced_the_edge_follows_and_numbers_continue() {
 /// for its claims and is packaged once Redis is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_keeps_flowing_while_redis_is_away_and_claims_catch_up() {
+    let _serial = SERIAL.lock().await;
     let Some(redis) = Redis::start() else { return };
     let mut nodes = vec![
         Node::start("ingest", "ingest-a", &redis, ""),
@@ -477,6 +830,7 @@ async fn media_keeps_flowing_while_redis_is_away_and_claims_catch_up() {
 /// discontinuity, numbers only growing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_reconnecting_to_another_ingest_process_continues_the_stream() {
+    let _serial = SERIAL.lock().await;
     let Some(redis) = Redis::start() else { return };
     let mut ingests = vec![
         Node::start("ingest", "ingest-a", &redis, ""),
@@ -542,4 +896,114 @@ async fn a_publisher_reconnecting_to_another_ingest_process_continues_the_stream
     }
     let (holder, epoch) = until_held(&redis, "ingest", "move", Some("ingest-a"));
     assert_eq!((holder.as_str(), epoch >= 2), ("ingest-b", true));
+}
+
+/// Three transcoders share six streams by claims (work goes to the least
+/// loaded), two each; one is killed and its two streams move to the other
+/// two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_streams_spread_over_three_transcoders_and_move_when_one_dies() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    // One small rung: six streams on two cores.
+    const ONE_RUNG: &str = r#"
+[transcode]
+ladder = "one"
+[[transcode.ladders]]
+name = "one"
+[[transcode.ladders.rungs]]
+name = "144p"
+height = 144
+video_bitrate_kbps = 150
+x264_preset = "ultrafast"
+"#;
+    let ingest = Node::start("ingest", "ingest-a", &redis, ONE_RUNG);
+    let mut transcoders: Vec<Node> = (0..3)
+        .map(|i| Node::start("transcode", &format!("transcode-{i}"), &redis, ONE_RUNG))
+        .collect();
+    let packager = Node::start("package", "package-a", &redis, ONE_RUNG);
+    let streams: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    let _pushes: Vec<_> = streams
+        .iter()
+        .map(|s| ffmpeg_push(ingest.addr("srt"), &format!("publish:live/{s}"), 90))
+        .collect();
+    let holders = |redis: &Redis| -> Vec<Option<String>> {
+        streams
+            .iter()
+            .map(|s| lease(redis, "transcode", s).map(|(holder, _)| holder))
+            .collect()
+    };
+    let count = |held: &[Option<String>], node: &str| {
+        held.iter().filter(|h| h.as_deref() == Some(node)).count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let held = holders(&redis);
+        if held.iter().all(Option::is_some) {
+            break held;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every stream taken: {held:?}\n{}",
+            ingest.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for i in 0..3 {
+        assert_eq!(count(&held, &format!("transcode-{i}")), 2, "{held:?}");
+    }
+    // Every rung is packaged before the kill, so that each stream that
+    // moves has a timeline to go on from.
+    for stream in &streams {
+        let url = format!("{}/live/{stream}/144p/stream.m3u8", packager.http());
+        playlist_with_segments(&url, 1, || packager.log()).await;
+    }
+
+    transcoders[0].kill();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let moved = loop {
+        let held = holders(&redis);
+        if held
+            .iter()
+            .all(|h| h.as_deref().is_some_and(|h| h != "transcode-0"))
+        {
+            break held;
+        }
+        assert!(Instant::now() < deadline, "streams did not move: {held:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(count(&moved, "transcode-1"), 3, "{moved:?}");
+    assert_eq!(count(&moved, "transcode-2"), 3, "{moved:?}");
+    // The streams that moved are transcoded again: their rung goes on
+    // after a discontinuity.
+    for (stream, before) in streams.iter().zip(&held) {
+        if before.as_deref() != Some("transcode-0") {
+            continue;
+        }
+        let url = format!("{}/live/{stream}/144p/stream.m3u8", packager.http());
+        let deadline = Instant::now() + Duration::from_secs(45);
+        loop {
+            let (status, playlist) = text(&url).await;
+            let resumed = status == 200
+                && playlist
+                    .split("#EXT-X-DISCONTINUITY\n")
+                    .nth(1)
+                    .is_some_and(|tail| tail.lines().any(|l| l.starts_with("seg")));
+            if resumed {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{stream} did not resume: {status} {playlist}\npackager: {}\ntranscoders: {}",
+                grep(&packager.log(), stream),
+                transcoders
+                    .iter()
+                    .map(|t| grep(&t.log(), stream))
+                    .collect::<Vec<_>>()
+                    .join("\n---\n")
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(transcoders[1].alive() && transcoders[2].alive());
 }

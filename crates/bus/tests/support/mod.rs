@@ -59,6 +59,7 @@ pub fn video(seq: i64, keyframe: bool, len: usize) -> AccessUnit {
         dts: Time90k(seq),
         keyframe,
         data: payload(len),
+        captured_unix_ms: None,
     }
 }
 
@@ -71,6 +72,7 @@ pub fn audio(seq: i64, len: usize) -> AccessUnit {
         dts: Time90k(seq),
         keyframe: true,
         data: payload(len),
+        captured_unix_ms: None,
     }
 }
 
@@ -117,6 +119,7 @@ pub fn show(messages: &[BusMessage]) -> Vec<String> {
             },
             BusMessage::Discontinuity => "D".to_owned(),
             BusMessage::Gap => "G".to_owned(),
+            BusMessage::HandedOver(at) => format!("H{}", at.0),
             BusMessage::End => "E".to_owned(),
         })
         .collect()
@@ -168,7 +171,7 @@ pub fn check_delivery(received: &[BusMessage], published: &[i64], audio_only: bo
             }
             BusMessage::Gap => after_gap = true,
             BusMessage::End => assert_eq!(i, received.len() - 1, "End is not last"),
-            BusMessage::Tracks(_) | BusMessage::Discontinuity => {}
+            BusMessage::Tracks(_) | BusMessage::Discontinuity | BusMessage::HandedOver(_) => {}
         }
     }
     units

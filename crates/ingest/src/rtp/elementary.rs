@@ -604,6 +604,7 @@ impl SdpOverRtp {
                     dts: frame.pts,
                     keyframe: true,
                     data: frame.data,
+                    captured_unix_ms: None,
                 });
             }
         }
@@ -674,6 +675,7 @@ impl SdpOverRtp {
             dts,
             keyframe: unit.keyframe,
             data: unit.data,
+            captured_unix_ms: None,
         });
     }
 
@@ -739,11 +741,13 @@ impl SdpOverRtp {
     }
 
     fn forward(&mut self, out: &mut Vec<BusMessage>) {
+        let now = crate::unix_millis();
         for released in self.released.drain(..) {
             match released {
                 Released::Tracks(tracks) => out.push(BusMessage::Tracks(tracks)),
-                Released::Unit(unit) => {
+                Released::Unit(mut unit) => {
                     self.stats.units += 1;
+                    unit.captured_unix_ms.get_or_insert(now);
                     out.push(BusMessage::Unit(Arc::new(unit)));
                 }
             }

@@ -192,6 +192,7 @@ impl VideoStream {
             dts,
             keyframe,
             data,
+            captured_unix_ms: None,
         }));
     }
 
@@ -305,6 +306,7 @@ impl Av1Stream {
             dts,
             keyframe,
             data,
+            captured_unix_ms: None,
         }));
     }
 }
@@ -405,6 +407,7 @@ impl AacStream {
                 dts: pts,
                 keyframe: true,
                 data: data.slice(frame.start + header.header_len..frame.end),
+                captured_unix_ms: None,
             }));
         }
         self.next = (rate != 0).then_some((base, samples, rate));
@@ -515,6 +518,7 @@ impl OpusStream {
                 dts: pts,
                 keyframe: true,
                 data: data.slice_ref(packet),
+                captured_unix_ms: None,
             }));
         }
         self.next = Some((base, samples));

@@ -265,6 +265,7 @@ impl Reencoder {
                 dts: pts,
                 keyframe: true,
                 data: Bytes::copy_from_slice(data),
+                captured_unix_ms: None,
             });
         }
     }

@@ -378,6 +378,7 @@ impl RungEncoder {
                 dts,
                 keyframe,
                 data: Bytes::copy_from_slice(data),
+                captured_unix_ms: None,
             });
         }
     }
