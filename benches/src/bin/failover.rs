@@ -1,5 +1,7 @@
 //! `failover`: how long a stream's rungs stop when the transcoder holding
-//! it dies, over many kills.
+//! it dies, over many kills; or, with `--drain`, how long a planned drain
+//! (SIGTERM) takes to hand the stream over, and whether it ever added a
+//! discontinuity.
 //!
 //! Starts a real cluster on loopback: `redis-server`, `ferrocast ingest`,
 //! two `ferrocast transcode` and one `ferrocast package` (the binary given
@@ -13,9 +15,15 @@
 //! takes to lapse, the floor of a crash failover without an external
 //! failure detector).
 //!
+//! With `--drain`, each round sends SIGTERM instead and measures the time
+//! from the signal to the standby holding the lease, and to the drained
+//! process's exit; the rung must list no new discontinuity and its media
+//! sequence must never go back.
+//!
 //! ```text
 //! cargo build --release -p ferrocast -p ferrocast-benches
 //! target/release/failover --ferrocast target/release/ferrocast --kills 10
+//! target/release/failover --ferrocast target/release/ferrocast --kills 10 --drain
 //! ```
 
 use std::io::{BufRead, BufReader};
@@ -41,6 +49,9 @@ struct Args {
     /// Lease TTL in milliseconds (`[cluster] lease_ttl_ms`).
     #[arg(long, default_value_t = 1500)]
     lease_ttl_ms: u64,
+    /// SIGTERM (a planned drain) instead of kill -9.
+    #[arg(long)]
+    drain: bool,
 }
 
 const CONFIG: &str = r#"
@@ -172,6 +183,27 @@ fn resumed_after(playlist: &str, after: u64) -> bool {
     false
 }
 
+/// Discontinuities a media playlist has had: its discontinuity sequence
+/// plus the tags it lists.
+fn discontinuities(playlist: &str) -> u64 {
+    let sequence: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    sequence
+        + playlist
+            .lines()
+            .filter(|l| *l == "#EXT-X-DISCONTINUITY")
+            .count() as u64
+}
+
+/// The node holding the stream's transcode lease.
+fn transcode_holder(redis: &Redis) -> String {
+    let value = redis.cli(&["GET", "ferrocast:lease:transcode:bench"]);
+    value.split(' ').next().unwrap_or_default().to_owned()
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let redis = Redis::start().context("redis-server is needed")?;
@@ -217,16 +249,67 @@ fn main() -> anyhow::Result<()> {
         get(&url).is_some_and(|p| p.matches("seg").count() >= 2)
     })?;
     let mut times_ms = Vec::new();
+    let mut exits_ms = Vec::new();
     let mut last_sequence = 0;
     for kill in 0..args.kills {
-        let holder = redis.cli(&["GET", "ferrocast:lease:transcode:bench"]);
-        let holder = holder.split(' ').next().unwrap_or_default().to_owned();
+        let holder = transcode_holder(&redis);
         let Some(index) = transcoders
             .iter()
             .position(|t| t.ready.contains(&format!("node={holder}")))
         else {
             bail!("holder {holder:?} is not one of ours");
         };
+        if args.drain {
+            let before = get(&url).context("playlist before the drain")?;
+            let breaks = discontinuities(&before);
+            let mut drained = transcoders.remove(index);
+            let signalled = Instant::now();
+            let sent = Command::new("kill")
+                .args(["-TERM", &drained.child.id().to_string()])
+                .status()?;
+            ensure!(sent.success(), "kill -TERM");
+            wait_until("the standby to hold the stream", &mut || {
+                let now = transcode_holder(&redis);
+                !now.is_empty() && now != holder
+            })?;
+            let ms = signalled.elapsed().as_millis() as i64;
+            wait_until("the drained transcoder to exit", &mut || {
+                drained.child.try_wait().ok().flatten().is_some()
+            })?;
+            let exit_ms = signalled.elapsed().as_millis() as i64;
+            let last_before = last_segment(&before).context("segments before the drain")?;
+            let mut went_back = false;
+            let mut after = String::new();
+            wait_until("two segments after the handover", &mut || {
+                let Some(playlist) = get(&url) else {
+                    return false;
+                };
+                if let Some(sequence) = media_sequence(&playlist) {
+                    went_back |= sequence < last_sequence;
+                    last_sequence = last_sequence.max(sequence);
+                }
+                let done = last_segment(&playlist).is_some_and(|l| l >= last_before + 3);
+                after = playlist;
+                done
+            })?;
+            ensure!(!went_back, "media sequence went back after drain {kill}");
+            ensure!(
+                discontinuities(&after) == breaks,
+                "drain {kill} added a discontinuity:\n{after}"
+            );
+            eprintln!("drain {kill}: standby holds it after {ms} ms, exit after {exit_ms} ms");
+            times_ms.push(ms);
+            exits_ms.push(exit_ms);
+            transcoders.push(Node::start(
+                &args,
+                &config,
+                &redis,
+                "transcode",
+                &format!("transcode-{}", kill + 2),
+            )?);
+            std::thread::sleep(Duration::from_secs(3));
+            continue;
+        }
         let before = get(&url).context("playlist before the kill")?;
         let last_before = last_segment(&before).context("segments before the kill")?;
         let killed_node = transcoders.remove(index);
@@ -258,6 +341,21 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_secs(3));
     }
     let summary = Summary::of(&times_ms).context("no kills")?;
+    if args.drain {
+        let exits = Summary::of(&exits_ms).context("no drains")?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "drains": args.kills,
+                "lease_ttl_ms": args.lease_ttl_ms,
+                "sigterm_to_standby_holding_ms": summary.to_json(),
+                "sigterm_to_exit_ms": exits.to_json(),
+                "discontinuities_added": 0,
+                "all_ms": times_ms,
+            }))?
+        );
+        return Ok(());
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({

@@ -81,7 +81,8 @@
 //!     dts: Time90k(0),
 //!     keyframe: true,
 //!     data: Bytes::from_static(&[0x21; 8]),
-//!, captured_unix_ms: None, });
+//!     captured_unix_ms: None,
+//! });
 //! publisher.end();
 //!
 //! assert!(matches!(subscriber.recv().await, Some(BusMessage::Tracks(_))));

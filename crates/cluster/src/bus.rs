@@ -43,6 +43,11 @@ pub(crate) struct Inner {
     pub(crate) fences: Mutex<HashMap<Role, Fence>>,
     /// Publishing processes refused for a stale epoch.
     pub(crate) stale_refusals: std::sync::atomic::AtomicU64,
+    /// Remote subscriptions that went on from another publishing process.
+    pub(crate) publisher_changes: std::sync::atomic::AtomicU64,
+    /// Planned handovers followed: joined without a discontinuity, and not.
+    pub(crate) handovers_joined: std::sync::atomic::AtomicU64,
+    pub(crate) handovers_broken: std::sync::atomic::AtomicU64,
     /// Streams this process holds for its role, for its node record.
     pub(crate) load: crate::node::LoadGauge,
 }
@@ -92,6 +97,9 @@ impl ClusterBus {
                 held: Mutex::default(),
                 fences: Mutex::default(),
                 stale_refusals: std::sync::atomic::AtomicU64::new(0),
+                publisher_changes: std::sync::atomic::AtomicU64::new(0),
+                handovers_joined: std::sync::atomic::AtomicU64::new(0),
+                handovers_broken: std::sync::atomic::AtomicU64::new(0),
                 load: crate::node::LoadGauge::default(),
             }),
         }
@@ -193,6 +201,20 @@ impl ClusterBus {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// This process's counters, since it started.
+    pub fn stats(&self) -> ClusterStats {
+        let read = |counter: &std::sync::atomic::AtomicU64| {
+            counter.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        ClusterStats {
+            streams_held: self.inner.load.get(),
+            stale_refusals: read(&self.inner.stale_refusals),
+            publisher_changes: read(&self.inner.publisher_changes),
+            handovers_joined: read(&self.inner.handovers_joined),
+            handovers_broken: read(&self.inner.handovers_broken),
+        }
+    }
+
     /// A claim took `name`: the roles in this process start on it.
     pub(crate) fn announce_claimed(&self, name: String) {
         let fresh = lock(&self.inner.claimed).insert(name.clone(), ()).is_none();
@@ -225,6 +247,24 @@ impl ClusterBus {
     pub(crate) fn announce(&self, event: StreamEvent) {
         let _ = self.inner.events.send(event);
     }
+}
+
+/// A process's cluster counters ([`ClusterBus::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Streams its claims hold for its role (`u32::MAX` while a transcoder
+    /// drains).
+    pub streams_held: u32,
+    /// Publishing processes refused for a stale epoch.
+    pub stale_refusals: u64,
+    /// Remote subscriptions that went on from another publishing process
+    /// (after a crash, a pause or a handover).
+    pub publisher_changes: u64,
+    /// Planned handovers a subscription joined without a discontinuity.
+    pub handovers_joined: u64,
+    /// Planned handovers whose next publisher started later than the
+    /// handover point (a discontinuity).
+    pub handovers_broken: u64,
 }
 
 impl MediaBus for ClusterBus {

@@ -23,6 +23,7 @@ const REOFFER_MAX: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct IngestClaims {
     task: JoinHandle<()>,
+    drains: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<usize>>,
 }
 
 impl Drop for IngestClaims {
@@ -45,8 +46,21 @@ impl IngestClaims {
     /// one).
     pub fn start(bus: &ClusterBus, transcoding: bool) -> IngestClaims {
         let events = bus.local().announcements();
-        let task = tokio::spawn(run(bus.clone(), events, transcoding));
-        IngestClaims { task }
+        let (drains, requests) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(run(bus.clone(), events, transcoding, requests));
+        IngestClaims { task, drains }
+    }
+
+    /// A planned stop: let every ingest lease go (the streams do not end),
+    /// so that the ingest process a publisher reconnects to takes its
+    /// stream at once rather than after the lease lapses. Resolves to how
+    /// many were let go.
+    pub async fn drain(&self) -> usize {
+        let (reply, released) = tokio::sync::oneshot::channel();
+        if self.drains.send(reply).await.is_err() {
+            return 0;
+        }
+        released.await.unwrap_or(0)
     }
 }
 
@@ -68,7 +82,12 @@ async fn record(registry: &dyn Registry, kind: EventKind, stream: &StreamName) {
     }
 }
 
-async fn run(bus: ClusterBus, mut events: broadcast::Receiver<StreamEvent>, transcoding: bool) {
+async fn run(
+    bus: ClusterBus,
+    mut events: broadcast::Receiver<StreamEvent>,
+    transcoding: bool,
+    mut drains: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<usize>>,
+) {
     let mut held: HashMap<StreamName, Held> = HashMap::new();
     let mut graces: HashMap<String, JoinHandle<()>> = HashMap::new();
     // Streams published before we listened.
@@ -76,7 +95,24 @@ async fn run(bus: ClusterBus, mut events: broadcast::Receiver<StreamEvent>, tran
         hold(&bus, &mut held, &info.name, transcoding);
     }
     loop {
-        let event = match events.recv().await {
+        let received = tokio::select! {
+            received = events.recv() => received,
+            Some(reply) = drains.recv() => {
+                let mut released = 0;
+                for (stream, h) in held.drain() {
+                    h.watcher.abort();
+                    h.mirror.abort();
+                    bus.forget_held(&stream, Role::Ingest);
+                    if h.keeper.release().await {
+                        info!(%stream, "ingest lease let go: the publisher's next ingest takes the stream");
+                        released += 1;
+                    }
+                }
+                let _ = reply.send(released);
+                return;
+            }
+        };
+        let event = match received {
             Ok(event) => event,
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return,

@@ -42,7 +42,7 @@ mod remote;
 mod settings;
 mod transcode;
 
-pub use bus::ClusterBus;
+pub use bus::{ClusterBus, ClusterStats};
 pub use ingest::IngestClaims;
 pub use node::{LoadGauge, NodePresence};
 pub use origins::RegistryOrigins;

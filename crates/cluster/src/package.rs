@@ -67,6 +67,7 @@ const EVENTS_PER_POLL: usize = 512;
 #[derive(Debug)]
 pub struct PackageClaims {
     task: JoinHandle<()>,
+    drains: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<usize>>,
 }
 
 impl Drop for PackageClaims {
@@ -80,8 +81,21 @@ impl PackageClaims {
     /// one, announce it (and each rung of its plan) on `bus`, and hand its
     /// plan to `plans`.
     pub fn start(bus: &ClusterBus, hooks: PackagerHooks) -> PackageClaims {
-        let task = tokio::spawn(run(bus.clone(), hooks));
-        PackageClaims { task }
+        let (drains, requests) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(run(bus.clone(), hooks, requests));
+        PackageClaims { task, drains }
+    }
+
+    /// A planned stop: claim nothing more, record where each held stream
+    /// stands and let its lease go, so that a standby packager takes it at
+    /// once rather than after the lease lapses. Resolves to how many were
+    /// let go; what is packaged here stays served until the process exits.
+    pub async fn drain(&self) -> usize {
+        let (reply, released) = tokio::sync::oneshot::channel();
+        if self.drains.send(reply).await.is_err() {
+            return 0;
+        }
+        released.await.unwrap_or(0)
     }
 }
 
@@ -110,7 +124,11 @@ async fn transcoders(registry: &dyn Registry) -> bool {
         .is_ok_and(|nodes| nodes.iter().any(|n| n.roles.contains(&Role::Transcode)))
 }
 
-async fn run(bus: ClusterBus, hooks: PackagerHooks) {
+async fn run(
+    bus: ClusterBus,
+    hooks: PackagerHooks,
+    mut drains: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<usize>>,
+) {
     let settings = bus.settings().clone();
     let registry = bus.registry().clone();
     let mut cursor: Option<EventId> = None;
@@ -123,7 +141,13 @@ async fn run(bus: ClusterBus, hooks: PackagerHooks) {
     let mut last_sweep = Instant::now();
     let mut registry_reachable = true;
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            Some(reply) = drains.recv() => {
+                let _ = reply.send(let_go(registry.as_ref(), &hooks, live).await);
+                return;
+            }
+        }
         match registry.events(cursor.as_ref(), EVENTS_PER_POLL).await {
             Ok(events) => {
                 for (id, event) in events {
@@ -274,6 +298,29 @@ async fn run(bus: ClusterBus, hooks: PackagerHooks) {
             }
         }
     }
+}
+
+/// Record where each held stream stands and let every lease go; returns
+/// how many were held.
+async fn let_go(
+    registry: &dyn Registry,
+    hooks: &PackagerHooks,
+    live: BTreeMap<StreamName, Live>,
+) -> usize {
+    let mut released = 0;
+    for (name, stream) in live {
+        if stream.announced
+            && let Some(progress) = (hooks.progress)(&name)
+            && let Err(error) = registry.put_progress(&name, &progress).await
+        {
+            warn!(stream = %name, %error, "stream progress not recorded before letting go");
+        }
+        if stream.keeper.release().await {
+            info!(stream = %name, "package lease let go: a standby takes the stream");
+            released += 1;
+        }
+    }
+    released
 }
 
 fn forget(bus: &ClusterBus, name: &StreamName, stream: &Live) {

@@ -217,6 +217,7 @@ async fn follow(
                 Err(reason) => debug!(stream, %reason, "publisher not reachable yet"),
             }
         };
+        bus.inner.publisher_changes.fetch_add(1, Ordering::Relaxed);
         if splice.is_some() {
             // Still live: the next publisher's output is spliced in.
             info!(stream, "the next publisher found: splicing its output in");
@@ -253,6 +254,9 @@ struct Splice {
     audio: Vec<BusMessage>,
     /// The keyframe arrived: only audio before `at` is still dropped.
     joined: bool,
+    /// Set once when the splice is decided: `true` joined without a
+    /// discontinuity, `false` not (taken by whoever counts them).
+    outcome: Option<bool>,
 }
 
 /// What a splice makes of one message.
@@ -272,6 +276,7 @@ impl Splice {
             at,
             audio: Vec::new(),
             joined: false,
+            outcome: None,
         }
     }
 
@@ -318,6 +323,7 @@ impl Splice {
             return Spliced::Drop;
         }
         self.joined = true;
+        self.outcome = Some(unit.pts == self.at);
         let mut out = Vec::with_capacity(self.audio.len() + 2);
         if unit.pts > self.at {
             warn!(
@@ -337,6 +343,7 @@ impl Splice {
         let mut out = Vec::new();
         if !self.joined {
             out.push(BusMessage::Discontinuity);
+            self.outcome = Some(false);
         }
         self.joined = true;
         self.at = Time90k(i64::MIN);
@@ -402,10 +409,22 @@ async fn forward(
             Some(Ok(Delivery::Message(message))) => {
                 let messages = match splice.as_mut() {
                     None => vec![message],
-                    Some(splice) => match splice.filter(message) {
-                        Spliced::Drop | Spliced::Held => continue,
-                        Spliced::Send(messages) => messages,
-                    },
+                    Some(splice) => {
+                        let spliced = splice.filter(message);
+                        match splice.outcome.take() {
+                            Some(true) => {
+                                bus.inner.handovers_joined.fetch_add(1, Ordering::Relaxed)
+                            }
+                            Some(false) => {
+                                bus.inner.handovers_broken.fetch_add(1, Ordering::Relaxed)
+                            }
+                            None => 0,
+                        };
+                        match spliced {
+                            Spliced::Drop | Spliced::Held => continue,
+                            Spliced::Send(messages) => messages,
+                        }
+                    }
                 };
                 for message in messages {
                     if let Some(stop) = deliver(bus, stream, message, tx, state).await {
@@ -531,6 +550,7 @@ mod tests {
             ],
             "units before the handover are dropped, audio after it waits for the keyframe"
         );
+        assert_eq!(splice.outcome, Some(true));
     }
 
     #[test]
@@ -549,6 +569,7 @@ mod tests {
                 unit(video, 18000, true),
             ]
         );
+        assert_eq!(splice.outcome, Some(false));
         let mut splice = Splice::new(Time90k(9000));
         let out = run(
             &mut splice,

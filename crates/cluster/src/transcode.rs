@@ -134,6 +134,11 @@ async fn run(
 ) {
     let mut events = bus.announcements();
     let mut draining = false;
+    // When each held stream last had an ingest holder: a stream whose
+    // ingest died and whose publisher did not come back is let go.
+    let mut ingest_seen: HashMap<StreamName, tokio::time::Instant> = HashMap::new();
+    let abandoned_after = bus.settings().reconnect_grace + bus.settings().lease_ttl * 2;
+    let mut last_sweep = tokio::time::Instant::now();
     let mut held: HashMap<StreamName, (LeaseKeeper, [JoinHandle<()>; 2])> = HashMap::new();
     let settings = bus.settings().clone();
     let registry = bus.registry().clone();
@@ -183,6 +188,20 @@ async fn run(
         if draining {
             continue;
         }
+        if last_sweep.elapsed() >= settings.lease_ttl {
+            last_sweep = tokio::time::Instant::now();
+            for stream in abandoned(&bus, &held, &mut ingest_seen, abandoned_after).await {
+                if let Some((keeper, tasks)) = held.remove(&stream) {
+                    warn!(%stream, "no ingest holds the stream any more: transcode lease let go");
+                    tasks.iter().for_each(JoinHandle::abort);
+                    bus.forget_held(&stream, Role::Transcode);
+                    keeper.release().await;
+                    // Ends the source subscription: the rungs end.
+                    bus.end_remote(stream.as_str());
+                    bus.forget_claimed(stream.as_str());
+                }
+            }
+        }
         held_now(&bus, &count, held.len());
         if held.len() >= max_streams || !least_loaded(&bus, held.len()).await {
             continue;
@@ -202,6 +221,34 @@ async fn run(
         }
         held_now(&bus, &count, held.len());
     }
+}
+
+/// The held streams no ingest has held for `after` (checked now). A
+/// registry that does not answer says nothing, and its time away does not
+/// count.
+async fn abandoned<T>(
+    bus: &ClusterBus,
+    held: &HashMap<StreamName, T>,
+    seen: &mut HashMap<StreamName, tokio::time::Instant>,
+    after: Duration,
+) -> Vec<StreamName> {
+    let now = tokio::time::Instant::now();
+    seen.retain(|stream, _| held.contains_key(stream));
+    let mut gone = Vec::new();
+    for stream in held.keys() {
+        let last = *seen.entry(stream.clone()).or_insert(now);
+        match bus.registry().holder(stream, Role::Ingest).await {
+            Ok(Some(_)) => {
+                seen.insert(stream.clone(), now);
+            }
+            Ok(None) if now.duration_since(last) >= after => gone.push(stream.clone()),
+            Ok(None) => {}
+            Err(_) => {
+                seen.insert(stream.clone(), now);
+            }
+        }
+    }
+    gone
 }
 
 /// This process holds `n` streams: counted, and published in its node

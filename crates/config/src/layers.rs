@@ -106,6 +106,16 @@ impl Layers {
 
     /// Deserialise the merged layers over the defaults and validate ranges.
     pub fn build(self) -> Result<Config, ConfigError> {
+        self.build_for(Process::Everything)
+    }
+
+    /// Like [`Layers::build`] for a process that runs only part of
+    /// Ferrocast: the sections it does not read are neither parsed nor
+    /// checked (they keep their defaults in the result), so a cluster can
+    /// share one configuration whose edge keys, say, only the edges can
+    /// load. Keys Ferrocast does not know are refused as always.
+    pub fn build_for(mut self, process: Process) -> Result<Config, ConfigError> {
+        self.merged.retain(|key, _| process.reads(key));
         if let Some(Value::Table(edge)) = self.merged.get("edge")
             && (!edge.contains_key("jwt") || !edge.contains_key("token"))
         {
@@ -119,17 +129,113 @@ impl Layers {
         let config: Config = Value::Table(self.merged)
             .try_into()
             .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
-        validate(&config)?;
+        validate(&config, process)?;
         Ok(config)
     }
 }
 
-fn validate(config: &Config) -> Result<(), ConfigError> {
+/// What a process runs, which decides the sections of the configuration
+/// it reads ([`Layers::build_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Process {
+    /// `ferrocast up`: every section.
+    Everything,
+    /// `ferrocast ingest`: `srt_listen`, `[ingest]`, `[[streams]]`,
+    /// `[[rtp]]`, `[transcode]` (whether streams are transcoded) and
+    /// `[cluster]`.
+    Ingest,
+    /// `ferrocast transcode`: `[transcode]`, `[hls]` (segment timing for
+    /// the keyframe cadence), `[ingest]` (the reconnect grace) and
+    /// `[cluster]`.
+    Transcode,
+    /// `ferrocast package`: `[hls]`, `data_dir`, `[ingest]` (the
+    /// reconnect grace) and `[cluster]`.
+    Package,
+    /// `ferrocast edge`: `[edge]` and `[cluster]` (routing through the
+    /// registry).
+    Edge,
+}
+
+/// Top-level keys every process reads: its operator listener.
+const COMMON_KEYS: &[&str] = &["http_listen", "http_connections"];
+
+/// Every top-level key of [`Config`]; any other is refused.
+const KNOWN_KEYS: &[&str] = &[
+    "srt_listen",
+    "http_listen",
+    "http_connections",
+    "data_dir",
+    "ingest",
+    "hls",
+    "streams",
+    "rtp",
+    "transcode",
+    "edge",
+    "cluster",
+];
+
+impl Process {
+    /// The top-level keys of its own, beyond [`COMMON_KEYS`].
+    fn own_keys(self) -> &'static [&'static str] {
+        match self {
+            Process::Everything => KNOWN_KEYS,
+            Process::Ingest => &[
+                "srt_listen",
+                "ingest",
+                "streams",
+                "rtp",
+                "transcode",
+                "cluster",
+            ],
+            Process::Transcode => &["transcode", "hls", "ingest", "cluster"],
+            Process::Package => &["hls", "data_dir", "ingest", "cluster"],
+            Process::Edge => &["edge", "cluster"],
+        }
+    }
+
+    /// Whether it reads top-level key `key` (an unknown key is kept, to be
+    /// refused).
+    fn reads(self, key: &str) -> bool {
+        !KNOWN_KEYS.contains(&key) || COMMON_KEYS.contains(&key) || self.own_keys().contains(&key)
+    }
+}
+
+fn validate(config: &Config, process: Process) -> Result<(), ConfigError> {
     config
         .http_connections
         .validate()
         .map_err(|e| ConfigError::Range(format!("http_connections: {e}")))?;
-    let hls = &config.hls;
+    if process.reads("hls") {
+        validate_hls(&config.hls)?;
+    }
+    if process.reads("streams") {
+        validate_streams(&config.streams)?;
+    }
+    if process.reads("rtp") {
+        validate_rtp(config)?;
+    }
+    if process.reads("transcode") {
+        config
+            .transcode
+            .validate()
+            .map_err(|e| ConfigError::Range(e.to_string()))?;
+    }
+    if let Some(edge) = &config.edge {
+        edge.validate()
+            .map_err(|e| ConfigError::Range(e.to_string()))?;
+        if edge.https_listen.port() != 0 && edge.https_listen == config.http_listen {
+            return Err(ConfigError::Range(format!(
+                "edge.https_listen = {} is also http_listen (the origin's address)",
+                edge.https_listen
+            )));
+        }
+    }
+    config.cluster.validate().map_err(ConfigError::Range)?;
+    Ok(())
+}
+
+fn validate_hls(hls: &crate::model::HlsConfig) -> Result<(), ConfigError> {
     if !(50..=2000).contains(&hls.part_target_ms) {
         return Err(ConfigError::Range(format!(
             "hls.part_target_ms = {} is outside 50..=2000",
@@ -149,23 +255,6 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             "hls.segment_min_ms must be at least hls.part_target_ms".to_owned(),
         ));
     }
-    validate_streams(&config.streams)?;
-    validate_rtp(config)?;
-    config
-        .transcode
-        .validate()
-        .map_err(|e| ConfigError::Range(e.to_string()))?;
-    if let Some(edge) = &config.edge {
-        edge.validate()
-            .map_err(|e| ConfigError::Range(e.to_string()))?;
-        if edge.https_listen.port() != 0 && edge.https_listen == config.http_listen {
-            return Err(ConfigError::Range(format!(
-                "edge.https_listen = {} is also http_listen (the origin's address)",
-                edge.https_listen
-            )));
-        }
-    }
-    config.cluster.validate().map_err(ConfigError::Range)?;
     if !(3..=1000).contains(&hls.window_segments) {
         return Err(ConfigError::Range(format!(
             "hls.window_segments = {} is outside 3..=1000",
@@ -357,6 +446,71 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/from-env"));
         assert_eq!(config.hls.part_target_ms, 250);
         assert_eq!(config.hls.window_segments, 6, "untouched default");
+    }
+
+    #[test]
+    fn a_process_reads_and_checks_only_its_own_sections() {
+        // An edge section without its keys, a ladder that does not exist,
+        // a publish key too short, a bad part target: each is an error
+        // only for the processes that read that section.
+        let sections = [
+            ("edge", "[edge]\nhttps_listen = \"127.0.0.1:0\"\n"),
+            ("transcode", "[transcode]\nladder = \"no-such-ladder\"\n"),
+            ("streams", "[[streams]]\nname = \"cam\"\nkey = \"short\"\n"),
+            ("hls", "[hls]\npart_target_ms = 5\n"),
+            ("cluster", "[cluster]\nprefix = \"fc\"\n"),
+        ];
+        let only = |keep: &[&str]| -> String {
+            sections
+                .iter()
+                .filter(|(name, _)| keep.contains(name))
+                .map(|(_, text)| *text)
+                .collect()
+        };
+        let all = only(&["edge", "transcode", "streams", "hls", "cluster"]);
+        for process in [
+            Process::Everything,
+            Process::Ingest,
+            Process::Transcode,
+            Process::Package,
+            Process::Edge,
+        ] {
+            let built = Layers::default()
+                .with_file_text(&all)
+                .unwrap()
+                .build_for(process);
+            assert!(built.is_err(), "{process:?} loaded a broken section");
+        }
+        // Without the sections each reads, each loads: what it does not
+        // read keeps its default, what it reads is taken.
+        let package = Layers::default()
+            .with_file_text(&only(&["edge", "transcode", "streams", "cluster"]))
+            .unwrap()
+            .build_for(Process::Package)
+            .unwrap();
+        assert_eq!(package.edge, None);
+        assert_eq!(package.streams, Vec::new());
+        assert_eq!(package.transcode, crate::TranscodeConfig::default());
+        assert_eq!(package.cluster.prefix, "fc");
+        let edge = Layers::default()
+            .with_file_text(&only(&["transcode", "streams", "hls"]))
+            .unwrap()
+            .build_for(Process::Edge)
+            .unwrap();
+        assert_eq!(edge.hls, crate::model::HlsConfig::default());
+        let transcode = Layers::default()
+            .with_file_text(&only(&["edge", "streams"]))
+            .unwrap()
+            .build_for(Process::Transcode)
+            .unwrap();
+        assert_eq!(transcode.edge, None);
+        // A key no process knows is refused by every one.
+        let err = Layers::default()
+            .with_file_text("[edgee]\nx = 1")
+            .unwrap()
+            .build_for(Process::Transcode)
+            .unwrap_err();
+        assert!(err.to_string().contains("edgee"), "{err}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ mod secret;
 pub mod transcode;
 
 pub use cluster::ClusterConfig;
-pub use layers::{ConfigError, ENV_PREFIX, Layers};
+pub use layers::{ConfigError, ENV_PREFIX, Layers, Process};
 pub use model::{
     Config, DEFAULT_RTP_JITTER_MS, DuplicatePublisher, HlsConfig, IngestConfig, RtpConfig,
     RtpFormat, StreamConfig,

@@ -112,6 +112,26 @@ impl TranscodeMetrics {
     }
 }
 
+/// Metrics of a role process's part in a cluster (`ferrocast ingest`,
+/// `transcode`, `package`); zero in `ferrocast up`.
+#[derive(Debug, Clone)]
+pub struct ClusterMetrics {
+    /// Streams this process holds a lease of for its role.
+    pub streams_held: IntGauge,
+    /// 1 while the last heartbeat reached the registry.
+    pub registry_reachable: IntGauge,
+    /// Publishing processes refused because their fencing epoch was older
+    /// than one already seen for the stream.
+    pub stale_publishers_refused: IntCounter,
+    /// Remote subscriptions that went on from another publishing process
+    /// (after a crash, a pause or a handover).
+    pub publisher_changes: IntCounter,
+    /// Planned handovers a subscription followed, by `outcome`: `joined`
+    /// (no discontinuity) or `discontinuity` (the next publisher started
+    /// later than the handover point).
+    pub handovers: IntCounterVec,
+}
+
 /// HTTP metrics.
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
@@ -131,6 +151,8 @@ pub struct Metrics {
     pub http: HttpMetrics,
     /// Transcoder.
     pub transcode: TranscodeMetrics,
+    /// The process's part in a cluster.
+    pub cluster: ClusterMetrics,
     /// HTTP connections of the origin's listener (open, refused at a
     /// limit, closed idle): `ferrocast_http_connections_*`.
     pub connections: ferrocast_connections::ConnectionMetrics,
@@ -344,9 +366,38 @@ impl Metrics {
                 streams,
             ),
         };
+        let cluster = ClusterMetrics {
+            streams_held: gauge(
+                &r,
+                "ferrocast_cluster_streams_held",
+                "Streams this process holds a lease of for its role.",
+            ),
+            registry_reachable: gauge(
+                &r,
+                "ferrocast_cluster_registry_reachable",
+                "1 while the last heartbeat reached the registry.",
+            ),
+            stale_publishers_refused: counter(
+                &r,
+                "ferrocast_cluster_stale_publishers_refused_total",
+                "Publishing processes refused for a fencing epoch older than one already seen.",
+            ),
+            publisher_changes: counter(
+                &r,
+                "ferrocast_cluster_publisher_changes_total",
+                "Remote subscriptions that went on from another publishing process.",
+            ),
+            handovers: counter_vec(
+                &r,
+                "ferrocast_cluster_handovers_total",
+                "Planned handovers a subscription followed, by outcome (joined, discontinuity).",
+                &["outcome"],
+            ),
+        };
         let connections = ferrocast_connections::ConnectionMetrics::new("http", &r)
             .unwrap_or_else(|e| unreachable_metric("ferrocast_http_connections", &e));
         Metrics {
+            cluster,
             registry: r,
             ingest,
             packager,

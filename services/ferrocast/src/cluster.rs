@@ -14,7 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use ferrocast_bus::InProcessBus;
-use ferrocast_cluster::{ClusterBus, ClusterSettings, NodePresence};
+use ferrocast_cluster::{ClusterBus, ClusterSettings, ClusterStats, NodePresence};
 use ferrocast_config::{ClusterConfig, Config};
 use ferrocast_registry::{NodeId, NodeRecord, Registry, Role};
 use ferrocast_registry_redis::RedisRegistry;
@@ -178,10 +178,15 @@ impl Readiness {
         self.draining.store(true, Ordering::SeqCst);
     }
 
+    /// Whether the last heartbeat reached the registry.
+    fn registry_reachable(&self) -> bool {
+        self.presence.get().is_some_and(|p| p.registry_reachable())
+    }
+
     fn answer(&self) -> (StatusCode, String) {
         let reason = if self.draining.load(Ordering::SeqCst) {
             Some("draining".to_owned())
-        } else if !self.presence.get().is_some_and(|p| p.registry_reachable()) {
+        } else if !self.registry_reachable() {
             Some("registry unreachable".to_owned())
         } else {
             (self.check)()
@@ -199,19 +204,21 @@ impl Readiness {
 #[derive(Clone)]
 struct Operator {
     readiness: Readiness,
+    bus: ClusterBus,
     metrics: Arc<Metrics>,
     alive: ReadyCheck,
 }
 
 /// `/healthz` (alive: `alive` passes; never depends on the registry),
 /// `/readyz` and `/metrics`.
-pub fn operator_router(readiness: Readiness, metrics: Arc<Metrics>, alive: ReadyCheck) -> Router {
+pub fn operator_router(member: &Membership, metrics: Arc<Metrics>, alive: ReadyCheck) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(Operator {
-            readiness,
+            readiness: member.readiness.clone(),
+            bus: member.bus.clone(),
             metrics,
             alive,
         })
@@ -229,8 +236,38 @@ async fn readyz(State(op): State<Operator>) -> impl IntoResponse {
 }
 
 async fn metrics_text(State(op): State<Operator>) -> impl IntoResponse {
+    record_cluster_stats(
+        &op.metrics.cluster,
+        &op.bus.stats(),
+        op.readiness.registry_reachable(),
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         op.metrics.render(),
     )
+}
+
+/// Bring the cluster metrics up to `stats` (read at each scrape).
+fn record_cluster_stats(
+    metrics: &ferrocast_telemetry::ClusterMetrics,
+    stats: &ClusterStats,
+    reachable: bool,
+) {
+    let catch_up = |counter: &prometheus::IntCounter, total: u64| {
+        counter.inc_by(total.saturating_sub(counter.get()));
+    };
+    metrics
+        .streams_held
+        .set(i64::from(stats.streams_held.min(i32::MAX as u32)));
+    metrics.registry_reachable.set(i64::from(reachable));
+    catch_up(&metrics.stale_publishers_refused, stats.stale_refusals);
+    catch_up(&metrics.publisher_changes, stats.publisher_changes);
+    catch_up(
+        &metrics.handovers.with_label_values(&["joined"]),
+        stats.handovers_joined,
+    );
+    catch_up(
+        &metrics.handovers.with_label_values(&["discontinuity"]),
+        stats.handovers_broken,
+    );
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ferrocast_config::{Config, Layers};
+use ferrocast_config::{Config, Layers, Process};
 use ferrocast_edge::server::EdgeMetrics;
 use tracing::{info, warn};
 
@@ -99,7 +99,9 @@ struct RoleArgs {
 }
 
 impl RoleArgs {
-    fn config(&self) -> anyhow::Result<Config> {
+    /// The configuration of `process`: only the sections it reads are
+    /// parsed and checked.
+    fn config(&self, process: Process) -> anyhow::Result<Config> {
         let mut layers = base_layers(self.config.as_ref())?;
         if let Some(url) = &self.redis_url {
             layers = layers.with_value("cluster.redis_url", url.clone());
@@ -114,9 +116,12 @@ impl RoleArgs {
             layers = layers.with_value("http_listen", addr.to_string());
         }
         if let Some(addr) = self.srt_listen {
+            if process != Process::Ingest {
+                anyhow::bail!("--srt-listen is for `ferrocast ingest` only");
+            }
             layers = layers.with_value("srt_listen", addr.to_string());
         }
-        Ok(layers.build()?)
+        Ok(layers.build_for(process)?)
     }
 }
 
@@ -194,7 +199,7 @@ impl EdgeArgs {
         if let Some(addr) = self.http_listen {
             layers = layers.with_value("http_listen", addr.to_string());
         }
-        Ok(self.edge.apply(layers).build()?)
+        Ok(self.edge.apply(layers).build_for(Process::Edge)?)
     }
 }
 
@@ -261,15 +266,15 @@ fn main() -> anyhow::Result<()> {
             runtime()?.block_on(edge_only(config))
         }
         Command::Ingest(args) => {
-            let config = args.config()?;
+            let config = args.config(Process::Ingest)?;
             runtime()?.block_on(roles::ingest(config))
         }
         Command::Transcode(args) => {
-            let config = args.config()?;
+            let config = args.config(Process::Transcode)?;
             runtime()?.block_on(roles::transcode(config))
         }
         Command::Package(args) => {
-            let config = args.config()?;
+            let config = args.config(Process::Package)?;
             runtime()?.block_on(roles::package(config))
         }
     }

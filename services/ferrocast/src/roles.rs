@@ -51,7 +51,7 @@ pub async fn ingest(config: Config) -> anyhow::Result<()> {
     };
     let member = cluster::join(&config, Role::Ingest, true, srt_check.clone()).await?;
     let transcoding = config.transcode.choice().context("transcode.ladder")? != LadderChoice::Off;
-    let _claims = IngestClaims::start(&member.bus, transcoding);
+    let claims = IngestClaims::start(&member.bus, transcoding);
     let bus: Arc<dyn MediaBus> = Arc::new(member.bus.clone());
     let srt = SrtIngest::start(
         SrtConfig {
@@ -78,7 +78,7 @@ pub async fn ingest(config: Config) -> anyhow::Result<()> {
     let endpoint = member.register(bus_addr)?;
     let http = ferrocast_packager::http::serve_with_limits(
         config.http_listen,
-        operator_router(member.readiness.clone(), metrics.clone(), srt_check),
+        operator_router(&member, metrics.clone(), srt_check),
         &config.http_connections,
         &metrics.connections,
     )
@@ -94,7 +94,11 @@ pub async fn ingest(config: Config) -> anyhow::Result<()> {
     );
     shutdown_signal().await?;
     member.readiness.drain();
-    info!("shutting down: leases lapse and the publishers' reconnects land elsewhere");
+    let released = claims.drain().await;
+    info!(
+        released,
+        "shutting down: ingest leases let go, the publishers' reconnects land elsewhere"
+    );
     Ok(())
 }
 
@@ -126,7 +130,7 @@ pub async fn transcode(config: Config) -> anyhow::Result<()> {
     let endpoint = member.register(bus_addr)?;
     let http = ferrocast_packager::http::serve_with_limits(
         config.http_listen,
-        operator_router(member.readiness.clone(), metrics.clone(), no_check()),
+        operator_router(&member, metrics.clone(), no_check()),
         &config.http_connections,
         &metrics.connections,
     )
@@ -172,7 +176,7 @@ pub async fn package(config: Config) -> anyhow::Result<()> {
     )
     .context("packager configuration")?;
     let app = ferrocast_packager::http::router(origin.clone()).merge(operator_router(
-        member.readiness.clone(),
+        &member,
         metrics.clone(),
         no_check(),
     ));
@@ -185,7 +189,7 @@ pub async fn package(config: Config) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("binding the HTTP origin on {}", config.http_listen))?;
     let endpoint = member.register(http.local_addr())?;
-    let _claims = PackageClaims::start(
+    let claims = PackageClaims::start(
         &member.bus,
         PackagerHooks {
             plans: {
@@ -211,6 +215,10 @@ pub async fn package(config: Config) -> anyhow::Result<()> {
     );
     shutdown_signal().await?;
     member.readiness.drain();
-    info!("shutting down");
+    let released = claims.drain().await;
+    info!(
+        released,
+        "shutting down: package leases let go, standbys take the streams"
+    );
     Ok(())
 }

@@ -248,6 +248,22 @@ async fn transcoder_failover(stream: &str, outage: Outage) {
     let (new_holder, new_epoch) = until_held(&redis, "transcode", stream, Some(&holder));
     assert_ne!(new_holder, holder);
     assert!(new_epoch > epoch, "the new lease has a newer epoch");
+    // The packager's rung subscriptions each go on from the new holder
+    // (each at its next dial: polled).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = text(&format!("{}/metrics", packager.http())).await;
+        let changes =
+            common::edge::metric_sum(&metrics, "ferrocast_cluster_publisher_changes_total", &[]);
+        if changes >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{changes} publisher changes\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(transcoders[1 - index].alive());
     if outage == Outage::Pause {
         // The paused one wakes up past its lease: it notices, and nothing
@@ -426,6 +442,20 @@ async fn a_drained_transcoder_hands_its_stream_over_at_a_keyframe_without_a_disc
     assert!(
         segments.contains_key(&last_before_drain),
         "segment {last_before_drain} left the window before it was fetched"
+    );
+    // The packager counted each rung's handover as joined, none broken.
+    let (_, metrics) = text(&format!("{}/metrics", packager.http())).await;
+    let handovers = |outcome: &str| {
+        common::edge::metric_sum(
+            &metrics,
+            "ferrocast_cluster_handovers_total",
+            &[&format!(r#"outcome="{outcome}""#)],
+        )
+    };
+    assert_eq!(
+        (handovers("joined"), handovers("discontinuity")),
+        (3, 0),
+        "three rungs handed over, none with a discontinuity\n{metrics}"
     );
     let numbers: Vec<u64> = segments.keys().copied().collect();
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
@@ -650,7 +680,7 @@ async fn a_killed_packager_is_replaced_the_edge_follows_and_numbers_continue() {
     let edge = RemoteEdge::start_routed(&keys.config_toml(), &redis.url());
     let log = |p: &[Node]| {
         format!(
-            "ingest:\n{}\ntranscode:\n{}\npackage-a:\n{}\npackage-b:\n{}\nedge:\n{}",
+            "ingest:\n{}\ntranscode:\n{}\npackage 1:\n{}\npackage 2:\n{}\nedge:\n{}",
             ingest.log(),
             transcoder.log(),
             p[0].log(),
@@ -741,6 +771,106 @@ async fn a_killed_packager_is_replaced_the_edge_follows_and_numbers_continue() {
     );
     let (new_holder, _) = until_held(&redis, "package", "pk", Some(&holder));
     assert_ne!(new_holder, holder);
+
+    // A planned stop of the standby (SIGTERM) lets its lease go before it
+    // exits: a third packager takes the stream without waiting for the
+    // lease to lapse, and the edge follows it, numbers still growing.
+    packagers[index] = Node::start("package", "package-c", &redis, "");
+    let standby = 1 - index;
+    let (_, before_drain) = fetch(&url).await;
+    let listed_before_drain = before_drain.lines().filter_map(msn).max().unwrap_or(0);
+    packagers[standby].signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while packagers[standby].alive() {
+        assert!(Instant::now() < deadline, "{}", log(&packagers));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(
+        lease(&redis, "package", "pk").map(|(holder, _)| holder),
+        Some(new_holder.clone()),
+        "the drained packager still held its lease when it exited"
+    );
+    assert!(
+        packagers[standby].wait_for_log("package lease let go", Duration::from_secs(1)),
+        "{}",
+        log(&packagers)
+    );
+    assert_eq!(
+        until_held(&redis, "package", "pk", Some(&new_holder)).0,
+        "package-c"
+    );
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let (status, body) = fetch(&url).await;
+        if status == 200 {
+            let sequence = media_sequence(&body);
+            assert!(
+                sequence >= last_sequence,
+                "media sequence went back\n{body}"
+            );
+            last_sequence = sequence;
+            // The drained packager is gone: this is the third one's.
+            if body.lines().filter_map(msn).max() > Some(listed_before_drain) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edge never served the third packager: {status} {body}\n{}",
+            log(&packagers)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A stream's ingest dies and its publisher never comes back: the
+/// transcoder lets the stream's lease (and its slot) go once the reconnect
+/// grace and two lease TTLs have passed, and stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcoder_lets_go_of_a_stream_whose_ingest_is_gone_for_good() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    // The test configuration's reconnect grace is 1 s.
+    let mut ingest = Node::start("ingest", "ingest-a", &redis, "");
+    let mut transcoder = Node::start("transcode", "transcode-a", &redis, "");
+    let push = ffmpeg_push(ingest.addr("srt"), "publish:live/orphan", 60);
+    until_held(&redis, "transcode", "orphan", None);
+    ingest.kill();
+    drop(push);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lease(&redis, "transcode", "orphan").is_some() {
+        assert!(Instant::now() < deadline, "{}", transcoder.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(transcoder.alive());
+    assert!(
+        transcoder.wait_for_log(
+            "no ingest holds the stream any more",
+            Duration::from_secs(1)
+        ),
+        "{}",
+        transcoder.log()
+    );
+}
+
+/// A planned stop of an ingest process (SIGTERM) lets its ingest lease go
+/// before the process exits: the ingest a publisher reconnects to takes
+/// the stream at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_ingest_lets_its_lease_go_before_it_exits() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    let mut ingest = Node::start("ingest", "ingest-a", &redis, "");
+    let _push = ffmpeg_push(ingest.addr("srt"), "publish:live/leave", 60);
+    until_held(&redis, "ingest", "leave", None);
+    ingest.signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ingest.alive() {
+        assert!(Instant::now() < deadline, "{}", ingest.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(lease(&redis, "ingest", "leave"), None, "{}", ingest.log());
+    assert!(ingest.wait_for_log("ingest lease let go", Duration::from_secs(1)));
 }
 
 /// Redis stopped (SIGSTOP) for 30 s under load: the stream already flowing
