@@ -61,7 +61,7 @@ impl Layers {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if ENV_RESERVED.contains(&name.as_str()) || key.is_empty() {
+            if ENV_RESERVED.contains(&name.as_str()) || key.is_empty() || is_service_link(&name) {
                 continue;
             }
             let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
@@ -132,6 +132,39 @@ impl Layers {
         validate(&config, process)?;
         Ok(config)
     }
+}
+
+/// Whether `name` is one of the variables Kubernetes puts in every pod for
+/// each Service (docker-links style): for a Service `ferrocast-edge`,
+/// `FERROCAST_EDGE_SERVICE_HOST`, `FERROCAST_EDGE_SERVICE_PORT[_NAME]`,
+/// `FERROCAST_EDGE_PORT` and `FERROCAST_EDGE_PORT_8443_TCP[_ADDR|_PORT|_PROTO]`.
+/// A Service whose name starts with `ferrocast` makes them look like
+/// settings; they are not (no key of ours looks like them: keys in
+/// sections have a double underscore, and no top-level key ends so).
+fn is_service_link(name: &str) -> bool {
+    if name.contains("__") {
+        return false;
+    }
+    let parts: Vec<&str> = name.split('_').collect();
+    let is_protocol = |p: &str| matches!(p, "TCP" | "UDP" | "SCTP");
+    let is_port = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    (1..parts.len()).any(|i| {
+        let rest = &parts[i + 1..];
+        match parts[i] {
+            "SERVICE" => rest == ["HOST"] || rest.first() == Some(&"PORT"),
+            "PORT" => match rest {
+                [] => true,
+                [port, protocol] => is_port(port) && is_protocol(protocol),
+                [port, protocol, field] => {
+                    is_port(port)
+                        && is_protocol(protocol)
+                        && matches!(*field, "ADDR" | "PORT" | "PROTO")
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    })
 }
 
 /// What a process runs, which decides the sections of the configuration
@@ -511,6 +544,39 @@ mod tests {
             .build_for(Process::Transcode)
             .unwrap_err();
         assert!(err.to_string().contains("edgee"), "{err}");
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_settings() {
+        // What a pod gets for Services `ferrocast` and `ferrocast-edge`.
+        let injected = [
+            ("FERROCAST_SERVICE_HOST", "10.96.0.10"),
+            ("FERROCAST_SERVICE_PORT", "9000"),
+            ("FERROCAST_SERVICE_PORT_SRT", "9000"),
+            ("FERROCAST_PORT", "udp://10.96.0.10:9000"),
+            ("FERROCAST_PORT_9000_UDP", "udp://10.96.0.10:9000"),
+            ("FERROCAST_PORT_9000_UDP_PROTO", "udp"),
+            ("FERROCAST_PORT_9000_UDP_PORT", "9000"),
+            ("FERROCAST_PORT_9000_UDP_ADDR", "10.96.0.10"),
+            ("FERROCAST_EDGE_SERVICE_HOST", "10.96.0.11"),
+            ("FERROCAST_EDGE_SERVICE_PORT_HTTPS", "8443"),
+            ("FERROCAST_EDGE_PORT_8443_TCP_ADDR", "10.96.0.11"),
+            ("FERROCAST_HLS__PART_TARGET_MS", "250"),
+        ];
+        let config = Layers::default().with_env(env(&injected)).build().unwrap();
+        assert_eq!(config.hls.part_target_ms, 250, "real settings still apply");
+        // Near misses are still settings, and so still refused.
+        for name in [
+            "FERROCAST_SERVICE",
+            "FERROCAST_PORTS",
+            "FERROCAST_PORT_X_TCP",
+            "FERROCAST_PORT_9000_HTTP",
+            "FERROCAST_HLS__PORT",
+            "FERROCAST_SERVICE_HOSTS",
+        ] {
+            let built = Layers::default().with_env(env(&[(name, "1")])).build();
+            assert!(built.is_err(), "{name} was ignored");
+        }
     }
 
     #[test]
