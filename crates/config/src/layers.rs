@@ -13,7 +13,7 @@ use crate::model::{Config, RtpFormat};
 pub const ENV_PREFIX: &str = "FERROCAST_";
 
 /// Environment variables with the prefix that are not configuration values.
-const ENV_RESERVED: &[&str] = &["FERROCAST_CONFIG", "FERROCAST_LOG"];
+const ENV_RESERVED: &[&str] = &["FERROCAST_CONFIG", "FERROCAST_LOG", "FERROCAST_LOG_FORMAT"];
 
 /// Why a configuration could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -132,3 +132,34 @@ async fn metrics_and_status_describe_live_streams() {
     // Prometheus exposition format.
     assert!(metrics.contains("# TYPE ferrocast_packager_part_publish_seconds histogram"));
 }
+
+/// `--log-format json`: every line on stderr is one JSON object with the
+/// timestamp, level and target, an event's message and fields (the stream
+/// name) as keys of their own, and the spans it was logged in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_their_fields() {
+    let server = Server::start_with_args("", &["--log-format", "json"]);
+    let _push = ffmpeg_push(server.srt, "publish:live/jsonlog", 10);
+    assert!(
+        server.wait_for_log("publisher accepted", Duration::from_secs(30)),
+        "{}",
+        server.log()
+    );
+    let lines: Vec<serde_json::Value> = server
+        .log()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for line in &lines {
+        for key in ["timestamp", "level", "target"] {
+            assert!(line[key].is_string(), "no {key}: {line}");
+        }
+    }
+    let accepted = lines
+        .iter()
+        .find(|l| l["message"] == "publisher accepted")
+        .unwrap();
+    assert_eq!(accepted["stream"], "live/jsonlog", "{accepted}");
+    assert_eq!(accepted["spans"][0]["name"], "publisher", "{accepted}");
+}
