@@ -35,6 +35,7 @@ use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use ferrocast_benches::summary::Summary;
 use ferrocast_testkit::Redis;
+use ferrocast_testkit::playlist::{discontinuities, media_sequence, segment_number};
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -148,22 +149,9 @@ fn get(url: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn media_sequence(playlist: &str) -> Option<u64> {
-    playlist
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))?
-        .parse()
-        .ok()
-}
-
-/// The media sequence number of a `segN.m4s` line.
-fn segment_msn(line: &str) -> Option<u64> {
-    line.strip_prefix("seg")?.split('.').next()?.parse().ok()
-}
-
 /// The last segment listed.
 fn last_segment(playlist: &str) -> Option<u64> {
-    playlist.lines().filter_map(segment_msn).max()
+    playlist.lines().filter_map(segment_number).max()
 }
 
 /// Whether a segment numbered after `after` follows a discontinuity: the
@@ -173,7 +161,7 @@ fn resumed_after(playlist: &str, after: u64) -> bool {
     for line in playlist.lines() {
         if line == "#EXT-X-DISCONTINUITY" {
             tagged = true;
-        } else if let Some(msn) = segment_msn(line) {
+        } else if let Some(msn) = segment_number(line) {
             if tagged && msn > after {
                 return true;
             }
@@ -181,21 +169,6 @@ fn resumed_after(playlist: &str, after: u64) -> bool {
         }
     }
     false
-}
-
-/// Discontinuities a media playlist has had: its discontinuity sequence
-/// plus the tags it lists.
-fn discontinuities(playlist: &str) -> u64 {
-    let sequence: u64 = playlist
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:"))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    sequence
-        + playlist
-            .lines()
-            .filter(|l| *l == "#EXT-X-DISCONTINUITY")
-            .count() as u64
 }
 
 /// The node holding the stream's transcode lease.
@@ -300,36 +273,28 @@ fn main() -> anyhow::Result<()> {
             eprintln!("drain {kill}: standby holds it after {ms} ms, exit after {exit_ms} ms");
             times_ms.push(ms);
             exits_ms.push(exit_ms);
-            transcoders.push(Node::start(
-                &args,
-                &config,
-                &redis,
-                "transcode",
-                &format!("transcode-{}", kill + 2),
-            )?);
-            std::thread::sleep(Duration::from_secs(3));
-            continue;
+        } else {
+            let before = get(&url).context("playlist before the kill")?;
+            let last_before = last_segment(&before).context("segments before the kill")?;
+            let killed_node = transcoders.remove(index);
+            let killed = Instant::now();
+            drop(killed_node);
+            let mut went_back = false;
+            wait_until("the first segment after the kill", &mut || {
+                let Some(playlist) = get(&url) else {
+                    return false;
+                };
+                if let Some(sequence) = media_sequence(&playlist) {
+                    went_back |= sequence < last_sequence;
+                    last_sequence = last_sequence.max(sequence);
+                }
+                resumed_after(&playlist, last_before)
+            })?;
+            let ms = killed.elapsed().as_millis() as i64;
+            ensure!(!went_back, "media sequence went back after kill {kill}");
+            eprintln!("kill {kill}: {ms} ms");
+            times_ms.push(ms);
         }
-        let before = get(&url).context("playlist before the kill")?;
-        let last_before = last_segment(&before).context("segments before the kill")?;
-        let killed_node = transcoders.remove(index);
-        let killed = Instant::now();
-        drop(killed_node);
-        let mut went_back = false;
-        wait_until("the first segment after the kill", &mut || {
-            let Some(playlist) = get(&url) else {
-                return false;
-            };
-            if let Some(sequence) = media_sequence(&playlist) {
-                went_back |= sequence < last_sequence;
-                last_sequence = last_sequence.max(sequence);
-            }
-            resumed_after(&playlist, last_before)
-        })?;
-        let ms = killed.elapsed().as_millis() as i64;
-        ensure!(!went_back, "media sequence went back after kill {kill}");
-        eprintln!("kill {kill}: {ms} ms");
-        times_ms.push(ms);
         transcoders.push(Node::start(
             &args,
             &config,

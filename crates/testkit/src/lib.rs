@@ -1,11 +1,14 @@
-//! Test tooling shared by Ferrocast's integration tests: real servers
-//! started on free loopback ports and stopped when dropped.
+//! Test tooling shared by Ferrocast's integration tests and load tools:
+//! real servers started on free loopback ports and stopped when dropped,
+//! and the numbers of a media playlist ([`playlist`]).
 //!
 //! A test that needs a server the machine lacks is skipped with a
 //! `SKIPPED:` line, unless the variable its check names is set (CI sets
 //! them), in which case it fails.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod playlist;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

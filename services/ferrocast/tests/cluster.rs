@@ -17,6 +17,7 @@ use common::edge::{
     EdgeKeys, HS256_SECRET, RemoteEdge, assert_signed, claims, hs256_jwt, live_multivariant,
 };
 use common::{ffmpeg_push, run_with_timeout};
+use ferrocast_testkit::playlist::{self, discontinuities, segment_numbers};
 
 /// One cluster at a time: each test runs five or more processes and
 /// ffmpeg on a 2-core CI machine.
@@ -80,12 +81,7 @@ async fn playlist_with_segments(url: &str, segments: usize, log: impl Fn() -> St
 }
 
 fn media_sequence(playlist: &str) -> u64 {
-    playlist
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
-        .unwrap()
-        .parse()
-        .unwrap()
+    playlist::media_sequence(playlist).unwrap_or_else(|| panic!("no media sequence: {playlist}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,14 +311,6 @@ async fn a_paused_transcoder_is_replaced_and_refused_when_it_wakes() {
     transcoder_failover("pause", Outage::Pause).await;
 }
 
-/// The segment numbers a playlist lists.
-fn segment_numbers(playlist: &str) -> Vec<u64> {
-    playlist
-        .lines()
-        .filter_map(|l| l.strip_prefix("seg")?.split('.').next()?.parse().ok())
-        .collect()
-}
-
 /// Presentation times (seconds) of every decoded frame of `stream`
 /// (`v:0`, `a:0`) of `file`, with ffprobe; panics on any decoding error.
 fn decoded_times(file: &std::path::Path, stream: &str) -> Vec<f64> {
@@ -505,17 +493,6 @@ async fn edge_media_served(edge: &RemoteEdge) -> u64 {
             )
         })
         .sum()
-}
-
-/// Discontinuities a media playlist has had so far: its discontinuity
-/// sequence plus the ones it lists.
-fn discontinuities(playlist: &str) -> u64 {
-    let sequence: u64 = playlist
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:"))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    sequence + playlist.matches("#EXT-X-DISCONTINUITY\n").count() as u64
 }
 
 /// hls.js in headless Chromium plays a rung through the registry-routed
@@ -755,8 +732,7 @@ async fn a_killed_packager_is_replaced_the_edge_follows_and_numbers_continue() {
         "{after}"
     );
     // `segN.m4s?token=...` through the edge.
-    let msn =
-        |line: &str| -> Option<u64> { line.strip_prefix("seg")?.split('.').next()?.parse().ok() };
+    let msn = playlist::segment_number;
     let last_before = before.lines().filter_map(msn).max().unwrap();
     let first_after = after
         .split("#EXT-X-DISCONTINUITY\n")
