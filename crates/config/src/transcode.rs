@@ -41,13 +41,18 @@ pub enum GpuPolicy {
     Auto,
     /// Never touch the GPU.
     Off,
+    /// NVENC or nothing: when no device opens it, the transcoder takes no
+    /// work and its `/readyz` says why (a GPU node whose GPU cannot
+    /// encode, such as an H100, must not take streams and encode them on
+    /// its CPU).
+    Require,
 }
 
 /// Transcoder settings (`[transcode]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TranscodeConfig {
-    /// `auto` (default) or `off`.
+    /// `auto` (default), `off` or `require`.
     pub nvenc: GpuPolicy,
     /// NVENC sessions this process may hold at once, over all streams; a
     /// stream needs one per encoded rung. 0 disables NVENC. Default

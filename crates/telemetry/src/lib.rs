@@ -407,7 +407,13 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format of every metric.
+    /// The registry every metric is in: the process's one registry, which
+    /// other components (the edge) register their metrics in too.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The text exposition format of every metric in the registry.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.

@@ -184,12 +184,17 @@ impl Readiness {
     }
 
     fn answer(&self) -> (StatusCode, String) {
+        // The process's own reason first: it says more than "registry
+        // unreachable" of a process that never registers (a transcoder
+        // without an encoder).
         let reason = if self.draining.load(Ordering::SeqCst) {
             Some("draining".to_owned())
+        } else if let Some(reason) = (self.check)() {
+            Some(reason)
         } else if !self.registry_reachable() {
             Some("registry unreachable".to_owned())
         } else {
-            (self.check)()
+            None
         };
         match reason {
             None => (StatusCode::OK, "ready\n".to_owned()),

@@ -9,24 +9,23 @@
 //!   ([`start_in_process`], no socket in between);
 //! - `ferrocast edge`: a remote origin over HTTP ([`remote_origin`], from
 //!   `[edge.origin]` or `--origin`), with its own operator listener
-//!   ([`operator_router`]: `/metrics`, `/healthz`).
+//!   ([`operator_router`]: `/metrics`, `/healthz`, `/readyz`).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use ferrocast_config::HlsConfig;
-use ferrocast_edge::http_upstream::HttpUpstreamStats;
-use ferrocast_edge::server::{EdgeMetrics, EdgeServer, ShutdownReport};
+use ferrocast_edge::server::{EdgeMetrics, EdgeServer, OriginStats, ShutdownReport};
 use ferrocast_edge::{
-    BreakerState, Coalescing, CoalescingStats, EdgeConfig, HttpUpstream, HttpUpstreamConfig,
-    InProcessUpstream, RoutedUpstream, Upstream,
+    Coalescing, EdgeConfig, HttpUpstream, HttpUpstreamConfig, InProcessUpstream, RoutedUpstream,
+    Upstream,
 };
 use ferrocast_packager::Origin;
 use tracing::{info, warn};
@@ -35,22 +34,17 @@ use tracing::{info, warn};
 /// request, an early part) the edge waits for an answer.
 const UPSTREAM_MARGIN: Duration = Duration::from_secs(4);
 
-/// A running edge: the server and the coalescing layer in front of its
+/// A running edge: the server in front of the coalescing layer and its
 /// upstream. Dropping it stops every listener.
-pub struct Edge<U: Upstream> {
+pub struct Edge {
     server: EdgeServer,
-    upstream: Coalescing<U>,
+    draining: Arc<AtomicBool>,
 }
 
-impl<U: Upstream> Edge<U> {
+impl Edge {
     /// The server (addresses, certificate pin, metrics).
     pub fn server(&self) -> &EdgeServer {
         &self.server
-    }
-
-    /// The coalescing layer and, behind it, the upstream.
-    pub fn upstream(&self) -> &Coalescing<U> {
-        &self.upstream
     }
 
     /// Stops the edge gracefully: new connections are refused at once,
@@ -62,6 +56,7 @@ impl<U: Upstream> Edge<U> {
         config: &EdgeConfig,
         cut_short: impl std::future::Future<Output = ()>,
     ) -> Option<ShutdownReport> {
+        self.draining.store(true, Ordering::SeqCst);
         let drain = Duration::from_millis(config.shutdown_drain_ms);
         let shutdown = self.server.shutdown(drain);
         info!(
@@ -78,17 +73,24 @@ impl<U: Upstream> Edge<U> {
     }
 }
 
-/// Starts the edge in front of `upstream`, wrapped in [`Coalescing`].
-pub async fn start<U: Upstream>(
+/// Starts the edge in front of `upstream`, wrapped in [`Coalescing`]; the
+/// upstream's metrics join `metrics`' registry.
+pub async fn start<U: Upstream + OriginStats + 'static>(
     config: &EdgeConfig,
     upstream: U,
     metrics: EdgeMetrics,
-) -> anyhow::Result<Edge<U>> {
+) -> anyhow::Result<Edge> {
     let upstream = Coalescing::new(upstream, config.coalesce.clone());
+    metrics
+        .register_upstream(&upstream)
+        .context("edge upstream metrics")?;
     let server = EdgeServer::start(config, Arc::new(upstream.clone()), metrics)
         .await
         .with_context(|| format!("starting the edge on {}", config.https_listen))?;
-    Ok(Edge { server, upstream })
+    Ok(Edge {
+        server,
+        draining: Arc::default(),
+    })
 }
 
 /// Starts the edge in front of the origin in this process (`ferrocast up`).
@@ -97,7 +99,7 @@ pub async fn start_in_process(
     hls: &HlsConfig,
     origin: &Origin,
     metrics: EdgeMetrics,
-) -> anyhow::Result<Edge<InProcessUpstream>> {
+) -> anyhow::Result<Edge> {
     let upstream = InProcessUpstream::new(
         ferrocast_packager::http::router(origin.clone()),
         Duration::from_millis(hls.max_hold_ms) + UPSTREAM_MARGIN,
@@ -134,220 +136,43 @@ pub fn routed_origin(
     )
 }
 
-/// The origin clients behind an edge, for its metrics.
-pub trait OriginClients: Upstream + Clone {
-    /// Each origin (`host:port`) and its client's counters.
-    fn origin_stats(&self) -> Vec<(String, HttpUpstreamStats)>;
-}
-
-impl OriginClients for HttpUpstream {
-    fn origin_stats(&self) -> Vec<(String, HttpUpstreamStats)> {
-        vec![(self.origin().to_owned(), self.stats())]
-    }
-}
-
-impl OriginClients for RoutedUpstream {
-    fn origin_stats(&self) -> Vec<(String, HttpUpstreamStats)> {
-        self.stats()
-    }
-}
-
-/// The edge-only process's operator routes: `/metrics` (the edge's own
-/// metrics, its coalescing layer and its origin clients) and `/healthz`.
-pub fn operator_router<U: OriginClients>(edge: &Edge<U>) -> Router {
+/// The edge-only process's operator routes: `/metrics` (the process's one
+/// registry: the edge's own metrics, its coalescing layer and its origin
+/// clients), `/healthz` (the process is alive) and `/readyz` (503 once it
+/// drains).
+///
+/// Readiness does not follow the origin: an edge whose origin is down
+/// still answers viewers (502 or 503 with the reason, cached media), and
+/// its circuit breaker only closes again through requests, so an edge
+/// taken out of rotation for a broken origin could never come back.
+pub fn operator_router(edge: &Edge) -> Router {
     Router::new()
-        .route("/metrics", get(metrics::<U>))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .with_state(Operator {
             metrics: edge.server().metrics().clone(),
-            upstream: edge.upstream().clone(),
+            draining: edge.draining.clone(),
         })
 }
 
 #[derive(Clone)]
-struct Operator<U: Upstream> {
+struct Operator {
     metrics: EdgeMetrics,
-    upstream: Coalescing<U>,
+    draining: Arc<AtomicBool>,
 }
 
-async fn metrics<U: OriginClients>(State(op): State<Operator<U>>) -> impl IntoResponse {
-    let mut text = op.metrics.render();
-    render_origins(&mut text, &op.upstream.upstream().origin_stats());
-    render_coalescing(&mut text, &op.upstream.stats());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+async fn metrics(State(op): State<Operator>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        op.metrics.render(),
+    )
 }
 
-/// Appends one metric family in the Prometheus text format.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{labels} {value}");
-    }
-}
-
-/// The origin clients' counters and breaker states, each labelled with
-/// its origin's `host:port` (never a path or credentials); one family
-/// header each, whatever the number of origins.
-fn render_origins(out: &mut String, origins: &[(String, HttpUpstreamStats)]) {
-    let labelled: Vec<(String, &HttpUpstreamStats)> = origins
-        .iter()
-        .map(|(origin, s)| (origin.replace(['"', '\\', '\n'], "_"), s))
-        .collect();
-    type Counter = fn(&HttpUpstreamStats) -> u64;
-    let counters: [(&str, &str, Counter); 7] = [
-        (
-            "ferrocast_edge_origin_requests_total",
-            "Requests the edge made of the origin (after coalescing).",
-            |s| s.requests,
-        ),
-        (
-            "ferrocast_edge_origin_attempts_total",
-            "Attempts sent to the origin, retries included.",
-            |s| s.attempts,
-        ),
-        (
-            "ferrocast_edge_origin_retries_total",
-            "Retries after a failed connection or a 502/503/504.",
-            |s| s.retries,
-        ),
-        (
-            "ferrocast_edge_origin_failures_total",
-            "Attempts that counted as failures for the circuit breaker.",
-            |s| s.failures,
-        ),
-        (
-            "ferrocast_edge_origin_rejected_total",
-            "Requests refused at once because the circuit breaker was open.",
-            |s| s.rejected,
-        ),
-        (
-            "ferrocast_edge_origin_broken_bodies_total",
-            "Origin bodies that broke off after their head.",
-            |s| s.broken_bodies,
-        ),
-        (
-            "ferrocast_edge_origin_breaker_opened_total",
-            "Times the origin's circuit breaker opened.",
-            |s| s.breaker_opened,
-        ),
-    ];
-    for (name, help, value) in counters {
-        let labels: Vec<(String, u64)> = labelled
-            .iter()
-            .map(|(origin, s)| (format!("{{origin=\"{origin}\"}}"), value(s)))
-            .collect();
-        let samples: Vec<(&str, u64)> = labels.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        family(out, name, "counter", help, &samples);
-    }
-    let mut states = Vec::new();
-    for (origin, s) in &labelled {
-        for state in [
-            BreakerState::Closed,
-            BreakerState::Open,
-            BreakerState::HalfOpen,
-        ] {
-            states.push((
-                format!("{{origin=\"{origin}\",state=\"{}\"}}", state.as_str()),
-                u64::from(s.breaker == state),
-            ));
-        }
-    }
-    let samples: Vec<(&str, u64)> = states.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-    family(
-        out,
-        "ferrocast_edge_origin_breaker_state",
-        "gauge",
-        "The origin's circuit breaker: 1 for the state it is in.",
-        &samples,
-    );
-}
-
-/// The coalescing layer's counters and gauges.
-fn render_coalescing(out: &mut String, s: &CoalescingStats) {
-    family(
-        out,
-        "ferrocast_edge_coalesce_requests_total",
-        "counter",
-        "Edge upstream requests by outcome: answered from the cache (hit), started a fetch \
-         (miss), joined a fetch in flight (coalesced), went upstream alone (bypassed).",
-        &[
-            ("{outcome=\"hit\"}", s.hits),
-            ("{outcome=\"miss\"}", s.misses),
-            ("{outcome=\"coalesced\"}", s.coalesced),
-            ("{outcome=\"bypassed\"}", s.bypassed),
-        ],
-    );
-    for (name, kind, help, value) in [
-        (
-            "ferrocast_edge_coalesce_errors_total",
-            "counter",
-            "Shared fetches that ended in an upstream error.",
-            s.errors,
-        ),
-        (
-            "ferrocast_edge_cache_bytes",
-            "gauge",
-            "Bytes of finished media in the edge's cache.",
-            s.cached_bytes,
-        ),
-        (
-            "ferrocast_edge_cache_objects",
-            "gauge",
-            "Objects in the edge's cache.",
-            s.cached_objects,
-        ),
-        (
-            "ferrocast_edge_coalesce_in_flight",
-            "gauge",
-            "Distinct upstream fetches in flight.",
-            s.in_flight,
-        ),
-    ] {
-        family(out, name, kind, help, &[("", value)]);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn origin_metrics_are_prometheus_text_with_one_header_per_family() {
-        let stats = |requests, breaker| HttpUpstreamStats {
-            requests,
-            attempts: 7,
-            retries: 2,
-            failures: 3,
-            rejected: 1,
-            broken_bodies: 0,
-            breaker_opened: 1,
-            breaker,
-        };
-        let mut text = String::new();
-        render_origins(
-            &mut text,
-            &[
-                ("packager:8080".to_owned(), stats(5, BreakerState::Open)),
-                ("packager-2:8080".to_owned(), stats(9, BreakerState::Closed)),
-            ],
-        );
-        for line in [
-            "# TYPE ferrocast_edge_origin_requests_total counter",
-            "ferrocast_edge_origin_requests_total{origin=\"packager:8080\"} 5",
-            "ferrocast_edge_origin_requests_total{origin=\"packager-2:8080\"} 9",
-            "ferrocast_edge_origin_breaker_opened_total{origin=\"packager:8080\"} 1",
-            "ferrocast_edge_origin_breaker_state{origin=\"packager:8080\",state=\"open\"} 1",
-            "ferrocast_edge_origin_breaker_state{origin=\"packager:8080\",state=\"closed\"} 0",
-            "ferrocast_edge_origin_breaker_state{origin=\"packager-2:8080\",state=\"closed\"} 1",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
-        }
-        assert_eq!(
-            text.matches("# TYPE ferrocast_edge_origin_requests_total counter")
-                .count(),
-            1
-        );
+async fn readyz(State(op): State<Operator>) -> impl IntoResponse {
+    if op.draining.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: draining\n")
+    } else {
+        (StatusCode::OK, "ready\n")
     }
 }

@@ -10,6 +10,7 @@
 
 mod cluster;
 mod edge;
+mod probe;
 mod roles;
 mod status;
 mod transcode;
@@ -89,6 +90,19 @@ enum Command {
     /// Run only the packager and HTTP origin, as one process of a cluster:
     /// packages the streams whose package lease it holds, on `http_listen`.
     Package(RoleArgs),
+    /// GET a plain-HTTP URL, such as `http://127.0.0.1:8080/readyz`, for
+    /// container health checks: exit status 0 on a 2xx answer (its body on
+    /// stdout), 1 otherwise (the reason on stderr).
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProbeArgs {
+    /// `http://HOST:PORT/PATH`.
+    url: String,
+    /// How long to wait for the whole answer.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    timeout_ms: u64,
 }
 
 /// Flags of the role processes (`ingest`, `transcode`, `package`).
@@ -268,6 +282,18 @@ impl UpArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Probe(args) = &cli.command {
+        let body = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(probe::probe(
+                &args.url,
+                Duration::from_millis(args.timeout_ms),
+            ))?;
+        print!("{body}");
+        return Ok(());
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FERROCAST_LOG")
@@ -305,6 +331,7 @@ fn main() -> anyhow::Result<()> {
             let config = args.config(Process::Package)?;
             runtime()?.block_on(roles::package(config))
         }
+        Command::Probe(_) => Ok(()),
     }
 }
 
@@ -364,7 +391,7 @@ async fn edge_only(config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn run_edge<U: edge::OriginClients>(
+async fn run_edge<U: ferrocast_edge::Upstream + ferrocast_edge::server::OriginStats + 'static>(
     config: &Config,
     edge_config: &ferrocast_edge::EdgeConfig,
     upstream: U,
@@ -411,6 +438,11 @@ async fn up(config: Config) -> anyhow::Result<()> {
     let bus = ferrocast_bus::InProcessBus::default();
     let metrics = Arc::new(ferrocast_telemetry::Metrics::new());
     let connection_metrics = metrics.connections.clone();
+    // One registry per process: the edge's metrics join the others.
+    let edge_metrics = match &config.edge {
+        Some(_) => Some(EdgeMetrics::new_in(metrics.registry()).context("edge metrics")?),
+        None => None,
+    };
     let origin = ferrocast_packager::Origin::start(
         Arc::new(bus.clone()),
         ferrocast_packager::PackagerConfig::from(&config),
@@ -442,6 +474,14 @@ async fn up(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
     )
     .await?;
+    let transcoder = match transcoder {
+        transcode::Transcoder::Off => None,
+        transcode::Transcoder::Running(service) => Some(service),
+        transcode::Transcoder::NoEncoder(no_encoder) => anyhow::bail!(
+            "{no_encoder}: set transcode.nvenc = \"auto\" to encode on the CPU where NVENC \
+             does not open, or transcode.ladder = \"off\" to serve streams as published"
+        ),
+    };
     let srt = ferrocast_ingest::SrtIngest::start(
         ferrocast_ingest::SrtConfig {
             listen: config.srt_listen,
@@ -456,17 +496,14 @@ async fn up(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let srt = Arc::new(srt);
-    let edge_metrics = match &config.edge {
-        Some(_) => Some(EdgeMetrics::new().context("edge metrics")?),
-        None => None,
-    };
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let app = ferrocast_packager::http::router(origin.clone()).merge(status::router(
         origin.clone(),
         srt.clone(),
         rtp,
         bus,
         transcoder,
-        edge_metrics.clone(),
+        draining.clone(),
     ));
     let http = ferrocast_packager::http::serve_with_limits(
         config.http_listen,
@@ -511,6 +548,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
     }
     shutdown_signal().await?;
     info!("shutting down");
+    draining.store(true, std::sync::atomic::Ordering::SeqCst);
     // Viewers' held requests drain through the edge while the origin (and
     // ingest) still run, so they are answered rather than cut.
     if let (Some(edge), Some(edge_config)) = (edge, &config.edge) {

@@ -20,6 +20,7 @@ use ferrocast_telemetry::Metrics;
 use tracing::info;
 
 use crate::cluster::{self, ReadyCheck, operator_router};
+use crate::transcode::Transcoder;
 use crate::{shutdown_signal, transcode};
 
 /// Always alive, always ready beyond the shared checks.
@@ -105,37 +106,65 @@ pub async fn ingest(config: Config) -> anyhow::Result<()> {
 /// `ferrocast transcode`: takes streams from the registry's work queue
 /// (at most `[cluster] max_transcodes`), transcodes their ladder and
 /// serves the rungs over the bus; each stream's rendition plan goes to the
-/// registry.
+/// registry. When the encoder self-test fails (no NVENC under
+/// `transcode.nvenc = "require"`, a CPU encoder missing) the process stays
+/// up, not ready with the reason, and takes no work.
 pub async fn transcode(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let member = cluster::join(&config, Role::Transcode, true, no_check()).await?;
+    let no_encoder: Arc<std::sync::OnceLock<String>> = Arc::default();
+    let encoder_check: ReadyCheck = {
+        let no_encoder = no_encoder.clone();
+        Arc::new(move || no_encoder.get().cloned())
+    };
+    let member = cluster::join(&config, Role::Transcode, true, encoder_check).await?;
     let plans: transcode::PlanSink = {
         let bus = member.bus.clone();
         Arc::new(move |stream, plan| TranscodeClaims::publish_plan(&bus, stream, plan))
     };
-    let service = transcode::start(
+    let started = transcode::start(
         &config.transcode,
         &config.hls,
         Arc::new(member.bus.clone()),
         plans,
         metrics.clone(),
     )
-    .await?
-    .context(
-        "transcode.ladder is \"off\": a transcode process has nothing to do (run no \
-         transcoders, and set it off for the ingest processes too)",
-    )?;
-    let claims = TranscodeClaims::start(&member.bus, config.cluster.max_transcodes);
+    .await?;
     let bus_addr = member.bus_addr.context("the transcoder's bus is served")?;
+    let operator = |member: &cluster::Membership| {
+        ferrocast_packager::http::serve_with_limits(
+            config.http_listen,
+            operator_router(member, metrics.clone(), no_check()),
+            &config.http_connections,
+            &metrics.connections,
+        )
+    };
+    let service = match started {
+        Transcoder::Running(service) => service,
+        Transcoder::Off => anyhow::bail!(
+            "transcode.ladder is \"off\": a transcode process has nothing to do (run no \
+             transcoders, and set it off for the ingest processes too)"
+        ),
+        Transcoder::NoEncoder(reason) => {
+            // Not registered: a node record would count as a transcoder
+            // with room, and the others would leave it the work.
+            let _ = no_encoder.set(reason.to_string());
+            let http = operator(&member).await.with_context(|| {
+                format!("binding the operator listener on {}", config.http_listen)
+            })?;
+            println!(
+                "ferrocast transcode not-ready http={} node={} reason={reason}",
+                http.local_addr(),
+                member.node()
+            );
+            shutdown_signal().await?;
+            return Ok(());
+        }
+    };
+    let claims = TranscodeClaims::start(&member.bus, config.cluster.max_transcodes);
     let endpoint = member.register(bus_addr)?;
-    let http = ferrocast_packager::http::serve_with_limits(
-        config.http_listen,
-        operator_router(&member, metrics.clone(), no_check()),
-        &config.http_connections,
-        &metrics.connections,
-    )
-    .await
-    .with_context(|| format!("binding the operator listener on {}", config.http_listen))?;
+    let http = operator(&member)
+        .await
+        .with_context(|| format!("binding the operator listener on {}", config.http_listen))?;
     info!(node = %member.node(), bus = %endpoint, ladder = %service.ladder().name, "ferrocast transcode up");
     println!(
         "ferrocast transcode ready bus={} http={} node={}",

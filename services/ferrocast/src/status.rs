@@ -1,9 +1,11 @@
 //! Operator endpoints of the all-in-one process: `/healthz` (liveness,
-//! the SRT listener's included), `/metrics` (Prometheus
-//! text format, the edge's metrics included when it runs) and `/api/v1/streams` (JSON status of every stream and its
-//! publisher).
+//! the SRT listener's included), `/readyz` (503 while the SRT listener is
+//! down or the process drains), `/metrics` (Prometheus text format: the
+//! process's one registry, the edge's metrics included when it runs) and
+//! `/api/v1/streams` (JSON status of every stream and its publisher).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -12,7 +14,6 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use ferrocast_bus::InProcessBus;
-use ferrocast_edge::server::EdgeMetrics;
 use ferrocast_ingest::{ListenerHealth, PublisherStatus, RtpIngest, SrtIngest};
 use ferrocast_media::{CodecParams, TrackInfo, TrackKind};
 use ferrocast_packager::Origin;
@@ -26,20 +27,21 @@ struct Status {
     rtp: Arc<RtpIngest>,
     bus: InProcessBus,
     transcoder: Option<TranscodeService>,
-    edge_metrics: Option<EdgeMetrics>,
+    draining: Arc<AtomicBool>,
 }
 
-/// The operator routes.
+/// The operator routes; `/readyz` answers 503 once `draining` is set.
 pub fn router(
     origin: Origin,
     srt: Arc<SrtIngest>,
     rtp: Arc<RtpIngest>,
     bus: InProcessBus,
     transcoder: Option<TranscodeService>,
-    edge_metrics: Option<EdgeMetrics>,
+    draining: Arc<AtomicBool>,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/streams", get(streams))
         .with_state(Status {
@@ -48,7 +50,7 @@ pub fn router(
             rtp,
             bus,
             transcoder,
-            edge_metrics,
+            draining,
         })
 }
 
@@ -57,6 +59,17 @@ pub fn router(
 /// it again; an orchestrator's probe restarts a process stuck there).
 async fn healthz(State(status): State<Status>) -> axum::response::Response {
     health_answer(&status.srt.health()).into_response()
+}
+
+/// Readiness: live, and not draining.
+async fn readyz(State(status): State<Status>) -> axum::response::Response {
+    if status.draining.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: draining\n").into_response();
+    }
+    match health_answer(&status.srt.health()) {
+        (StatusCode::OK, _) => (StatusCode::OK, "ready\n".to_owned()).into_response(),
+        (code, reason) => (code, format!("not ready: {reason}")).into_response(),
+    }
 }
 
 fn health_answer(srt: &ListenerHealth) -> (StatusCode, String) {
@@ -136,10 +149,7 @@ fn transcode_json(t: &TranscodeService) -> Value {
 async fn metrics(State(status): State<Status>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        match &status.edge_metrics {
-            Some(edge) => status.origin.metrics().render() + &edge.render(),
-            None => status.origin.metrics().render(),
-        },
+        status.origin.metrics().render(),
     )
 }
 

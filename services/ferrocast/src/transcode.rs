@@ -14,30 +14,41 @@ use ferrocast_media::StreamName;
 use ferrocast_packager::RenditionPlan;
 use ferrocast_telemetry::Metrics;
 use ferrocast_transcode::FfmpegProbe;
-use ferrocast_transcode::gpu::{self, EncoderChoice};
+use ferrocast_transcode::gpu::{self, EncoderChoice, NoEncoder};
 use ferrocast_transcode::ladder::{Ladder, VideoCodec};
 use ferrocast_transcode::service::{PlanObserver, ServiceConfig, TranscodeService, backend_label};
 use ferrocast_transcode::shed::ShedPolicy;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Where each stream's rendition plan goes: the origin in this process, or
 /// the registry.
 pub type PlanSink = Arc<dyn Fn(&StreamName, RenditionPlan) + Send + Sync>;
 
-/// Starts the transcoder service unless the ladder is `off`. Logs the
-/// ladder and the encoder choice with its reason. Each time a stream's
-/// ladder is planned, `plans` gets which renditions to list.
+/// What [`start`] made of `[transcode]`.
+pub enum Transcoder {
+    /// `transcode.ladder = "off"`: streams are served as published.
+    Off,
+    /// Transcoding every stream to the ladder.
+    Running(TranscodeService),
+    /// The encoder self-test failed: this process may not transcode.
+    NoEncoder(NoEncoder),
+}
+
+/// Starts the transcoder service unless the ladder is `off` or no encoder
+/// passes the start-up self-test. Logs the ladder and the encoder choice
+/// with its reason. Each time a stream's ladder is planned, `plans` gets
+/// which renditions to list.
 pub async fn start(
     config: &TranscodeConfig,
     hls: &HlsConfig,
     bus: Arc<dyn MediaBus>,
     plans: PlanSink,
     metrics: Arc<Metrics>,
-) -> anyhow::Result<Option<TranscodeService>> {
+) -> anyhow::Result<Transcoder> {
     let choice = config.choice().context("transcode.ladder")?;
     if choice == LadderChoice::Off {
         info!("transcoding off (transcode.ladder = \"off\"): streams are served as published");
-        return Ok(None);
+        return Ok(Transcoder::Off);
     }
     // The codecs to probe NVENC for: the named ladder's, or H.264 (every
     // built-in ladder's).
@@ -53,9 +64,17 @@ pub async fn start(
     let policy = config.nvenc;
     let sessions = config.nvenc_sessions;
     // Discovery loads the CUDA driver and probing opens encoders: blocking.
-    let machine = tokio::task::spawn_blocking(move || machine_choice(policy, sessions, &codecs))
-        .await
-        .context("choosing the encoder")?;
+    let machine =
+        match tokio::task::spawn_blocking(move || machine_choice(policy, sessions, &codecs))
+            .await
+            .context("choosing the encoder")?
+        {
+            Ok(machine) => machine,
+            Err(no_encoder) => {
+                error!(reason = %no_encoder, "transcoder: encoder self-test failed");
+                return Ok(Transcoder::NoEncoder(no_encoder));
+            }
+        };
     let ladder = match choice {
         LadderChoice::Named(ladder) => ladder,
         _ => {
@@ -75,7 +94,7 @@ pub async fn start(
         reason = %machine.reason,
         "transcoder: ladder and encoder chosen"
     );
-    Ok(Some(TranscodeService::start(
+    Ok(Transcoder::Running(TranscodeService::start(
         bus,
         ServiceConfig {
             ladder,
@@ -145,16 +164,18 @@ fn renditions_for(plans: PlanSink, source_listed: bool) -> PlanObserver {
     }))
 }
 
-fn machine_choice(policy: GpuPolicy, sessions: u32, codecs: &[VideoCodec]) -> EncoderChoice {
-    if policy == GpuPolicy::Off {
-        return EncoderChoice::cpu(
-            "NVENC disabled (transcode.nvenc = \"off\"): encoding on the CPU",
-        );
-    }
-    if sessions == 0 {
-        return EncoderChoice::cpu(
-            "NVENC disabled (transcode.nvenc_sessions = 0): encoding on the CPU",
-        );
-    }
-    gpu::select(&gpu::discover(), &FfmpegProbe, codecs)
+/// The encoders this process uses, self-tested: each opened once.
+fn machine_choice(
+    policy: GpuPolicy,
+    sessions: u32,
+    codecs: &[VideoCodec],
+) -> Result<EncoderChoice, NoEncoder> {
+    let choice = if policy == GpuPolicy::Off {
+        EncoderChoice::cpu("NVENC disabled (transcode.nvenc = \"off\"): encoding on the CPU")
+    } else if sessions == 0 {
+        EncoderChoice::cpu("NVENC disabled (transcode.nvenc_sessions = 0): encoding on the CPU")
+    } else {
+        gpu::select(&gpu::discover(), &FfmpegProbe, codecs)
+    };
+    gpu::self_test(choice, policy == GpuPolicy::Require, &FfmpegProbe, codecs)
 }

@@ -1113,3 +1113,62 @@ x264_preset = "ultrafast"
     }
     assert!(transcoders[1].alive() && transcoders[2].alive());
 }
+
+/// A transcoder that must encode on NVENC (`transcode.nvenc = "require"`,
+/// a GPU node's setting) on a machine where NVENC does not open (here:
+/// no GPU at all; in production, a GPU without an encoder engine such as
+/// the H100): the process is alive, not ready with the reason, never
+/// registers as a transcoder with room, and takes no work: a CPU
+/// transcoder takes the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcoder_requiring_nvenc_without_one_is_alive_not_ready_and_takes_no_work() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = Redis::start() else { return };
+    let gpu = Node::start_with(
+        "transcode",
+        "transcode-gpu",
+        &redis,
+        "",
+        &[("FERROCAST_TRANSCODE__NVENC", "require")],
+        "ferrocast transcode not-ready",
+    );
+    let (status, body) = text(&format!("{}/readyz", gpu.http())).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("not ready: no encoder: NVENC required (transcode.nvenc = \"require\")"),
+        "{body}"
+    );
+    assert_eq!(
+        text(&format!("{}/healthz", gpu.http())).await,
+        (200, "ok\n".into())
+    );
+    assert!(
+        gpu.log().contains("encoder self-test failed"),
+        "{}",
+        gpu.log()
+    );
+    // `ferrocast probe`, the containers' health check, says the same.
+    let probe = std::process::Command::new(env!("CARGO_BIN_EXE_ferrocast"))
+        .args(["probe", &format!("{}/readyz", gpu.http())])
+        .output()
+        .unwrap();
+    assert_eq!(probe.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&probe.stderr).contains("503 not ready: no encoder"),
+        "{probe:?}"
+    );
+
+    let ingest = Node::start("ingest", "ingest-a", &redis, "");
+    let cpu = Node::start("transcode", "transcode-cpu", &redis, "");
+    let _push = ffmpeg_push(ingest.addr("srt"), "publish:live/gpuless", 30);
+    assert_eq!(
+        until_held(&redis, "transcode", "gpuless", None).0,
+        "transcode-cpu"
+    );
+    // The node records: the CPU transcoder is one, the GPU one never was.
+    let nodes = redis.cli(&["KEYS", "ferrocast:node:*"]);
+    assert!(nodes.contains("transcode-cpu"), "{nodes}");
+    assert!(!nodes.contains("transcode-gpu"), "{nodes}");
+    assert_eq!(text(&format!("{}/readyz", gpu.http())).await.0, 503);
+    drop(cpu);
+}

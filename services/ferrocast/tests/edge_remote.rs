@@ -242,8 +242,9 @@ async fn a_remote_edge_serves_an_origin_over_http() {
 }
 
 /// SIGTERM drains: a viewer's blocking playlist request already held at
-/// the origin is answered in full, new connections are refused meanwhile,
-/// and the process exits cleanly once nothing is in flight.
+/// the origin is answered in full, new connections are refused and
+/// `/readyz` answers 503 meanwhile, and the process exits cleanly once
+/// nothing is in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_held_requests_finish_and_refuses_new_ones() {
     let keys = EdgeKeys::generate();
@@ -293,6 +294,9 @@ async fn sigterm_lets_held_requests_finish_and_refuses_new_ones() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(!held.is_finished(), "answered before the segment existed");
+    let readyz = format!("http://{}/readyz", edge.metrics);
+    let plain = reqwest::Client::new();
+    assert_eq!(get_text(&plain, &readyz).await, (200, "ready\n".into()));
 
     edge.send_sigterm();
     // New connections are refused while the held request drains.
@@ -305,6 +309,11 @@ async fn sigterm_lets_held_requests_finish_and_refuses_new_ones() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // Meanwhile the operator listener says it is out of rotation.
+    assert_eq!(
+        get_text(&plain, &readyz).await,
+        (503, "not ready: draining\n".into())
+    );
     let (status, playlist) = tokio::time::timeout(std::time::Duration::from_secs(20), held)
         .await
         .expect("the held request is answered")

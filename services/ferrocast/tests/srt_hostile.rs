@@ -103,6 +103,8 @@ async fn metric(server: &Server, name: &str) -> u64 {
 async fn assert_healthy_and_publishing(server: &Server, stream: &str) {
     let (status, body) = get_text(&client(), &format!("http://{}/healthz", server.http)).await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, body) = get_text(&client(), &format!("http://{}/readyz", server.http)).await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
     let sender = ffmpeg_push(server.srt, &format!("publish:live/{stream}"), 6);
     let playlist = playlist_with_segment(&client(), server, stream, 1).await;
     assert!(playlist.contains("#EXTINF"), "{playlist}");

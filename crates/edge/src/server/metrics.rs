@@ -1,6 +1,8 @@
-//! The edge's Prometheus metrics, in a registry of their own that the
-//! process renders next to its other metrics on `/metrics`.
+//! The edge's Prometheus metrics, in the process's one registry (or a
+//! fresh one when the edge runs alone).
 
+use super::upstream_metrics::OriginStats;
+use crate::{Coalescing, Upstream};
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Edge metrics. Cheap to clone (the metric handles are shared).
@@ -41,7 +43,13 @@ pub struct EdgeMetrics {
 impl EdgeMetrics {
     /// Creates the metrics in a fresh registry.
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
+        Self::new_in(&Registry::new())
+    }
+
+    /// Creates the metrics in `registry`, the process's one registry, so
+    /// that one scrape renders them with every other metric.
+    pub fn new_in(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let registry = registry.clone();
         let requests = IntCounterVec::new(
             Opts::new(
                 "ferrocast_edge_requests_total",
@@ -115,7 +123,25 @@ impl EdgeMetrics {
         })
     }
 
-    /// The text exposition format of the edge's metrics.
+    /// Adds the upstream side of an edge to the registry: the coalescing
+    /// layer's counters and cache gauges, and (for an upstream over the
+    /// network) each origin's counters and circuit breaker, read at each
+    /// scrape. Once per registry: a second edge in the same registry is
+    /// an error.
+    pub fn register_upstream<U>(&self, upstream: &Coalescing<U>) -> Result<(), prometheus::Error>
+    where
+        U: Upstream + OriginStats + 'static,
+    {
+        self.registry
+            .register(super::upstream_metrics::boxed(upstream.clone())?)
+    }
+
+    /// The registry the metrics are in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The text exposition format of every metric in the registry.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         // Encoding counters into a Vec cannot fail.

@@ -45,6 +45,7 @@ mod limits;
 mod metrics;
 mod routes;
 mod tls;
+mod upstream_metrics;
 
 use std::convert::Infallible;
 use std::future::{Future, IntoFuture};
@@ -77,6 +78,7 @@ use tracing::{debug, info, warn};
 pub use limits::ClientAddr;
 pub use metrics::EdgeMetrics;
 pub use routes::{Clock, Handler, Protocol, ResponseBody};
+pub use upstream_metrics::OriginStats;
 
 use crate::upstream::{Upstream, UpstreamError};
 use crate::{EdgeConfig, EdgeConfigError};

@@ -24,6 +24,9 @@
 //!     fn open_nvenc(&self, _: VideoCodec, _: u32) -> Result<(), String> {
 //!         Err("not tried".into())
 //!     }
+//!     fn open_cpu(&self, _: VideoCodec) -> Result<(), String> {
+//!         Err("not tried".into())
+//!     }
 //! }
 //! let discovery = discover(); // Discovery::NoDriver on a machine without NVIDIA's driver
 //! let choice = select(&discovery, &NeverOpens, &[VideoCodec::H264]);
@@ -112,6 +115,47 @@ pub trait EncoderProbe {
     /// Try to open the NVENC encoder for `codec` on CUDA device `ordinal`;
     /// `Err` carries FFmpeg's reason.
     fn open_nvenc(&self, codec: VideoCodec, ordinal: u32) -> Result<(), String>;
+
+    /// Try to open the CPU encoder for `codec` (libx264, libx265); `Err`
+    /// carries the reason (an FFmpeg built without it, say).
+    fn open_cpu(&self, codec: VideoCodec) -> Result<(), String>;
+}
+
+/// The transcoder has no encoder it may use; the reason, for the log and
+/// `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no encoder: {0}")]
+pub struct NoEncoder(pub String);
+
+/// The start-up self-test of the encoders `choice` names, for the ladder's
+/// `codecs`: under `nvenc_required` (`transcode.nvenc = "require"`, a GPU
+/// node) a CPU choice is a failure, with the reason NVENC did not open;
+/// a CPU choice must open each CPU encoder. An NVENC choice was opened by
+/// [`select`] already.
+pub fn self_test(
+    choice: EncoderChoice,
+    nvenc_required: bool,
+    probe: &dyn EncoderProbe,
+    codecs: &[VideoCodec],
+) -> Result<EncoderChoice, NoEncoder> {
+    if choice.is_gpu() {
+        return Ok(choice);
+    }
+    if nvenc_required {
+        return Err(NoEncoder(format!(
+            "NVENC required (transcode.nvenc = \"require\") and none opened: {}",
+            choice.reason
+        )));
+    }
+    for &codec in codecs {
+        if let Err(e) = probe.open_cpu(codec) {
+            return Err(NoEncoder(format!(
+                "{} failed to open: {e}",
+                choice.encoder_name(codec)
+            )));
+        }
+    }
+    Ok(choice)
 }
 
 /// Where a stream's video is encoded.
@@ -409,6 +453,13 @@ mod tests {
                 Err("Operation not permitted".into())
             }
         }
+
+        fn open_cpu(&self, codec: VideoCodec) -> Result<(), String> {
+            match codec {
+                VideoCodec::H264 => Ok(()),
+                VideoCodec::Hevc => Err("Encoder not found".into()),
+            }
+        }
     }
 
     fn gpu(ordinal: u32, name: &str) -> GpuDevice {
@@ -532,5 +583,48 @@ mod tests {
         let s = assign("y", &cpu, &budget, 3);
         assert_eq!(s.choice, cpu);
         assert_eq!(budget.usage(), (5, 8));
+    }
+
+    #[test]
+    fn self_test_refuses_the_cpu_where_nvenc_is_required() {
+        let h100 = Discovery::Devices(vec![gpu(0, "NVIDIA H100 80GB HBM3")]);
+        let probe = FakeProbe::new(&[]);
+        let choice = select(&h100, &probe, &[VideoCodec::H264]);
+        let err = self_test(choice.clone(), true, &probe, &[VideoCodec::H264]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("no encoder: NVENC required"),
+            "{err}"
+        );
+        assert!(err.0.contains("h264_nvenc failed to open"), "{err}");
+        // Without the requirement the same machine encodes on the CPU.
+        let cpu = self_test(choice, false, &probe, &[VideoCodec::H264]).unwrap();
+        assert_eq!(cpu.backend, Backend::Cpu);
+    }
+
+    #[test]
+    fn self_test_opens_every_cpu_encoder_of_the_ladder() {
+        let probe = FakeProbe::new(&[]);
+        let choice = EncoderChoice::cpu("no NVIDIA driver");
+        let err = self_test(
+            choice.clone(),
+            false,
+            &probe,
+            &[VideoCodec::H264, VideoCodec::Hevc],
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "libx265 failed to open: Encoder not found");
+        assert!(self_test(choice, false, &probe, &[VideoCodec::H264]).is_ok());
+    }
+
+    #[test]
+    fn self_test_keeps_an_nvenc_choice() {
+        let l4 = Discovery::Devices(vec![gpu(0, "NVIDIA L4")]);
+        let probe = FakeProbe::new(&[(VideoCodec::H264, 0)]);
+        let choice = select(&l4, &probe, &[VideoCodec::H264]);
+        assert!(choice.is_gpu());
+        assert_eq!(
+            self_test(choice.clone(), true, &probe, &[VideoCodec::H264]),
+            Ok(choice)
+        );
     }
 }

@@ -611,6 +611,28 @@ impl EncoderProbe for FfmpegProbe {
             .map(drop)
             .map_err(|e| e.to_string())
     }
+
+    fn open_cpu(&self, codec: VideoCodec) -> Result<(), String> {
+        crate::ffmpeg::init();
+        let name = match codec {
+            VideoCodec::H264 => "libx264",
+            VideoCodec::Hevc => "libx265",
+        };
+        let encoder =
+            ff::encoder::find_by_name(name).ok_or_else(|| format!("FFmpeg has no {name}"))?;
+        let mut enc = ff::codec::Context::new_with_codec(encoder)
+            .encoder()
+            .video()
+            .map_err(|e| e.to_string())?;
+        enc.set_width(640);
+        enc.set_height(360);
+        enc.set_format(Pixel::YUV420P);
+        enc.set_time_base(Rational(1, 90_000));
+        enc.set_frame_rate(Some(Rational(30, 1)));
+        enc.open_as_with(encoder, Dictionary::new())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,20 @@ impl Node {
     /// [`CLUSTER_TOML`] and the test ladder), every listener on a free
     /// loopback port, and wait for its ready line.
     pub fn start(role: &str, id: &str, redis: &Redis, config_toml: &str) -> Node {
+        let ready = format!("ferrocast {role} ready");
+        Node::start_with(role, id, redis, config_toml, &[], &ready)
+    }
+
+    /// [`Node::start`] with environment variables `env` on top, waiting
+    /// for a line of stdout starting with `ready_prefix`.
+    pub fn start_with(
+        role: &str,
+        id: &str,
+        redis: &Redis,
+        config_toml: &str,
+        env: &[(&str, &str)],
+        ready_prefix: &str,
+    ) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("ferrocast.toml");
         std::fs::write(
@@ -57,6 +71,7 @@ impl Node {
                 "FERROCAST_LOG",
                 "info,srt_protocol=warn,srt_protocol::listener=error,ferrocast_cluster=debug",
             );
+        command.envs(env.iter().copied());
         if role != "package" {
             command.args(["--bus-listen", "127.0.0.1:0"]);
         }
@@ -68,7 +83,7 @@ impl Node {
             .stderr(Stdio::piped())
             .spawn()
             .expect("ferrocast binary starts");
-        let (ready, log) = super::until_ready(&mut child, &format!("ferrocast {role} ready"));
+        let (ready, log) = super::until_ready(&mut child, ready_prefix);
         Node {
             child,
             ready,
