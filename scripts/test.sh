@@ -2,9 +2,10 @@
 # The whole test suite: formatting, lints, unit and integration tests against
 # real ffmpeg / srt-live-transmit senders and players, the hls.js browser
 # test in headless Chromium, the edge's HTTP/3 test with aioquic, the
-# vendored SRT stack's own tests, and every fuzz target run for a few
-# seconds. Installs what it needs; every server a test needs is started by
-# the test on free ports.
+# vendored SRT stack's own tests, the deployment artefacts (Dockerfile,
+# docker-compose.yml, k8s/: scripts/validate-deploy.sh), and every fuzz
+# target run for a few seconds. Installs what it needs; every server a test
+# needs is started by the test on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -24,12 +25,17 @@ python3 -c "import aioquic" 2>/dev/null || {
     python3 -m pip install --user --quiet --break-system-packages aioquic
 }
 
+echo "== deployment manifests" >&2
+./scripts/validate-deploy.sh
+
 echo "== cargo fmt" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
 REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 REQUIRE_REDIS_TESTS=1 cargo test --locked --workspace
+echo "== deployment manifests: every role starts with its compose and k8s settings" >&2
+./scripts/validate-deploy.sh --roles
 echo "== cargo doc" >&2
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps -q
 echo "== vendored srt-protocol: upstream's tests and our hostile-input regressions" >&2
