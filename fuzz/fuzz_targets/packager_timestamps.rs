@@ -71,7 +71,7 @@ fn video(dts: i64, pts: i64, keyframe: bool) -> AccessUnit {
         pts: Time90k(pts),
         dts: Time90k(dts),
         keyframe,
-        data: Bytes::from(data), captured_unix_ms: None,
+        data: Bytes::from(data), captured_unix_ms: None, trace: None,
     }
 }
 
@@ -105,7 +105,7 @@ fuzz_target!(|ops: Vec<Op>| {
                     pts: Time90k(audio_dts),
                     dts: Time90k(audio_dts),
                     keyframe: true,
-                    data: Bytes::from_static(&[0x21, 0x10, 0x05]), captured_unix_ms: None,
+                    data: Bytes::from_static(&[0x21, 0x10, 0x05]), captured_unix_ms: None, trace: None,
                 };
                 assembler.on_unit(&unit, now_ms)
             }

@@ -109,6 +109,7 @@ fn unit(video: bool, n: i64, keyframe: bool, size: usize) -> AccessUnit {
         keyframe: keyframe || !video,
         data: data.freeze(),
         captured_unix_ms: None,
+        trace: None,
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ferrocast_bus::BusMessage;
+use ferrocast_media::TraceContext;
 use ferrocast_media::{
     AccessUnit, CodecParams, OpusParams, Time90k, TrackId, TrackInfo, TrackKind,
 };
@@ -184,6 +185,7 @@ pub fn frame_of(message: &BusMessage) -> pb::Frame {
             keyframe: unit.keyframe,
             data: unit.data.to_vec(),
             captured_unix_ms: unit.captured_unix_ms,
+            trace: unit.trace.map(|t| t.to_bytes().to_vec()),
         }),
         BusMessage::Discontinuity => Kind::Discontinuity(pb::Empty {}),
         BusMessage::Gap => Kind::Gap(pb::Empty {}),
@@ -217,6 +219,8 @@ pub fn message_of(frame: pb::Frame) -> Result<BusMessage, ConvertError> {
             keyframe: unit.keyframe,
             data: Bytes::from(unit.data),
             captured_unix_ms: unit.captured_unix_ms,
+            // A malformed context is dropped: it never costs the media.
+            trace: unit.trace.as_deref().and_then(TraceContext::from_bytes),
         })),
         Kind::Discontinuity(_) => BusMessage::Discontinuity,
         Kind::Gap(_) => BusMessage::Gap,

@@ -48,8 +48,10 @@ fn video(n: i64, keyframe: bool, size: usize) -> BusMessage {
         dts: Time90k(n * 3600),
         keyframe,
         data: Bytes::from(vec![(n % 251) as u8; size]),
-        // Stamped video, unstamped audio: both must come across as sent.
+        // Stamped and traced video, unstamped untraced audio: both must
+        // come across as sent.
         captured_unix_ms: Some(1_765_000_000_000 + n * 40),
+        trace: ferrocast_media::TraceContext::new([0x5a; 16], [(n % 250) as u8 + 1; 8], n % 2 == 0),
     }))
 }
 
@@ -62,6 +64,7 @@ fn audio(n: i64) -> BusMessage {
         keyframe: true,
         data: Bytes::from_static(&[0x21, 0x10, 0x05]),
         captured_unix_ms: None,
+        trace: None,
     }))
 }
 

@@ -92,6 +92,7 @@ mod tests {
             keyframe,
             data: Bytes::from(vec![0; len]),
             captured_unix_ms: None,
+            trace: None,
         })
     }
 

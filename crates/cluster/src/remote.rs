@@ -511,6 +511,7 @@ mod tests {
             keyframe,
             data: Bytes::from_static(b"x"),
             captured_unix_ms: None,
+            trace: None,
         }))
     }
 

@@ -47,6 +47,7 @@ fn unit(n: i64) -> AccessUnit {
         keyframe: true,
         data: Bytes::from(vec![n as u8; 8]),
         captured_unix_ms: None,
+        trace: None,
     }
 }
 

@@ -190,8 +190,8 @@ pub enum Process {
     Edge,
 }
 
-/// Top-level keys every process reads: its operator listener.
-const COMMON_KEYS: &[&str] = &["http_listen", "http_connections"];
+/// Top-level keys every process reads: its operator listener and traces.
+const COMMON_KEYS: &[&str] = &["http_listen", "http_connections", "telemetry"];
 
 /// Every top-level key of [`Config`]; any other is refused.
 const KNOWN_KEYS: &[&str] = &[
@@ -206,6 +206,7 @@ const KNOWN_KEYS: &[&str] = &[
     "transcode",
     "edge",
     "cluster",
+    "telemetry",
 ];
 
 impl Process {
@@ -265,6 +266,7 @@ fn validate(config: &Config, process: Process) -> Result<(), ConfigError> {
         }
     }
     config.cluster.validate().map_err(ConfigError::Range)?;
+    config.telemetry.validate().map_err(ConfigError::Range)?;
     Ok(())
 }
 

@@ -27,6 +27,7 @@ pub mod ladder;
 mod layers;
 mod model;
 mod secret;
+pub mod telemetry;
 pub mod transcode;
 
 pub use cluster::ClusterConfig;
@@ -36,4 +37,5 @@ pub use model::{
     RtpFormat, StreamConfig,
 };
 pub use secret::Secret;
+pub use telemetry::{SampleRatio, TelemetryConfig};
 pub use transcode::{LadderChoice, TranscodeConfig};

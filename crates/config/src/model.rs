@@ -43,6 +43,8 @@ pub struct Config {
     /// `ferrocast ingest`, `transcode` and `package`. Unused by `ferrocast
     /// up`.
     pub cluster: crate::cluster::ClusterConfig,
+    /// Traces over OpenTelemetry (`[telemetry]`), read by every process.
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 impl Default for Config {
@@ -59,6 +61,7 @@ impl Default for Config {
             transcode: TranscodeConfig::default(),
             edge: None,
             cluster: crate::cluster::ClusterConfig::default(),
+            telemetry: crate::telemetry::TelemetryConfig::default(),
         }
     }
 }

@@ -167,6 +167,7 @@ mod tests {
             keyframe: true,
             data: Bytes::from_static(&[1, 2, 3]),
             captured_unix_ms: None,
+            trace: None,
         }
     }
 

@@ -410,6 +410,7 @@ mod tests {
             keyframe: true,
             data: Bytes::new(),
             captured_unix_ms: None,
+            trace: None,
         }
     }
 

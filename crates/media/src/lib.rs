@@ -30,6 +30,7 @@ pub mod h265;
 pub mod opus;
 pub mod stream_name;
 pub mod time;
+pub mod trace;
 pub mod ts;
 pub mod unit;
 
@@ -39,4 +40,5 @@ pub use codec::{
 };
 pub use stream_name::{StreamName, StreamNameError};
 pub use time::{Time90k, TimestampExtender};
+pub use trace::TraceContext;
 pub use unit::AccessUnit;

@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use crate::codec::{TrackId, TrackKind};
 use crate::time::Time90k;
+use crate::trace::TraceContext;
 
 /// One coded video picture or audio frame, as it travels on the bus.
 ///
@@ -32,6 +33,10 @@ pub struct AccessUnit {
     /// so every rendition and every packager dates a segment alike.
     /// `None` where nothing stamped it.
     pub captured_unix_ms: Option<i64>,
+    /// The span this unit belongs to (its ingest GOP, or the transcoder
+    /// GOP that encoded it), carried across the media bus so that every
+    /// process's spans for it join one trace. `None` when tracing is off.
+    pub trace: Option<TraceContext>,
 }
 
 impl std::fmt::Debug for AccessUnit {
@@ -44,6 +49,7 @@ impl std::fmt::Debug for AccessUnit {
             .field("keyframe", &self.keyframe)
             .field("len", &self.data.len())
             .field("captured_unix_ms", &self.captured_unix_ms)
+            .field("trace", &self.trace.map(|t| t.trace_id_hex()))
             .finish()
     }
 }

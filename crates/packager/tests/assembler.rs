@@ -62,6 +62,7 @@ fn video(dts: i64, keyframe: bool) -> AccessUnit {
         keyframe,
         data: Bytes::from(data),
         captured_unix_ms: None,
+        trace: None,
     }
 }
 
@@ -74,6 +75,7 @@ fn audio(pts: i64) -> AccessUnit {
         keyframe: true,
         data: Bytes::from_static(&[0x21, 0x10, 0x05]),
         captured_unix_ms: None,
+        trace: None,
     }
 }
 
@@ -303,6 +305,7 @@ fn opus(pts: i64, short: bool) -> AccessUnit {
         keyframe: true,
         data: Bytes::from(vec![toc, 0x01, 0x02]),
         captured_unix_ms: None,
+        trace: None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Prometheus metrics for every Ferrocast role.
+//! Prometheus metrics for every Ferrocast role, and traces over
+//! OpenTelemetry ([`trace`]).
 //!
 //! One [`Metrics`] value owns a registry and the metric families each role
 //! updates; roles get it as an `Arc` and never create metrics of their own,
@@ -13,6 +14,8 @@
 //! metrics.ingest.rejections.with_label_values(&["bad_streamid"]).inc();
 //! assert!(metrics.render().contains("ferrocast_ingest_rejections_total{reason=\"bad_streamid\"} 1"));
 //! ```
+
+pub mod trace;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,

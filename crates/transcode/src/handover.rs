@@ -161,6 +161,7 @@ mod tests {
             keyframe,
             data: Bytes::new(),
             captured_unix_ms: None,
+            trace: None,
         }
     }
 

@@ -1293,6 +1293,7 @@ mod tests {
             keyframe,
             data: Bytes::new(),
             captured_unix_ms: None,
+            trace: None,
         }
     }
 

@@ -605,6 +605,7 @@ fn av1_source_to_h264_rungs() {
                 keyframe: av1::is_random_access_point(tu),
                 data: Bytes::copy_from_slice(tu),
                 captured_unix_ms: None,
+                trace: None,
             }
         })
         .collect();

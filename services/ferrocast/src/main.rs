@@ -10,6 +10,7 @@
 
 mod cluster;
 mod edge;
+mod logging;
 mod probe;
 mod roles;
 mod status;
@@ -24,12 +25,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferrocast_config::{Config, Layers, Process};
 use ferrocast_edge::server::EdgeMetrics;
+use logging::LogFormat;
 use tracing::{info, warn};
-
-/// Log filter when `FERROCAST_LOG` is unset. srt-protocol logs every
-/// unparseable datagram at `warn`: anyone can send those, so they are kept
-/// out of the log by default rather than let a stranger flood it.
-const DEFAULT_LOG_FILTER: &str = "info,srt_protocol=warn,srt_protocol::listener=error";
 
 /// Ferrocast: live SRT ingest to Low-Latency HLS.
 #[derive(Debug, Parser)]
@@ -48,15 +45,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,56 +271,62 @@ impl UpArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Probe(args) = &cli.command {
-        let body = tokio::runtime::Builder::new_current_thread()
+        // A health check's failure is an answer, not a crash: one line on
+        // stderr, exit status 1, never a backtrace.
+        let answer = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the async runtime")?
             .block_on(probe::probe(
                 &args.url,
                 Duration::from_millis(args.timeout_ms),
-            ))?;
-        print!("{body}");
-        return Ok(());
+            ));
+        match answer {
+            Ok(body) => {
+                print!("{body}");
+                return Ok(());
+            }
+            Err(e) => {
+                eprintln!("{e:#}");
+                std::process::exit(1);
+            }
+        }
     }
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERROCAST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
-        )
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
-            .init(),
+    let (role, config) = match &cli.command {
+        Command::Up(args) => ("up", args.config()?),
+        Command::Edge(args) => ("edge", args.config()?),
+        Command::Ingest(args) => ("ingest", args.config(Process::Ingest)?),
+        Command::Transcode(args) => ("transcode", args.config(Process::Transcode)?),
+        Command::Package(args) => ("package", args.config(Process::Package)?),
+        Command::Probe(_) => return Ok(()),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let instance = config
+        .cluster
+        .node_id
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("{role}-{}", std::process::id()));
+    // The OTLP exporter's gRPC channel runs on the runtime.
+    let tracing = {
+        let _entered = runtime.enter();
+        logging::init(cli.log_format, role, instance, &config.telemetry)?
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(_) => up(config).await,
+            Command::Edge(_) => edge_only(config).await,
+            Command::Ingest(_) => roles::ingest(config).await,
+            Command::Transcode(_) => roles::transcode(config).await,
+            Command::Package(_) => roles::package(config).await,
+            Command::Probe(_) => Ok(()),
+        }
+    });
+    // Spans still buffered go out while the runtime runs.
+    if let Some(tracing) = tracing {
+        tracing.shutdown(Duration::from_secs(3));
     }
-    let runtime = || tokio::runtime::Runtime::new().context("starting the async runtime");
-    match cli.command {
-        Command::Up(args) => {
-            let config = args.config()?;
-            runtime()?.block_on(up(config))
-        }
-        Command::Edge(args) => {
-            let config = args.config()?;
-            runtime()?.block_on(edge_only(config))
-        }
-        Command::Ingest(args) => {
-            let config = args.config(Process::Ingest)?;
-            runtime()?.block_on(roles::ingest(config))
-        }
-        Command::Transcode(args) => {
-            let config = args.config(Process::Transcode)?;
-            runtime()?.block_on(roles::transcode(config))
-        }
-        Command::Package(args) => {
-            let config = args.config(Process::Package)?;
-            runtime()?.block_on(roles::package(config))
-        }
-        Command::Probe(_) => Ok(()),
-    }
+    outcome
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

@@ -155,6 +155,10 @@ async fn json_logs_are_one_object_per_line_with_their_fields() {
         for key in ["timestamp", "level", "target"] {
             assert!(line[key].is_string(), "no {key}: {line}");
         }
+        // The process's role on every line; no trace id without an OTLP
+        // endpoint (nothing is traced).
+        assert_eq!(line["role"], "up", "{line}");
+        assert!(line.get("trace_id").is_none(), "{line}");
     }
     let accepted = lines
         .iter()

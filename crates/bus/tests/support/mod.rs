@@ -60,6 +60,7 @@ pub fn video(seq: i64, keyframe: bool, len: usize) -> AccessUnit {
         keyframe,
         data: payload(len),
         captured_unix_ms: None,
+        trace: None,
     }
 }
 
@@ -73,6 +74,7 @@ pub fn audio(seq: i64, len: usize) -> AccessUnit {
         keyframe: true,
         data: payload(len),
         captured_unix_ms: None,
+        trace: None,
     }
 }
 

@@ -605,6 +605,7 @@ impl SdpOverRtp {
                     keyframe: true,
                     data: frame.data,
                     captured_unix_ms: None,
+                    trace: None,
                 });
             }
         }
@@ -676,6 +677,7 @@ impl SdpOverRtp {
             keyframe: unit.keyframe,
             data: unit.data,
             captured_unix_ms: None,
+            trace: None,
         });
     }
 

@@ -193,6 +193,7 @@ impl VideoStream {
             keyframe,
             data,
             captured_unix_ms: None,
+            trace: None,
         }));
     }
 
@@ -307,6 +308,7 @@ impl Av1Stream {
             keyframe,
             data,
             captured_unix_ms: None,
+            trace: None,
         }));
     }
 }
@@ -408,6 +410,7 @@ impl AacStream {
                 keyframe: true,
                 data: data.slice(frame.start + header.header_len..frame.end),
                 captured_unix_ms: None,
+                trace: None,
             }));
         }
         self.next = (rate != 0).then_some((base, samples, rate));
@@ -519,6 +522,7 @@ impl OpusStream {
                 keyframe: true,
                 data: data.slice_ref(packet),
                 captured_unix_ms: None,
+                trace: None,
             }));
         }
         self.next = Some((base, samples));

@@ -144,7 +144,10 @@ pub fn self_test(
     if nvenc_required {
         return Err(NoEncoder(format!(
             "NVENC required (transcode.nvenc = \"require\") and none opened: {}",
-            choice.reason
+            choice
+                .reason
+                .replace("; encoding on the CPU", "")
+                .replace(": encoding on the CPU", "")
         )));
     }
     for &codec in codecs {

@@ -266,6 +266,7 @@ impl Reencoder {
                 keyframe: true,
                 data: Bytes::copy_from_slice(data),
                 captured_unix_ms: None,
+                trace: None,
             });
         }
     }

@@ -379,6 +379,7 @@ impl RungEncoder {
                 keyframe,
                 data: Bytes::copy_from_slice(data),
                 captured_unix_ms: None,
+                trace: None,
             });
         }
     }
