@@ -82,6 +82,7 @@
 //!     keyframe: true,
 //!     data: Bytes::from_static(&[0x21; 8]),
 //!     captured_unix_ms: None,
+//!     trace: None,
 //! });
 //! publisher.end();
 //!
