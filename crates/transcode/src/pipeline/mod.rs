@@ -585,53 +585,44 @@ fn open_all(
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FfmpegProbe;
 
+/// Opens (and closes again) FFmpeg's encoder `name` for a 640x360 stream
+/// with `opts`; `Err` carries FFmpeg's reason.
+fn open_encoder(name: &str, opts: Dictionary) -> Result<(), String> {
+    crate::ffmpeg::init();
+    let encoder = ff::encoder::find_by_name(name).ok_or_else(|| format!("FFmpeg has no {name}"))?;
+    let mut enc = ff::codec::Context::new_with_codec(encoder)
+        .encoder()
+        .video()
+        .map_err(|e| e.to_string())?;
+    enc.set_width(640);
+    enc.set_height(360);
+    enc.set_format(Pixel::YUV420P);
+    enc.set_time_base(Rational(1, 90_000));
+    enc.set_frame_rate(Some(Rational(30, 1)));
+    enc.open_as_with(encoder, opts)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 impl EncoderProbe for FfmpegProbe {
     fn open_nvenc(&self, codec: VideoCodec, ordinal: u32) -> Result<(), String> {
-        crate::ffmpeg::init();
         let name = match codec {
             VideoCodec::H264 => "h264_nvenc",
             VideoCodec::Hevc => "hevc_nvenc",
         };
-        let encoder =
-            ff::encoder::find_by_name(name).ok_or_else(|| format!("FFmpeg has no {name}"))?;
-        let mut enc = ff::codec::Context::new_with_codec(encoder)
-            .encoder()
-            .video()
-            .map_err(|e| e.to_string())?;
-        enc.set_width(640);
-        enc.set_height(360);
-        enc.set_format(Pixel::YUV420P);
-        enc.set_time_base(Rational(1, 90_000));
-        enc.set_frame_rate(Some(Rational(30, 1)));
         let mut opts = Dictionary::new();
         opts.set("gpu", &ordinal.to_string());
         // The real reason (no libcuda, no NVENC engine, session limit) is
         // in FFmpeg's log, which goes to tracing.
-        enc.open_as_with(encoder, opts)
-            .map(drop)
-            .map_err(|e| e.to_string())
+        open_encoder(name, opts)
     }
 
     fn open_cpu(&self, codec: VideoCodec) -> Result<(), String> {
-        crate::ffmpeg::init();
         let name = match codec {
             VideoCodec::H264 => "libx264",
             VideoCodec::Hevc => "libx265",
         };
-        let encoder =
-            ff::encoder::find_by_name(name).ok_or_else(|| format!("FFmpeg has no {name}"))?;
-        let mut enc = ff::codec::Context::new_with_codec(encoder)
-            .encoder()
-            .video()
-            .map_err(|e| e.to_string())?;
-        enc.set_width(640);
-        enc.set_height(360);
-        enc.set_format(Pixel::YUV420P);
-        enc.set_time_base(Rational(1, 90_000));
-        enc.set_frame_rate(Some(Rational(30, 1)));
-        enc.open_as_with(encoder, Dictionary::new())
-            .map(drop)
-            .map_err(|e| e.to_string())
+        open_encoder(name, Dictionary::new())
     }
 }
 
