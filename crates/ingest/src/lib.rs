@@ -8,7 +8,8 @@
 //! timestamp jumps and clock drift (flagging discontinuities), a
 //! [`gate::TrackGate`] holds the first units until the stream's track set is
 //! known, and an [`interleave::Interleaver`] merges the tracks by decode
-//! time before access units go onto the media bus.
+//! time before access units go onto the media bus, each stamped with the
+//! context of its GOP's span ([`gop_trace`]) when traces are exported.
 //!
 //! RTP inputs ([`rtp::RtpIngest`]) bind the UDP ports configured for a
 //! stream; MPEG-TS over RTP goes through a sans-IO jitter buffer
@@ -26,6 +27,7 @@
 
 pub mod auth;
 pub mod gate;
+pub mod gop_trace;
 pub mod interleave;
 pub mod log_limit;
 pub mod rtp;

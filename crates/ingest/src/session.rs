@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tracing::{debug, info, warn};
 
 use crate::gate::{Released, TrackGate};
+use crate::gop_trace::GopTracer;
 use crate::interleave::Interleaver;
 use crate::log_limit::{LogDecision, LogLimiter};
 use crate::status::{SrtSample, StatusRecorder};
@@ -48,12 +49,20 @@ pub struct SessionPipeline {
     pub warnings: u64,
     /// Keeps a publisher's bad input from flooding the log.
     log_limit: LogLimiter,
+    /// The GOP spans whose contexts the units carry.
+    gops: GopTracer,
 }
 
 impl SessionPipeline {
     /// A pipeline for a new publisher.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Opens its GOP spans under `session` (the publisher's span).
+    pub fn traced_under(mut self, session: tracing::Span) -> Self {
+        self.gops = GopTracer::new(session);
+        self
     }
 
     /// Feed bytes received at `now`; `send` gets every bus message in order.
@@ -71,6 +80,7 @@ impl SessionPipeline {
         self.forward(now, send);
         self.interleaver.flush(&mut self.ready);
         self.send_ready(send);
+        self.gops.end();
     }
 
     /// Timestamp corrections made so far.
@@ -177,6 +187,7 @@ impl SessionPipeline {
         for mut unit in self.ready.drain(..) {
             self.units += 1;
             unit.captured_unix_ms.get_or_insert(now);
+            self.gops.stamp(&mut unit);
             send(BusMessage::Unit(Arc::new(unit)));
         }
     }
@@ -192,7 +203,7 @@ pub async fn run(
     stop: &tokio::sync::Notify,
     status: &StatusRecorder,
 ) {
-    let mut pipeline = SessionPipeline::new();
+    let mut pipeline = SessionPipeline::new().traced_under(tracing::Span::current());
     let mut send = |message| publisher.send(message);
     let mut statistics = socket.statistics().clone();
     // srt-tokio leaves `elapsed_time` at zero; time the samples ourselves.

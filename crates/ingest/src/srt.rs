@@ -355,7 +355,10 @@ async fn handle_request(request: ConnectionRequest, gate: Arc<Gatekeeper>) {
         .stream_id()
         .map(|s| s.to_string())
         .unwrap_or_default();
+    // Each publisher's session is a trace of its own, not a part of the
+    // listener's.
     let span = info_span!("publisher", %remote);
+    ferrocast_telemetry::trace::new_trace(&span);
     let verdict = decide(&streamid, request.key_size(), &gate)
         .instrument(span.clone())
         .await;

@@ -269,6 +269,11 @@ impl Assembler {
         self.discontinuities
     }
 
+    /// Media Sequence Number of the segment being written, if one is open.
+    pub fn open_msn(&self) -> Option<u64> {
+        self.segment.as_ref().map(|s| s.msn)
+    }
+
     /// True once EXT-X-ENDLIST has been written.
     pub fn ended(&self) -> bool {
         self.ended

@@ -3,7 +3,8 @@
 //! Subscribes to every stream on the media bus, writes CMAF chunks, parts
 //! and segments ([`assembler`], sans-IO), keeps the LL-HLS live window, and
 //! serves it over HTTP ([`http`]) with blocking playlist reload and parts
-//! streamed while they are written.
+//! streamed while they are written. Each segment of each rendition is a
+//! span ([`segment_trace`]) in the trace of the publisher's session.
 //!
 //! Not here: TLS, tokens and caching (the edge), transcoding.
 //!
@@ -25,6 +26,7 @@ pub mod http;
 pub mod listener;
 pub mod media_store;
 pub mod origin;
+pub mod segment_trace;
 pub mod stream;
 
 pub use origin::{Origin, PackagerConfig, RenditionPlan, StreamGroup};

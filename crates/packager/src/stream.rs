@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::assembler::{Assembler, Changes};
+use crate::segment_trace::SegmentTracer;
 
 /// One rendition of a stream being packaged (a stream with no transcoding
 /// has one, its source).
@@ -167,6 +168,7 @@ pub async fn run(
     let name = stream.bus_name().to_owned();
     let mut grace_deadline: Option<Instant> = None;
     let mut messages: u64 = 0;
+    let mut segments = SegmentTracer::default();
     loop {
         tokio::select! {
             biased;
@@ -178,7 +180,7 @@ pub async fn run(
                 if matches!(message, BusMessage::Discontinuity | BusMessage::Tracks(_)) {
                     grace_deadline = None;
                 }
-                apply(&stream, message);
+                apply(&stream, message, &mut segments);
                 messages += 1;
                 if messages.is_multiple_of(64) {
                     record_bus_stats(&stream, &subscriber);
@@ -191,9 +193,10 @@ pub async fn run(
                     if matches!(message, BusMessage::End) {
                         break;
                     }
-                    apply(&stream, message);
+                    apply(&stream, message, &mut segments);
                 }
                 stream.update(Assembler::on_publisher_gone);
+                segments.follow(&name, None, None);
                 info!(stream = %name, grace_ms = grace.as_millis() as u64, "publisher gone; waiting for it to return");
                 grace_deadline = Some(Instant::now() + grace);
             }
@@ -229,7 +232,9 @@ fn record_bus_stats(stream: &LiveStream, subscriber: &Subscriber) {
         .set(stats.dropped_units as i64);
 }
 
-fn apply(stream: &LiveStream, message: BusMessage) {
+/// Writes `message` into the stream's assembler; `segments` follows the
+/// open segment for its span.
+fn apply(stream: &LiveStream, message: BusMessage, segments: &mut SegmentTracer) {
     match message {
         BusMessage::Tracks(tracks) => stream.update(|a| a.on_tracks(tracks)),
         BusMessage::Unit(unit) => {
@@ -241,6 +246,7 @@ fn apply(stream: &LiveStream, message: BusMessage) {
             stream.update(|a| {
                 let before = a.window.last_part();
                 let changes = a.on_unit(&unit, now);
+                segments.follow(&stream.bus_name, a.open_msn(), Some(&unit));
                 part_completed = a.window.last_part() != before;
                 if part_completed {
                     let labels = [stream.bus_name.as_str()];
@@ -266,10 +272,12 @@ fn apply(stream: &LiveStream, message: BusMessage) {
         BusMessage::Discontinuity => {
             debug!(stream = %stream.bus_name(), "discontinuity");
             stream.update(Assembler::on_discontinuity);
+            segments.follow(&stream.bus_name, None, None);
         }
         BusMessage::Gap => {
             debug!(stream = %stream.bus_name(), "gap: media lost on the bus");
             stream.update(Assembler::on_gap);
+            segments.follow(&stream.bus_name, None, None);
         }
         // Consumed by a subscription that follows a stream across
         // processes; on the publisher's own bus the units just go on.

@@ -91,12 +91,9 @@ where
             endpoint: export.endpoint.clone(),
             source,
         })?;
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-        export.sample_ratio.clamp(0.0, 1.0),
-    )));
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_sampler(sampler)
+        .with_sampler(sampler(export.sample_ratio))
         .with_resource(
             Resource::builder()
                 .with_service_name(export.service_name.clone())
@@ -113,6 +110,13 @@ where
         .with_error_events_to_status(true)
         .with_tracked_inactivity(false);
     Ok((layer, Tracing { provider }))
+}
+
+/// New traces (publisher sessions) are recorded at `ratio`; a span
+/// continued from a parent (a GOP, a segment in another process) follows
+/// the parent's decision, so a trace is whole or absent.
+fn sampler(ratio: f64) -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio.clamp(0.0, 1.0))))
 }
 
 /// The trace context of `span`: `None` when the span is disabled or no
@@ -147,6 +151,23 @@ pub fn continue_trace(span: &Span, parent: &TraceContext) {
         TraceState::default(),
     );
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+}
+
+/// Makes `span` the root of a trace of its own, whatever span it was
+/// created in (a publisher's session under the long-lived listener span).
+/// Call it right after creating the span, before its context is read.
+pub fn new_trace(span: &Span) {
+    let _ = span.set_parent(opentelemetry::Context::new());
+}
+
+/// Runs `f` with an OpenTelemetry layer that records spans and exports
+/// them nowhere, so that spans have contexts: for tests of code that
+/// stamps or continues traces.
+pub fn with_unexported_tracing<R>(f: impl FnOnce() -> R) -> R {
+    use tracing_subscriber::layer::SubscriberExt;
+    let provider = SdkTracerProvider::builder().build();
+    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("unexported"));
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f)
 }
 
 /// One span at a time, each covering a GOP (or a segment): starting the
@@ -191,7 +212,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use tracing_subscriber::layer::SubscriberExt;
 
     #[test]
     fn without_an_opentelemetry_layer_no_span_has_a_context() {
@@ -205,10 +225,7 @@ mod tests {
 
     #[test]
     fn a_continued_span_joins_the_parents_trace() {
-        let provider = SdkTracerProvider::builder().build();
-        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
-        let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::with_default(subscriber, || {
+        with_unexported_tracing(|| {
             let parent = TraceContext::new([7; 16], [9; 8], true).unwrap();
             let mut gops = SpanPerGop::default();
             let child = gops
@@ -221,6 +238,50 @@ mod tests {
             let root = gops.start(tracing::info_span!("gop"), None).unwrap();
             assert_ne!(root.trace_id, parent.trace_id);
             assert_eq!(gops.context(), Some(root));
+        });
+    }
+
+    #[test]
+    fn sessions_are_sampled_at_the_ratio_and_their_spans_follow_the_session() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler(0.0))
+            .build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            // A new trace at ratio 0: not sampled, but it has a context
+            // that tells the other processes so.
+            let session = tracing::info_span!("publisher");
+            let cx = context_of(&session).unwrap();
+            assert!(!cx.sampled);
+            let mut gops = SpanPerGop::default();
+            assert!(
+                !gops
+                    .start(tracing::info_span!("gop"), Some(&cx))
+                    .unwrap()
+                    .sampled
+            );
+            // A sampled parent from elsewhere is followed despite the ratio.
+            let sampled = TraceContext::new([1; 16], [2; 8], true).unwrap();
+            assert!(
+                gops.start(tracing::info_span!("gop"), Some(&sampled))
+                    .unwrap()
+                    .sampled
+            );
+        });
+    }
+
+    #[test]
+    fn a_new_trace_leaves_the_span_it_was_created_in() {
+        with_unexported_tracing(|| {
+            let listener = tracing::info_span!("listener");
+            let _entered = listener.enter();
+            let inherited = tracing::info_span!("session");
+            let own = tracing::info_span!("session");
+            new_trace(&own);
+            let listener_trace = context_of(&listener).unwrap().trace_id;
+            assert_eq!(context_of(&inherited).unwrap().trace_id, listener_trace);
+            assert_ne!(context_of(&own).unwrap().trace_id, listener_trace);
         });
     }
 }

@@ -21,7 +21,8 @@
 //!   (sans-IO, clock injected).
 //! - [`service`]: the tokio adapter — watches the bus, runs one
 //!   [`Transcoder`] per source stream `NAME` on a thread of its own behind a
-//!   bounded queue, and publishes each rung as bus stream `NAME/RUNG`.
+//!   bounded queue, and publishes each rung as bus stream `NAME/RUNG`;
+//!   each output GOP is a span under the ingest GOP it came from.
 //!
 //! Multivariant playlists are not made here: the packager lists the rung
 //! streams.
@@ -60,6 +61,7 @@ pub mod config;
 pub mod error;
 #[allow(unsafe_code)]
 mod ffmpeg;
+mod gop_trace;
 pub mod gpu;
 mod handover;
 pub mod ladder;

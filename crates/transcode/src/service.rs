@@ -35,6 +35,8 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+
+use crate::gop_trace::{RungTracer, SourceGops};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -475,6 +477,8 @@ struct RungSlot {
     video_reached: Option<Time90k>,
     /// Audio waiting for the video to reach its time.
     audio: std::collections::VecDeque<Arc<AccessUnit>>,
+    /// The span of the GOP being published.
+    trace: RungTracer,
 }
 
 struct StreamTask {
@@ -492,6 +496,9 @@ struct StreamTask {
     /// The newest source unit the ingest stamped: (pts, Unix ms). Output
     /// units are stamped from it (their pts are the source's).
     wall_clock: Option<(Time90k, i64)>,
+    /// The trace contexts of the newest source GOPs, the parents of the
+    /// rungs' GOP spans.
+    source_gops: SourceGops,
     /// A handover under way, and where its outcome goes.
     cut: Option<(HandOverCut, HandOverReply)>,
 }
@@ -507,6 +514,7 @@ impl StreamTask {
             seen_rungs: Vec::new(),
             has_audio: false,
             wall_clock: None,
+            source_gops: SourceGops::default(),
             cut: None,
         }
     }
@@ -560,6 +568,7 @@ impl StreamTask {
                             if let Some(ms) = unit.captured_unix_ms {
                                 self.wall_clock = Some((unit.pts, ms));
                             }
+                            self.source_gops.on_source(&unit);
                             match admission.admit(&unit, tx.capacity()) {
                                 Admit::Send => Some(Input::Unit(unit)),
                                 Admit::SendAfterDrop => {
@@ -764,6 +773,7 @@ impl StreamTask {
                 }
                 let pts = unit.pts;
                 if let Some(slot) = self.rungs.get_mut(rung) {
+                    slot.trace.stamp(&slot.stream, &mut unit, &self.source_gops);
                     if unit.keyframe {
                         slot.last_keyframe = Some(pts);
                     }
@@ -840,6 +850,7 @@ impl StreamTask {
                     last_keyframe: None,
                     video_reached: None,
                     audio: std::collections::VecDeque::new(),
+                    trace: RungTracer::default(),
                 },
             };
             self.rungs.push(slot);

@@ -17,6 +17,7 @@ use super::elementary::{Media, SdpOverRtp, SdpRtpError};
 use super::mpegts::{TsOverRtp, TsRtpError};
 use super::reorder::ReorderConfig;
 use super::sdp::{Rtcp, SdpError, SdpSession};
+use crate::gop_trace::GopTracer;
 
 /// Settings shared by every RTP port.
 #[derive(Debug, Clone, Copy)]
@@ -372,6 +373,8 @@ struct Session {
     publisher: Option<Publisher>,
     last_packet: Instant,
     last_publish_try: Option<Instant>,
+    /// The sender's span (a trace of its own) and its GOP spans.
+    gops: GopTracer,
 }
 
 impl Receiver {
@@ -403,13 +406,13 @@ impl Receiver {
                 () = sleep_until(deadline) => self.core.poll(Instant::now(), &mut out),
                 () = sleep_until(idle_at) => {
                     self.core.finish(&mut out);
-                    forward(session.as_ref(), &mut out);
+                    forward(session.as_mut(), &mut out);
                     warn!(timeout_ms = self.idle_timeout.as_millis() as u64, "RTP sender idle: publisher left");
                     session = None;
                     self.warned_invalid = false;
                 }
             }
-            forward(session.as_ref(), &mut out);
+            forward(session.as_mut(), &mut out);
             let mut stats = self.core.stats();
             stats.sessions = self.sessions;
             *self
@@ -443,10 +446,13 @@ impl Receiver {
             Ok(()) => {
                 let s = session.get_or_insert_with(|| {
                     info!(%from, "RTP sender started");
+                    let span = info_span!("publisher", %from, stream = %self.stream);
+                    ferrocast_telemetry::trace::new_trace(&span);
                     Session {
                         publisher: None,
                         last_packet: now,
                         last_publish_try: None,
+                        gops: GopTracer::new(span),
                     }
                 });
                 s.last_packet = now;
@@ -488,10 +494,24 @@ impl Receiver {
     }
 }
 
-fn forward(session: Option<&Session>, out: &mut Vec<BusMessage>) {
-    match session.and_then(|s| s.publisher.as_ref()) {
-        Some(publisher) => out.drain(..).for_each(|m| publisher.send(m)),
-        None => out.clear(),
+/// Sends what the core produced, each unit stamped with its GOP's trace
+/// context, or drops it while the sender is not publishing.
+fn forward(session: Option<&mut Session>, out: &mut Vec<BusMessage>) {
+    let Some(Session {
+        publisher: Some(publisher),
+        gops,
+        ..
+    }) = session
+    else {
+        out.clear();
+        return;
+    };
+    for mut message in out.drain(..) {
+        if let BusMessage::Unit(unit) = &mut message {
+            // Fresh from the core: the only reference, so no copy.
+            gops.stamp(Arc::make_mut(unit));
+        }
+        publisher.send(message);
     }
 }
 
