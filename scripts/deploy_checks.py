@@ -18,6 +18,11 @@ NAME being base, cpu or gpu):
       127.0.0.1 and free ports (flags, which win over the environment and
       the file).
 
+  deploy_checks.py topology --compose RESOLVED.yml --scratch DIR --redis-port N
+      How to run the compose file's services here as processes that reach
+      each other (JSON), for the test that plays a stream through them
+      (services/ferrocast/tests/compose.rs).
+
 Prints one line on success; every problem found, and exit status 1, on
 failure.
 """
@@ -568,6 +573,54 @@ def run_health_check(binary, label, test, http, env):
         time.sleep(0.5)
 
 
+def compose_runs(compose, scratch, redis_port):
+    """How to start each Ferrocast service of a resolved compose file here:
+    (label, argv, env, home, health) as `prepare` makes them, the mounted
+    config file written under `scratch`."""
+    runs = []
+    for name, role, service in compose_services(compose):
+        files = {}
+        for volume in service.get("volumes") or []:
+            if isinstance(volume, str):
+                source, target = volume.split(":")[:2]
+            else:
+                source, target = volume.get("source"), volume.get("target")
+            if source and Path(source).is_file():
+                files[target] = Path(source).read_text()
+        command = service["command"]
+        command = command.split() if isinstance(command, str) else command
+        env = env_list_to_dict(service.get("environment"))
+        health = (service.get("healthcheck") or {}).get("test")
+        runs.append(prepare("compose", name, role, command, env, files, scratch, redis_port, health))
+    return runs
+
+
+def topology(args):
+    """The compose file's services as local processes that reach each
+    other: like `roles`, every listener on loopback, and each advertised
+    address (a compose service name, which resolves only inside the compose
+    network) replaced by the loopback address and a free port that the
+    advertised listener is moved to. Prints JSON, in the compose file's
+    order: [{"service", "role", "argv", "env", "cwd"}]."""
+    import json
+
+    out = []
+    for label, argv, env, home, _health in compose_runs(args.compose, args.scratch, args.redis_port):
+        name = label.split("/", 1)[1]
+        role = argv[0]
+        advertise = env.get("FERROCAST_CLUSTER__ADVERTISE")
+        if advertise:
+            port = free_port()
+            flag = "--http-listen" if ADVERTISED_PORT[role] == HTTP_PORT else "--bus-listen"
+            at = argv.index(flag, 1)
+            argv = argv[: at + 1] + [f"127.0.0.1:{port}"] + argv[at + 2 :]
+            env["FERROCAST_CLUSTER__ADVERTISE"] = re.sub(
+                r"//[^/]+", f"//127.0.0.1:{port}", advertise, count=1
+            )
+        out.append({"service": name, "role": role, "argv": argv, "env": env, "cwd": str(home)})
+    json.dump(out, sys.stdout, indent=1)
+
+
 def roles(args):
     binary = str(Path(args.bin).resolve())
     runs = []
@@ -599,23 +652,7 @@ def roles(args):
                     time.sleep(0.05)
             else:
                 sys.exit("roles: redis-server did not start")
-            # docker-compose: the config file is the mounted one.
-            for name, role, service in compose_services(args.compose):
-                files = {}
-                for volume in service.get("volumes") or []:
-                    if isinstance(volume, str):
-                        source, target = volume.split(":")[:2]
-                    else:
-                        source, target = volume.get("source"), volume.get("target")
-                    if source and Path(source).is_file():
-                        files[target] = Path(source).read_text()
-                command = service["command"]
-                command = command.split() if isinstance(command, str) else command
-                env = env_list_to_dict(service.get("environment"))
-                health = (service.get("healthcheck") or {}).get("test")
-                runs.append(
-                    prepare("compose", name, role, command, env, files, scratch, redis_port, health)
-                )
+            runs += compose_runs(args.compose, scratch, redis_port)
             # Kubernetes: ConfigMap volumes become files.
             for variant, objects in k8s_sets(args.k8s).items():
                 maps = {
@@ -666,6 +703,10 @@ def roles(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    topo = sub.add_parser("topology")
+    topo.add_argument("--compose", required=True, help="output of `docker-compose config`")
+    topo.add_argument("--scratch", required=True, help="a directory for the config files")
+    topo.add_argument("--redis-port", required=True, type=int, help="the local redis-server")
     for name in ("invariants", "roles"):
         p = sub.add_parser(name)
         p.add_argument("--compose", required=True, help="output of `docker-compose config`")
@@ -675,7 +716,7 @@ def main():
         if name == "roles":
             p.add_argument("--bin", required=True, help="the ferrocast binary")
     args = parser.parse_args()
-    {"invariants": invariants, "roles": roles}[args.command](args)
+    {"invariants": invariants, "roles": roles, "topology": topology}[args.command](args)
 
 
 if __name__ == "__main__":

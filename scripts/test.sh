@@ -33,7 +33,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
-REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 REQUIRE_REDIS_TESTS=1 cargo test --locked --workspace
+REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 REQUIRE_REDIS_TESTS=1 REQUIRE_DEPLOY_TESTS=1 cargo test --locked --workspace
 echo "== deployment manifests: every role starts with its compose and k8s settings" >&2
 ./scripts/validate-deploy.sh --roles
 echo "== cargo doc" >&2

@@ -74,6 +74,11 @@ impl RungTracer {
         }
         unit.trace = self.gops.context();
     }
+
+    /// The open GOP's span, if it has one.
+    pub(crate) fn span(&self) -> Option<&tracing::Span> {
+        self.gops.span()
+    }
 }
 
 #[cfg(test)]

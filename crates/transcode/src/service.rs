@@ -621,7 +621,14 @@ impl StreamTask {
                 event = events.recv() => {
                     match event {
                         Some(Event::Failed(reason)) => {
-                            error!(stream = %self.name, error = %reason, "transcoder failed; its renditions end");
+                            // Logged in a rung's open GOP span, if traced,
+                            // so the failure is in the session's trace.
+                            let span = self
+                                .rungs
+                                .iter()
+                                .find_map(|r| r.trace.span().cloned())
+                                .unwrap_or_else(tracing::Span::none);
+                            error!(parent: &span, stream = %self.name, error = %reason, "transcoder failed; its renditions end");
                             lock(&self.status).error = Some(reason);
                             failed = true;
                             break;
