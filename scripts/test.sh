@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-install_debian_packages "${BUILD_PACKAGES[@]}" ffmpeg srt-tools chromium redis-server
+install_debian_packages "${BUILD_PACKAGES[@]}" ffmpeg srt-tools chromium redis-server postgresql
 # Node.js may come from Debian or from elsewhere (NodeSource ships npm inside nodejs).
 command -v node >/dev/null || install_debian_packages nodejs
 command -v npm >/dev/null || install_debian_packages npm
@@ -33,7 +33,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
-REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 REQUIRE_REDIS_TESTS=1 REQUIRE_DEPLOY_TESTS=1 cargo test --locked --workspace
+REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 REQUIRE_REDIS_TESTS=1 REQUIRE_POSTGRES_TESTS=1 REQUIRE_DEPLOY_TESTS=1 cargo test --locked --workspace
 echo "== deployment manifests: every role starts with its compose and k8s settings" >&2
 ./scripts/validate-deploy.sh --roles
 echo "== cargo doc" >&2

@@ -207,6 +207,7 @@ const KNOWN_KEYS: &[&str] = &[
     "edge",
     "cluster",
     "telemetry",
+    "database_url",
 ];
 
 impl Process {
@@ -221,6 +222,7 @@ impl Process {
                 "rtp",
                 "transcode",
                 "cluster",
+                "database_url",
             ],
             Process::Transcode => &["transcode", "hls", "ingest", "cluster"],
             Process::Package => &["hls", "data_dir", "ingest", "cluster"],
@@ -302,6 +304,13 @@ fn validate_hls(hls: &crate::model::HlsConfig) -> Result<(), ConfigError> {
 /// Characters allowed in a publish key: unreserved URL characters, so that
 /// no sender has to escape them (Debian's ffmpeg does not URL-decode the
 /// streamid).
+/// Whether `passphrase` is one SRT takes ("SRTO_PASSPHRASE ... string of
+/// length 10..79") made of the characters a streamid can carry
+/// (`[A-Za-z0-9._~-]`).
+pub fn valid_srt_passphrase(passphrase: &str) -> bool {
+    (10..=79).contains(&passphrase.len()) && passphrase.bytes().all(is_key_char)
+}
+
 pub(crate) fn is_key_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
 }
@@ -390,14 +399,12 @@ fn validate_streams(streams: &[crate::model::StreamConfig]) -> Result<(), Config
                 "streams: publish_key of {name:?} must be 8 to 128 characters of [A-Za-z0-9._~-]"
             )));
         }
-        if let Some(passphrase) = &stream.passphrase {
-            // SRT: "SRTO_PASSPHRASE ... string of length 10..79".
-            let len = passphrase.expose().len();
-            if !(10..=79).contains(&len) || !passphrase.expose().bytes().all(is_key_char) {
-                return Err(ConfigError::Range(format!(
-                    "streams: passphrase of {name:?} must be 10 to 79 characters of [A-Za-z0-9._~-]"
-                )));
-            }
+        if let Some(passphrase) = &stream.passphrase
+            && !valid_srt_passphrase(passphrase.expose())
+        {
+            return Err(ConfigError::Range(format!(
+                "streams: passphrase of {name:?} must be 10 to 79 characters of [A-Za-z0-9._~-]"
+            )));
         }
     }
     Ok(())

@@ -31,7 +31,7 @@ pub mod telemetry;
 pub mod transcode;
 
 pub use cluster::ClusterConfig;
-pub use layers::{ConfigError, ENV_PREFIX, Layers, Process};
+pub use layers::{ConfigError, ENV_PREFIX, Layers, Process, valid_srt_passphrase};
 pub use model::{
     Config, DEFAULT_RTP_JITTER_MS, DuplicatePublisher, HlsConfig, IngestConfig, RtpConfig,
     RtpFormat, StreamConfig,

@@ -45,6 +45,13 @@ pub struct Config {
     pub cluster: crate::cluster::ClusterConfig,
     /// Traces over OpenTelemetry (`[telemetry]`), read by every process.
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// The control plane's database (streams, publish keys, API tokens):
+    /// `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`. A secret
+    /// (it may hold a password). Unset: `ferrocast up` keeps a SQLite file
+    /// `control.db` under `data_dir`; `ferrocast ingest` checks publishers
+    /// against `[[streams]]` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<crate::Secret>,
 }
 
 impl Default for Config {
@@ -62,6 +69,7 @@ impl Default for Config {
             edge: None,
             cluster: crate::cluster::ClusterConfig::default(),
             telemetry: crate::telemetry::TelemetryConfig::default(),
+            database_url: None,
         }
     }
 }

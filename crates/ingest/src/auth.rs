@@ -1,8 +1,9 @@
 //! Who may publish: the [`PublishAuthorizer`] decides from the streamid,
 //! before the SRT handshake completes.
 //!
-//! [`StaticAuthorizer`] reads the `[[streams]]` list of the config file (the
-//! database will implement the same trait). With no streams configured,
+//! [`StaticAuthorizer`] reads the `[[streams]]` list of the config file;
+//! `ferrocast-control`'s authoriser reads the control-plane database
+//! behind the same trait. With no streams configured,
 //! publishing is open: any valid stream name, no key — the embedded default
 //! for trying Ferrocast out, logged at start.
 
@@ -35,6 +36,11 @@ pub enum AuthError {
     /// The key does not match.
     #[error("wrong publish key")]
     WrongKey,
+    /// The list of streams could not be read (the control-plane database
+    /// has not answered since this process started): nobody is let in
+    /// on a guess.
+    #[error("stream list not available yet")]
+    Unavailable,
 }
 
 /// Decides whether a caller may publish.

@@ -456,6 +456,7 @@ async fn decide(
             AuthError::UnknownStream => {
                 refuse(gate, "unknown_stream", ServerRejectReason::Notfound)
             }
+            AuthError::Unavailable => refuse(gate, "unavailable", ServerRejectReason::Down),
             _ => refuse(gate, "unauthorized", ServerRejectReason::Unauthorized),
         }
     })?;

@@ -1,5 +1,6 @@
 //! Test tooling shared by Ferrocast's integration tests and load tools:
-//! real servers started on free loopback ports and stopped when dropped,
+//! real servers (`redis-server`, PostgreSQL) started on free loopback
+//! ports and stopped when dropped,
 //! and the numbers of a media playlist ([`playlist`]).
 //!
 //! A test that needs a server the machine lacks is skipped with a
@@ -9,6 +10,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod playlist;
+mod postgres;
+
+pub use postgres::Postgres;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

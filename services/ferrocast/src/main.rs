@@ -9,6 +9,7 @@
 //! file (`--config`), then flags, each winning over the one before.
 
 mod cluster;
+mod control;
 mod edge;
 mod logging;
 mod probe;
@@ -429,6 +430,8 @@ async fn run_edge<U: ferrocast_edge::Upstream + ferrocast_edge::server::OriginSt
 async fn up(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let database = control::open(&config, true).await?;
+    let authorizer = control::authorizer(&config, database).await;
     let bus = ferrocast_bus::InProcessBus::default();
     let metrics = Arc::new(ferrocast_telemetry::Metrics::new());
     let connection_metrics = metrics.connections.clone();
@@ -483,9 +486,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
         },
         Arc::new(bus.clone()),
-        Arc::new(ferrocast_ingest::StaticAuthorizer::from_config(
-            &config.streams,
-        )),
+        authorizer,
         metrics,
     )
     .await?;

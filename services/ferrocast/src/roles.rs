@@ -13,7 +13,7 @@ use ferrocast_cluster::{
     Drained, HandOverFn, IngestClaims, PackageClaims, PackagerHooks, TranscodeClaims,
 };
 use ferrocast_config::{Config, LadderChoice};
-use ferrocast_ingest::{RtpIngest, RtpSettings, SrtConfig, SrtIngest, StaticAuthorizer};
+use ferrocast_ingest::{RtpIngest, RtpSettings, SrtConfig, SrtIngest};
 use ferrocast_packager::{Origin, PackagerConfig};
 use ferrocast_registry::Role;
 use ferrocast_telemetry::Metrics;
@@ -61,7 +61,7 @@ pub async fn ingest(config: Config) -> anyhow::Result<()> {
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
         },
         bus.clone(),
-        Arc::new(StaticAuthorizer::from_config(&config.streams)),
+        crate::control::authorizer(&config, crate::control::open(&config, false).await?).await,
         metrics.clone(),
     )
     .await?;

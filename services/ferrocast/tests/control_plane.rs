@@ -1,0 +1,154 @@
+#![allow(clippy::unwrap_used)]
+
+//! Publish keys from the control plane's database, through `ferrocast
+//! up`'s SRT listener: the default SQLite file under `data_dir`, and a
+//! real PostgreSQL server (started by the test on a free port). A key
+//! rotated in the database stops working for new publishers within a
+//! second, and keeps being refused while the database is down.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use ferrocast_control::{Actor, Database, NewStream};
+use ferrocast_testkit::Postgres;
+
+/// Whether an SRT caller publishing `stream` with `key` gets in (the
+/// handshake completes) or is refused (its streams take a second
+/// publisher over, so an earlier call's session never refuses a later one).
+async fn admitted(srt: SocketAddr, stream: &str, key: &str) -> bool {
+    let streamid = format!("publish:live/{stream}?key={key}");
+    let call = srt_tokio::SrtSocket::builder().call(srt, Some(&streamid));
+    match tokio::time::timeout(Duration::from_secs(5), call).await {
+        Ok(Ok(mut socket)) => {
+            let _ = futures::SinkExt::close(&mut socket).await;
+            true
+        }
+        Ok(Err(e)) => {
+            // Refused for its key or name, never for a live publisher.
+            let reason = format!("{e:?}");
+            assert!(
+                reason.contains("Unauthorized") || reason.contains("Notfound"),
+                "{reason}"
+            );
+            false
+        }
+        Err(_) => panic!("SRT handshake with {srt} timed out"),
+    }
+}
+
+/// Polls until `admitted(...) == want`, up to `within`; how long it took.
+async fn until_admission(
+    srt: SocketAddr,
+    stream: &str,
+    key: &str,
+    want: bool,
+    within: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() <= within {
+        if admitted(srt, stream, key).await == want {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+fn actor() -> Actor {
+    Actor::Token("test".into())
+}
+
+fn cam() -> NewStream {
+    NewStream {
+        name: "cam".into(),
+        on_duplicate: ferrocast_config::DuplicatePublisher::TakeOver,
+        ..NewStream::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_in_postgres_is_refused_within_a_second_also_once_the_database_is_down() {
+    let Some(pg) = Postgres::start() else { return };
+    let db = Database::open(&pg.url()).await.unwrap();
+    let key1 = db
+        .create_stream(cam(), &actor())
+        .await
+        .unwrap()
+        .publish_key
+        .expose()
+        .to_owned();
+    let server = Server::start(&format!("database_url = \"{}\"\n", pg.url()));
+    let srt = server.srt;
+    assert!(admitted(srt, "cam", &key1).await, "{}", server.log());
+    assert!(!admitted(srt, "cam", "0123456789abcdef").await);
+    // Streams exist: publishing is no longer open to any name.
+    assert!(!admitted(srt, "other", &key1).await);
+
+    let key2 = db
+        .rotate_key("cam", &actor())
+        .await
+        .unwrap()
+        .publish_key
+        .expose()
+        .to_owned();
+    let refused = until_admission(srt, "cam", &key1, false, Duration::from_secs(1)).await;
+    eprintln!("old key refused after {refused:?}");
+    assert!(refused.is_some(), "old key still admitted after 1 s");
+    assert!(admitted(srt, "cam", &key2).await);
+
+    // The database goes away: the process answers from what it loaded.
+    db.close().await;
+    pg.stop();
+    assert!(admitted(srt, "cam", &key2).await, "{}", server.log());
+    assert!(!admitted(srt, "cam", &key1).await);
+    // The outage is logged once, without the URL (it holds a password).
+    assert!(
+        server.wait_for_log(
+            "control-plane database unreachable",
+            Duration::from_secs(20)
+        ),
+        "{}",
+        server.log()
+    );
+    assert!(
+        !server.log().contains("ferrocast:ferrocast@"),
+        "{}",
+        server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferrocast_up_keeps_its_streams_in_a_sqlite_file_under_data_dir() {
+    let server = Server::start("");
+    let srt = server.srt;
+    // No stream anywhere: open, as without a database (each probe with a
+    // name of its own: open streams refuse a second publisher).
+    assert!(admitted(srt, "anything", "whatever").await);
+    let file = server.data_dir.path().join("data").join("control.db");
+    assert!(file.exists(), "no {}", file.display());
+
+    // Another process (this test) adds a stream to the same file.
+    let db = Database::open_sqlite(&file).await.unwrap();
+    let key = db
+        .create_stream(cam(), &actor())
+        .await
+        .unwrap()
+        .publish_key
+        .expose()
+        .to_owned();
+    let start = Instant::now();
+    let mut probe = 0;
+    while admitted(srt, &format!("probe{probe}"), "whatever").await {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "still open after 1 s"
+        );
+        probe += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted(srt, "cam", &key).await);
+    assert!(!admitted(srt, "cam", "not-the-key-123").await);
+}
