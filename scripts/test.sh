@@ -25,6 +25,13 @@ python3 -c "import aioquic" 2>/dev/null || {
     python3 -m pip install --user --quiet --break-system-packages aioquic
 }
 
+echo "== OpenAPI validator (openapi-spec-validator)" >&2
+python3 -c "import openapi_spec_validator" 2>/dev/null || {
+  python3 -m pip --version >/dev/null 2>&1 || install_debian_packages python3-pip
+  python3 -m pip install --user --quiet openapi-spec-validator 2>/dev/null ||
+    python3 -m pip install --user --quiet --break-system-packages openapi-spec-validator
+}
+
 echo "== deployment manifests" >&2
 ./scripts/validate-deploy.sh
 
@@ -33,7 +40,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
-REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 REQUIRE_REDIS_TESTS=1 REQUIRE_POSTGRES_TESTS=1 REQUIRE_DEPLOY_TESTS=1 cargo test --locked --workspace
+REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 REQUIRE_REDIS_TESTS=1 REQUIRE_POSTGRES_TESTS=1 REQUIRE_OPENAPI_TESTS=1 REQUIRE_DEPLOY_TESTS=1 cargo test --locked --workspace
 echo "== deployment manifests: every role starts with its compose and k8s settings" >&2
 ./scripts/validate-deploy.sh --roles
 echo "== cargo doc" >&2

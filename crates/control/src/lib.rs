@@ -14,6 +14,7 @@
 //! - [`authorizer`]: the ingest's `PublishAuthorizer` answered from a
 //!   snapshot of the credentials kept current by polling the change
 //!   counter, so no SRT handshake waits on the database.
+//! - [`api`]: the REST API under `/api/v1` with its OpenAPI document.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ferrocast_control::DbError> {
@@ -26,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 pub mod audit;
 pub mod authorizer;
 pub mod db;

@@ -1,11 +1,13 @@
-//! The control plane's database in this process: opened (and migrated) at
-//! start, and the publish authoriser that reads it.
+//! The control plane in this process: its database opened (and
+//! migrated) at start, the publish authoriser that reads it, and the
+//! REST API over it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use ferrocast_config::Config;
+use ferrocast_control::api::{self, ApiState};
 use ferrocast_control::{Backend, Database, DbAuthorizer};
 use ferrocast_ingest::{PublishAuthorizer, StaticAuthorizer};
 use tracing::{info, warn};
@@ -16,6 +18,17 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// How long start-up waits for the first list of streams.
 const FIRST_LOAD: Duration = Duration::from_secs(10);
+
+/// The file under `data_dir` that the first admin token is written to.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// The control plane of this process.
+pub struct Control {
+    /// Who may publish.
+    pub authorizer: Arc<dyn PublishAuthorizer>,
+    /// The REST API's routes, when there is a database.
+    pub api: Option<axum::Router>,
+}
 
 /// Opens `database_url`, or with `default_sqlite` (`ferrocast up`) the
 /// SQLite file `control.db` under `data_dir` when it is unset; `None`
@@ -39,17 +52,72 @@ pub async fn open(config: &Config, default_sqlite: bool) -> anyhow::Result<Optio
 }
 
 /// Who may publish: the database's streams after the config file's when
-/// there is a database, the config file's alone otherwise.
-pub async fn authorizer(config: &Config, db: Option<Database>) -> Arc<dyn PublishAuthorizer> {
+/// there is a database, the config file's alone otherwise; and, with
+/// `serve_api` (the process that serves the API makes the first admin
+/// token), the API.
+pub async fn start(
+    config: &Config,
+    db: Option<Database>,
+    serve_api: bool,
+) -> anyhow::Result<Control> {
     let Some(db) = db else {
-        return Arc::new(StaticAuthorizer::from_config(&config.streams));
+        return Ok(Control {
+            authorizer: Arc::new(StaticAuthorizer::from_config(&config.streams)),
+            api: None,
+        });
     };
-    let authorizer = DbAuthorizer::start(db, &config.streams, POLL);
+    if serve_api {
+        bootstrap(&db, config).await?;
+    }
+    let authorizer = DbAuthorizer::start(db.clone(), &config.streams, POLL);
     if !authorizer.wait_loaded(FIRST_LOAD).await {
         warn!(
             "the control plane database did not answer within {FIRST_LOAD:?}: publishers of its \
              streams are refused until it does"
         );
     }
-    authorizer
+    let reload = authorizer.clone();
+    let api = serve_api.then(|| {
+        api::router(ApiState {
+            db,
+            changed: Arc::new(move || reload.refresh_now()),
+        })
+    });
+    Ok(Control { authorizer, api })
+}
+
+/// At the first start against an empty database: makes an admin token
+/// and writes it, readable by this user only, to `data_dir/admin-token`
+/// (never to the log).
+async fn bootstrap(db: &Database, config: &Config) -> anyhow::Result<()> {
+    let Some(made) = db
+        .bootstrap_admin()
+        .await
+        .context("bootstrap admin token")?
+    else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+    write_private(&path, &format!("{}\n", made.secret.expose()))
+        .with_context(|| format!("writing the first admin token to {}", path.display()))?;
+    warn!(
+        file = %path.display(),
+        "first start: an admin API token was written to this file; store it elsewhere and delete the file"
+    );
+    Ok(())
+}
+
+/// Writes `content` to a new file only its owner may read.
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content.as_bytes())
 }

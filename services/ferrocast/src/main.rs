@@ -431,7 +431,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let database = control::open(&config, true).await?;
-    let authorizer = control::authorizer(&config, database).await;
+    let control = control::start(&config, database, true).await?;
     let bus = ferrocast_bus::InProcessBus::default();
     let metrics = Arc::new(ferrocast_telemetry::Metrics::new());
     let connection_metrics = metrics.connections.clone();
@@ -486,13 +486,13 @@ async fn up(config: Config) -> anyhow::Result<()> {
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
         },
         Arc::new(bus.clone()),
-        authorizer,
+        control.authorizer,
         metrics,
     )
     .await?;
     let srt = Arc::new(srt);
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let app = ferrocast_packager::http::router(origin.clone()).merge(status::router(
+    let mut app = ferrocast_packager::http::router(origin.clone()).merge(status::router(
         origin.clone(),
         srt.clone(),
         rtp,
@@ -500,6 +500,9 @@ async fn up(config: Config) -> anyhow::Result<()> {
         transcoder,
         draining.clone(),
     ));
+    if let Some(api) = control.api {
+        app = app.merge(api);
+    }
     let http = ferrocast_packager::http::serve_with_limits(
         config.http_listen,
         app,

@@ -61,7 +61,9 @@ pub async fn ingest(config: Config) -> anyhow::Result<()> {
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
         },
         bus.clone(),
-        crate::control::authorizer(&config, crate::control::open(&config, false).await?).await,
+        crate::control::start(&config, crate::control::open(&config, false).await?, false)
+            .await?
+            .authorizer,
         metrics.clone(),
     )
     .await?;

@@ -152,3 +152,72 @@ async fn ferrocast_up_keeps_its_streams_in_a_sqlite_file_under_data_dir() {
     assert!(admitted(srt, "cam", &key).await);
     assert!(!admitted(srt, "cam", "not-the-key-123").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_makes_streams_whose_keys_publish_and_rotates_them_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start("");
+    // First start: the admin token is in a file only its owner may read,
+    // never in the log.
+    let file = server.data_dir.path().join("data").join("admin-token");
+    let admin = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!server.log().contains(&admin));
+    assert!(
+        server.log().contains("admin API token was written"),
+        "{}",
+        server.log()
+    );
+
+    let http = common::client();
+    let api = format!("http://{}/api/v1", server.http);
+    let made: serde_json::Value = serde_json::from_str(
+        &http
+            .post(format!("{api}/streams"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(r#"{ "name": "cam", "on_duplicate": "take_over" }"#)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let key1 = made["publish_key"].as_str().unwrap().to_owned();
+    // The change reaches the authoriser at once (no poll to wait for).
+    assert!(admitted(server.srt, "cam", &key1).await, "{made}");
+    let rotated: serde_json::Value = serde_json::from_str(
+        &http
+            .post(format!("{api}/streams/cam/key"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let key2 = rotated["publish_key"].as_str().unwrap();
+    let refused = until_admission(server.srt, "cam", &key1, false, Duration::from_secs(1)).await;
+    assert!(refused.is_some());
+    assert!(admitted(server.srt, "cam", key2).await);
+    // The live status list is still there, next to the new routes.
+    let status = http.get(format!("{api}/streams")).send().await.unwrap();
+    assert_eq!(status.status(), 200);
+    // No token, no change.
+    let refused = http
+        .post(format!("{api}/streams"))
+        .header("content-type", "application/json")
+        .body(r#"{ "name": "cam2" }"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(!server.log().contains(key2));
+}

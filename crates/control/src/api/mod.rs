@@ -1,0 +1,214 @@
+//! The control plane's REST API under `/api/v1` (axum), its OpenAPI
+//! document generated from these handlers (`utoipa`) at
+//! `/api/v1/openapi.json`, bearer API tokens with roles ([`auth`]), and
+//! errors as RFC 9457 problem details ([`problem`]).
+//!
+//! Lists are pages: `?limit=N` (1 to 1000, default 100) and `?after=` the
+//! `next` of the page before; `next` is absent on the last page.
+
+pub mod auth;
+pub mod problem;
+pub mod streams;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::routing::{delete, get, post};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::db::Database;
+use problem::Problem;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The store.
+    pub db: Database,
+    /// Called after every change to streams, so this process's publish
+    /// authoriser reloads at once rather than at its next poll.
+    pub changed: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState").field("db", &self.db).finish()
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `after` (`before` for the audit log) for the next page;
+    /// absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page from up to `limit + 1` rows: the extra row only says that
+    /// there is a next page.
+    fn of(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = if more { rows.last().map(key) } else { None };
+        Page { items: rows, next }
+    }
+}
+
+/// Query of a list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Items per page, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` of the page before.
+    pub after: Option<String>,
+}
+
+/// Default and largest page sizes.
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+impl PageQuery {
+    fn limit(&self) -> Result<u32, Problem> {
+        match self.limit {
+            None => Ok(DEFAULT_LIMIT),
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            Some(n) => Err(Problem::invalid(format!(
+                "limit must be 1 to {MAX_LIMIT} (got {n})"
+            ))),
+        }
+    }
+}
+
+/// A JSON body whose rejection is a problem document (422, or 415 for a
+/// body that is not JSON).
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    S: Send + Sync,
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(Problem::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "the body must be JSON (Content-Type: application/json)",
+            )),
+            Err(e) => Err(Problem::invalid(e.body_text())),
+        }
+    }
+}
+
+/// A query string whose rejection is a problem document (422).
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Params<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Problem> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Params(value)),
+            Err(e) => Err(Problem::invalid(e.body_text())),
+        }
+    }
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ferrocast control plane",
+        description = "Streams, publish keys and API tokens. Authenticate with `Authorization: Bearer TOKEN`; errors are RFC 9457 problem details."
+    ),
+    paths(
+        streams::list,
+        streams::create,
+        streams::get,
+        streams::update,
+        streams::delete,
+        streams::rotate_key,
+        tokens::list,
+        tokens::create,
+        tokens::revoke,
+        tokens::audit,
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "streams", description = "streams and their publish keys"),
+        (name = "tokens", description = "API tokens (admin)"),
+        (name = "audit", description = "who changed what (admin)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme the paths name.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The document, as served.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// The routes (mount on the process's HTTP listener).
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi_json(),
+                )
+            }),
+        )
+        .route("/api/v1/stream-settings", get(streams::list))
+        .route("/api/v1/streams", post(streams::create))
+        .route(
+            "/api/v1/streams/{name}",
+            get(streams::get)
+                .patch(streams::update)
+                .delete(streams::delete),
+        )
+        .route("/api/v1/streams/{name}/key", post(streams::rotate_key))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{id}", delete(tokens::revoke))
+        .route("/api/v1/audit", get(tokens::audit))
+        .with_state(state)
+}

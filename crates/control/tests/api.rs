@@ -1,0 +1,483 @@
+#![allow(clippy::unwrap_used)]
+
+//! Every route of the REST API, on SQLite and on a real PostgreSQL server:
+//! the happy path, 401 without or with a bad token, 403 for each role
+//! that may not, 404, 409 on a taken name, 415 and 422 with a problem
+//! document; and the OpenAPI document checked by an independent
+//! validator (`openapi-spec-validator` from PyPI).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use ferrocast_control::Database;
+use ferrocast_control::api::{self, ApiState};
+use ferrocast_testkit::Postgres;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    body: Value,
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Answer {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = match body {
+        Some(body) => request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {bytes:?}"))
+    };
+    Answer {
+        status,
+        content_type,
+        body,
+    }
+}
+
+/// Asserts a problem document with `status`.
+fn problem(answer: &Answer, status: StatusCode) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(answer.content_type, "application/problem+json");
+    assert_eq!(answer.body["status"], status.as_u16());
+    assert!(
+        answer.body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("/problems/")
+    );
+    assert!(!answer.body["title"].as_str().unwrap().is_empty());
+    assert!(!answer.body["detail"].as_str().unwrap().is_empty());
+}
+
+async fn every_route(db: Database) {
+    let admin = db.bootstrap_admin().await.unwrap().unwrap();
+    let admin = admin.secret.expose().to_owned();
+    let changes = Arc::new(AtomicUsize::new(0));
+    let counted = changes.clone();
+    let app = api::router(ApiState {
+        db,
+        changed: Arc::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }),
+    });
+    let admin = Some(admin.as_str());
+
+    // The document needs no token.
+    let doc = call(&app, "GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert!(doc.body["paths"]["/api/v1/streams/{name}/key"]["post"].is_object());
+
+    // 401: no token, not a token, an unknown token.
+    let new_cam = json!({ "name": "cam1" });
+    problem(
+        &call(&app, "POST", "/api/v1/streams", None, Some(new_cam.clone())).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    problem(
+        &call(
+            &app,
+            "POST",
+            "/api/v1/streams",
+            Some("x"),
+            Some(new_cam.clone()),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let unknown = "ab".repeat(32);
+    problem(
+        &call(&app, "GET", "/api/v1/tokens", Some(&unknown), None).await,
+        StatusCode::UNAUTHORIZED,
+    );
+
+    // The admin makes an operator and a viewer-issuer token.
+    let made = call(
+        &app,
+        "POST",
+        "/api/v1/tokens",
+        admin,
+        Some(json!({ "role": "operator", "description": "ops" })),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert_eq!(made.body["token"]["role"], "operator");
+    let operator_id = made.body["token"]["id"].as_str().unwrap().to_owned();
+    let operator_secret = made.body["secret"].as_str().unwrap().to_owned();
+    let operator = Some(operator_secret.as_str());
+    let issuer = call(
+        &app,
+        "POST",
+        "/api/v1/tokens",
+        admin,
+        Some(json!({ "role": "viewer-issuer" })),
+    )
+    .await;
+    let issuer = issuer.body["secret"].as_str().unwrap().to_owned();
+    let issuer = Some(issuer.as_str());
+    problem(
+        &call(
+            &app,
+            "POST",
+            "/api/v1/tokens",
+            admin,
+            Some(json!({ "role": "root" })),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+
+    // Streams: made by an operator, the key shown once.
+    let created = call(
+        &app,
+        "POST",
+        "/api/v1/streams",
+        operator,
+        Some(new_cam.clone()),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let key1 = created.body["publish_key"].as_str().unwrap().to_owned();
+    assert_eq!(key1.len(), 64);
+    assert_eq!(created.body["stream"]["key_prefix"], &key1[..8]);
+    assert_eq!(created.body["stream"]["on_duplicate"], "reject");
+    assert_eq!(changes.load(Ordering::SeqCst), 1);
+    problem(
+        &call(
+            &app,
+            "POST",
+            "/api/v1/streams",
+            operator,
+            Some(new_cam.clone()),
+        )
+        .await,
+        StatusCode::CONFLICT,
+    );
+    for bad in [
+        json!({ "name": "../x" }),
+        json!({ "name": "cam2", "passphrase": "short" }),
+        json!({ "name": "cam2", "colour": "red" }),
+        json!({ "name": "cam2", "recording": 5 }),
+        json!({ "nom": "cam2" }),
+    ] {
+        problem(
+            &call(&app, "POST", "/api/v1/streams", operator, Some(bad)).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    }
+    let no_type = app
+        .clone()
+        .oneshot(
+            Request::post("/api/v1/streams")
+                .header(header::AUTHORIZATION, format!("Bearer {operator_secret}"))
+                .body(Body::from(new_cam.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(no_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let shown = call(&app, "GET", "/api/v1/streams/cam1", operator, None).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert_eq!(shown.body, created.body["stream"]);
+    assert!(!shown.body.to_string().contains(&key1));
+    problem(
+        &call(&app, "GET", "/api/v1/streams/nope", operator, None).await,
+        StatusCode::NOT_FOUND,
+    );
+
+    // Changes: set, then remove, a passphrase.
+    let patched = call(
+        &app,
+        "PATCH",
+        "/api/v1/streams/cam1",
+        operator,
+        Some(json!({ "passphrase": "0123456789abcdef", "on_duplicate": "take_over" })),
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["passphrase_set"], true);
+    assert_eq!(patched.body["on_duplicate"], "take_over");
+    assert!(!patched.body.to_string().contains("0123456789abcdef"));
+    let patched = call(
+        &app,
+        "PATCH",
+        "/api/v1/streams/cam1",
+        operator,
+        Some(json!({ "passphrase": null })),
+    )
+    .await;
+    assert_eq!(patched.body["passphrase_set"], false);
+    assert_eq!(patched.body["on_duplicate"], "take_over");
+    problem(
+        &call(
+            &app,
+            "PATCH",
+            "/api/v1/streams/nope",
+            operator,
+            Some(json!({})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+    problem(
+        &call(
+            &app,
+            "PATCH",
+            "/api/v1/streams/cam1",
+            operator,
+            Some(json!({ "on_duplicate": "maybe" })),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+
+    // A new key.
+    let rotated = call(&app, "POST", "/api/v1/streams/cam1/key", operator, None).await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    let key2 = rotated.body["publish_key"].as_str().unwrap();
+    assert_ne!(key2, key1);
+    assert_eq!(rotated.body["stream"]["key_prefix"], &key2[..8]);
+    problem(
+        &call(&app, "POST", "/api/v1/streams/nope/key", operator, None).await,
+        StatusCode::NOT_FOUND,
+    );
+
+    // Pages.
+    for name in ["cam2", "cam3"] {
+        let made = call(
+            &app,
+            "POST",
+            "/api/v1/streams",
+            admin,
+            Some(json!({ "name": name })),
+        )
+        .await;
+        assert_eq!(made.status, StatusCode::CREATED);
+    }
+    let page = call(
+        &app,
+        "GET",
+        "/api/v1/stream-settings?limit=2",
+        operator,
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let names: Vec<&str> = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cam1", "cam2"]);
+    assert_eq!(page.body["next"], "cam2");
+    let last = call(
+        &app,
+        "GET",
+        "/api/v1/stream-settings?limit=2&after=cam2",
+        operator,
+        None,
+    )
+    .await;
+    assert_eq!(last.body["items"][0]["name"], "cam3");
+    assert!(last.body.get("next").is_none());
+    for query in ["limit=0", "limit=1001", "limit=x", "page=2"] {
+        problem(
+            &call(
+                &app,
+                "GET",
+                &format!("/api/v1/stream-settings?{query}"),
+                operator,
+                None,
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    }
+
+    // 403: what each role may not do.
+    for (method, path, body) in [
+        ("POST", "/api/v1/streams", Some(json!({ "name": "cam9" }))),
+        ("GET", "/api/v1/stream-settings", None),
+        ("GET", "/api/v1/streams/cam1", None),
+        ("PATCH", "/api/v1/streams/cam1", Some(json!({}))),
+        ("DELETE", "/api/v1/streams/cam1", None),
+        ("POST", "/api/v1/streams/cam1/key", None),
+        ("GET", "/api/v1/tokens", None),
+        ("POST", "/api/v1/tokens", Some(json!({ "role": "admin" }))),
+        ("DELETE", "/api/v1/tokens/x", None),
+        ("GET", "/api/v1/audit", None),
+    ] {
+        problem(
+            &call(&app, method, path, issuer, body.clone()).await,
+            StatusCode::FORBIDDEN,
+        );
+        if path.starts_with("/api/v1/tokens") || path == "/api/v1/audit" {
+            problem(
+                &call(&app, method, path, operator, body).await,
+                StatusCode::FORBIDDEN,
+            );
+        }
+    }
+
+    // Tokens and the audit log, for the admin.
+    let tokens = call(&app, "GET", "/api/v1/tokens", admin, None).await;
+    assert_eq!(tokens.body["items"].as_array().unwrap().len(), 3);
+    assert!(!tokens.body.to_string().contains(&operator_secret));
+    let audit = call(&app, "GET", "/api/v1/audit?subject=cam1", admin, None).await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "stream.rotate-key",
+            "stream.update",
+            "stream.update",
+            "stream.create"
+        ]
+    );
+    assert_eq!(
+        audit.body["items"][3]["actor"],
+        format!("api-token:{operator_id}")
+    );
+    let one = call(&app, "GET", "/api/v1/audit?limit=1", admin, None).await;
+    let older = call(
+        &app,
+        "GET",
+        &format!(
+            "/api/v1/audit?limit=1&before={}",
+            one.body["next"].as_str().unwrap()
+        ),
+        admin,
+        None,
+    )
+    .await;
+    assert_ne!(one.body["items"][0]["id"], older.body["items"][0]["id"]);
+
+    // Revoked: the operator's token stops working at once.
+    let revoked = call(
+        &app,
+        "DELETE",
+        &format!("/api/v1/tokens/{operator_id}"),
+        admin,
+        None,
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    assert!(revoked.body["revoked_ms"].is_i64());
+    problem(
+        &call(&app, "GET", "/api/v1/streams/cam1", operator, None).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    problem(
+        &call(
+            &app,
+            "DELETE",
+            &format!("/api/v1/tokens/{operator_id}"),
+            admin,
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+
+    // Deleted.
+    let deleted = call(&app, "DELETE", "/api/v1/streams/cam1", admin, None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    problem(
+        &call(&app, "DELETE", "/api/v1/streams/cam1", admin, None).await,
+        StatusCode::NOT_FOUND,
+    );
+}
+
+#[tokio::test]
+async fn every_route_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    every_route(
+        Database::open_sqlite(&dir.path().join("c.db"))
+            .await
+            .unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_route_on_postgres() {
+    let Some(pg) = Postgres::start() else { return };
+    every_route(Database::open(&pg.url()).await.unwrap()).await;
+}
+
+/// `openapi-spec-validator` from PyPI checks the served document; skipped
+/// with a line when it is not installed, unless
+/// `REQUIRE_OPENAPI_TESTS=1` (set by scripts/test.sh, which installs it).
+#[test]
+fn the_openapi_document_is_valid_openapi() {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import openapi_spec_validator"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var_os("REQUIRE_OPENAPI_TESTS").is_none(),
+            "REQUIRE_OPENAPI_TESTS is set but openapi-spec-validator is not installed"
+        );
+        eprintln!(
+            "SKIPPED: openapi-spec-validator is not installed (pip install openapi-spec-validator)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, api::openapi_json()).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&api::openapi_json()).unwrap();
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
