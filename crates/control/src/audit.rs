@@ -34,7 +34,8 @@ pub struct AuditEntry {
     /// Who: `api-token:ID` or `bootstrap`.
     pub actor: String,
     /// What: `stream.create`, `stream.rotate-key`, `stream.update`,
-    /// `stream.delete`, `token.create`, `token.revoke`.
+    /// `stream.delete`, `stream.disconnect`, `token.create`,
+    /// `token.revoke`.
     pub action: String,
     /// On what: a stream name or a token id.
     pub subject: String,
@@ -63,6 +64,18 @@ pub(crate) async fn record(
     .execute(tx)
     .await?;
     Ok(())
+}
+
+/// Appends an entry on its own (an action that changes nothing stored,
+/// like disconnecting a publisher).
+pub(crate) async fn record_now(
+    db: &Database,
+    actor: &Actor,
+    action: &str,
+    subject: &str,
+) -> Result<(), DbError> {
+    let mut conn = db.pool().acquire().await?;
+    record(&mut conn, actor, action, subject, serde_json::json!({})).await
 }
 
 impl Database {

@@ -41,6 +41,7 @@ struct Snapshot {
 /// database's (see the module doc).
 #[derive(Debug)]
 pub struct DbAuthorizer {
+    db: Database,
     fixed: StaticAuthorizer,
     snapshot: RwLock<Option<Snapshot>>,
     refresh: Arc<Notify>,
@@ -54,6 +55,7 @@ impl DbAuthorizer {
     /// runtime.
     pub fn start(db: Database, fixed: &[StreamConfig], poll: Duration) -> Arc<DbAuthorizer> {
         let authorizer = Arc::new(DbAuthorizer {
+            db,
             fixed: StaticAuthorizer::from_config(fixed),
             snapshot: RwLock::new(None),
             refresh: Arc::new(Notify::new()),
@@ -65,7 +67,7 @@ impl DbAuthorizer {
             let mut failing = false;
             loop {
                 let Some(me) = weak.upgrade() else { return };
-                match me.reload_if_changed(&db).await {
+                match me.reload().await {
                     Ok(()) if failing => {
                         info!("control-plane database reachable again");
                         failing = false;
@@ -114,7 +116,11 @@ impl DbAuthorizer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn reload_if_changed(&self, db: &Database) -> Result<(), crate::DbError> {
+    /// Reloads the snapshot now if the database changed since it was
+    /// loaded; when this returns `Ok`, every change committed before the
+    /// call is in effect.
+    pub async fn reload(&self) -> Result<(), crate::DbError> {
+        let db = &self.db;
         let revision = db.revision().await?;
         if self.revision() == Some(revision) {
             return Ok(());
@@ -130,11 +136,16 @@ impl DbAuthorizer {
             streams = streams.len(),
             "publish credentials loaded"
         );
-        *self
+        let mut snapshot = self
             .snapshot
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(Snapshot { revision, streams });
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A concurrent reload (the poll and an API change) may have put a
+        // newer snapshot in meanwhile: never go back to an older one.
+        if snapshot.as_ref().is_none_or(|s| s.revision <= revision) {
+            *snapshot = Some(Snapshot { revision, streams });
+        }
+        drop(snapshot);
         self.loaded.send_replace(true);
         Ok(())
     }

@@ -13,7 +13,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use ferrocast_control::Database;
-use ferrocast_control::api::{self, ApiState};
+use ferrocast_control::api::{self, ApiState, ControlHooks};
 use ferrocast_testkit::Postgres;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -80,16 +80,39 @@ fn problem(answer: &Answer, status: StatusCode) {
     assert!(!answer.body["detail"].as_str().unwrap().is_empty());
 }
 
+/// Counts changes; `cam1` has a live publisher until disconnected.
+#[derive(Default)]
+struct Hooks {
+    changes: AtomicUsize,
+    disconnected: std::sync::Mutex<Vec<String>>,
+}
+
+impl ControlHooks for Hooks {
+    fn streams_changed(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {})
+    }
+
+    fn disconnect(&self, stream: &str) -> bool {
+        let mut gone = self.disconnected.lock().unwrap();
+        if stream == "cam1" && !gone.contains(&stream.to_owned()) {
+            gone.push(stream.to_owned());
+            true
+        } else {
+            false
+        }
+    }
+}
+
 async fn every_route(db: Database) {
     let admin = db.bootstrap_admin().await.unwrap().unwrap();
     let admin = admin.secret.expose().to_owned();
-    let changes = Arc::new(AtomicUsize::new(0));
-    let counted = changes.clone();
+    let hooks = Arc::new(Hooks::default());
     let app = api::router(ApiState {
         db,
-        changed: Arc::new(move || {
-            counted.fetch_add(1, Ordering::SeqCst);
-        }),
+        hooks: hooks.clone(),
     });
     let admin = Some(admin.as_str());
 
@@ -171,7 +194,7 @@ async fn every_route(db: Database) {
     assert_eq!(key1.len(), 64);
     assert_eq!(created.body["stream"]["key_prefix"], &key1[..8]);
     assert_eq!(created.body["stream"]["on_duplicate"], "reject");
-    assert_eq!(changes.load(Ordering::SeqCst), 1);
+    assert_eq!(hooks.changes.load(Ordering::SeqCst), 1);
     problem(
         &call(
             &app,
@@ -272,6 +295,41 @@ async fn every_route(db: Database) {
         &call(&app, "POST", "/api/v1/streams/nope/key", operator, None).await,
         StatusCode::NOT_FOUND,
     );
+    assert!(hooks.disconnected.lock().unwrap().is_empty());
+    // Rotated again, and the live publisher disconnected.
+    let rotated = call(
+        &app,
+        "POST",
+        "/api/v1/streams/cam1/key?disconnect=true",
+        operator,
+        None,
+    )
+    .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    assert_eq!(*hooks.disconnected.lock().unwrap(), ["cam1"]);
+    problem(
+        &call(
+            &app,
+            "POST",
+            "/api/v1/streams/cam1/key?disconnect=maybe",
+            operator,
+            None,
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    // No live publisher left to disconnect.
+    problem(
+        &call(
+            &app,
+            "DELETE",
+            "/api/v1/streams/cam1/publisher",
+            operator,
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
 
     // Pages.
     for name in ["cam2", "cam3"] {
@@ -334,6 +392,7 @@ async fn every_route(db: Database) {
         ("PATCH", "/api/v1/streams/cam1", Some(json!({}))),
         ("DELETE", "/api/v1/streams/cam1", None),
         ("POST", "/api/v1/streams/cam1/key", None),
+        ("DELETE", "/api/v1/streams/cam1/publisher", None),
         ("GET", "/api/v1/tokens", None),
         ("POST", "/api/v1/tokens", Some(json!({ "role": "admin" }))),
         ("DELETE", "/api/v1/tokens/x", None),
@@ -365,6 +424,8 @@ async fn every_route(db: Database) {
     assert_eq!(
         actions,
         [
+            "stream.disconnect",
+            "stream.rotate-key",
             "stream.rotate-key",
             "stream.update",
             "stream.update",
@@ -372,7 +433,7 @@ async fn every_route(db: Database) {
         ]
     );
     assert_eq!(
-        audit.body["items"][3]["actor"],
+        audit.body["items"][5]["actor"],
         format!("api-token:{operator_id}")
     );
     let one = call(&app, "GET", "/api/v1/audit?limit=1", admin, None).await;

@@ -231,7 +231,7 @@ pub async fn run(
                 continue;
             }
             () = stop.notified() => {
-                info!("publisher replaced by a new one");
+                info!("publisher stopped (taken over, or disconnected by an operator)");
                 break;
             }
         };

@@ -174,6 +174,24 @@ impl SrtIngest {
         self.health.fail.notify_one();
     }
 
+    /// Disconnects the live publisher of stream `name` (an operator's
+    /// request); false when it has none. A publisher whose key was rotated
+    /// cannot come back with the old one.
+    pub fn disconnect(&self, name: &str) -> bool {
+        let Ok(name) = StreamName::new(name) else {
+            return false;
+        };
+        let handle = self.gate.sessions.lock().get(&name).cloned();
+        match handle {
+            Some(handle) => {
+                info!(stream = %name, "publisher disconnected by an operator");
+                handle.stop.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Every connected publisher, sorted by stream name.
     pub fn publishers(&self) -> Vec<PublisherStatus> {
         let mut all: Vec<PublisherStatus> = self

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrocast_config::Config;
-use ferrocast_control::api::{self, ApiState};
+use ferrocast_control::api::{self, ApiState, ControlHooks};
 use ferrocast_control::{Backend, Database, DbAuthorizer};
-use ferrocast_ingest::{PublishAuthorizer, StaticAuthorizer};
+use ferrocast_ingest::{PublishAuthorizer, SrtIngest, StaticAuthorizer};
 use tracing::{info, warn};
 
 /// How often the authoriser checks the database for changes: a rotated
@@ -26,8 +26,33 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 pub struct Control {
     /// Who may publish.
     pub authorizer: Arc<dyn PublishAuthorizer>,
-    /// The REST API's routes, when there is a database.
-    pub api: Option<axum::Router>,
+    /// The REST API's routes, when there is a database; call with the
+    /// SRT listener once it runs (the API disconnects its publishers).
+    pub api: Option<Box<dyn FnOnce(Arc<SrtIngest>) -> axum::Router + Send>>,
+}
+
+/// The API's hooks into `ferrocast up`: the authoriser to reload, the SRT
+/// listener whose publishers it may disconnect.
+struct UpHooks {
+    authorizer: Arc<DbAuthorizer>,
+    srt: Arc<SrtIngest>,
+}
+
+impl ControlHooks for UpHooks {
+    fn streams_changed(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if let Err(e) = self.authorizer.reload().await {
+                // The poll retries; the change is committed either way.
+                warn!(error = %e, "publish credentials not reloaded after a change");
+            }
+        })
+    }
+
+    fn disconnect(&self, stream: &str) -> bool {
+        self.srt.disconnect(stream)
+    }
 }
 
 /// Opens `database_url`, or with `default_sqlite` (`ferrocast up`) the
@@ -76,12 +101,17 @@ pub async fn start(
              streams are refused until it does"
         );
     }
-    let reload = authorizer.clone();
+    let hooks_authorizer = authorizer.clone();
     let api = serve_api.then(|| {
-        api::router(ApiState {
-            db,
-            changed: Arc::new(move || reload.refresh_now()),
-        })
+        Box::new(move |srt: Arc<SrtIngest>| {
+            api::router(ApiState {
+                db,
+                hooks: Arc::new(UpHooks {
+                    authorizer: hooks_authorizer,
+                    srt,
+                }),
+            })
+        }) as Box<dyn FnOnce(Arc<SrtIngest>) -> axum::Router + Send>
     });
     Ok(Control { authorizer, api })
 }

@@ -501,7 +501,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
         draining.clone(),
     ));
     if let Some(api) = control.api {
-        app = app.merge(api);
+        app = app.merge(api(srt.clone()));
     }
     let http = ferrocast_packager::http::serve_with_limits(
         config.http_listen,

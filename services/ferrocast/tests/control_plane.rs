@@ -220,4 +220,60 @@ async fn the_api_makes_streams_whose_keys_publish_and_rotates_them_at_once() {
         .unwrap();
     assert_eq!(refused.status(), 401);
     assert!(!server.log().contains(key2));
+
+    // A live publisher, disconnected with a key rotation: it cannot come
+    // back with the key it has.
+    let mut push = common::ffmpeg_push(server.srt, &format!("publish:live/cam?key={key2}"), 60);
+    // Live once the status shows its media arriving.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status: serde_json::Value = serde_json::from_str(
+            &http
+                .get(format!("{api}/streams"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let bytes = status["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "cam")
+            .and_then(|s| s["publisher"]["bytes"].as_u64())
+            .unwrap_or(0);
+        if bytes > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ffmpeg never live: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rotated = http
+        .post(format!("{api}/streams/cam/key?disconnect=true"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 200);
+    assert!(server.wait_for_log(
+        "publisher disconnected by an operator",
+        Duration::from_secs(5)
+    ));
+    // ffmpeg sees its connection end and gives up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while push.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "ffmpeg still connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!admitted(server.srt, "cam", key2).await);
+    let gone = http
+        .delete(format!("{api}/streams/cam/publisher"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
 }

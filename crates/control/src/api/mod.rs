@@ -11,6 +11,8 @@ pub mod problem;
 pub mod streams;
 pub mod tokens;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
@@ -24,14 +26,24 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::db::Database;
 use problem::Problem;
 
+/// What the API asks of the process it runs in.
+pub trait ControlHooks: Send + Sync {
+    /// Streams or keys changed: the change must be in effect for new
+    /// publishers of this process when the returned future is done (the
+    /// publish authoriser reloads at once rather than at its next poll).
+    fn streams_changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// Disconnects the live publisher of `stream`; false when it has none.
+    fn disconnect(&self, stream: &str) -> bool;
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     /// The store.
     pub db: Database,
-    /// Called after every change to streams, so this process's publish
-    /// authoriser reloads at once rather than at its next poll.
-    pub changed: Arc<dyn Fn() + Send + Sync>,
+    /// The process around the API.
+    pub hooks: Arc<dyn ControlHooks>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -151,6 +163,7 @@ where
         streams::update,
         streams::delete,
         streams::rotate_key,
+        streams::disconnect,
         tokens::list,
         tokens::create,
         tokens::revoke,
@@ -207,6 +220,10 @@ pub fn router(state: ApiState) -> Router {
                 .delete(streams::delete),
         )
         .route("/api/v1/streams/{name}/key", post(streams::rotate_key))
+        .route(
+            "/api/v1/streams/{name}/publisher",
+            delete(streams::disconnect),
+        )
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{id}", delete(tokens::revoke))
         .route("/api/v1/audit", get(tokens::audit))

@@ -216,7 +216,7 @@ pub async fn create(
             &caller.actor(),
         )
         .await?;
-    (state.changed)();
+    state.hooks.streams_changed().await;
     Ok((
         StatusCode::CREATED,
         Json(StreamWithKey {
@@ -289,7 +289,7 @@ pub async fn update(
             &caller.actor(),
         )
         .await?;
-    (state.changed)();
+    state.hooks.streams_changed().await;
     Ok(Json(record.into()))
 }
 
@@ -315,17 +315,29 @@ pub async fn delete(
 ) -> Result<StatusCode, Problem> {
     caller.require(STREAMS, "delete streams")?;
     state.db.delete_stream(&name, &caller.actor()).await?;
-    (state.changed)();
+    state.hooks.streams_changed().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Query of a key rotation.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RotateQuery {
+    /// Also disconnect the live publisher, once the old key is refused
+    /// (it cannot come back with it).
+    pub disconnect: Option<bool>,
+}
+
 /// Replaces the stream's publish key (the new one is shown once); the old
-/// one stops working for new publishers within a second.
+/// one is refused for new publishers of this process before the answer,
+/// of other processes within a second. With `?disconnect=true` the live
+/// publisher is disconnected too.
 #[utoipa::path(
     post,
     path = "/api/v1/streams/{name}/key",
     operation_id = "rotate_stream_key",
-    params(("name" = String, Path, description = "the stream's name")),
+    params(("name" = String, Path, description = "the stream's name"), RotateQuery),
     responses(
         (status = 200, description = "OK", body = StreamWithKey),
         (status = 401, description = "No valid API token", body = Problem, content_type = "application/problem+json"),
@@ -339,12 +351,51 @@ pub async fn rotate_key(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
+    super::Params(query): super::Params<RotateQuery>,
 ) -> Result<Json<StreamWithKey>, Problem> {
     caller.require(STREAMS, "rotate keys")?;
     let made = state.db.rotate_key(&name, &caller.actor()).await?;
-    (state.changed)();
+    state.hooks.streams_changed().await;
+    if query.disconnect == Some(true) && state.hooks.disconnect(&name) {
+        crate::audit::record_now(&state.db, &caller.actor(), "stream.disconnect", &name).await?;
+    }
     Ok(Json(StreamWithKey {
         stream: made.stream.into(),
         publish_key: made.publish_key.expose().to_owned(),
     }))
+}
+
+/// Disconnects the stream's live publisher (it may come back with a valid
+/// key: rotate the key first to keep it out).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/streams/{name}/publisher",
+    operation_id = "disconnect_publisher",
+    params(("name" = String, Path, description = "the stream's name")),
+    responses(
+        (status = 204, description = "Disconnected"),
+        (status = 401, description = "No valid API token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live publisher", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+    tag = "streams"
+)]
+pub async fn disconnect(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require(STREAMS, "disconnect publishers")?;
+    if state.hooks.disconnect(&name) {
+        crate::audit::record_now(&state.db, &caller.actor(), "stream.disconnect", &name).await?;
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            format!("stream {name:?} has no live publisher in this process"),
+        ))
+    }
 }
