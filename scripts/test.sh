@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-install_debian_packages "${BUILD_PACKAGES[@]}" ffmpeg srt-tools chromium redis-server postgresql
+install_debian_packages "${BUILD_PACKAGES[@]}" ffmpeg srt-tools chromium redis-server postgresql curl
 # Node.js may come from Debian or from elsewhere (NodeSource ships npm inside nodejs).
 command -v node >/dev/null || install_debian_packages nodejs
 command -v npm >/dev/null || install_debian_packages npm

@@ -15,7 +15,7 @@
 //!
 //! - **ferrocast**: `ferrocast up` on free loopback ports; the callers
 //!   publish `live/load0` … `live/load{N-1}`. Received bytes and SRT loss
-//!   come from its `/api/v1/streams`.
+//!   come from its `/status`.
 //! - **srt-live-transmit**: N processes, one listener port each, writing to
 //!   stdout (sent to `/dev/null`). It receives SRT and writes the payload
 //!   out; it does not demux or package anything, so its CPU per Mbit/s is a
@@ -693,10 +693,10 @@ struct TxTotals {
 }
 
 async fn ferrocast_received(http: SocketAddr) -> anyhow::Result<Received> {
-    let status = http_get_json(http, "/api/v1/streams").await?;
+    let status = http_get_json(http, "/status").await?;
     let streams = status["streams"]
         .as_array()
-        .context("/api/v1/streams has no streams array")?;
+        .context("/status has no streams array")?;
     let mut received = Received::default();
     for stream in streams {
         let publisher = &stream["publisher"];

@@ -6,6 +6,7 @@
 //! document; and the OpenAPI document checked by an independent
 //! validator (`openapi-spec-validator` from PyPI).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -13,7 +14,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use ferrocast_control::Database;
+use ferrocast_control::api::live::{LiveStatus, Track};
+use ferrocast_control::api::viewer_tokens::MintFailure;
 use ferrocast_control::api::{self, ApiState, ControlHooks};
+use ferrocast_edge::{JwtConfig, JwtError, JwtVerifier, ViewerTokenMinter};
 use ferrocast_testkit::Postgres;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -80,11 +84,44 @@ fn problem(answer: &Answer, status: StatusCode) {
     assert!(!answer.body["detail"].as_str().unwrap().is_empty());
 }
 
-/// Counts changes; `cam1` has a live publisher until disconnected.
+/// Counts changes; `cam1` has a live publisher until disconnected, and
+/// `cam25` is live without being in the database; viewer tokens are
+/// minted with the edge's minter when it has one.
 #[derive(Default)]
 struct Hooks {
     changes: AtomicUsize,
     disconnected: std::sync::Mutex<Vec<String>>,
+    minter: Option<ViewerTokenMinter>,
+}
+
+fn jwt_config() -> JwtConfig {
+    toml::from_str(
+        r#"
+        audience = "ferrocast"
+        [[keys]]
+        kid = "api-test"
+        algorithm = "HS256"
+        secret = "0123456789abcdef0123456789abcdef"
+        "#,
+    )
+    .unwrap()
+}
+
+fn live_status(on_air: bool) -> LiveStatus {
+    LiveStatus {
+        on_air,
+        tracks: vec![Track {
+            kind: "video".into(),
+            codec: "avc1.64001f".into(),
+            width: Some(1280),
+            height: Some(720),
+            sample_rate: None,
+            channels: None,
+        }],
+        bitrate_bps: Some(2_000_000),
+        viewers: Some(3),
+        ..LiveStatus::default()
+    }
 }
 
 impl ControlHooks for Hooks {
@@ -104,15 +141,54 @@ impl ControlHooks for Hooks {
             false
         }
     }
+
+    fn live(&self) -> BTreeMap<String, LiveStatus> {
+        let cam1_on_air = !self
+            .disconnected
+            .lock()
+            .unwrap()
+            .contains(&"cam1".to_owned());
+        BTreeMap::from([
+            ("cam1".to_owned(), live_status(cam1_on_air)),
+            ("cam25".to_owned(), live_status(true)),
+        ])
+    }
+
+    fn thumbnail(
+        &self,
+        stream: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + '_>> {
+        let jpeg = (stream == "cam1").then(|| vec![0xff, 0xd8, 0xff, 0xd9]);
+        Box::pin(async move { jpeg })
+    }
+
+    fn mint_viewer_token(
+        &self,
+        stream: &str,
+        subject: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<(String, u64), MintFailure> {
+        let minter = self.minter.as_ref().ok_or(MintFailure::NotConfigured)?;
+        let now = 1_900_000_000;
+        minter
+            .mint(stream, subject, now, ttl_secs)
+            .map(|token| (token, now + ttl_secs))
+            .map_err(|e| MintFailure::Invalid(e.to_string()))
+    }
 }
 
 async fn every_route(db: Database) {
     let admin = db.bootstrap_admin().await.unwrap().unwrap();
     let admin = admin.secret.expose().to_owned();
-    let hooks = Arc::new(Hooks::default());
+    let hooks = Arc::new(Hooks {
+        minter: ViewerTokenMinter::from_config(&jwt_config()),
+        ..Hooks::default()
+    });
+    let history = api::history::History::default();
     let app = api::router(ApiState {
-        db,
+        db: db.clone(),
         hooks: hooks.clone(),
+        history: history.clone(),
     });
     let admin = Some(admin.as_str());
 
@@ -194,6 +270,11 @@ async fn every_route(db: Database) {
     assert_eq!(key1.len(), 64);
     assert_eq!(created.body["stream"]["key_prefix"], &key1[..8]);
     assert_eq!(created.body["stream"]["on_duplicate"], "reject");
+    // Push URLs for the host asked (the test's requests name none).
+    assert_eq!(
+        created.body["push"]["srt_url"],
+        format!("srt://HOST:9000?streamid=publish:live/cam1?key={key1}")
+    );
     assert_eq!(hooks.changes.load(Ordering::SeqCst), 1);
     problem(
         &call(
@@ -232,8 +313,17 @@ async fn every_route(db: Database) {
 
     let shown = call(&app, "GET", "/api/v1/streams/cam1", operator, None).await;
     assert_eq!(shown.status, StatusCode::OK);
-    assert_eq!(shown.body, created.body["stream"]);
+    assert_eq!(shown.body["name"], "cam1");
+    assert_eq!(shown.body["settings"], created.body["stream"]);
+    assert_eq!(shown.body["live"]["on_air"], true);
+    assert_eq!(shown.body["live"]["tracks"][0]["width"], 1280);
+    assert_eq!(shown.body["live"]["viewers"], 3);
     assert!(!shown.body.to_string().contains(&key1));
+    // Live but not stored: its live state, no settings.
+    let open = call(&app, "GET", "/api/v1/streams/cam25", operator, None).await;
+    assert_eq!(open.status, StatusCode::OK);
+    assert_eq!(open.body["settings"], Value::Null);
+    assert_eq!(open.body["live"]["bitrate_bps"], 2_000_000);
     problem(
         &call(&app, "GET", "/api/v1/streams/nope", operator, None).await,
         StatusCode::NOT_FOUND,
@@ -343,14 +433,7 @@ async fn every_route(db: Database) {
         .await;
         assert_eq!(made.status, StatusCode::CREATED);
     }
-    let page = call(
-        &app,
-        "GET",
-        "/api/v1/stream-settings?limit=2",
-        operator,
-        None,
-    )
-    .await;
+    let page = call(&app, "GET", "/api/v1/streams?limit=2", operator, None).await;
     assert_eq!(page.status, StatusCode::OK);
     let names: Vec<&str> = page.body["items"]
         .as_array()
@@ -363,19 +446,28 @@ async fn every_route(db: Database) {
     let last = call(
         &app,
         "GET",
-        "/api/v1/stream-settings?limit=2&after=cam2",
+        "/api/v1/streams?limit=2&after=cam2",
         operator,
         None,
     )
     .await;
-    assert_eq!(last.body["items"][0]["name"], "cam3");
+    // The live stream that is not stored sorts among the stored ones.
+    let names: Vec<&str> = last.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cam25", "cam3"]);
+    assert_eq!(last.body["items"][0]["settings"], Value::Null);
+    assert_eq!(last.body["items"][1]["live"], Value::Null);
     assert!(last.body.get("next").is_none());
     for query in ["limit=0", "limit=1001", "limit=x", "page=2"] {
         problem(
             &call(
                 &app,
                 "GET",
-                &format!("/api/v1/stream-settings?{query}"),
+                &format!("/api/v1/streams?{query}"),
                 operator,
                 None,
             )
@@ -387,12 +479,14 @@ async fn every_route(db: Database) {
     // 403: what each role may not do.
     for (method, path, body) in [
         ("POST", "/api/v1/streams", Some(json!({ "name": "cam9" }))),
-        ("GET", "/api/v1/stream-settings", None),
+        ("GET", "/api/v1/streams", None),
         ("GET", "/api/v1/streams/cam1", None),
         ("PATCH", "/api/v1/streams/cam1", Some(json!({}))),
         ("DELETE", "/api/v1/streams/cam1", None),
         ("POST", "/api/v1/streams/cam1/key", None),
         ("DELETE", "/api/v1/streams/cam1/publisher", None),
+        ("GET", "/api/v1/streams/cam1/thumbnail", None),
+        ("GET", "/api/v1/streams/cam1/history", None),
         ("GET", "/api/v1/tokens", None),
         ("POST", "/api/v1/tokens", Some(json!({ "role": "admin" }))),
         ("DELETE", "/api/v1/tokens/x", None),
@@ -409,6 +503,132 @@ async fn every_route(db: Database) {
             );
         }
     }
+
+    // The dashboard's thumbnail and history.
+    let picture = app
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/streams/cam1/thumbnail")
+                .header(header::AUTHORIZATION, format!("Bearer {operator_secret}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(picture.status(), StatusCode::OK);
+    assert_eq!(picture.headers()[header::CONTENT_TYPE], "image/jpeg");
+    let bytes = axum::body::to_bytes(picture.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(&bytes[..], &[0xff, 0xd8, 0xff, 0xd9]);
+    problem(
+        &call(
+            &app,
+            "GET",
+            "/api/v1/streams/cam2/thumbnail",
+            operator,
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    );
+    let empty = call(&app, "GET", "/api/v1/streams/cam1/history", operator, None).await;
+    assert_eq!(empty.body, json!([]));
+    history.record(1_000, &hooks.live());
+    history.record(3_000, &hooks.live());
+    let samples = call(&app, "GET", "/api/v1/streams/cam1/history", operator, None).await;
+    assert_eq!(samples.status, StatusCode::OK);
+    assert_eq!(samples.body[1]["at_ms"], 3_000);
+    assert_eq!(samples.body[1]["viewers"], 3);
+
+    // Viewer tokens: a viewer-issuer's may do this, for one stream only.
+    let minted = call(
+        &app,
+        "POST",
+        "/api/v1/streams/cam1/viewer-token",
+        issuer,
+        Some(json!({ "ttl_secs": 600, "subject": "ticket-7" })),
+    )
+    .await;
+    assert_eq!(minted.status, StatusCode::OK, "{}", minted.body);
+    let jwt = minted.body["token"].as_str().unwrap();
+    assert_eq!(minted.body["stream"], "cam1");
+    assert_eq!(minted.body["expires_unix"], 1_900_000_600u64);
+    assert_eq!(
+        minted.body["player_path"],
+        format!("/play/cam1#token={jwt}")
+    );
+    let verifier = JwtVerifier::new(&jwt_config()).unwrap();
+    let viewer = verifier.verify(jwt, "cam1", 1_900_000_001).unwrap();
+    assert_eq!(viewer.subject.as_deref(), Some("ticket-7"));
+    assert_eq!(
+        verifier.verify(jwt, "cam2", 1_900_000_001),
+        Err(JwtError::NotInScope)
+    );
+    let default_ttl = call(
+        &app,
+        "POST",
+        "/api/v1/streams/anything/viewer-token",
+        operator,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(default_ttl.body["expires_unix"], 1_900_003_600u64);
+    for (path, body) in [
+        (
+            "/api/v1/streams/cam1/viewer-token",
+            json!({ "ttl_secs": 0 }),
+        ),
+        (
+            "/api/v1/streams/cam1/viewer-token",
+            json!({ "ttl_secs": 86401 }),
+        ),
+        (
+            "/api/v1/streams/cam1/viewer-token",
+            json!({ "subject": "" }),
+        ),
+        (
+            "/api/v1/streams/cam1/viewer-token",
+            json!({ "subject": "x".repeat(257) }),
+        ),
+        (
+            "/api/v1/streams/cam1/viewer-token",
+            json!({ "streams": ["*"] }),
+        ),
+        ("/api/v1/streams/..%2Fx/viewer-token", json!({})),
+    ] {
+        problem(
+            &call(&app, "POST", path, issuer, Some(body)).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    }
+    problem(
+        &call(
+            &app,
+            "POST",
+            "/api/v1/streams/cam1/viewer-token",
+            None,
+            Some(json!({})),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let unsigned = api::router(ApiState {
+        db: db.clone(),
+        hooks: Arc::new(Hooks::default()),
+        history: Default::default(),
+    });
+    problem(
+        &call(
+            &unsigned,
+            "POST",
+            "/api/v1/streams/cam1/viewer-token",
+            issuer,
+            Some(json!({})),
+        )
+        .await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    );
 
     // Tokens and the audit log, for the admin.
     let tokens = call(&app, "GET", "/api/v1/tokens", admin, None).await;

@@ -101,6 +101,7 @@ mod secret;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod upstream;
+pub mod viewer_token;
 pub mod viewers;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -131,6 +132,7 @@ pub use secret::Secret;
 pub use upstream::{
     BodyStream, StreamingResponse, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
 };
+pub use viewer_token::{MAX_VIEWER_TOKEN_TTL_SECS, MintError, ViewerTokenMinter};
 pub use viewers::{ViewersConfig, ViewersConfigError};
 
 /// Default of [`EdgeConfig::https_listen`].
@@ -201,6 +203,12 @@ pub struct EdgeConfig {
     /// edge from the origin in its own process and ignores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<HttpUpstreamConfig>,
+    /// Where the player page (`/play/NAME`) loads hls.js from: an
+    /// `https://` URL or a path. Default: jsDelivr's hls.js 1.7.4, pinned
+    /// by its Subresource Integrity hash; set it to serve your own copy
+    /// (loaded without an integrity check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub player_script_url: Option<String>,
 }
 
 fn default_shutdown_drain_ms() -> u64 {
@@ -245,6 +253,12 @@ pub enum EdgeConfigError {
         "edge: tls_cert and tls_key go together (set both, or neither for a self-signed certificate)"
     )]
     CertWithoutKey,
+    /// `player_script_url` is neither an `https://` URL nor a path, or
+    /// holds characters that do not belong in one.
+    #[error(
+        "edge: player_script_url must be an https:// URL or a /path without quotes, spaces or angle brackets"
+    )]
+    PlayerScriptUrl,
     /// The plain-HTTP listener is the HTTPS address.
     #[error("edge: plain_http_listen must differ from https_listen")]
     SameListener,
@@ -268,6 +282,22 @@ impl EdgeConfig {
         if self.plain_http_listen == Some(self.https_listen) && self.https_listen.port() != 0 {
             return Err(EdgeConfigError::SameListener);
         }
+        if let Some(url) = &self.player_script_url
+            && !valid_player_script_url(url)
+        {
+            return Err(EdgeConfigError::PlayerScriptUrl);
+        }
         Ok(())
     }
+}
+
+/// Whether `url` may be the player page's script source: `https://…` or
+/// a path on the edge, with nothing that could leave the HTML attribute
+/// it is written into.
+pub(crate) fn valid_player_script_url(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with('/'))
+        && !url.starts_with("//")
+        && url
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '<' | '>' | '`' | '\\'))
 }

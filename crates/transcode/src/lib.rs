@@ -70,6 +70,7 @@ pub mod plan;
 pub mod service;
 pub mod shed;
 pub mod stats;
+pub mod thumbnail;
 
 pub use config::TranscodeConfig;
 pub use error::TranscodeError;

@@ -2,19 +2,29 @@
 //! migrated) at start, the publish authoriser that reads it, and the
 //! REST API over it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use ferrocast_config::Config;
+use ferrocast_control::api::history::History;
+use ferrocast_control::api::live::LiveStatus;
+use ferrocast_control::api::viewer_tokens::MintFailure;
 use ferrocast_control::api::{self, ApiState, ControlHooks};
 use ferrocast_control::{Backend, Database, DbAuthorizer};
-use ferrocast_ingest::{PublishAuthorizer, SrtIngest, StaticAuthorizer};
+use ferrocast_edge::{MAX_VIEWER_TOKEN_TTL_SECS, MintError, ViewerTokenMinter};
+use ferrocast_ingest::{PublishAuthorizer, StaticAuthorizer};
 use tracing::{info, warn};
+
+use crate::live::LiveSources;
 
 /// How often the authoriser checks the database for changes: a rotated
 /// or revoked key stops working within this (plus a reload).
 const POLL: Duration = Duration::from_millis(500);
+
+/// How often the dashboard's charts get a sample.
+const HISTORY_PERIOD: Duration = Duration::from_secs(2);
 
 /// How long start-up waits for the first list of streams.
 const FIRST_LOAD: Duration = Duration::from_secs(10);
@@ -26,16 +36,22 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 pub struct Control {
     /// Who may publish.
     pub authorizer: Arc<dyn PublishAuthorizer>,
-    /// The REST API's routes, when there is a database; call with the
-    /// SRT listener once it runs (the API disconnects its publishers).
-    pub api: Option<Box<dyn FnOnce(Arc<SrtIngest>) -> axum::Router + Send>>,
+    /// The REST API's routes, when there is a database; call with what
+    /// is live once it runs (the API reports it and disconnects
+    /// publishers).
+    pub api: Option<ApiRoutes>,
 }
 
-/// The API's hooks into `ferrocast up`: the authoriser to reload, the SRT
-/// listener whose publishers it may disconnect.
+/// Makes the API's routes over what is live.
+pub type ApiRoutes = Box<dyn FnOnce(LiveSources) -> axum::Router + Send>;
+
+/// The API's hooks into `ferrocast up`: the authoriser to reload, what is
+/// live (the SRT listener's publishers may be disconnected), and the
+/// edge's viewer token key.
 struct UpHooks {
     authorizer: Arc<DbAuthorizer>,
-    srt: Arc<SrtIngest>,
+    live: LiveSources,
+    minter: Option<ViewerTokenMinter>,
 }
 
 impl ControlHooks for UpHooks {
@@ -51,7 +67,55 @@ impl ControlHooks for UpHooks {
     }
 
     fn disconnect(&self, stream: &str) -> bool {
-        self.srt.disconnect(stream)
+        self.live.srt.disconnect(stream)
+    }
+
+    fn live(&self) -> BTreeMap<String, LiveStatus> {
+        self.live.live()
+    }
+
+    fn edge_port(&self) -> Option<u16> {
+        self.live.edge_port.get().copied()
+    }
+
+    fn srt_port(&self) -> Option<u16> {
+        Some(self.live.srt.local_addr().port())
+    }
+
+    fn thumbnail(
+        &self,
+        stream: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + '_>> {
+        let stream = stream.to_owned();
+        Box::pin(async move {
+            self.live
+                .thumbnail(&stream)
+                .await
+                .map(|jpeg| jpeg.as_ref().clone())
+        })
+    }
+
+    fn mint_viewer_token(
+        &self,
+        stream: &str,
+        subject: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<(String, u64), MintFailure> {
+        let minter = self.minter.as_ref().ok_or(MintFailure::NotConfigured)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        match minter.mint(stream, subject, now, ttl_secs) {
+            Ok(token) => Ok((token, now + ttl_secs)),
+            Err(MintError::BadTtl(_)) => Err(MintFailure::Invalid(format!(
+                "ttl_secs must be 1 to {MAX_VIEWER_TOKEN_TTL_SECS} (got {ttl_secs})"
+            ))),
+            Err(e) => {
+                warn!(error = %e, "viewer token not minted");
+                Err(MintFailure::NotConfigured)
+            }
+        }
     }
 }
 
@@ -102,16 +166,23 @@ pub async fn start(
         );
     }
     let hooks_authorizer = authorizer.clone();
+    let minter = config
+        .edge
+        .as_ref()
+        .and_then(|edge| ViewerTokenMinter::from_config(&edge.jwt));
     let api = serve_api.then(|| {
-        Box::new(move |srt: Arc<SrtIngest>| {
+        Box::new(move |live: LiveSources| {
+            let hooks: Arc<dyn ControlHooks> = Arc::new(UpHooks {
+                authorizer: hooks_authorizer,
+                live,
+                minter,
+            });
             api::router(ApiState {
                 db,
-                hooks: Arc::new(UpHooks {
-                    authorizer: hooks_authorizer,
-                    srt,
-                }),
+                history: History::sampled(hooks.clone(), HISTORY_PERIOD),
+                hooks,
             })
-        }) as Box<dyn FnOnce(Arc<SrtIngest>) -> axum::Router + Send>
+        }) as ApiRoutes
     });
     Ok(Control { authorizer, api })
 }

@@ -11,6 +11,7 @@
 mod cluster;
 mod control;
 mod edge;
+mod live;
 mod logging;
 mod probe;
 mod roles;
@@ -492,6 +493,16 @@ async fn up(config: Config) -> anyhow::Result<()> {
     .await?;
     let srt = Arc::new(srt);
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let live = live::LiveSources {
+        srt: srt.clone(),
+        origin: origin.clone(),
+        transcoder: transcoder.clone(),
+        viewers: edge_metrics.as_ref().map(|m| m.viewers.clone()),
+        bus: bus.clone(),
+        thumbnails: live::Thumbnails::default(),
+        edge_port: Arc::default(),
+    };
+    let edge_port = live.edge_port.clone();
     let mut app = ferrocast_packager::http::router(origin.clone()).merge(status::router(
         origin.clone(),
         srt.clone(),
@@ -501,7 +512,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
         draining.clone(),
     ));
     if let Some(api) = control.api {
-        app = app.merge(api(srt.clone()));
+        app = app.merge(api(live));
     }
     let http = ferrocast_packager::http::serve_with_limits(
         config.http_listen,
@@ -519,7 +530,9 @@ async fn up(config: Config) -> anyhow::Result<()> {
                      the origin in this process"
                 );
             }
-            Some(edge::start_in_process(edge, &config.hls, &origin, metrics).await?)
+            let edge = edge::start_in_process(edge, &config.hls, &origin, metrics).await?;
+            let _ = edge_port.set(edge.server().https_addr().port());
+            Some(edge)
         }
         _ => None,
     };

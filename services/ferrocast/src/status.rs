@@ -2,7 +2,9 @@
 //! the SRT listener's included), `/readyz` (503 while the SRT listener is
 //! down or the process drains), `/metrics` (Prometheus text format: the
 //! process's one registry, the edge's metrics included when it runs) and
-//! `/api/v1/streams` (JSON status of every stream and its publisher).
+//! `/status` (JSON status of everything in the process: streams and their
+//! publishers, RTP inputs, the media bus, the transcoder; the control
+//! plane's `/api/v1/streams` is the stable, authenticated view).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use ferrocast_bus::InProcessBus;
 use ferrocast_ingest::{ListenerHealth, PublisherStatus, RtpIngest, SrtIngest};
-use ferrocast_media::{CodecParams, TrackInfo, TrackKind};
+use ferrocast_media::TrackInfo;
 use ferrocast_packager::Origin;
 use ferrocast_transcode::service::TranscodeService;
 use serde_json::{Value, json};
@@ -43,7 +45,7 @@ pub fn router(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/streams", get(streams))
+        .route("/status", get(streams))
         .with_state(Status {
             origin,
             srt,
@@ -85,30 +87,7 @@ fn health_answer(srt: &ListenerHealth) -> (StatusCode, String) {
 }
 
 fn track_json(t: &TrackInfo) -> Value {
-    let mut track = json!({
-        "kind": if t.kind() == TrackKind::Video { "video" } else { "audio" },
-        "codec": t.params.codec_string(),
-    });
-    match &t.params {
-        CodecParams::H264(p) => {
-            track["width"] = json!(p.width);
-            track["height"] = json!(p.height);
-        }
-        CodecParams::H265(p) => {
-            track["width"] = json!(p.width);
-            track["height"] = json!(p.height);
-        }
-        CodecParams::Aac(p) => {
-            track["sample_rate"] = json!(p.sample_rate);
-            track["channels"] = json!(p.channels);
-        }
-        CodecParams::Opus(p) => {
-            track["sample_rate"] = json!(p.sample_rate);
-            track["channels"] = json!(p.channels);
-        }
-        _ => {}
-    }
-    track
+    serde_json::to_value(crate::live::track(t)).unwrap_or(Value::Null)
 }
 
 /// The transcoder's ladder, encoder choice and per-stream state.

@@ -199,7 +199,7 @@ async fn five_percent_loss_is_recovered_within_the_srt_latency() {
     // While the publisher is connected: loss happened and nothing was dropped.
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     let publisher = loop {
-        let (_, body) = get_text(&http, &format!("{base}/api/v1/streams")).await;
+        let (_, body) = get_text(&http, &format!("{base}/status")).await;
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         let p = json["streams"]
             .as_array()

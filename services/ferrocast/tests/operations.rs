@@ -33,7 +33,7 @@ async fn metrics_and_status_describe_live_streams() {
     let base = format!("http://{}", server.http);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let status = loop {
-        let (code, body) = get_text(&http, &format!("{base}/api/v1/streams")).await;
+        let (code, body) = get_text(&http, &format!("{base}/status")).await;
         assert_eq!(code, 200);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         let stream = json["streams"]

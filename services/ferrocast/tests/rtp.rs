@@ -108,7 +108,7 @@ async fn rtp_mpegts_from_ffmpeg_plays_and_garbage_is_survived() {
     assert!(log.contains("RTP publisher live"), "{log}");
 
     // The status API counts the port's packets and the garbage it refused.
-    let (_, body) = get_text(&http, &format!("http://{}/api/v1/streams", server.http)).await;
+    let (_, body) = get_text(&http, &format!("http://{}/status", server.http)).await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     let input = &json["rtp_inputs"][0];
     assert_eq!(input["stream"], "rtpcam", "{body}");
@@ -315,7 +315,7 @@ async fn rtp_h264_aac_elementary_streams_from_ffmpeg_play() {
     assert!(!log.contains("panicked"), "{log}");
     assert!(log.contains("RTP publisher live"), "{log}");
 
-    let (_, body) = get_text(&http, &format!("http://{}/api/v1/streams", server.http)).await;
+    let (_, body) = get_text(&http, &format!("http://{}/status", server.http)).await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     let input = &json["rtp_inputs"][0];
     assert_eq!(input["stream"], "rtpsdp", "{body}");
@@ -366,7 +366,7 @@ async fn rtp_hevc_aac_elementary_streams_from_ffmpeg_play_as_hvc1() {
     common::assert_ffmpeg_decodes(&server, "rtphevc", 4);
     let log = server.log();
     assert!(!log.contains("panicked"), "{log}");
-    let (_, body) = get_text(&http, &format!("http://{}/api/v1/streams", server.http)).await;
+    let (_, body) = get_text(&http, &format!("http://{}/status", server.http)).await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     let input = &json["rtp_inputs"][0];
     assert_eq!(input["stream"], "rtphevc", "{body}");
@@ -499,7 +499,7 @@ async fn rtp_h264_with_b_frames_and_rtcp_sync_decodes_every_frame() {
         "{frames}"
     );
 
-    let (_, body) = get_text(&http, &format!("http://{}/api/v1/streams", server.http)).await;
+    let (_, body) = get_text(&http, &format!("http://{}/status", server.http)).await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     let input = &json["rtp_inputs"][0];
     assert_eq!(input["out_of_order"].as_u64(), Some(0), "{body}");

@@ -2,7 +2,7 @@
 
 //! End to end for the transcoder service: an SRT push (H.264 or HEVC)
 //! becomes a three-rung H.264 ladder on the bus (`NAME/240p`, `NAME/180p`,
-//! `NAME/144p`), seen through `/api/v1/streams` and `/metrics`, and each
+//! `NAME/144p`), seen through `/status` and `/metrics`, and each
 //! rung as the origin serves it checked with ffprobe. The encoder choice
 //! at start (CPU here, and why) is checked in the log and the metrics.
 //!
@@ -24,7 +24,7 @@ const RUNGS: [(&str, u64, u64, u64); 3] = [
 ];
 
 async fn status(server: &Server) -> Value {
-    let (code, body) = get_text(&client(), &format!("http://{}/api/v1/streams", server.http)).await;
+    let (code, body) = get_text(&client(), &format!("http://{}/status", server.http)).await;
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }

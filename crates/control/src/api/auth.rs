@@ -33,6 +33,8 @@ impl Caller {
 
 /// Streams and keys: admins and operators.
 pub const STREAMS: &[Role] = &[Role::Admin, Role::Operator];
+/// Viewer tokens: everyone (`viewer-issuer` may do only this).
+pub const VIEWER_TOKENS: &[Role] = &[Role::Admin, Role::Operator, Role::ViewerIssuer];
 /// Tokens and the audit log: admins.
 pub const ADMIN: &[Role] = &[Role::Admin];
 

@@ -3,14 +3,24 @@
 //! `/api/v1/openapi.json`, bearer API tokens with roles ([`auth`]), and
 //! errors as RFC 9457 problem details ([`problem`]).
 //!
+//! Without a database row a live stream (published under the config
+//! file's `[[streams]]`, or freely while nothing restricts publishing)
+//! still lists, with its live state and no settings.
+//!
 //! Lists are pages: `?limit=N` (1 to 1000, default 100) and `?after=` the
 //! `next` of the page before; `next` is absent on the last page.
 
 pub mod auth;
+pub mod dashboard;
+pub mod history;
+pub mod live;
+pub mod monitoring;
 pub mod problem;
 pub mod streams;
 pub mod tokens;
+pub mod viewer_tokens;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,6 +45,45 @@ pub trait ControlHooks: Send + Sync {
 
     /// Disconnects the live publisher of `stream`; false when it has none.
     fn disconnect(&self, stream: &str) -> bool;
+
+    /// What is live in this process now, by stream name: streams with a
+    /// publisher or with media still in their playlist window.
+    fn live(&self) -> BTreeMap<String, live::LiveStatus> {
+        BTreeMap::new()
+    }
+
+    /// A viewer JWT for `stream` (only), with `subject` as its `sub`,
+    /// valid `ttl_secs` from now: the token and when it expires (Unix
+    /// seconds).
+    fn mint_viewer_token(
+        &self,
+        stream: &str,
+        subject: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<(String, u64), viewer_tokens::MintFailure> {
+        let _ = (stream, subject, ttl_secs);
+        Err(viewer_tokens::MintFailure::NotConfigured)
+    }
+
+    /// The port publishers reach this process's SRT listener on (for the
+    /// push URLs shown with a key).
+    fn srt_port(&self) -> Option<u16> {
+        None
+    }
+
+    /// The HTTPS port of this process's edge, for player links.
+    fn edge_port(&self) -> Option<u16> {
+        None
+    }
+
+    /// A JPEG of the latest keyframe of `stream`, if it has live video.
+    fn thumbnail(
+        &self,
+        stream: &str,
+    ) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send + '_>> {
+        let _ = stream;
+        Box::pin(async { None })
+    }
 }
 
 /// What the handlers share.
@@ -44,6 +93,9 @@ pub struct ApiState {
     pub db: Database,
     /// The process around the API.
     pub hooks: Arc<dyn ControlHooks>,
+    /// The streams' last minutes ([`history::History::sampled`] from the
+    /// hooks; empty by default).
+    pub history: history::History,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -164,6 +216,9 @@ where
         streams::delete,
         streams::rotate_key,
         streams::disconnect,
+        monitoring::thumbnail,
+        monitoring::history,
+        viewer_tokens::mint,
         tokens::list,
         tokens::create,
         tokens::revoke,
@@ -172,7 +227,8 @@ where
     components(schemas(Problem)),
     modifiers(&BearerAuth),
     tags(
-        (name = "streams", description = "streams and their publish keys"),
+        (name = "streams", description = "streams, their publish keys and live state"),
+        (name = "viewers", description = "viewer tokens for the edge"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "audit", description = "who changed what (admin)"),
     )
@@ -202,6 +258,7 @@ pub fn openapi_json() -> String {
 /// The routes (mount on the process's HTTP listener).
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/dashboard", get(dashboard::page))
         .route(
             "/api/v1/openapi.json",
             get(|| async {
@@ -211,8 +268,7 @@ pub fn router(state: ApiState) -> Router {
                 )
             }),
         )
-        .route("/api/v1/stream-settings", get(streams::list))
-        .route("/api/v1/streams", post(streams::create))
+        .route("/api/v1/streams", get(streams::list).post(streams::create))
         .route(
             "/api/v1/streams/{name}",
             get(streams::get)
@@ -223,6 +279,15 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/v1/streams/{name}/publisher",
             delete(streams::disconnect),
+        )
+        .route(
+            "/api/v1/streams/{name}/thumbnail",
+            get(monitoring::thumbnail),
+        )
+        .route("/api/v1/streams/{name}/history", get(monitoring::history))
+        .route(
+            "/api/v1/streams/{name}/viewer-token",
+            post(viewer_tokens::mint),
         )
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{id}", delete(tokens::revoke))

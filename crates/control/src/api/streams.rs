@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{Caller, STREAMS};
+use super::live::LiveStatus;
 use super::problem::Problem;
 use super::{ApiState, Page, PageQuery};
 use crate::streams::{NewStream, StreamChanges, StreamRecord};
@@ -86,7 +87,93 @@ pub struct StreamWithKey {
     pub stream: StreamView,
     /// The publish key: `streamid=publish:live/NAME?key=KEY`.
     pub publish_key: String,
+    /// Where and how to push with it.
+    pub push: PushUrls,
 }
+
+/// Ready-made ways to publish a stream, for the host the request was
+/// made to (the `Host` header) and this process's SRT port. A stream with
+/// a passphrase has `PASSPHRASE` where it goes.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PushUrls {
+    /// The SRT URL (also OBS's "Server" with the "Custom" service, stream
+    /// key left empty).
+    pub srt_url: String,
+    /// An ffmpeg command line pushing `INPUT`.
+    pub ffmpeg: String,
+    /// An srt-live-transmit command line pushing MPEG-TS from UDP port
+    /// 1234.
+    pub srt_live_transmit: String,
+}
+
+impl PushUrls {
+    /// The URLs for `stream` with `key` at `host` (a host name or
+    /// address, no port) and `srt_port`.
+    pub fn new(host: &str, srt_port: u16, stream: &str, key: &str, passphrase: bool) -> PushUrls {
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        let mut srt_url =
+            format!("srt://{host}:{srt_port}?streamid=publish:live/{stream}?key={key}");
+        if passphrase {
+            srt_url.push_str("&passphrase=PASSPHRASE");
+        }
+        PushUrls {
+            ffmpeg: format!(
+                "ffmpeg -re -i INPUT -c:v libx264 -preset veryfast -tune zerolatency -g 60 -c:a aac -f mpegts '{srt_url}'"
+            ),
+            srt_live_transmit: format!("srt-live-transmit udp://:1234 '{srt_url}'"),
+            srt_url,
+        }
+    }
+}
+
+/// The host name of a request's `Host` header, without its port.
+fn request_host(headers: &axum::http::HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("HOST");
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+    {
+        name.to_owned()
+    } else {
+        "HOST".to_owned()
+    }
+}
+
+fn with_key(
+    state: &ApiState,
+    headers: &axum::http::HeaderMap,
+    made: crate::WithKey,
+) -> StreamWithKey {
+    let key = made.publish_key.expose().to_owned();
+    let stream: StreamView = made.stream.into();
+    let port = state.hooks.srt_port().unwrap_or(DEFAULT_SRT_PORT);
+    StreamWithKey {
+        push: PushUrls::new(
+            &request_host(headers),
+            port,
+            &stream.name,
+            &key,
+            stream.passphrase_set,
+        ),
+        stream,
+        publish_key: key,
+    }
+}
+
+/// The SRT port in push URLs when the process does not say.
+const DEFAULT_SRT_PORT: u16 = 9000;
 
 /// A new stream.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -148,15 +235,27 @@ fn check_recording(recording: Option<&serde_json::Value>) -> Result<(), Problem>
     }
 }
 
-/// Lists the streams' settings in name order (`GET /api/v1/streams` is
-/// the live status).
+/// A stream: its stored settings (when it is in the database) and its
+/// live state (while it is live).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct StreamState {
+    /// The stream's name.
+    pub name: String,
+    /// Its settings; absent for a live stream that is not in the database
+    /// (the config file's `[[streams]]`, or open publishing).
+    pub settings: Option<StreamView>,
+    /// Its live state; absent while nothing of it is live.
+    pub live: Option<LiveStatus>,
+}
+
+/// Lists the streams, stored and live, in name order.
 #[utoipa::path(
     get,
-    path = "/api/v1/stream-settings",
-    operation_id = "list_stream_settings",
+    path = "/api/v1/streams",
+    operation_id = "list_streams",
     params(PageQuery),
     responses(
-        (status = 200, description = "OK", body = Page<StreamView>),
+        (status = 200, description = "OK", body = Page<StreamState>),
         (status = 401, description = "No valid API token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role may not do this", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid request (a problem document says why)", body = Problem, content_type = "application/problem+json"),
@@ -168,12 +267,40 @@ pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
     super::Params(page): super::Params<PageQuery>,
-) -> Result<Json<Page<StreamView>>, Problem> {
+) -> Result<Json<Page<StreamState>>, Problem> {
     caller.require(STREAMS, "list streams")?;
     let limit = page.limit()?;
-    let rows = state.db.streams(page.after.as_deref(), limit + 1).await?;
+    let after = page.after.as_deref();
+    let rows = state.db.streams(after, limit + 1).await?;
+    let mut live = state.hooks.live();
+    // The first `limit + 1` names of the union are among the first
+    // `limit + 1` stored ones and the live ones after `after`.
+    let mut merged: std::collections::BTreeMap<String, StreamState> = rows
+        .into_iter()
+        .map(|row| {
+            let name = row.name.clone();
+            let state = StreamState {
+                live: live.remove(&name),
+                name: name.clone(),
+                settings: Some(row.into()),
+            };
+            (name, state)
+        })
+        .collect();
+    for (name, status) in live {
+        if after.is_none_or(|after| name.as_str() > after) {
+            merged.insert(
+                name.clone(),
+                StreamState {
+                    name,
+                    settings: None,
+                    live: Some(status),
+                },
+            );
+        }
+    }
     Ok(Json(Page::of(
-        rows.into_iter().map(StreamView::from).collect(),
+        merged.into_values().take(limit as usize + 1).collect(),
         limit,
         |s| s.name.clone(),
     )))
@@ -198,6 +325,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<ApiState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     body: super::Body<CreateStream>,
 ) -> Result<(StatusCode, Json<StreamWithKey>), Problem> {
     caller.require(STREAMS, "create streams")?;
@@ -217,26 +345,20 @@ pub async fn create(
         )
         .await?;
     state.hooks.streams_changed().await;
-    Ok((
-        StatusCode::CREATED,
-        Json(StreamWithKey {
-            stream: made.stream.into(),
-            publish_key: made.publish_key.expose().to_owned(),
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(with_key(&state, &headers, made))))
 }
 
-/// One stream's settings.
+/// One stream: its settings and live state.
 #[utoipa::path(
     get,
     path = "/api/v1/streams/{name}",
     operation_id = "get_stream",
     params(("name" = String, Path, description = "the stream's name")),
     responses(
-        (status = 200, description = "OK", body = StreamView),
+        (status = 200, description = "OK", body = StreamState),
         (status = 401, description = "No valid API token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role may not do this", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Neither stored nor live", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
     tag = "streams"
@@ -245,9 +367,19 @@ pub async fn get(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<StreamView>, Problem> {
+) -> Result<Json<StreamState>, Problem> {
     caller.require(STREAMS, "read streams")?;
-    Ok(Json(state.db.stream(&name).await?.into()))
+    let live = state.hooks.live().remove(&name);
+    let settings = match state.db.stream(&name).await {
+        Ok(row) => Some(StreamView::from(row)),
+        Err(crate::DbError::NotFound { .. }) if live.is_some() => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(StreamState {
+        name,
+        settings,
+        live,
+    }))
 }
 
 /// Changes some of a stream's settings.
@@ -351,6 +483,7 @@ pub async fn rotate_key(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     super::Params(query): super::Params<RotateQuery>,
 ) -> Result<Json<StreamWithKey>, Problem> {
     caller.require(STREAMS, "rotate keys")?;
@@ -359,10 +492,7 @@ pub async fn rotate_key(
     if query.disconnect == Some(true) && state.hooks.disconnect(&name) {
         crate::audit::record_now(&state.db, &caller.actor(), "stream.disconnect", &name).await?;
     }
-    Ok(Json(StreamWithKey {
-        stream: made.stream.into(),
-        publish_key: made.publish_key.expose().to_owned(),
-    }))
+    Ok(Json(with_key(&state, &headers, made)))
 }
 
 /// Disconnects the stream's live publisher (it may come back with a valid

@@ -43,6 +43,7 @@
 mod h3;
 mod limits;
 mod metrics;
+pub mod player;
 mod routes;
 mod tls;
 mod upstream_metrics;

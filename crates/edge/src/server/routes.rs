@@ -231,6 +231,8 @@ struct Inner {
     clock: Clock,
     viewers: Arc<crate::viewers::Viewers>,
     limits: Limits,
+    /// `[edge] player_script_url`, if set.
+    player_script: Option<String>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -276,6 +278,7 @@ impl Handler {
                     clock.clone(),
                 )?),
                 limits: Limits::new(&config.limits, metrics.clone())?,
+                player_script: config.player_script_url.clone(),
                 metrics,
                 clock,
             }),
@@ -397,6 +400,12 @@ impl Handler {
         let path = request.uri().path();
         if path == "/healthz" {
             return full(text(StatusCode::OK, "ok"));
+        }
+        if let Some(stream) = super::player::stream_of(path) {
+            return full(super::player::page(
+                stream,
+                self.inner.player_script.as_deref(),
+            ));
         }
         let Some(target) = target else {
             return full(text(StatusCode::NOT_FOUND, "not found"));

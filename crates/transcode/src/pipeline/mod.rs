@@ -29,7 +29,7 @@
 
 mod audio;
 mod rungs;
-mod video;
+pub(crate) mod video;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

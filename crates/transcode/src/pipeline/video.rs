@@ -38,7 +38,7 @@ fn is_again_or_eof(e: &ff::Error) -> bool {
 /// The source's codec configuration as decoder extradata: Annex-B
 /// parameter sets for H.264/HEVC; for AV1 the sequence header OBU (sized,
 /// low overhead format), which libdav1d parses as is.
-fn decoder_extradata(params: &CodecParams) -> Vec<u8> {
+pub(crate) fn decoder_extradata(params: &CodecParams) -> Vec<u8> {
     let sets: Vec<&Bytes> = match params {
         CodecParams::H264(p) => vec![&p.sps, &p.pps],
         CodecParams::H265(p) => vec![&p.vps, &p.sps, &p.pps],

@@ -106,3 +106,36 @@ pub fn timeline(report: &serde_json::Value) -> String {
     lines.sort_by_key(|(t, _)| *t);
     lines.into_iter().map(|(_, l)| l + "\n").collect()
 }
+
+/// Drives one of Ferrocast's own pages with `tests/browser/ui.mjs`
+/// (`scenario`: `dashboard` or `player`), saving its screenshots into
+/// `out`; returns its JSON report.
+#[allow(dead_code)]
+pub fn ui(scenario: &str, url: &str, out: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    std::fs::create_dir_all(out).unwrap();
+    let (ok, stdout, err) = super::run_with_timeout(
+        Command::new("node")
+            .arg(dir().join("ui.mjs"))
+            .arg(scenario)
+            .arg(url)
+            .arg(out)
+            .args(extra)
+            .current_dir(dir()),
+        Duration::from_secs(150),
+    );
+    assert!(ok, "ui.mjs failed: {err}");
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad report {e}: {stdout}"));
+    assert!(report["failed"].is_null(), "{scenario}: {report}");
+    report
+}
+
+/// Where a test keeps its screenshots: under Cargo's temporary directory
+/// for integration tests (`target/tmp/screenshots/NAME`), kept after the
+/// run.
+#[allow(dead_code)]
+pub fn artifacts(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("screenshots")
+        .join(name)
+}
