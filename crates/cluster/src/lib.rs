@@ -27,12 +27,17 @@
 //!   registry (its roles and where to reach it) and tells whether the
 //!   registry answers.
 //!
+//! - [`control_notices`] carries the control plane's notices (credentials
+//!   changed, disconnect a publisher) from the API process to every
+//!   ingest process through the registry's event log.
+//!
 //! Not here: who may write (the packager's fence decides, from the epochs),
 //! the roles themselves.
 
 #![forbid(unsafe_code)]
 
 mod bus;
+pub mod control_notices;
 mod ingest;
 mod locate;
 mod node;

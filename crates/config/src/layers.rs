@@ -104,6 +104,27 @@ impl Layers {
         self
     }
 
+    /// Sets `dotted_key` to `value` unless a layer before already set it:
+    /// a default of one command rather than of every process (like
+    /// `ferrocast up`'s loopback `http_listen`).
+    pub fn with_default(self, dotted_key: &str, value: impl Into<Value>) -> Self {
+        let mut table = Some(&self.merged);
+        let mut set = false;
+        let path: Vec<&str> = dotted_key.split('.').collect();
+        for (i, part) in path.iter().enumerate() {
+            match table.and_then(|t| t.get(*part)) {
+                Some(Value::Table(inner)) if i + 1 < path.len() => table = Some(inner),
+                Some(_) if i + 1 == path.len() => set = true,
+                _ => break,
+            }
+        }
+        if set {
+            self
+        } else {
+            self.with_value(dotted_key, value)
+        }
+    }
+
     /// Deserialise the merged layers over the defaults and validate ranges.
     pub fn build(self) -> Result<Config, ConfigError> {
         self.build_for(Process::Everything)
@@ -468,6 +489,30 @@ mod tests {
     }
 
     #[test]
+    fn a_command_default_applies_only_where_nothing_set_the_key() {
+        let unset = Layers::default()
+            .with_default("http_listen", "127.0.0.1:8080")
+            .build()
+            .unwrap();
+        assert_eq!(unset.http_listen.to_string(), "127.0.0.1:8080");
+        let from_env = Layers::default()
+            .with_env(env(&[("FERROCAST_HTTP_LISTEN", "0.0.0.0:9")]))
+            .with_default("http_listen", "127.0.0.1:8080")
+            .build()
+            .unwrap();
+        assert_eq!(from_env.http_listen.to_string(), "0.0.0.0:9");
+        let nested = Layers::default()
+            .with_file_text("[hls]\npart_target_ms = 250")
+            .unwrap()
+            .with_default("hls.part_target_ms", 300)
+            .with_default("hls.segment_min_ms", 1500)
+            .build()
+            .unwrap();
+        assert_eq!(nested.hls.part_target_ms, 250);
+        assert_eq!(nested.hls.segment_min_ms, 1500);
+    }
+
+    #[test]
     fn flags_beat_file_beat_env() {
         let config = Layers::default()
             .with_env(env(&[
@@ -481,6 +526,8 @@ mod tests {
             .with_file_text("http_listen = \"127.0.0.1:3\"\nsrt_listen = \"127.0.0.1:4\"")
             .unwrap()
             .with_value("http_listen", "127.0.0.1:5")
+            .with_default("http_listen", "127.0.0.1:6")
+            .with_default("hls.part_target_ms", 300)
             .build()
             .unwrap();
         assert_eq!(config.http_listen.port(), 5, "flag wins over file");

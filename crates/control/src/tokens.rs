@@ -98,32 +98,9 @@ impl Database {
                 "description must be at most 200 bytes".into(),
             ));
         }
-        let secret = secrets::generate();
-        let now = now_ms();
-        let id = secrets::new_id(now);
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO api_tokens (id, token_hash, token_prefix, role, description, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&id)
-        .bind(secrets::hash(&secret))
-        .bind(secrets::prefix(&secret))
-        .bind(role.as_str())
-        .bind(description)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| DbError::or_duplicate(e, "token", &id))?;
+        let (id, secret) = insert_token(&mut tx, role, description, actor).await?;
         bump_revision(&mut tx).await?;
-        record(
-            &mut tx,
-            actor,
-            "token.create",
-            &id,
-            serde_json::json!({ "role": role.as_str(), "prefix": secrets::prefix(&secret) }),
-        )
-        .await?;
         tx.commit().await?;
         Ok(NewToken {
             token: self.token(&id).await?,
@@ -202,14 +179,63 @@ impl Database {
     /// At first start (no token at all yet), makes an admin token and
     /// returns it, to be shown once; `None` once any token exists.
     pub async fn bootstrap_admin(&self) -> Result<Option<NewToken>, DbError> {
+        let mut tx = self.pool().begin().await?;
+        // The change counter's row first: a write lock that a second
+        // process bootstrapping at the same moment waits on, and after
+        // which it sees this one's token (and makes none).
+        bump_revision(&mut tx).await?;
         let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_tokens")
-            .fetch_one(self.pool())
+            .fetch_one(&mut *tx)
             .await?;
         if count > 0 {
+            tx.rollback().await?;
             return Ok(None);
         }
-        self.create_token(Role::Admin, "bootstrap admin token", &Actor::Bootstrap)
-            .await
-            .map(Some)
+        let (id, secret) = insert_token(
+            &mut tx,
+            Role::Admin,
+            "bootstrap admin token",
+            &Actor::Bootstrap,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(NewToken {
+            token: self.token(&id).await?,
+            secret: ferrocast_config::Secret::new(secret),
+        }))
     }
+}
+
+/// Adds a token and its audit entry inside `tx`: its id and secret.
+async fn insert_token(
+    tx: &mut sqlx::AnyConnection,
+    role: Role,
+    description: &str,
+    actor: &Actor,
+) -> Result<(String, String), DbError> {
+    let secret = secrets::generate();
+    let now = now_ms();
+    let id = secrets::new_id(now);
+    sqlx::query(
+        "INSERT INTO api_tokens (id, token_hash, token_prefix, role, description, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&id)
+    .bind(secrets::hash(&secret))
+    .bind(secrets::prefix(&secret))
+    .bind(role.as_str())
+    .bind(description)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| DbError::or_duplicate(e, "token", &id))?;
+    record(
+        tx,
+        actor,
+        "token.create",
+        &id,
+        serde_json::json!({ "role": role.as_str(), "prefix": secrets::prefix(&secret) }),
+    )
+    .await?;
+    Ok((id, secret))
 }

@@ -16,7 +16,7 @@ use axum::http::{Request, StatusCode, header};
 use ferrocast_control::Database;
 use ferrocast_control::api::live::{LiveStatus, Track};
 use ferrocast_control::api::viewer_tokens::MintFailure;
-use ferrocast_control::api::{self, ApiState, ControlHooks};
+use ferrocast_control::api::{self, ApiState, ControlHooks, HookFuture};
 use ferrocast_edge::{JwtConfig, JwtError, JwtVerifier, ViewerTokenMinter};
 use ferrocast_testkit::Postgres;
 use serde_json::{Value, json};
@@ -94,6 +94,20 @@ struct Hooks {
     minter: Option<ViewerTokenMinter>,
 }
 
+impl Hooks {
+    fn live_now(&self) -> BTreeMap<String, LiveStatus> {
+        let cam1_on_air = !self
+            .disconnected
+            .lock()
+            .unwrap()
+            .contains(&"cam1".to_owned());
+        BTreeMap::from([
+            ("cam1".to_owned(), live_status(cam1_on_air)),
+            ("cam25".to_owned(), live_status(true)),
+        ])
+    }
+}
+
 fn jwt_config() -> JwtConfig {
     toml::from_str(
         r#"
@@ -125,39 +139,27 @@ fn live_status(on_air: bool) -> LiveStatus {
 }
 
 impl ControlHooks for Hooks {
-    fn streams_changed(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    fn streams_changed<'a>(&'a self, _stream: &'a str) -> HookFuture<'a, ()> {
         self.changes.fetch_add(1, Ordering::SeqCst);
         Box::pin(async {})
     }
 
-    fn disconnect(&self, stream: &str) -> bool {
+    fn disconnect<'a>(&'a self, stream: &'a str) -> HookFuture<'a, bool> {
         let mut gone = self.disconnected.lock().unwrap();
-        if stream == "cam1" && !gone.contains(&stream.to_owned()) {
+        let done = if stream == "cam1" && !gone.contains(&stream.to_owned()) {
             gone.push(stream.to_owned());
             true
         } else {
             false
-        }
+        };
+        Box::pin(async move { done })
     }
 
-    fn live(&self) -> BTreeMap<String, LiveStatus> {
-        let cam1_on_air = !self
-            .disconnected
-            .lock()
-            .unwrap()
-            .contains(&"cam1".to_owned());
-        BTreeMap::from([
-            ("cam1".to_owned(), live_status(cam1_on_air)),
-            ("cam25".to_owned(), live_status(true)),
-        ])
+    fn live(&self) -> HookFuture<'_, BTreeMap<String, LiveStatus>> {
+        Box::pin(async { self.live_now() })
     }
 
-    fn thumbnail(
-        &self,
-        stream: &str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + '_>> {
+    fn thumbnail<'a>(&'a self, stream: &'a str) -> HookFuture<'a, Option<Vec<u8>>> {
         let jpeg = (stream == "cam1").then(|| vec![0xff, 0xd8, 0xff, 0xd9]);
         Box::pin(async move { jpeg })
     }
@@ -534,8 +536,8 @@ async fn every_route(db: Database) {
     );
     let empty = call(&app, "GET", "/api/v1/streams/cam1/history", operator, None).await;
     assert_eq!(empty.body, json!([]));
-    history.record(1_000, &hooks.live());
-    history.record(3_000, &hooks.live());
+    history.record(1_000, &hooks.live_now());
+    history.record(3_000, &hooks.live_now());
     let samples = call(&app, "GET", "/api/v1/streams/cam1/history", operator, None).await;
     assert_eq!(samples.status, StatusCode::OK);
     assert_eq!(samples.body[1]["at_ms"], 3_000);
@@ -704,6 +706,44 @@ async fn every_route(db: Database) {
         &call(&app, "DELETE", "/api/v1/streams/cam1", admin, None).await,
         StatusCode::NOT_FOUND,
     );
+}
+
+/// The guard in front of an origin: every route but the probes needs a
+/// live API token of any role.
+#[tokio::test]
+async fn the_origin_guard_lets_only_probes_through_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open_sqlite(&dir.path().join("g.db"))
+        .await
+        .unwrap();
+    let admin = db.bootstrap_admin().await.unwrap().unwrap();
+    let origin = Router::new()
+        .route(
+            "/live/cam/index.m3u8",
+            axum::routing::get(|| async { "{}" }),
+        )
+        .route("/metrics", axum::routing::get(|| async { "{}" }))
+        .route("/healthz", axum::routing::get(|| async { "{}" }))
+        .route("/readyz", axum::routing::get(|| async { "{}" }));
+    let app = api::auth::guard(origin, db.clone());
+    for path in ["/live/cam/index.m3u8", "/metrics"] {
+        problem(
+            &call(&app, "GET", path, None, None).await,
+            StatusCode::UNAUTHORIZED,
+        );
+        problem(
+            &call(&app, "GET", path, Some(&"ab".repeat(32)), None).await,
+            StatusCode::UNAUTHORIZED,
+        );
+        let with = call(&app, "GET", path, Some(admin.secret.expose()), None).await;
+        assert_eq!(with.status, StatusCode::OK, "{path}");
+    }
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            call(&app, "GET", path, None, None).await.status,
+            StatusCode::OK
+        );
+    }
 }
 
 #[tokio::test]

@@ -193,8 +193,20 @@ async fn streams_keys_and_audit(db: Database) {
 }
 
 async fn tokens(db: Database) {
-    // First start: one admin token, once.
-    let boot = db.bootstrap_admin().await.unwrap().unwrap();
+    // First start: one admin token, once, also when several processes
+    // start at the same moment (here: eight connections at once).
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.bootstrap_admin().await.unwrap() })
+        })
+        .collect();
+    let mut made = Vec::new();
+    for start in starts {
+        made.extend(start.await.unwrap());
+    }
+    assert_eq!(made.len(), 1, "{} admin tokens made", made.len());
+    let boot = made.pop().unwrap();
     assert_eq!(boot.token.role, Role::Admin);
     assert!(db.bootstrap_admin().await.unwrap().is_none());
     let found = db
@@ -332,7 +344,7 @@ async fn sqlite_streams_keys_and_audit() {
     assert_eq!(again.streams(None, 10).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_tokens() {
     let dir = tempfile::tempdir().unwrap();
     tokens(
@@ -362,7 +374,7 @@ async fn postgres_streams_keys_and_audit() {
     assert_eq!(again.streams(None, 10).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_tokens() {
     let Some(pg) = Postgres::start() else { return };
     tokens(Database::open(&pg.url()).await.unwrap()).await;

@@ -15,6 +15,13 @@ pub enum EventKind {
     LeaseTaken,
     /// A node gave a role up, or lost it.
     LeaseGone,
+    /// The stream's publish credentials changed in the control plane's
+    /// database (made, rotated, deleted): ingest processes reload them at
+    /// once rather than at their next poll.
+    KeysChanged,
+    /// The control plane asks the ingest process holding the stream to
+    /// drop its publisher (it may come back with a valid key).
+    DisconnectRequested,
 }
 
 impl EventKind {
@@ -24,6 +31,8 @@ impl EventKind {
             EventKind::Ended => "ended",
             EventKind::LeaseTaken => "lease_taken",
             EventKind::LeaseGone => "lease_gone",
+            EventKind::KeysChanged => "keys_changed",
+            EventKind::DisconnectRequested => "disconnect_requested",
         }
     }
 
@@ -33,6 +42,8 @@ impl EventKind {
             EventKind::Ended,
             EventKind::LeaseTaken,
             EventKind::LeaseGone,
+            EventKind::KeysChanged,
+            EventKind::DisconnectRequested,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -125,6 +136,18 @@ mod tests {
                 stream: stream.clone(),
                 lease: None,
                 at_unix_ms: 5,
+            },
+            Event {
+                kind: EventKind::DisconnectRequested,
+                stream: stream.clone(),
+                lease: None,
+                at_unix_ms: 7,
+            },
+            Event {
+                kind: EventKind::KeysChanged,
+                stream: stream.clone(),
+                lease: None,
+                at_unix_ms: 8,
             },
             Event {
                 kind: EventKind::LeaseTaken,

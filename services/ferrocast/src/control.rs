@@ -11,7 +11,7 @@ use ferrocast_config::Config;
 use ferrocast_control::api::history::History;
 use ferrocast_control::api::live::LiveStatus;
 use ferrocast_control::api::viewer_tokens::MintFailure;
-use ferrocast_control::api::{self, ApiState, ControlHooks};
+use ferrocast_control::api::{self, ApiState, ControlHooks, HookFuture};
 use ferrocast_control::{Backend, Database, DbAuthorizer};
 use ferrocast_edge::{MAX_VIEWER_TOKEN_TTL_SECS, MintError, ViewerTokenMinter};
 use ferrocast_ingest::{PublishAuthorizer, StaticAuthorizer};
@@ -40,6 +40,8 @@ pub struct Control {
     /// is live once it runs (the API reports it and disconnects
     /// publishers).
     pub api: Option<ApiRoutes>,
+    /// The database, when there is one.
+    pub db: Option<Database>,
 }
 
 /// Makes the API's routes over what is live.
@@ -55,9 +57,7 @@ struct UpHooks {
 }
 
 impl ControlHooks for UpHooks {
-    fn streams_changed(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    fn streams_changed<'a>(&'a self, _stream: &'a str) -> HookFuture<'a, ()> {
         Box::pin(async move {
             if let Err(e) = self.authorizer.reload().await {
                 // The poll retries; the change is committed either way.
@@ -66,12 +66,13 @@ impl ControlHooks for UpHooks {
         })
     }
 
-    fn disconnect(&self, stream: &str) -> bool {
-        self.live.srt.disconnect(stream)
+    fn disconnect<'a>(&'a self, stream: &'a str) -> HookFuture<'a, bool> {
+        let done = self.live.srt.disconnect(stream);
+        Box::pin(async move { done })
     }
 
-    fn live(&self) -> BTreeMap<String, LiveStatus> {
-        self.live.live()
+    fn live(&self) -> HookFuture<'_, BTreeMap<String, LiveStatus>> {
+        Box::pin(async { self.live.live() })
     }
 
     fn edge_port(&self) -> Option<u16> {
@@ -82,14 +83,10 @@ impl ControlHooks for UpHooks {
         Some(self.live.srt.local_addr().port())
     }
 
-    fn thumbnail(
-        &self,
-        stream: &str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + '_>> {
-        let stream = stream.to_owned();
+    fn thumbnail<'a>(&'a self, stream: &'a str) -> HookFuture<'a, Option<Vec<u8>>> {
         Box::pin(async move {
             self.live
-                .thumbnail(&stream)
+                .thumbnail(stream)
                 .await
                 .map(|jpeg| jpeg.as_ref().clone())
         })
@@ -153,6 +150,7 @@ pub async fn start(
         return Ok(Control {
             authorizer: Arc::new(StaticAuthorizer::from_config(&config.streams)),
             api: None,
+            db: None,
         });
     };
     if serve_api {
@@ -166,6 +164,7 @@ pub async fn start(
         );
     }
     let hooks_authorizer = authorizer.clone();
+    let api_db = db.clone();
     let minter = config
         .edge
         .as_ref()
@@ -178,13 +177,17 @@ pub async fn start(
                 minter,
             });
             api::router(ApiState {
-                db,
+                db: api_db,
                 history: History::sampled(hooks.clone(), HISTORY_PERIOD),
                 hooks,
             })
         }) as ApiRoutes
     });
-    Ok(Control { authorizer, api })
+    Ok(Control {
+        authorizer,
+        api,
+        db: Some(db),
+    })
 }
 
 /// At the first start against an empty database: makes an admin token

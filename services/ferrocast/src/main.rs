@@ -11,6 +11,7 @@
 mod cluster;
 mod control;
 mod edge;
+mod exposure;
 mod live;
 mod logging;
 mod probe;
@@ -227,6 +228,9 @@ impl EdgeArgs {
     }
 }
 
+/// `ferrocast up`'s default `http_listen`.
+const UP_HTTP_LISTEN: &str = "127.0.0.1:8080";
+
 #[derive(Debug, clap::Args)]
 struct UpArgs {
     /// TOML configuration file.
@@ -235,7 +239,10 @@ struct UpArgs {
     /// UDP address for the SRT listener [config: srt_listen; default 0.0.0.0:9000].
     #[arg(long, value_name = "ADDR")]
     srt_listen: Option<SocketAddr>,
-    /// TCP address for the HTTP origin [config: http_listen; default 0.0.0.0:8080].
+    /// TCP address for the HTTP origin, `/metrics`, `/status`, the API and
+    /// the dashboard [config: http_listen; default 127.0.0.1:8080 (for
+    /// `up` only: loopback unless you say otherwise)]. Off loopback with an
+    /// `[edge]`, the origin, `/metrics` and `/status` need an API token.
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
     /// Directory for local state [config: data_dir; default ./data].
@@ -266,7 +273,13 @@ impl UpArgs {
         if let Some(ladder) = &self.ladder {
             layers = layers.with_value("transcode.ladder", ladder.clone());
         }
-        Ok(self.edge.apply(layers).build()?)
+        // The all-in-one process serves media without tokens on
+        // http_listen: only this machine reaches it unless configured.
+        let layers = self
+            .edge
+            .apply(layers)
+            .with_default("http_listen", UP_HTTP_LISTEN);
+        Ok(layers.build()?)
     }
 }
 
@@ -511,6 +524,14 @@ async fn up(config: Config) -> anyhow::Result<()> {
         transcoder,
         draining.clone(),
     ));
+    // With an edge in front, the origin off loopback needs an API token.
+    let guarded = match &control.db {
+        Some(db) if config.edge.is_some() && !config.http_listen.ip().is_loopback() => {
+            app = ferrocast_control::api::auth::guard(app, db.clone());
+            true
+        }
+        _ => false,
+    };
     if let Some(api) = control.api {
         app = app.merge(api(live));
     }
@@ -537,6 +558,12 @@ async fn up(config: Config) -> anyhow::Result<()> {
         _ => None,
     };
     info!(srt = %srt.local_addr(), http = %http.local_addr(), "ferrocast up");
+    exposure::log(
+        &config,
+        http.local_addr(),
+        edge.as_ref().map(|e| e.server()),
+        guarded,
+    );
     // A machine-readable line for scripts and tests that start us on port 0.
     match &edge {
         // `spki_sha256=` is the certificate's pin, generated or configured

@@ -207,9 +207,19 @@ async fn the_api_makes_streams_whose_keys_publish_and_rotates_them_at_once() {
     let refused = until_admission(server.srt, "cam", &key1, false, Duration::from_secs(1)).await;
     assert!(refused.is_some());
     assert!(admitted(server.srt, "cam", key2).await);
-    // The live status list is still there, next to the new routes.
+    // The list needs a token, and shows the stream with its settings.
     let status = http.get(format!("{api}/streams")).send().await.unwrap();
-    assert_eq!(status.status(), 200);
+    assert_eq!(status.status(), 401);
+    let listed = http
+        .get(format!("{api}/streams"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let listed: serde_json::Value = serde_json::from_str(&listed.text().await.unwrap()).unwrap();
+    assert_eq!(listed["items"][0]["name"], "cam");
+    assert_eq!(listed["items"][0]["settings"]["key_prefix"], &key2[..8]);
     // No token, no change.
     let refused = http
         .post(format!("{api}/streams"))
@@ -229,7 +239,8 @@ async fn the_api_makes_streams_whose_keys_publish_and_rotates_them_at_once() {
     loop {
         let status: serde_json::Value = serde_json::from_str(
             &http
-                .get(format!("{api}/streams"))
+                .get(format!("{api}/streams/cam"))
+                .bearer_auth(&admin)
                 .send()
                 .await
                 .unwrap()
@@ -238,13 +249,7 @@ async fn the_api_makes_streams_whose_keys_publish_and_rotates_them_at_once() {
                 .unwrap(),
         )
         .unwrap();
-        let bytes = status["streams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == "cam")
-            .and_then(|s| s["publisher"]["bytes"].as_u64())
-            .unwrap_or(0);
+        let bytes = status["live"]["publisher"]["bytes"].as_u64().unwrap_or(0);
         if bytes > 0 {
             break;
         }

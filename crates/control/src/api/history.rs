@@ -65,7 +65,8 @@ impl History {
                     return;
                 };
                 let history = History { streams };
-                history.record(crate::db::now_ms(), &hooks.live());
+                let live = hooks.live().await;
+                history.record(crate::db::now_ms(), &live);
             }
         });
         history

@@ -36,20 +36,27 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::db::Database;
 use problem::Problem;
 
-/// What the API asks of the process it runs in.
+/// A hook's answer, later.
+pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the API asks of the process it runs in: `ferrocast up` (its own
+/// ingest, origin and edge) or `ferrocast control` (the cluster, through
+/// the registry).
 pub trait ControlHooks: Send + Sync {
-    /// Streams or keys changed: the change must be in effect for new
-    /// publishers of this process when the returned future is done (the
-    /// publish authoriser reloads at once rather than at its next poll).
-    fn streams_changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// `stream`'s settings or keys changed: the change must be in effect
+    /// for new publishers of this process when the returned future is done
+    /// (the publish authoriser reloads at once rather than at its next
+    /// poll), and be announced to the cluster's ingest processes.
+    fn streams_changed<'a>(&'a self, stream: &'a str) -> HookFuture<'a, ()>;
 
-    /// Disconnects the live publisher of `stream`; false when it has none.
-    fn disconnect(&self, stream: &str) -> bool;
+    /// Disconnects the live publisher of `stream`, or asks the process
+    /// that has it to; false when it has none.
+    fn disconnect<'a>(&'a self, stream: &'a str) -> HookFuture<'a, bool>;
 
-    /// What is live in this process now, by stream name: streams with a
-    /// publisher or with media still in their playlist window.
-    fn live(&self) -> BTreeMap<String, live::LiveStatus> {
-        BTreeMap::new()
+    /// What is live now, by stream name: streams with a publisher or with
+    /// media still in their playlist window.
+    fn live(&self) -> HookFuture<'_, BTreeMap<String, live::LiveStatus>> {
+        Box::pin(async { BTreeMap::new() })
     }
 
     /// A viewer JWT for `stream` (only), with `subject` as its `sub`,
@@ -77,10 +84,7 @@ pub trait ControlHooks: Send + Sync {
     }
 
     /// A JPEG of the latest keyframe of `stream`, if it has live video.
-    fn thumbnail(
-        &self,
-        stream: &str,
-    ) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send + '_>> {
+    fn thumbnail<'a>(&'a self, stream: &'a str) -> HookFuture<'a, Option<Vec<u8>>> {
         let _ = stream;
         Box::pin(async { None })
     }

@@ -272,7 +272,7 @@ pub async fn list(
     let limit = page.limit()?;
     let after = page.after.as_deref();
     let rows = state.db.streams(after, limit + 1).await?;
-    let mut live = state.hooks.live();
+    let mut live = state.hooks.live().await;
     // The first `limit + 1` names of the union are among the first
     // `limit + 1` stored ones and the live ones after `after`.
     let mut merged: std::collections::BTreeMap<String, StreamState> = rows
@@ -331,6 +331,7 @@ pub async fn create(
     caller.require(STREAMS, "create streams")?;
     let body = body.0;
     check_recording(body.recording.as_ref())?;
+    let name = body.name.clone();
     let made = state
         .db
         .create_stream(
@@ -344,7 +345,7 @@ pub async fn create(
             &caller.actor(),
         )
         .await?;
-    state.hooks.streams_changed().await;
+    state.hooks.streams_changed(&name).await;
     Ok((StatusCode::CREATED, Json(with_key(&state, &headers, made))))
 }
 
@@ -369,7 +370,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> Result<Json<StreamState>, Problem> {
     caller.require(STREAMS, "read streams")?;
-    let live = state.hooks.live().remove(&name);
+    let live = state.hooks.live().await.remove(&name);
     let settings = match state.db.stream(&name).await {
         Ok(row) => Some(StreamView::from(row)),
         Err(crate::DbError::NotFound { .. }) if live.is_some() => None,
@@ -421,7 +422,7 @@ pub async fn update(
             &caller.actor(),
         )
         .await?;
-    state.hooks.streams_changed().await;
+    state.hooks.streams_changed(&name).await;
     Ok(Json(record.into()))
 }
 
@@ -447,7 +448,7 @@ pub async fn delete(
 ) -> Result<StatusCode, Problem> {
     caller.require(STREAMS, "delete streams")?;
     state.db.delete_stream(&name, &caller.actor()).await?;
-    state.hooks.streams_changed().await;
+    state.hooks.streams_changed(&name).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -488,8 +489,8 @@ pub async fn rotate_key(
 ) -> Result<Json<StreamWithKey>, Problem> {
     caller.require(STREAMS, "rotate keys")?;
     let made = state.db.rotate_key(&name, &caller.actor()).await?;
-    state.hooks.streams_changed().await;
-    if query.disconnect == Some(true) && state.hooks.disconnect(&name) {
+    state.hooks.streams_changed(&name).await;
+    if query.disconnect == Some(true) && state.hooks.disconnect(&name).await {
         crate::audit::record_now(&state.db, &caller.actor(), "stream.disconnect", &name).await?;
     }
     Ok(Json(with_key(&state, &headers, made)))
@@ -517,7 +518,7 @@ pub async fn disconnect(
     Path(name): Path<String>,
 ) -> Result<StatusCode, Problem> {
     caller.require(STREAMS, "disconnect publishers")?;
-    if state.hooks.disconnect(&name) {
+    if state.hooks.disconnect(&name).await {
         crate::audit::record_now(&state.db, &caller.actor(), "stream.disconnect", &name).await?;
         Ok(StatusCode::NO_CONTENT)
     } else {
