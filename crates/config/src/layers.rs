@@ -209,6 +209,11 @@ pub enum Process {
     /// `ferrocast edge`: `[edge]` and `[cluster]` (routing through the
     /// registry).
     Edge,
+    /// `ferrocast control`: the control plane's API and dashboard:
+    /// `database_url`, `data_dir` (its SQLite default and the first admin
+    /// token), `[cluster]` (notices to the ingest processes, live state)
+    /// and `[edge]` (the key viewer tokens are signed with).
+    Control,
 }
 
 /// Top-level keys every process reads: its operator listener and traces.
@@ -248,6 +253,7 @@ impl Process {
             Process::Transcode => &["transcode", "hls", "ingest", "cluster"],
             Process::Package => &["hls", "data_dir", "ingest", "cluster"],
             Process::Edge => &["edge", "cluster"],
+            Process::Control => &["database_url", "data_dir", "cluster", "edge"],
         }
     }
 
@@ -563,6 +569,7 @@ mod tests {
             Process::Transcode,
             Process::Package,
             Process::Edge,
+            Process::Control,
         ] {
             let built = Layers::default()
                 .with_file_text(&all)

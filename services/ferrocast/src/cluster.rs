@@ -98,7 +98,7 @@ fn node_id(config: &ClusterConfig, role: Role) -> anyhow::Result<NodeId> {
 }
 
 /// The registry named by `[cluster] redis_url`.
-fn registry(config: &ClusterConfig) -> anyhow::Result<Arc<dyn Registry>> {
+pub fn registry(config: &ClusterConfig) -> anyhow::Result<Arc<dyn Registry>> {
     let url = config.redis_url.as_ref().context(
         "role processes need the Redis registry: set cluster.redis_url \
          (FERROCAST_CLUSTER__REDIS_URL), like redis://redis:6379",

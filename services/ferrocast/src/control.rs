@@ -42,6 +42,8 @@ pub struct Control {
     pub api: Option<ApiRoutes>,
     /// The database, when there is one.
     pub db: Option<Database>,
+    /// The database authoriser, to reload at once on a notice.
+    pub reloader: Option<Arc<DbAuthorizer>>,
 }
 
 /// Makes the API's routes over what is live.
@@ -98,20 +100,31 @@ impl ControlHooks for UpHooks {
         subject: Option<&str>,
         ttl_secs: u64,
     ) -> Result<(String, u64), MintFailure> {
-        let minter = self.minter.as_ref().ok_or(MintFailure::NotConfigured)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        match minter.mint(stream, subject, now, ttl_secs) {
-            Ok(token) => Ok((token, now + ttl_secs)),
-            Err(MintError::BadTtl(_)) => Err(MintFailure::Invalid(format!(
-                "ttl_secs must be 1 to {MAX_VIEWER_TOKEN_TTL_SECS} (got {ttl_secs})"
-            ))),
-            Err(e) => {
-                warn!(error = %e, "viewer token not minted");
-                Err(MintFailure::NotConfigured)
-            }
+        mint(self.minter.as_ref(), stream, subject, ttl_secs)
+    }
+}
+
+/// A viewer token from `minter` (the edge's newest HS256 key), valid
+/// `ttl_secs` from now: the token and when it expires.
+pub fn mint(
+    minter: Option<&ViewerTokenMinter>,
+    stream: &str,
+    subject: Option<&str>,
+    ttl_secs: u64,
+) -> Result<(String, u64), MintFailure> {
+    let minter = minter.ok_or(MintFailure::NotConfigured)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match minter.mint(stream, subject, now, ttl_secs) {
+        Ok(token) => Ok((token, now + ttl_secs)),
+        Err(MintError::BadTtl(_)) => Err(MintFailure::Invalid(format!(
+            "ttl_secs must be 1 to {MAX_VIEWER_TOKEN_TTL_SECS} (got {ttl_secs})"
+        ))),
+        Err(e) => {
+            warn!(error = %e, "viewer token not minted");
+            Err(MintFailure::NotConfigured)
         }
     }
 }
@@ -151,6 +164,7 @@ pub async fn start(
             authorizer: Arc::new(StaticAuthorizer::from_config(&config.streams)),
             api: None,
             db: None,
+            reloader: None,
         });
     };
     if serve_api {
@@ -184,6 +198,7 @@ pub async fn start(
         }) as ApiRoutes
     });
     Ok(Control {
+        reloader: Some(authorizer.clone()),
         authorizer,
         api,
         db: Some(db),
@@ -193,7 +208,7 @@ pub async fn start(
 /// At the first start against an empty database: makes an admin token
 /// and writes it, readable by this user only, to `data_dir/admin-token`
 /// (never to the log).
-async fn bootstrap(db: &Database, config: &Config) -> anyhow::Result<()> {
+pub async fn bootstrap(db: &Database, config: &Config) -> anyhow::Result<()> {
     let Some(made) = db
         .bootstrap_admin()
         .await

@@ -10,6 +10,7 @@
 
 mod cluster;
 mod control;
+mod control_role;
 mod edge;
 mod exposure;
 mod live;
@@ -81,6 +82,13 @@ enum Command {
     /// Run only the packager and HTTP origin, as one process of a cluster:
     /// packages the streams whose package lease it holds, on `http_listen`.
     Package(RoleArgs),
+    /// Run only the control plane, as one process of a cluster: the REST
+    /// API under `/api/v1` and the dashboard on `http_listen`, over
+    /// `database_url` (PostgreSQL, shared with the ingest processes). Key
+    /// changes and disconnections reach the ingest processes through the
+    /// Redis registry; live state comes from its leases. Writes the first
+    /// admin token to `DATA_DIR/admin-token` against an empty database.
+    Control(RoleArgs),
     /// GET a plain-HTTP URL, such as `http://127.0.0.1:8080/readyz`, for
     /// container health checks: exit status 0 on a 2xx answer (its body on
     /// stdout), 1 otherwise (the reason on stderr).
@@ -313,6 +321,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ingest(args) => ("ingest", args.config(Process::Ingest)?),
         Command::Transcode(args) => ("transcode", args.config(Process::Transcode)?),
         Command::Package(args) => ("package", args.config(Process::Package)?),
+        Command::Control(args) => ("control", args.config(Process::Control)?),
         Command::Probe(_) => return Ok(()),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -334,6 +343,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ingest(_) => roles::ingest(config).await,
             Command::Transcode(_) => roles::transcode(config).await,
             Command::Package(_) => roles::package(config).await,
+            Command::Control(_) => control_role::run(config).await,
             Command::Probe(_) => Ok(()),
         }
     });

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrocast_bus::MediaBus;
+use ferrocast_cluster::control_notices::{self, ControlNoticeHandler};
 use ferrocast_cluster::{
     Drained, HandOverFn, IngestClaims, PackageClaims, PackagerHooks, TranscodeClaims,
 };
 use ferrocast_config::{Config, LadderChoice};
 use ferrocast_ingest::{RtpIngest, RtpSettings, SrtConfig, SrtIngest};
+use ferrocast_media::StreamName;
 use ferrocast_packager::{Origin, PackagerConfig};
 use ferrocast_registry::Role;
 use ferrocast_telemetry::Metrics;
@@ -26,6 +28,30 @@ use crate::{shutdown_signal, transcode};
 /// Always alive, always ready beyond the shared checks.
 fn no_check() -> ReadyCheck {
     Arc::new(|| None)
+}
+
+/// What an ingest process does on the control plane's notices.
+struct IngestNotices {
+    reloader: Option<Arc<ferrocast_control::DbAuthorizer>>,
+    srt: Arc<SrtIngest>,
+}
+
+impl ControlNoticeHandler for IngestNotices {
+    fn keys_changed(&self) {
+        if let Some(reloader) = self.reloader.clone() {
+            tokio::spawn(async move {
+                if let Err(error) = reloader.reload().await {
+                    // The next poll tries again.
+                    tracing::warn!(%error, "publish credentials not reloaded on a notice");
+                }
+            });
+        }
+    }
+
+    fn disconnect(&self, stream: &StreamName) {
+        // Logged by the listener when it has the publisher.
+        self.srt.disconnect(stream.as_str());
+    }
 }
 
 /// `ferrocast ingest`: SRT and RTP ingest; each stream published here is
@@ -54,6 +80,8 @@ pub async fn ingest(config: Config) -> anyhow::Result<()> {
     let transcoding = config.transcode.choice().context("transcode.ladder")? != LadderChoice::Off;
     let claims = IngestClaims::start(&member.bus, transcoding);
     let bus: Arc<dyn MediaBus> = Arc::new(member.bus.clone());
+    let control =
+        crate::control::start(&config, crate::control::open(&config, false).await?, false).await?;
     let srt = SrtIngest::start(
         SrtConfig {
             listen: config.srt_listen,
@@ -61,14 +89,21 @@ pub async fn ingest(config: Config) -> anyhow::Result<()> {
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
         },
         bus.clone(),
-        crate::control::start(&config, crate::control::open(&config, false).await?, false)
-            .await?
-            .authorizer,
+        control.authorizer,
         metrics.clone(),
     )
     .await?;
     let srt = Arc::new(srt);
     let _ = srt_slot.set(srt.clone());
+    // The control plane's notices: key changes, disconnect requests.
+    let _notices = control_notices::watch(
+        member.bus.registry().clone(),
+        Duration::from_millis(config.cluster.poll_ms),
+        Arc::new(IngestNotices {
+            reloader: control.reloader,
+            srt: srt.clone(),
+        }),
+    );
     let _rtp = RtpIngest::start(
         &config.rtp,
         RtpSettings {

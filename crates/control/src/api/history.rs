@@ -1,6 +1,6 @@
 //! The last minutes of each live stream, for the dashboard's charts:
 //! bitrate, SRT loss and round-trip time, viewers, sampled from
-//! [`ControlHooks::live`](super::ControlHooks::live) at a fixed period and
+//! [`ControlHooks::live`] at a fixed period and
 //! kept in memory (a bounded ring per stream; streams gone for a whole
 //! window are forgotten).
 

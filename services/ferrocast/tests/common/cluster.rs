@@ -72,7 +72,7 @@ impl Node {
                 "info,srt_protocol=warn,srt_protocol::listener=error,ferrocast_cluster=debug",
             );
         command.envs(env.iter().copied());
-        if role != "package" {
+        if role != "package" && role != "control" {
             command.args(["--bus-listen", "127.0.0.1:0"]);
         }
         if role == "ingest" {
