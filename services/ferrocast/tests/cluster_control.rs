@@ -17,16 +17,7 @@ use common::cluster::{Node, Redis};
 use ferrocast_testkit::Postgres;
 
 async fn admitted(srt: SocketAddr, stream: &str, key: &str) -> bool {
-    let streamid = format!("publish:live/{stream}?key={key}");
-    let call = srt_tokio::SrtSocket::builder().call(srt, Some(&streamid));
-    match tokio::time::timeout(Duration::from_secs(5), call).await {
-        Ok(Ok(mut socket)) => {
-            let _ = futures::SinkExt::close(&mut socket).await;
-            true
-        }
-        Ok(Err(_)) => false,
-        Err(_) => panic!("SRT handshake with {srt} timed out"),
-    }
+    common::srt_publish_attempt(srt, stream, key).await.is_ok()
 }
 
 /// The JSON answer of `method path` with the bearer `token`.

@@ -19,23 +19,16 @@ use ferrocast_testkit::Postgres;
 /// handshake completes) or is refused (its streams take a second
 /// publisher over, so an earlier call's session never refuses a later one).
 async fn admitted(srt: SocketAddr, stream: &str, key: &str) -> bool {
-    let streamid = format!("publish:live/{stream}?key={key}");
-    let call = srt_tokio::SrtSocket::builder().call(srt, Some(&streamid));
-    match tokio::time::timeout(Duration::from_secs(5), call).await {
-        Ok(Ok(mut socket)) => {
-            let _ = futures::SinkExt::close(&mut socket).await;
-            true
-        }
-        Ok(Err(e)) => {
+    match common::srt_publish_attempt(srt, stream, key).await {
+        Ok(()) => true,
+        Err(reason) => {
             // Refused for its key or name, never for a live publisher.
-            let reason = format!("{e:?}");
             assert!(
                 reason.contains("Unauthorized") || reason.contains("Notfound"),
                 "{reason}"
             );
             false
         }
-        Err(_) => panic!("SRT handshake with {srt} timed out"),
     }
 }
 

@@ -552,3 +552,20 @@ pub fn assert_ffmpeg_decodes(server: &Server, name: &str, seconds: u32) {
     assert!(ok, "ffmpeg failed: {err}");
     assert!(err.trim().is_empty(), "ffmpeg decode errors: {err}");
 }
+
+/// An SRT caller publishing `stream` with `key`: `Ok` when the handshake
+/// completes (the connection is closed at once), else the refusal as
+/// text. Panics when the handshake times out.
+#[allow(dead_code)]
+pub async fn srt_publish_attempt(srt: SocketAddr, stream: &str, key: &str) -> Result<(), String> {
+    let streamid = format!("publish:live/{stream}?key={key}");
+    let call = srt_tokio::SrtSocket::builder().call(srt, Some(&streamid));
+    match tokio::time::timeout(Duration::from_secs(5), call).await {
+        Ok(Ok(mut socket)) => {
+            let _ = futures::SinkExt::close(&mut socket).await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(format!("{e:?}")),
+        Err(_) => panic!("SRT handshake with {srt} timed out"),
+    }
+}
