@@ -11,9 +11,11 @@
 //!   [`HttpUpstreamConfig::max_body_bytes`]) ends the stream with an `Err`
 //!   item, so the edge aborts its response instead of finishing it.
 //! - **Time limits.** The origin holds a blocking playlist request
-//!   (`_HLS_msn`) or a request for a part not yet written (a preload hint)
-//!   until the part exists, up to its maximum hold (about three target
-//!   durations): those get [`HttpUpstreamConfig::blocking_timeout_ms`],
+//!   (`_HLS_msn`), any playlist of a stream that has no media yet (the
+//!   multivariant also waits for every rendition in the stream's first
+//!   moments) and a request for a part not yet written (a preload hint),
+//!   up to its maximum hold (`hls.max_hold_ms`, 6 s by default): those get
+//!   [`HttpUpstreamConfig::blocking_timeout_ms`], which must be longer,
 //!   everything else [`HttpUpstreamConfig::timeout_ms`]. The limit covers
 //!   the wait for the head, retries included; for [`Upstream::fetch`] the
 //!   body too. A streamed body has the idle limit per chunk instead.
@@ -69,10 +71,9 @@ pub struct HttpUpstreamConfig {
     /// Time limit of a request the origin answers at once. Default 5000 ms.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Time limit of a request the origin may hold: a blocking playlist
-    /// request or a part. Set it above the origin's maximum hold (the
-    /// packager's `max_hold`, about three target durations). Default
-    /// 15 000 ms.
+    /// Time limit of a request the origin may hold: any playlist or a
+    /// part. Set it above the origin's maximum hold (the packager's
+    /// `hls.max_hold_ms`, 6 000 ms by default). Default 15 000 ms.
     #[serde(default = "default_blocking_timeout_ms")]
     pub blocking_timeout_ms: u64,
     /// Time limit for making a connection. Default 1000 ms.
@@ -524,13 +525,13 @@ mod client {
     /// Whether the origin may hold `req` until media exists.
     pub(super) fn may_block(req: &UpstreamRequest) -> bool {
         let file = req.path.rsplit('/').next().unwrap_or("");
-        let blocking_playlist = file.ends_with(".m3u8")
-            && req.query.as_deref().is_some_and(|q| {
-                q.split('&')
-                    .any(|p| p == "_HLS_msn" || p.starts_with("_HLS_msn="))
-            });
+        // Every playlist: a blocking one waits for its part, and any other
+        // waits for the stream's first media (a player asking as the
+        // publisher connects). Given the plain limit, such a request could
+        // time out at the edge before the origin's own answer.
+        let playlist = file.ends_with(".m3u8");
         let part = file.starts_with("part") && file.ends_with(".m4s");
-        blocking_playlist || part
+        playlist || part
     }
 
     /// Headers that describe one hop, not the object.
@@ -908,8 +909,10 @@ mod client {
                 Some("_HLS_part=1&_HLS_msn=3")
             )));
             assert!(may_block(&req("/live/cam/part3.1.m4s", None)));
-            assert!(!may_block(&req("/live/cam/stream.m3u8", None)));
-            assert!(!may_block(&req(
+            // The origin holds these until the stream has media.
+            assert!(may_block(&req("/live/cam/index.m3u8", None)));
+            assert!(may_block(&req("/live/cam/stream.m3u8", None)));
+            assert!(may_block(&req(
                 "/live/cam/stream.m3u8",
                 Some("_HLS_skip=YES")
             )));

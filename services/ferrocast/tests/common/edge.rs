@@ -393,7 +393,9 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> u64 {
 
 /// The multivariant playlist from `base` (`https://ADDR`) with a viewer
 /// JWT in the `Authorization` header, once the stream is live (the origin
-/// answers 404 until the publisher connects: no event to await).
+/// answers 404 until the publisher connects, then holds the request until
+/// the stream has media and answers 503 "stream has no media yet" if none
+/// came within its maximum hold: no event to await).
 /// `log` gives the servers' logs for a failure message.
 pub async fn live_multivariant(
     client: &reqwest::Client,
@@ -411,7 +413,8 @@ pub async fn live_multivariant(
         if status == 200 {
             return body;
         }
-        assert_eq!(status, 404, "{body}");
+        let no_media_yet = status == 503 && body.starts_with("stream has no media yet");
+        assert!(status == 404 || no_media_yet, "{status} {body}");
         assert!(
             std::time::Instant::now() < deadline,
             "stream never went live; log:\n{}",
