@@ -24,6 +24,7 @@ use ferrocast_media::Time90k;
 
 use crate::datetime::write_program_date_time;
 use crate::names::{PartRef, ResourceName};
+use crate::query::BlockTarget;
 use crate::window::{LiveWindow, Segment, ticks_to_ms};
 
 /// `EXT-X-VERSION` of every Media Playlist.
@@ -143,6 +144,28 @@ fn line(out: &mut String, s: &str) {
 }
 
 impl LiveWindow {
+    /// Renders the Media Playlist that answers a blocking request for
+    /// `target` (its `_HLS_msn` / `_HLS_part`), once
+    /// [`LiveWindow::blocking_status`] says it can be answered: with a
+    /// Part Index, the playlist as of the first part that satisfied it
+    /// ([`LiveWindow::as_of`]), so each reload adds one part; otherwise,
+    /// or when that is the current playlist anyway, [`LiveWindow::render`].
+    pub fn render_for(&self, target: BlockTarget, options: &RenderOptions<'_>) -> String {
+        let snapshot = target
+            .part
+            .and_then(|index| {
+                self.first_part_from(PartRef {
+                    msn: target.msn,
+                    index,
+                })
+            })
+            .and_then(|part| self.as_of(part));
+        match snapshot {
+            Some(window) => window.render(options),
+            None => self.render(options),
+        }
+    }
+
     /// Renders the Media Playlist.
     ///
     /// With `options.skip`, a Playlist Delta Update (RFC 8216bis §6.2.5.1,

@@ -709,6 +709,85 @@ impl LiveWindow {
             .or_else(|| self.listed.back().and_then(Segment::last_part))
     }
 
+    /// The first Partial Segment at or after `target`, in playlist order:
+    /// the part whose addition satisfied a blocking request for `target`
+    /// (a Part Index past the end of a segment that closed is satisfied by
+    /// the first part of a later one). `None` if there is none yet.
+    pub fn first_part_from(&self, target: PartRef) -> Option<PartRef> {
+        self.listed
+            .iter()
+            .chain(self.held.iter())
+            .chain(self.open.iter())
+            .filter(|s| s.msn >= target.msn && !s.parts.is_empty())
+            .find_map(|s| {
+                let from = if s.msn == target.msn { target.index } else { 0 };
+                let index = u32::try_from(s.parts.len()).ok()?;
+                (from < index).then_some(PartRef {
+                    msn: s.msn,
+                    index: from,
+                })
+            })
+    }
+
+    /// The playlist as it stood when `part` was its newest Partial Segment:
+    /// the segments before `part`'s, and `part`'s segment with its parts up
+    /// to `part`, open, or closed and not listed yet (like a held segment)
+    /// if `part` turned out to be its last. Answering a blocking request
+    /// with this, and not with whatever came after, adds exactly one part
+    /// per reload, so a client never learns of a segment's last part and
+    /// of that segment's close in the same reload (hls.js, appending the
+    /// part before, can skip the last part of a segment that closes under
+    /// it).
+    ///
+    /// `None` when `part` is the newest part (the window itself is that
+    /// playlist), is not in the window, lies before the newest listed
+    /// segment (a client that far behind gets the current playlist and
+    /// catches up at once), or the window has ended.
+    pub fn as_of(&self, part: PartRef) -> Option<LiveWindow> {
+        if self.ended || self.last_part() == Some(part) {
+            return None;
+        }
+        let newest_listed = self.listed.len().checked_sub(1);
+        let (before, segment, closed) = match self.listed.iter().position(|s| s.msn == part.msn) {
+            Some(k) if Some(k) == newest_listed => (k, &self.listed[k], true),
+            Some(_) => return None,
+            None => match (&self.held, &self.open) {
+                (Some(held), _) if held.msn == part.msn => (self.listed.len(), held, true),
+                (_, Some(open)) if open.msn == part.msn => (self.listed.len(), open, false),
+                _ => return None,
+            },
+        };
+        let keep = usize::try_from(part.index).ok()?.checked_add(1)?;
+        if keep > segment.parts.len() {
+            return None;
+        }
+        let mut truncated = segment.clone();
+        truncated.parts.truncate(keep);
+        truncated.duration = truncated.parts.iter().fold(Time90k::ZERO, |acc, p| {
+            Time90k(acc.0.saturating_add(p.duration.0))
+        });
+        let complete = closed && keep == segment.parts.len();
+        let (held, open, next_msn) = if complete {
+            (Some(truncated), None, part.msn.saturating_add(1))
+        } else {
+            (None, Some(truncated), part.msn)
+        };
+        Some(LiveWindow {
+            cfg: self.cfg.clone(),
+            listed: self.listed.iter().take(before).cloned().collect(),
+            open,
+            held,
+            next_msn,
+            discontinuity_sequence: self.discontinuity_sequence,
+            retired: VecDeque::new(),
+            clock: self.clock,
+            longest_playlist: self.longest_playlist,
+            carry_discontinuity: false,
+            released: 0..0,
+            ended: false,
+        })
+    }
+
     /// The part an `EXT-X-PRELOAD-HINT` names: the next one of the open
     /// segment, or part 0 of the next segment. `None` once ended.
     pub fn preload_hint(&self) -> Option<PartRef> {
@@ -1088,6 +1167,126 @@ mod tests {
             ResourceStatus::NotFound
         );
         assert_eq!(w.listed.len(), 3);
+    }
+
+    /// A blocking request is answered with the playlist exactly as it was
+    /// rendered when the part that satisfied it was added (or, for a
+    /// segment's last part, once that segment closed): one part per
+    /// reload, never a segment's last part and its close together.
+    #[test]
+    fn a_blocking_request_gets_the_playlist_as_of_the_part_that_satisfied_it() {
+        let mut w = window();
+        let options = crate::RenderOptions::default();
+        let mut then: Vec<(PartRef, String)> = Vec::new();
+        let record = |w: &LiveWindow, then: &mut Vec<(PartRef, String)>| {
+            then.push((w.last_part().unwrap(), w.render(&options)));
+        };
+        for _ in 0..4 {
+            w.open_segment(start(false, 0)).unwrap();
+            for i in 0..4 {
+                w.add_part(ms(250), i == 0).unwrap();
+                record(&w, &mut then);
+            }
+            w.close_segment_held().unwrap().unwrap();
+            // The last part's playlist: as it stood once its segment closed.
+            then.pop();
+            record(&w, &mut then);
+        }
+        w.open_segment(start(false, 0)).unwrap();
+        for i in 0..2 {
+            w.add_part(ms(250), i == 0).unwrap();
+            record(&w, &mut then);
+        }
+        assert_eq!(w.last_msn(), Some(3));
+        let now = w.render(&options);
+        for (part, text) in &then {
+            let target = BlockTarget {
+                msn: part.msn,
+                part: Some(part.index),
+            };
+            assert_eq!(w.blocking_status(target), BlockingStatus::Ready);
+            let answer = w.render_for(target, &options);
+            if part.msn >= 3 {
+                // The newest listed segment and the open one.
+                assert_eq!(&answer, text, "as of {part:?}");
+            } else {
+                // Further behind: the current playlist, to catch up at once.
+                assert_eq!(answer, now, "as of {part:?}");
+            }
+        }
+        let text = |msn, index| {
+            let part = PartRef { msn, index };
+            &then.iter().find(|(p, _)| *p == part).unwrap().1
+        };
+        // Segment 3's last part: closed but not listed, the hint on the
+        // next segment's first part.
+        let closing = w.render_for(
+            BlockTarget {
+                msn: 3,
+                part: Some(3),
+            },
+            &options,
+        );
+        assert!(!closing.contains("seg3.m4s"), "{closing}");
+        assert!(
+            closing.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part4.0.m4s\"\n"),
+            "{closing}"
+        );
+        // A Part Index past the end of a closed segment is satisfied by the
+        // next segment's first part.
+        let past_end = PartRef { msn: 3, index: 4 };
+        assert_eq!(
+            w.first_part_from(past_end),
+            Some(PartRef { msn: 4, index: 0 })
+        );
+        let answer = w.render_for(
+            BlockTarget {
+                msn: 3,
+                part: Some(4),
+            },
+            &options,
+        );
+        assert_eq!(&answer, text(4, 0));
+        assert!(answer.contains("seg3.m4s"), "{answer}");
+        assert!(
+            !answer
+                .lines()
+                .any(|l| l.starts_with("#EXT-X-PART:") && l.contains("part4.1.m4s")),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part4.1.m4s\"\n"),
+            "{answer}"
+        );
+        // Without a Part Index, or for the newest part: the playlist now.
+        assert_eq!(
+            w.render_for(BlockTarget { msn: 3, part: None }, &options),
+            now
+        );
+        assert_eq!(
+            w.render_for(
+                BlockTarget {
+                    msn: 4,
+                    part: Some(1)
+                },
+                &options
+            ),
+            now
+        );
+        assert_eq!(w.first_part_from(PartRef { msn: 4, index: 2 }), None);
+        // An ended playlist answers everything as it is.
+        w.end();
+        let ended = w.render(&options);
+        assert_eq!(
+            w.render_for(
+                BlockTarget {
+                    msn: 3,
+                    part: Some(3)
+                },
+                &options
+            ),
+            ended
+        );
     }
 
     /// Segment 0 (four 250 ms parts) closed with `close_segment_held`, then

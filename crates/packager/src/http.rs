@@ -383,10 +383,19 @@ async fn media_playlist(
     // rendition locks at once); the window only moves forward, so it still
     // satisfies the request when rendered below.
     let reports = rendition_reports(group, stream, plan);
-    let text = stream.lock().window.render(&RenderOptions {
+    let options = RenderOptions {
         skip: request.skip.wants_delta(),
         rendition_reports: &reports,
-    });
+    };
+    // A blocking request gets the playlist as of the part that satisfied
+    // it, one part per reload (`LiveWindow::as_of`): the answer to a given
+    // `_HLS_msn`/`_HLS_part` is the same whenever it is asked, so the
+    // edge's coalescing of equal requests hands every viewer the same one.
+    let window = &stream.lock().window;
+    let text = match request.block {
+        Some(target) => window.render_for(target, &options),
+        None => window.render(&options),
+    };
     Ok(playlist_response(text))
 }
 
