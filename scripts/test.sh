@@ -32,6 +32,18 @@ python3 -c "import openapi_spec_validator" 2>/dev/null || {
     python3 -m pip install --user --quiet --break-system-packages openapi-spec-validator
 }
 
+echo "== S3-compatible test server (moto)" >&2
+# 5.1: moto 5.2's generic response serializer names CompleteMultipartUpload's
+# XML root CompleteMultipartUploadResponse where S3 (and aws-sdk-s3's
+# parser) has CompleteMultipartUploadResult, so multipart uploads fail
+# against it.
+MOTO='moto[server]==5.1.22'
+python3 -c "import moto.server, sys; sys.exit(moto.__version__ != '5.1.22')" 2>/dev/null || {
+  python3 -m pip --version >/dev/null 2>&1 || install_debian_packages python3-pip
+  python3 -m pip install --user --quiet "$MOTO" 2>/dev/null ||
+    python3 -m pip install --user --quiet --break-system-packages "$MOTO"
+}
+
 echo "== deployment manifests" >&2
 ./scripts/validate-deploy.sh
 
@@ -40,7 +52,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
-REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 REQUIRE_REDIS_TESTS=1 REQUIRE_POSTGRES_TESTS=1 REQUIRE_OPENAPI_TESTS=1 REQUIRE_DEPLOY_TESTS=1 cargo test --locked --workspace
+REQUIRE_BROWSER_TESTS=1 REQUIRE_H3_TESTS=1 REQUIRE_REDIS_TESTS=1 REQUIRE_POSTGRES_TESTS=1 REQUIRE_OPENAPI_TESTS=1 REQUIRE_DEPLOY_TESTS=1 REQUIRE_S3_TESTS=1 cargo test --locked --workspace
 echo "== deployment manifests: every role starts with its compose and k8s settings" >&2
 ./scripts/validate-deploy.sh --roles
 echo "== cargo doc" >&2

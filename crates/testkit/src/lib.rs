@@ -1,5 +1,5 @@
 //! Test tooling shared by Ferrocast's integration tests and load tools:
-//! real servers (`redis-server`, PostgreSQL) started on free loopback
+//! real servers (`redis-server`, PostgreSQL, moto's S3) started on free loopback
 //! ports and stopped when dropped,
 //! and the numbers of a media playlist ([`playlist`]).
 //!
@@ -11,8 +11,10 @@
 
 pub mod playlist;
 mod postgres;
+mod s3;
 
 pub use postgres::Postgres;
+pub use s3::S3Server;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -43,16 +45,13 @@ impl Redis {
             );
             return None;
         }
-        // A free port can be taken between our probe and the server's bind:
-        // try again on another.
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut child = Command::new("redis-server")
-                .args([
+        let (child, port) = start_on_free_port(
+            "redis-server",
+            Output::Stdout,
+            "Ready to accept connections",
+            |port| {
+                let mut command = Command::new("redis-server");
+                command.args([
                     "--port",
                     &port.to_string(),
                     "--bind",
@@ -61,24 +60,11 @@ impl Redis {
                     "",
                     "--appendonly",
                     "no",
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            let ready = lines
-                .by_ref()
-                .map_while(Result::ok)
-                .any(|l| l.contains("Ready to accept connections"));
-            std::thread::spawn(move || lines.for_each(drop));
-            if ready {
-                return Some(Redis { child, port });
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("redis-server did not start on a free port");
+                ]);
+                command
+            },
+        );
+        Some(Redis { child, port })
     }
 
     /// `redis://127.0.0.1:PORT`
@@ -93,11 +79,7 @@ impl Redis {
 
     /// Send `signal` (`-STOP`, `-CONT`, ...) to the server.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        send_signal(&self.child, signal);
     }
 
     /// `redis-cli` against the server; its trimmed output.
@@ -116,4 +98,63 @@ impl Drop for Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Where a server says it is ready.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Output {
+    Stdout,
+    Stderr,
+}
+
+/// Starts the server `command` makes for a port, on a free loopback port,
+/// and waits for a line of its `output` containing `ready`; tries another
+/// port if it exits first (the port can be taken between the probe and the
+/// server's bind). The rest of that output is drained in a thread.
+pub(crate) fn start_on_free_port(
+    name: &str,
+    output: Output,
+    ready: &str,
+    command: impl Fn(u16) -> Command,
+) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = command(port);
+        command.stdin(Stdio::null());
+        let mut child = match output {
+            Output::Stdout => command.stdout(Stdio::piped()).stderr(Stdio::null()),
+            Output::Stderr => command.stdout(Stdio::null()).stderr(Stdio::piped()),
+        }
+        .spawn()
+        .unwrap();
+        let stream: Box<dyn std::io::Read + Send> = match output {
+            Output::Stdout => Box::new(child.stdout.take().unwrap()),
+            Output::Stderr => Box::new(child.stderr.take().unwrap()),
+        };
+        let mut lines = BufReader::new(stream).lines();
+        let up = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains(ready));
+        std::thread::spawn(move || lines.for_each(drop));
+        if up {
+            return (child, port);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("{name} did not start on a free port");
+}
+
+/// `kill SIGNAL PID` for `child` (`-STOP`, `-CONT`, `-TERM`, ...).
+pub fn send_signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
