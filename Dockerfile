@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Ferrocast's container image: the one `ferrocast` binary, which runs any
-# role (`up`, `ingest`, `transcode`, `package`, `edge`); the command picks.
+# role (`up`, `ingest`, `transcode`, `package`, `edge`, `control`); the
+# command picks.
 #
 #   docker build -t ferrocast .
 #   docker run --rm -p 9000:9000/udp -p 8080:8080 ferrocast up

@@ -7,21 +7,29 @@ NAME being base, cpu or gpu):
 
   deploy_checks.py invariants --compose RESOLVED.yml --k8s cpu=cpu.yaml ...
       Probes, security context, advertised addresses, the ingest and edge
-      Services, references between objects, GPU only where it belongs.
+      Services, references between objects, GPU only where it belongs; the
+      database URL of ingest and control (the same PostgreSQL, its password
+      the database's own, from the Secret on Kubernetes, never a literal),
+      the control plane's edge keys (the edge's) and data directory.
   deploy_checks.py roles --bin FERROCAST --compose RESOLVED.yml --k8s ...
       Starts every Ferrocast role of every deployment, with the environment,
       arguments and config file its manifest gives it, against a scratch
-      redis-server; each must print its ready line, answer /healthz and
-      /readyz, and pass its compose health check. Unknown FERROCAST_*
-      variables and config keys are start-up errors, so this is what proves
-      the manifests' settings are accepted. Addresses are moved to
-      127.0.0.1 and free ports (flags, which win over the environment and
-      the file).
+      redis-server and a scratch PostgreSQL (Debian's initdb and pg_ctl; the
+      users and databases the URLs name, made afresh for each deployment);
+      each must print its ready line, answer /healthz and /readyz, and pass
+      its compose health check, and `control` must write the first admin
+      token to its data directory. Unknown FERROCAST_* variables and config
+      keys are start-up errors, so this is what proves the manifests'
+      settings are accepted. Addresses are moved to 127.0.0.1 and free
+      ports (flags, which win over the environment and the file); database
+      URLs keep their user, password and database, on the scratch server.
 
   deploy_checks.py topology --compose RESOLVED.yml --scratch DIR --redis-port N
+                            [--database-url URL]
       How to run the compose file's services here as processes that reach
       each other (JSON), for the test that plays a stream through them
-      (services/ferrocast/tests/compose.rs).
+      (services/ferrocast/tests/compose.rs). Every FERROCAST_DATABASE_URL
+      becomes URL, which the compose file's ingest and control need.
 
 Prints one line on success; every problem found, and exit status 1, on
 failure.
@@ -31,6 +39,7 @@ import argparse
 import base64
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,6 +49,7 @@ import threading
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,7 +58,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "deploy" / "ferrocast.toml"
-ROLES = ("ingest", "transcode", "package", "edge")
+ROLES = ("ingest", "transcode", "package", "edge", "control")
+# The roles that open the control plane's database (database_url), which
+# must be the same PostgreSQL for all of them.
+DATABASE_ROLES = ("ingest", "control")
+DATABASE_VAR = "FERROCAST_DATABASE_URL"
+POSTGRES_PORT = 5432
+# The file under data_dir (FERROCAST_DATA_DIR, /data in the image) that
+# control writes the first admin token to, against an empty database.
+ADMIN_TOKEN_FILE = "admin-token"
 # The port each role advertises to the others (cluster.advertise): the
 # media bus of ingest and transcode (cluster.bus_listen's default), the HTTP
 # origin of package (http_listen's default). The edge advertises nothing.
@@ -98,6 +116,11 @@ def compose_services(path):
 
 def deployments(objects):
     return [o for o in objects if o["kind"] == "Deployment"]
+
+
+def workloads(objects):
+    """Deployments and StatefulSets (PostgreSQL)."""
+    return [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
 
 
 def ferrocast_containers(objects):
@@ -171,14 +194,157 @@ def check_compose(problems, path):
 def published_ports(service):
     """{(container port, protocol)} of a compose service, from the long
     syntax or the short one (`[IP:]PUBLISHED:TARGET[/PROTOCOL]`)."""
-    ports = set()
+    return {(target, protocol) for _, target, protocol in published_bindings(service)}
+
+
+def published_bindings(service):
+    """[(host IP or "", container port, protocol)] of a compose service."""
+    bindings = []
     for p in service.get("ports") or []:
         if isinstance(p, dict):
-            ports.add((int(p["target"]), p.get("protocol", "tcp")))
+            bindings.append((p.get("host_ip", ""), int(p["target"]), p.get("protocol", "tcp")))
         else:
-            target, _, protocol = str(p).rpartition(":")[2].partition("/")
-            ports.add((int(target), protocol or "tcp"))
-    return ports
+            parts = str(p).split(":")
+            target, _, protocol = parts[-1].partition("/")
+            host_ip = parts[0] if len(parts) == 3 else ""
+            bindings.append((host_ip, int(target), protocol or "tcp"))
+    return bindings
+
+
+def compose_mounts(service):
+    """{container path: source} of a compose service's volumes."""
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str):
+            source, target = (volume.split(":") + [""])[:2]
+        else:
+            source, target = volume.get("source"), volume.get("target")
+        mounts[target] = source
+    return mounts
+
+
+def database_url_parts(url):
+    """(user, password, host, port, database) of a postgres:// URL, or None
+    when it is not one."""
+    try:
+        u = urllib.parse.urlsplit(url)
+        port = u.port or POSTGRES_PORT
+    except ValueError:
+        return None
+    if u.scheme not in ("postgres", "postgresql") or not u.hostname:
+        return None
+    unquote = urllib.parse.unquote
+    return (
+        unquote(u.username or ""),
+        unquote(u.password or ""),
+        u.hostname,
+        port,
+        unquote(u.path.lstrip("/")),
+    )
+
+
+def check_compose_database(problems, path):
+    """Ingest and control use the same PostgreSQL, the postgres service,
+    with the user, password and database it is made with; control shares
+    the edge's keys, keeps its data directory and is on loopback only."""
+    services = yaml.safe_load(Path(path).read_text())["services"]
+    ferrocast = {name: (role, service) for name, role, service in compose_services(path)}
+    urls = {}
+    for name, (role, service) in ferrocast.items():
+        env = env_list_to_dict(service.get("environment"))
+        where = f"docker-compose.yml: service {name}"
+        if role not in DATABASE_ROLES:
+            problems.check(
+                DATABASE_VAR not in env, where, f"{DATABASE_VAR} is for {' and '.join(DATABASE_ROLES)} only"
+            )
+            continue
+        url = env.get(DATABASE_VAR)
+        parts = database_url_parts(url or "")
+        if not problems.check(
+            parts is not None, where, f"{DATABASE_VAR} must be postgres://USER:PASSWORD@HOST/DB"
+        ):
+            continue
+        urls[name] = url
+        user, password, host, port, database = parts
+        db = services.get(host)
+        if not problems.check(
+            db is not None and str(db.get("image", "")).startswith("postgres:"),
+            where,
+            f"{DATABASE_VAR} must name the postgres service (it names {host})",
+        ):
+            continue
+        db_env = env_list_to_dict(db.get("environment"))
+        problems.check(
+            (user, password, database, port)
+            == (
+                db_env.get("POSTGRES_USER", "postgres"),
+                db_env.get("POSTGRES_PASSWORD"),
+                db_env.get("POSTGRES_DB", db_env.get("POSTGRES_USER", "postgres")),
+                POSTGRES_PORT,
+            ),
+            where,
+            f"{DATABASE_VAR} must carry service {host}'s POSTGRES_USER, POSTGRES_PASSWORD "
+            f"and POSTGRES_DB, port {POSTGRES_PORT}",
+        )
+        problems.check(
+            ((service.get("depends_on") or {}).get(host) or {}).get("condition")
+            == "service_healthy",
+            where,
+            f"must depend on {host} being healthy (the database is opened at start)",
+        )
+    problems.check(
+        len(set(urls.values())) == 1 and {r for r, _ in ferrocast.values()} >= set(DATABASE_ROLES),
+        "docker-compose.yml",
+        f"{', '.join(DATABASE_ROLES)} must have one and the same {DATABASE_VAR}",
+    )
+    for name, service in services.items():
+        if not str(service.get("image", "")).startswith("postgres:"):
+            continue
+        where = f"docker-compose.yml: service {name}"
+        test = (service.get("healthcheck") or {}).get("test") or []
+        problems.check(
+            any("pg_isready" in str(t) for t in test[1:]),
+            where,
+            "health check must be pg_isready",
+        )
+        problems.check(
+            not str(compose_mounts(service).get("/var/lib/postgresql/data", "/")).startswith(
+                ("/", ".")
+            ),
+            where,
+            "/var/lib/postgresql/data must be a named volume",
+        )
+        problems.check(not service.get("ports"), where, "must not be published")
+
+    # Control: mints viewer JWTs the edges accept, keeps its data
+    # directory (the first admin token), on the host's loopback only.
+    edges = [s for r, s in ferrocast.values() if r == "edge"]
+    data_dir = image_env().get("FERROCAST_DATA_DIR")
+    for name, (role, service) in ferrocast.items():
+        if role != "control":
+            continue
+        where = f"docker-compose.yml: service {name}"
+        env = env_list_to_dict(service.get("environment"))
+        for var in ("FERROCAST_EDGE__JWT__KEYS", "FERROCAST_EDGE__TOKEN__KEYS"):
+            problems.check(
+                env.get(var)
+                and all(env_list_to_dict(e.get("environment")).get(var) == env[var] for e in edges),
+                where,
+                f"{var} must be the edge's",
+            )
+        data = env.get("FERROCAST_DATA_DIR", data_dir)
+        problems.check(
+            data and not str(compose_mounts(service).get(data, "/")).startswith(("/", ".")),
+            where,
+            f"data_dir ({data}) must be a named volume: the first admin token is written there",
+        )
+        bindings = published_bindings(service)
+        problems.check(
+            any(t == HTTP_PORT for _, t, _ in bindings)
+            and all(ip in ("127.0.0.1", "::1", "[::1]") for ip, _, _ in bindings),
+            where,
+            f"the API ({HTTP_PORT}) must be published on the host's loopback only",
+        )
 
 
 def check_k8s(problems, variant, objects):
@@ -186,16 +352,18 @@ def check_k8s(problems, variant, objects):
     by_kind = {}
     for o in objects:
         by_kind.setdefault(o["kind"], {})[o["metadata"]["name"]] = o
-    pods = [(d["metadata"]["name"], d["spec"]["template"]) for d in deployments(objects)]
+    pods = [
+        (f"{d['kind']} {d['metadata']['name']}", d["spec"]["template"]) for d in workloads(objects)
+    ]
     # The generated ConfigMap (its name ends in a hash of its content).
     configs = [
         cm for n, cm in by_kind.get("ConfigMap", {}).items() if n.startswith("ferrocast-config")
     ]
 
     # Probes on every container; Ferrocast's on /readyz and /healthz.
-    for dep in deployments(objects):
+    for dep in workloads(objects):
         for c in dep["spec"]["template"]["spec"]["containers"]:
-            where = f"{where0}: Deployment {dep['metadata']['name']} container {c['name']}"
+            where = f"{where0}: {dep['kind']} {dep['metadata']['name']} container {c['name']}"
             problems.check(
                 "readinessProbe" in c and "livenessProbe" in c,
                 where,
@@ -203,7 +371,7 @@ def check_k8s(problems, variant, objects):
             )
         problems.check(
             dep["spec"]["template"]["spec"].get("enableServiceLinks") is False,
-            f"{where0}: Deployment {dep['metadata']['name']}",
+            f"{where0}: {dep['kind']} {dep['metadata']['name']}",
             "enableServiceLinks must be false",
         )
     roles_seen = set()
@@ -283,6 +451,28 @@ def check_k8s(problems, variant, objects):
             )
     problems.check(roles_seen == set(ROLES), where0, f"roles deployed: {sorted(roles_seen)}")
 
+    # Every workload, Ferrocast's or not (Redis, PostgreSQL): non-root,
+    # read-only root filesystem, no privilege escalation, no capabilities.
+    for w in workloads(objects):
+        pod = w["spec"]["template"]["spec"]
+        where = f"{where0}: {w['kind']} {w['metadata']['name']}"
+        problems.check(
+            (pod.get("securityContext") or {}).get("runAsNonRoot") is True,
+            where,
+            "runAsNonRoot must be true",
+        )
+        for c in pod["containers"]:
+            sc = c.get("securityContext") or {}
+            problems.check(
+                sc.get("readOnlyRootFilesystem") is True
+                and sc.get("allowPrivilegeEscalation") is False
+                and (sc.get("capabilities") or {}).get("drop") == ["ALL"],
+                f"{where} container {c['name']}",
+                "needs readOnlyRootFilesystem, no privilege escalation, capabilities dropped",
+            )
+    check_k8s_database(problems, where0, objects, by_kind)
+    check_k8s_control(problems, where0, objects, by_kind)
+
     # The ConfigMap is deploy/ferrocast.toml, unchanged.
     problems.check(
         len(configs) == 1 and configs[0]["data"].get("ferrocast.toml") == CONFIG.read_text(),
@@ -329,7 +519,7 @@ def check_k8s(problems, variant, objects):
             problems.check(
                 len(selects(get(o))) == 1,
                 f"{where0}: {kind} {name}",
-                "selector must match exactly one Deployment's pods",
+                "selector must match exactly one workload's pods",
             )
     for name, hpa in by_kind.get("HorizontalPodAutoscaler", {}).items():
         target = hpa["spec"]["scaleTargetRef"]
@@ -367,8 +557,167 @@ def check_k8s(problems, variant, objects):
         for kind, name in refs:
             problems.check(
                 name in by_kind.get(kind, {}),
-                f"{where0}: Deployment {dep_name}",
+                f"{where0}: {dep_name}",
                 f"{kind} {name} does not exist",
+            )
+
+
+def env_source(container, name):
+    """How `name` is set in a container: ("value", VALUE),
+    ("secretKeyRef", (SECRET, KEY)), another valueFrom kind, or None."""
+    for var in container.get("env") or []:
+        if var["name"] == name:
+            if "value" in var:
+                return ("value", var["value"])
+            for kind, ref in (var.get("valueFrom") or {}).items():
+                if kind in ("secretKeyRef", "configMapKeyRef"):
+                    return (kind, (ref["name"], ref["key"]))
+                return (kind, None)
+    return None
+
+
+def check_k8s_database(problems, where0, objects, by_kind):
+    """The database URL of ingest and control: one key of one Secret,
+    never a literal; it names Service postgres's port, and the user,
+    database and password (the same Secret's) of the PostgreSQL behind it."""
+    data = k8s_data(objects)
+    # No literal database URL anywhere in a pod spec or in the config file.
+    for w in workloads(objects):
+        for c in w["spec"]["template"]["spec"]["containers"]:
+            for var in c.get("env") or []:
+                problems.check(
+                    not (var["name"] == DATABASE_VAR and "value" in var)
+                    and not re.search(r"postgres(ql)?://", str(var.get("value", ""))),
+                    f"{where0}: {w['kind']} {w['metadata']['name']}",
+                    f"{var['name']}: a database URL must come from a Secret (secretKeyRef)",
+                )
+    for (kind, name), values in data.items():
+        if kind == "ConfigMap" and name.startswith("ferrocast-config"):
+            problems.check(
+                "database_url" not in tomllib.loads(values.get("ferrocast.toml", "")),
+                where0,
+                "database_url must not be in the ConfigMap (a secret)",
+            )
+    sources = set()
+    for dep, _pod, c, role in ferrocast_containers(objects):
+        where = f"{where0}: Deployment {dep['metadata']['name']}"
+        source = env_source(c, DATABASE_VAR)
+        if role not in DATABASE_ROLES:
+            problems.check(source is None, where, f"{DATABASE_VAR} is for {' and '.join(DATABASE_ROLES)} only")
+            continue
+        if problems.check(
+            source is not None and source[0] == "secretKeyRef",
+            where,
+            f"{DATABASE_VAR} must come from a Secret (secretKeyRef)",
+        ):
+            sources.add(source[1])
+    if not problems.check(
+        len(sources) == 1,
+        where0,
+        f"{', '.join(DATABASE_ROLES)} must read {DATABASE_VAR} from one and the same Secret key",
+    ):
+        return
+    secret, key = next(iter(sources))
+    url = data.get(("Secret", secret), {}).get(key)
+    if not problems.check(url is not None, where0, f"Secret {secret} has no key {key}"):
+        return
+    parts = database_url_parts(url)
+    if not problems.check(
+        parts is not None,
+        where0,
+        f"Secret {secret} key {key} must be postgres://USER:PASSWORD@HOST:PORT/DB",
+    ):
+        return
+    user, password, host, port, database = parts
+    service = by_kind.get("Service", {}).get(host)
+    if not problems.check(
+        service is not None
+        and any(p["port"] == port for p in service["spec"].get("ports") or []),
+        where0,
+        f"Secret {secret} key {key}: no Service {host} with port {port}",
+    ):
+        return
+    selector = service["spec"].get("selector") or {}
+    backends = [
+        w
+        for w in workloads(objects)
+        if selector
+        and all(
+            w["spec"]["template"]["metadata"].get("labels", {}).get(k) == v
+            for k, v in selector.items()
+        )
+    ]
+    if not problems.check(len(backends) == 1, where0, f"Service {host} must select one workload"):
+        return
+    db = backends[0]
+    where = f"{where0}: {db['kind']} {db['metadata']['name']}"
+    container = db["spec"]["template"]["spec"]["containers"][0]
+
+    def literal(name, default):
+        source = env_source(container, name)
+        return source[1] if source and source[0] == "value" else default
+
+    pw = env_source(container, "POSTGRES_PASSWORD")
+    problems.check(
+        pw is not None
+        and pw[0] == "secretKeyRef"
+        and pw[1][0] == secret
+        and data.get(("Secret", secret), {}).get(pw[1][1]) == password,
+        where,
+        f"POSTGRES_PASSWORD must come from Secret {secret}, the password in key {key}",
+    )
+    db_user = literal("POSTGRES_USER", "postgres")
+    problems.check(
+        (user, database) == (db_user, literal("POSTGRES_DB", db_user)),
+        where,
+        f"POSTGRES_USER and POSTGRES_DB must be the user and database of Secret {secret} "
+        f"key {key} ({user}, {database})",
+    )
+    if db["kind"] == "StatefulSet":
+        claims = {t["metadata"]["name"] for t in db["spec"].get("volumeClaimTemplates") or []}
+        mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts") or []}
+        pgdata = literal("PGDATA", "/var/lib/postgresql/data")
+        problems.check(
+            any(pgdata.startswith(path) and name in claims for path, name in mounts.items()),
+            where,
+            f"PGDATA ({pgdata}) must be on a volumeClaimTemplate",
+        )
+
+
+def check_k8s_control(problems, where0, objects, by_kind):
+    """Control mints viewer JWTs the edges accept, writes its data
+    directory (the first admin token) on a volume, and its Service stays
+    inside the cluster."""
+    edges = [
+        k8s_env(objects, c) for _d, _p, c, role in ferrocast_containers(objects) if role == "edge"
+    ]
+    data_dir = image_env().get("FERROCAST_DATA_DIR")
+    for dep, _pod, c, role in ferrocast_containers(objects):
+        if role != "control":
+            continue
+        where = f"{where0}: Deployment {dep['metadata']['name']}"
+        env = k8s_env(objects, c)
+        for var in ("FERROCAST_EDGE__JWT__KEYS", "FERROCAST_EDGE__TOKEN__KEYS"):
+            problems.check(
+                env.get(var) and all(e.get(var) == env[var] for e in edges),
+                where,
+                f"{var} must be the edge's",
+            )
+        data = env.get("FERROCAST_DATA_DIR", data_dir)
+        problems.check(
+            any(
+                m["mountPath"] == data and not m.get("readOnly")
+                for m in c.get("volumeMounts") or []
+            ),
+            where,
+            f"data_dir ({data}) needs a writable volume: the first admin token is written there",
+        )
+    for name, service in by_kind.get("Service", {}).items():
+        if (service["spec"].get("selector") or {}).get("app.kubernetes.io/component") == "control":
+            problems.check(
+                service["spec"].get("type", "ClusterIP") == "ClusterIP",
+                f"{where0}: Service {name}",
+                "the API must stay inside the cluster (ClusterIP)",
             )
 
 
@@ -391,13 +740,15 @@ def invariants(args):
     problems = Problems()
     check_dockerfile(problems)
     check_compose(problems, args.compose)
+    check_compose_database(problems, args.compose)
     sets = k8s_sets(args.k8s)
     for variant, objects in sets.items():
         check_k8s(problems, variant, objects)
     if problems:
         sys.exit("invariants failed:\n  " + "\n  ".join(problems))
     print(
-        f"ok: invariants (probes, security, advertised addresses, Services, references, GPU) "
+        f"ok: invariants (probes, security, advertised addresses, Services, references, GPU, "
+        f"the database URL and its Secret, the control plane's keys and data) "
         f"of docker-compose.yml, k8s {', '.join(sets)} and the Dockerfile's build packages"
     )
 
@@ -419,12 +770,12 @@ LISTEN_FLAGS = {
     "transcode": ["--bus-listen", LOOPBACK, "--http-listen", LOOPBACK],
     "package": ["--http-listen", LOOPBACK],
     "edge": ["--https-listen", LOOPBACK, "--http-listen", LOOPBACK],
+    "control": ["--http-listen", LOOPBACK],
 }
 
 
-def k8s_env(objects, container):
-    """The container's environment as the kubelet makes it (envFrom, then
-    env with $(VAR) expanded), with the pod's IP 127.0.0.1."""
+def k8s_data(objects):
+    """{(kind, name): {key: value}} of the ConfigMaps and Secrets."""
     data = {}
     for o in objects:
         if o["kind"] == "ConfigMap":
@@ -433,6 +784,13 @@ def k8s_env(objects, container):
             values = {k: base64.b64decode(v).decode() for k, v in (o.get("data") or {}).items()}
             values.update(o.get("stringData") or {})
             data[("Secret", o["metadata"]["name"])] = values
+    return data
+
+
+def k8s_env(objects, container):
+    """The container's environment as the kubelet makes it (envFrom, then
+    env with $(VAR) expanded), with the pod's IP 127.0.0.1."""
+    data = k8s_data(objects)
     env = {}
     for source in container.get("envFrom") or []:
         for key, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
@@ -469,9 +827,10 @@ def image_env():
     return found
 
 
-def prepare(variant, name, role, args, env, files, scratch, redis_port, health=None):
+def prepare(variant, name, role, args, env, files, scratch, redis_port, health=None, database=None):
     """The command line and environment to start one role here, and the
-    health check command of a compose service."""
+    health check command of a compose service. `database` maps the
+    manifest's database URL to the one to use here."""
     home = Path(scratch) / variant / name
     home.mkdir(parents=True)
     argv = []
@@ -486,6 +845,13 @@ def prepare(variant, name, role, args, env, files, scratch, redis_port, health=N
     for key, value in list(env.items()):
         # Every Redis the manifests name is the scratch one.
         env[key] = re.sub(r"^redis://[^/]*", f"redis://127.0.0.1:{redis_port}", value)
+    if DATABASE_VAR in env:
+        if database is None:
+            sys.exit(
+                f"{variant}/{name} sets {DATABASE_VAR}: no local database to point it at "
+                "(topology: pass --database-url URL)"
+            )
+        env[DATABASE_VAR] = database(env[DATABASE_VAR])
     env.update({k: v for k, v in image_env().items() if k not in env})
     if "FERROCAST_DATA_DIR" in env:
         env["FERROCAST_DATA_DIR"] = str(home / "data")
@@ -573,7 +939,7 @@ def run_health_check(binary, label, test, http, env):
         time.sleep(0.5)
 
 
-def compose_runs(compose, scratch, redis_port):
+def compose_runs(compose, scratch, redis_port, database=None):
     """How to start each Ferrocast service of a resolved compose file here:
     (label, argv, env, home, health) as `prepare` makes them, the mounted
     config file written under `scratch`."""
@@ -591,7 +957,11 @@ def compose_runs(compose, scratch, redis_port):
         command = command.split() if isinstance(command, str) else command
         env = env_list_to_dict(service.get("environment"))
         health = (service.get("healthcheck") or {}).get("test")
-        runs.append(prepare("compose", name, role, command, env, files, scratch, redis_port, health))
+        runs.append(
+            prepare(
+                "compose", name, role, command, env, files, scratch, redis_port, health, database
+            )
+        )
     return runs
 
 
@@ -600,12 +970,19 @@ def topology(args):
     other: like `roles`, every listener on loopback, and each advertised
     address (a compose service name, which resolves only inside the compose
     network) replaced by the loopback address and a free port that the
-    advertised listener is moved to. Prints JSON, in the compose file's
-    order: [{"service", "role", "argv", "env", "cwd"}]."""
+    advertised listener is moved to; every database URL (the postgres
+    service) is `--database-url`. Prints JSON, in the resolved compose
+    file's order: [{"service", "role", "argv", "env", "cwd"}]."""
     import json
 
     out = []
-    for label, argv, env, home, _health in compose_runs(args.compose, args.scratch, args.redis_port):
+    database = None
+    if args.database_url:
+        # Every database URL of the compose file (the postgres service,
+        # which resolves only inside the compose network) is this one.
+        database = lambda _url: args.database_url  # noqa: E731
+    runs = compose_runs(args.compose, args.scratch, args.redis_port, database)
+    for label, argv, env, home, _health in runs:
         name = label.split("/", 1)[1]
         role = argv[0]
         advertise = env.get("FERROCAST_CLUSTER__ADVERTISE")
@@ -621,9 +998,136 @@ def topology(args):
     json.dump(out, sys.stdout, indent=1)
 
 
+class ScratchPostgres:
+    """A PostgreSQL server of its own, as the Rust tests' testkit::Postgres
+    makes one: Debian's initdb and pg_ctl in a temporary directory,
+    listening on 127.0.0.1 and a free port (and a socket in that directory
+    only), no fsync; run as the `postgres` user when this runs as root
+    (PostgreSQL refuses root). Local (socket) connections are trusted, TCP
+    ones need a password: the users and databases that the manifests' URLs
+    name are made with their passwords by `provide`."""
+
+    def __init__(self):
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not bins:
+            sys.exit(
+                "roles: PostgreSQL is not installed (Debian's postgresql: initdb and pg_ctl "
+                "under /usr/lib/postgresql/VERSION/bin)"
+            )
+        self.bin = bins[-1].parent
+        self.as_postgres = os.geteuid() == 0
+        self.dir = Path(tempfile.mkdtemp(prefix="ferrocast-roles-pg-"))
+        self.port = None
+        if self.as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+        self.run(
+            "initdb",
+            *("-D", self.data, "-U", "postgres", "-E", "UTF8", "--no-sync"),
+            *("--auth-local=trust", "--auth-host=scram-sha-256"),
+        )
+        # A free port can be taken between the probe and the server's bind.
+        for _ in range(5):
+            self.port = free_port()
+            options = (
+                f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
+                "-c fsync=off -c full_page_writes=off"
+            )
+            started = self.command(
+                "pg_ctl",
+                *("-D", self.data, "-l", self.dir / "server.log", "-o", options),
+                *("-w", "-t", "30", "start"),
+            )
+            if subprocess.run(started, capture_output=True).returncode == 0:
+                return
+        log = (self.dir / "server.log").read_text(errors="replace") if self.data.exists() else ""
+        self.close()
+        sys.exit(f"roles: PostgreSQL did not start on a free port:\n{log}")
+
+    def command(self, program, *args):
+        argv = [str(self.bin / program), *map(str, args)]
+        return ["runuser", "-u", "postgres", "--", *argv] if self.as_postgres else argv
+
+    def run(self, program, *args):
+        done = subprocess.run(
+            self.command(program, *args), capture_output=True, text=True, cwd=self.dir
+        )
+        if done.returncode != 0:
+            self.close()
+            sys.exit(f"roles: {program} failed: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def sql(self, statement):
+        return self.run(
+            "psql",
+            *("-h", self.dir, "-p", self.port, "-U", "postgres", "-d", "postgres"),
+            *("-v", "ON_ERROR_STOP=1", "-X", "-q", "-t", "-A", "-c", statement),
+        )
+
+    def provide(self, urls):
+        """Makes each URL's user (with its password) and database, the
+        database afresh (empty, as a new deployment's)."""
+        users = {}
+        for url in urls:
+            parts = database_url_parts(url)
+            if parts is None:
+                sys.exit(f"roles: {DATABASE_VAR} is not a postgres:// URL")
+            user, password, _host, _port, database = parts
+            if users.setdefault(user, password) != password:
+                sys.exit(f"roles: two passwords for database user {user} in one deployment")
+            role = '"' + user.replace('"', '""') + '"'
+            secret = "'" + password.replace("'", "''") + "'"
+            literal = "'" + user.replace("'", "''") + "'"
+            exists = self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = {literal}").strip()
+            verb = "ALTER" if exists else "CREATE"
+            self.sql(f"{verb} ROLE {role} LOGIN PASSWORD {secret}")
+            name = '"' + database.replace('"', '""') + '"'
+            if database != "postgres":
+                self.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                self.sql(f"CREATE DATABASE {name} OWNER {role}")
+
+    def here(self, url):
+        """A manifest's database URL on this server: the same user,
+        password, database and parameters."""
+        u = urllib.parse.urlsplit(url)
+        userinfo = u.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@127.0.0.1:{self.port}" if userinfo else f"127.0.0.1:{self.port}"
+        return urllib.parse.urlunsplit(u._replace(netloc=netloc))
+
+    def close(self):
+        if self.port is not None and self.data.exists():
+            subprocess.run(
+                self.command("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop"),
+                capture_output=True,
+            )
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def admin_token_problem(runs):
+    """Of one deployment's runs, started against an empty database: the
+    control process wrote the first admin token, readable by its user only."""
+    controls = [r for r in runs if r[1][0] == "control"]
+    if not controls:
+        return None
+    written = []
+    for label, _argv, env, _home, _health in controls:
+        token = Path(env.get("FERROCAST_DATA_DIR", "data")) / ADMIN_TOKEN_FILE
+        if token.exists():
+            if token.stat().st_mode & 0o077:
+                return f"{label}: {token} is readable by others"
+            written.append(label)
+    if len(written) != 1:
+        return (
+            f"{', '.join(r[0] for r in controls)}: against an empty database, one admin token "
+            f"file ({ADMIN_TOKEN_FILE} in data_dir) must be written, found {len(written)}"
+        )
+    return None
+
+
 def roles(args):
     binary = str(Path(args.bin).resolve())
     runs = []
+    postgres = ScratchPostgres()
     with tempfile.TemporaryDirectory(prefix="ferrocast-roles-") as scratch:
         redis_port = free_port()
         redis = subprocess.Popen(
@@ -652,7 +1156,7 @@ def roles(args):
                     time.sleep(0.05)
             else:
                 sys.exit("roles: redis-server did not start")
-            runs += compose_runs(args.compose, scratch, redis_port)
+            runs += compose_runs(args.compose, scratch, redis_port, postgres.here)
             # Kubernetes: ConfigMap volumes become files.
             for variant, objects in k8s_sets(args.k8s).items():
                 maps = {
@@ -678,25 +1182,32 @@ def roles(args):
                             files,
                             scratch,
                             redis_port,
+                            database=postgres.here,
                         )
                     )
             # Processes of one deployment at a time (compose names its nodes).
             failures = []
             for variant in dict.fromkeys(label.split("/")[0] for label, *_ in runs):
                 batch = [r for r in runs if r[0].startswith(variant + "/")]
+                # Each deployment starts on an empty database, as a new one.
+                postgres.provide([r[2][DATABASE_VAR] for r in batch if DATABASE_VAR in r[2]])
                 with ThreadPoolExecutor(len(batch)) as pool:
-                    results = pool.map(lambda r: start_role(binary, *r), batch)
+                    results = list(pool.map(lambda r: start_role(binary, *r), batch))
                     failures += [f for f in results if f]
+                if not any(results):
+                    failures += [f for f in [admin_token_problem(batch)] if f]
         finally:
             redis.terminate()
             redis.wait()
+            postgres.close()
     if failures:
         sys.exit("roles failed:\n  " + "\n  ".join(failures))
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
     print(
         f"ok: roles: {len(runs)} processes ({version}) started with their compose and k8s "
-        f"environment, config and arguments, answered /healthz and /readyz, and passed "
-        f"their compose health checks"
+        f"environment, config and arguments (against scratch Redis and PostgreSQL), answered "
+        f"/healthz and /readyz, passed their compose health checks; in each deployment "
+        f"control wrote the first admin token"
     )
 
 
@@ -707,6 +1218,11 @@ def main():
     topo.add_argument("--compose", required=True, help="output of `docker-compose config`")
     topo.add_argument("--scratch", required=True, help="a directory for the config files")
     topo.add_argument("--redis-port", required=True, type=int, help="the local redis-server")
+    topo.add_argument(
+        "--database-url",
+        help="a local PostgreSQL database (postgres://USER:PASSWORD@127.0.0.1:PORT/DB) "
+        f"for every {DATABASE_VAR}; needed when the compose file sets one",
+    )
     for name in ("invariants", "roles"):
         p = sub.add_parser(name)
         p.add_argument("--compose", required=True, help="output of `docker-compose config`")

@@ -12,9 +12,11 @@
 #                                        cargo test built the binary)
 #
 # The roles check starts every role of every deployment with the settings
-# its manifest gives it, against a scratch redis-server: the binary is what
-# knows its FERROCAST_* variables and config keys. FERROCAST_BIN=PATH picks
-# the binary (and skips the is-it-newer-than-the-sources test).
+# its manifest gives it, against a scratch redis-server and a scratch
+# PostgreSQL (Debian's initdb and pg_ctl, run as user postgres under root):
+# the binary is what knows its FERROCAST_* variables and config keys.
+# FERROCAST_BIN=PATH picks the binary (and skips the
+# is-it-newer-than-the-sources test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -43,7 +45,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # --- what the checks need ----------------------------------------------------
-install_debian_packages docker-compose redis-server
+# postgresql: the server binaries (/usr/lib/postgresql/VERSION/bin) for
+# the roles check's scratch database.
+install_debian_packages docker-compose redis-server postgresql
 command -v python3 >/dev/null || install_debian_packages python3
 python3 -c "import kubernetes_validate" 2>/dev/null || {
   python3 -m pip --version >/dev/null 2>&1 || install_debian_packages python3-pip

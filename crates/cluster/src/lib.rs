@@ -30,6 +30,9 @@
 //! - [`control_notices`] carries the control plane's notices (credentials
 //!   changed, disconnect a publisher) from the API process to every
 //!   ingest process through the registry's event log.
+//! - [`live_reports`] carries what the ingest processes know of their
+//!   publishers to the control plane, and subscribes it to a stream's
+//!   source for thumbnails.
 //!
 //! Not here: who may write (the packager's fence decides, from the epochs),
 //! the roles themselves.
@@ -39,6 +42,7 @@
 mod bus;
 pub mod control_notices;
 mod ingest;
+pub mod live_reports;
 mod locate;
 mod node;
 mod origins;

@@ -399,6 +399,24 @@ impl Registry for Lagging {
     > {
         self.inner.handover(s)
     }
+    fn put_live_report(
+        &self,
+        stream: &StreamName,
+        role: Role,
+        report: &str,
+    ) -> futures::future::BoxFuture<'static, Result<(), ferrocast_registry::RegistryError>> {
+        self.inner.put_live_report(stream, role, report)
+    }
+    fn live_report(
+        &self,
+        stream: &StreamName,
+        role: Role,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Option<String>, ferrocast_registry::RegistryError>,
+    > {
+        self.inner.live_report(stream, role)
+    }
 }
 
 /// A stale writer (a process whose lease passed to another, which the

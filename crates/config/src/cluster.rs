@@ -44,6 +44,11 @@ pub struct ClusterConfig {
     pub poll_ms: u64,
     /// Streams one transcode process takes at most. Default 8.
     pub max_transcodes: usize,
+    /// `HOST:PORT` broadcasters push SRT to: the ingest processes' public
+    /// address (the load balancer or Service in front of them).
+    /// `ferrocast control` shows it in the push URLs it gives with a key.
+    /// Default: the host the API was reached at and `srt_listen`'s port.
+    pub publish_address: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -58,6 +63,7 @@ impl Default for ClusterConfig {
             node_ttl_ms: 10_000,
             poll_ms: 200,
             max_transcodes: 8,
+            publish_address: None,
         }
     }
 }
@@ -95,6 +101,14 @@ impl ClusterConfig {
                 self.prefix
             ));
         }
+        if let Some(address) = &self.publish_address
+            && publish_address(address).is_none()
+        {
+            return Err(format!(
+                "cluster.publish_address = {address:?}: HOST:PORT (a host name or \
+                 address and a port), for example \"ingest.example.com:9000\""
+            ));
+        }
         if let Some(url) = &self.redis_url
             && !url.expose().starts_with("redis://")
             && !url.expose().starts_with("rediss://")
@@ -103,5 +117,60 @@ impl ClusterConfig {
             return Err("cluster.redis_url must start with redis:// or rediss://".to_owned());
         }
         Ok(())
+    }
+}
+
+/// The host and port of a `cluster.publish_address` (`HOST:PORT`, an IPv6
+/// address in brackets), if it is one.
+pub fn publish_address(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6
+            .strip_suffix(']')?
+            .parse::<std::net::Ipv6Addr>()
+            .ok()?
+            .to_string(),
+        None => host.to_owned(),
+    };
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    name_ok.then_some((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_addresses_are_host_and_port() {
+        assert_eq!(
+            publish_address("ingest.example.com:9000"),
+            Some(("ingest.example.com".to_owned(), 9000))
+        );
+        assert_eq!(
+            publish_address("[2001:db8::1]:9000"),
+            Some(("2001:db8::1".to_owned(), 9000))
+        );
+        for bad in [
+            "ingest.example.com",
+            "ingest.example.com:0",
+            "ingest.example.com:99999",
+            ":9000",
+            "[nonsense]:9000",
+            "in gest:9000",
+            "ingest/x:9000",
+        ] {
+            assert_eq!(publish_address(bad), None, "{bad}");
+        }
+        let config = ClusterConfig {
+            publish_address: Some("no port".to_owned()),
+            ..ClusterConfig::default()
+        };
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("cluster.publish_address"), "{error}");
     }
 }

@@ -30,7 +30,7 @@ mod secret;
 pub mod telemetry;
 pub mod transcode;
 
-pub use cluster::ClusterConfig;
+pub use cluster::{ClusterConfig, publish_address};
 pub use layers::{ConfigError, ENV_PREFIX, Layers, Process, valid_srt_passphrase};
 pub use model::{
     Config, DEFAULT_RTP_JITTER_MS, DuplicatePublisher, HlsConfig, IngestConfig, RtpConfig,

@@ -40,7 +40,7 @@ pub use config::{
 pub use tracker::{Cap, Seen, TrackerLimits, ViewerCounts, ViewerTracker};
 
 #[cfg(feature = "server")]
-pub use cluster::SyncError;
+pub use cluster::{SyncError, ViewerTotals};
 #[cfg(feature = "server")]
 pub use runtime::Viewers;
 

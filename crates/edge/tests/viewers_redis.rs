@@ -313,6 +313,17 @@ async fn two_edges_share_counts_and_survive_a_redis_outage() {
     assert_eq!(gauge(&a, local, "news"), None);
     assert_eq!(gauge(&b, local, "cam"), Some(1));
     assert_eq!(gauge(&b, local, "news"), Some(1));
+    // The control plane's reader sees the same totals without counting as
+    // an edge.
+    let totals = ferrocast_edge::viewers::ViewerTotals::new(&config("control", port).viewers)
+        .unwrap()
+        .unwrap();
+    let read = totals.read().await.unwrap();
+    assert_eq!(
+        (read.get("cam"), read.get("news")),
+        (Some(&3), Some(&1)),
+        "{read:?}"
+    );
 
     // Redis gone: requests are answered as before, local counting goes on,
     // every sync fails and is counted, the cluster series go.

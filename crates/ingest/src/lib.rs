@@ -38,7 +38,7 @@ pub mod streamid;
 pub mod timeline;
 
 pub use auth::{AuthError, PublishAuthorizer, PublishGrant, StaticAuthorizer};
-pub use rtp::{RtpIngest, RtpIngestError, RtpPortStats, RtpSettings, RtpStats};
+pub use rtp::{RtpIngest, RtpIngestError, RtpPortStats, RtpSender, RtpSettings, RtpStats};
 pub use srt::{ListenerHealth, SrtConfig, SrtError, SrtIngest};
 pub use status::PublisherStatus;
 

@@ -12,6 +12,7 @@
 //! | `{prefix}:plan:{stream}` | the stream's [`RenditionPlan`], encoded | [`PLAN_TTL`], renewed by each write | the transcoder holding the stream, each time it plans the ladder |
 //! | `{prefix}:handover:{stream}` | where a planned handover of the stream's transcode stands ([`Handover`], encoded: offered, ready, cut) | [`HANDOVER_TTL`] | the draining transcoder (offered, cut) and its standby (ready) |
 //! | `{prefix}:progress:{stream}` | each rendition's next media sequence number and discontinuity sequence ([`StreamProgress`], encoded) | [`PLAN_TTL`], renewed by each write | the packager holding the stream, as its segments close |
+//! | `{prefix}:live:{role}:{stream}` | what the role's holder knows of the stream now (ingest: publisher, transport statistics, tracks; transcode: renditions): the control plane's JSON, at most [`MAX_LIVE_REPORT`](ferrocast_registry::MAX_LIVE_REPORT) bytes | [`LIVE_REPORT_TTL`], renewed by each write | the role's holder, every couple of seconds |
 //! | `{prefix}:work:transcode` | Redis Stream, field `v` = a stream name; consumer group `transcoders` | none; `XADD MAXLEN ~` | whoever starts a stream offers it (`XADD`); workers `XREADGROUP`, `XACK` once they hold its lease, `XAUTOCLAIM` an idle one of a dead worker |
 //!
 //! Keyspace notifications are not used (they are lost while a client is
@@ -30,8 +31,8 @@ use std::time::Duration;
 use ferrocast_hls::{RenditionPlan, StreamProgress};
 use ferrocast_media::StreamName;
 use ferrocast_registry::{
-    EVENT_LOG_LEN, Event, EventId, HANDOVER_TTL, Handover, Lease, NodeId, NodeRecord, PLAN_TTL,
-    Registry, RegistryError, Role, WorkItem,
+    EVENT_LOG_LEN, Event, EventId, HANDOVER_TTL, Handover, LIVE_REPORT_TTL, Lease, NodeId,
+    NodeRecord, PLAN_TTL, Registry, RegistryError, Role, WorkItem, check_live_report,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -145,6 +146,10 @@ impl RedisRegistry {
 
     fn handover_key(&self, stream: &StreamName) -> String {
         format!("{}:handover:{}", self.prefix, stream.as_str())
+    }
+
+    fn live_key(&self, stream: &StreamName, role: Role) -> String {
+        format!("{}:live:{}:{}", self.prefix, role.as_str(), stream.as_str())
     }
 
     fn progress_key(&self, stream: &StreamName) -> String {
@@ -675,6 +680,35 @@ impl Registry for RedisRegistry {
             }
         }
         .boxed()
+    }
+
+    fn put_live_report(
+        &self,
+        stream: &StreamName,
+        role: Role,
+        report: &str,
+    ) -> BoxFuture<'static, Result<(), RegistryError>> {
+        let checked = check_live_report(stream, report);
+        let this = self.clone();
+        let (key, value) = (self.live_key(stream, role), report.to_owned());
+        async move {
+            checked?;
+            this.run(
+                |mut c| async move { c.pset_ex::<_, _, ()>(key, value, ms(LIVE_REPORT_TTL)).await },
+            )
+            .await
+        }
+        .boxed()
+    }
+
+    fn live_report(
+        &self,
+        stream: &StreamName,
+        role: Role,
+    ) -> BoxFuture<'static, Result<Option<String>, RegistryError>> {
+        let this = self.clone();
+        let key = self.live_key(stream, role);
+        async move { this.run(|mut c| async move { c.get(key).await }).await }.boxed()
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use ferrocast_media::StreamName;
 
-use crate::{Event, EventKind, NodeId, NodeRecord, Registry, Role};
+use crate::{Event, EventKind, NodeId, NodeRecord, Registry, RegistryError, Role};
 
 const LONG: Duration = Duration::from_secs(30);
 /// Short enough to watch expire; the store's clock decides when.
@@ -215,8 +215,9 @@ pub async fn event_and_work_rules(registry: &dyn Registry) {
     );
 }
 
-/// Rendition plans and stream progress: none until written, the newest
-/// write wins, streams are independent. Panics on a broken rule.
+/// Rendition plans, stream progress, live reports and handovers: none until
+/// written, the newest write wins, streams are independent, a live report
+/// over the limit is refused. Panics on a broken rule.
 pub async fn plan_rules(registry: &dyn Registry) {
     use ferrocast_hls::{RenditionName, RenditionPlan};
     let stream = StreamName::new(&format!("plan{:x}", rand::random::<u32>()))
@@ -253,6 +254,37 @@ pub async fn plan_rules(registry: &dyn Registry) {
     assert_eq!(registry.put_progress(&stream, &progress).await, Ok(()));
     assert_eq!(registry.progress(&stream).await, Ok(Some(progress)));
     assert_eq!(registry.progress(&other).await, Ok(None));
+
+    let ingest = Role::Ingest;
+    assert_eq!(registry.live_report(&stream, ingest).await, Ok(None));
+    let report = r#"{"on_air":true,"tracks":[]}"#;
+    assert_eq!(
+        registry.put_live_report(&stream, ingest, report).await,
+        Ok(())
+    );
+    assert_eq!(
+        registry.live_report(&stream, ingest).await,
+        Ok(Some(report.to_owned()))
+    );
+    assert_eq!(
+        registry.live_report(&stream, Role::Transcode).await,
+        Ok(None)
+    );
+    assert_eq!(
+        registry.put_live_report(&stream, ingest, "{}").await,
+        Ok(())
+    );
+    assert_eq!(
+        registry.live_report(&stream, ingest).await,
+        Ok(Some("{}".to_owned()))
+    );
+    assert_eq!(registry.live_report(&other, ingest).await, Ok(None));
+    let too_long = "x".repeat(crate::MAX_LIVE_REPORT + 1);
+    assert!(matches!(
+        registry.put_live_report(&other, ingest, &too_long).await,
+        Err(RegistryError::Malformed(_))
+    ));
+    assert_eq!(registry.live_report(&other, ingest).await, Ok(None));
 
     use crate::Handover;
     let node = |id: &str| NodeId::new(id).unwrap_or_else(|e| panic!("{e}"));

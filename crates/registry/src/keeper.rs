@@ -322,6 +322,21 @@ mod tests {
         ) -> BoxFuture<'static, Result<Option<crate::Handover>, RegistryError>> {
             self.0.handover(stream)
         }
+        fn put_live_report(
+            &self,
+            stream: &StreamName,
+            role: Role,
+            report: &str,
+        ) -> BoxFuture<'static, Result<(), RegistryError>> {
+            self.0.put_live_report(stream, role, report)
+        }
+        fn live_report(
+            &self,
+            stream: &StreamName,
+            role: Role,
+        ) -> BoxFuture<'static, Result<Option<String>, RegistryError>> {
+            self.0.live_report(stream, role)
+        }
     }
 
     /// With the registry unreachable the holder cannot know whether its

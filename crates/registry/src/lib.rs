@@ -184,6 +184,48 @@ pub trait Registry: Send + Sync {
         &self,
         stream: &StreamName,
     ) -> BoxFuture<'static, Result<Option<Handover>, RegistryError>>;
+
+    /// Record what the holder of `role` for `stream` knows of it now (the
+    /// ingest: its publisher, the publisher's transport statistics, the
+    /// source's tracks; the transcoder: its renditions), for the control
+    /// plane to show; kept for [`LIVE_REPORT_TTL`] after the last write,
+    /// so a report outlives its writer only briefly. The registry stores
+    /// `report` as given (the control plane's JSON); one longer than
+    /// [`MAX_LIVE_REPORT`] bytes is refused with
+    /// [`RegistryError::Malformed`].
+    fn put_live_report(
+        &self,
+        stream: &StreamName,
+        role: Role,
+        report: &str,
+    ) -> BoxFuture<'static, Result<(), RegistryError>>;
+
+    /// The last report `role` recorded for `stream`, if it has not
+    /// expired.
+    fn live_report(
+        &self,
+        stream: &StreamName,
+        role: Role,
+    ) -> BoxFuture<'static, Result<Option<String>, RegistryError>>;
+}
+
+/// How long a live report is kept after it was last written: its writer
+/// writes one every couple of seconds while it holds the stream.
+pub const LIVE_REPORT_TTL: Duration = Duration::from_secs(10);
+
+/// The longest live report the registry stores, bytes.
+pub const MAX_LIVE_REPORT: usize = 16 * 1024;
+
+/// [`RegistryError::Malformed`] for a live report over [`MAX_LIVE_REPORT`]:
+/// the check every [`Registry::put_live_report`] makes first.
+pub fn check_live_report(stream: &StreamName, report: &str) -> Result<(), RegistryError> {
+    if report.len() > MAX_LIVE_REPORT {
+        return Err(RegistryError::Malformed(format!(
+            "live report of {stream}: {} bytes, more than {MAX_LIVE_REPORT}",
+            report.len()
+        )));
+    }
+    Ok(())
 }
 
 /// How long a handover record is kept after it was last written: a

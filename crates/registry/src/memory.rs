@@ -14,8 +14,8 @@ use futures::future::BoxFuture;
 
 use crate::ids::new_token;
 use crate::{
-    EVENT_LOG_LEN, Epoch, Event, EventId, HANDOVER_TTL, Handover, Lease, NodeId, NodeRecord,
-    PLAN_TTL, Registry, RegistryError, Role, WorkItem,
+    EVENT_LOG_LEN, Epoch, Event, EventId, HANDOVER_TTL, Handover, LIVE_REPORT_TTL, Lease, NodeId,
+    NodeRecord, PLAN_TTL, Registry, RegistryError, Role, WorkItem,
 };
 
 /// A [`Registry`] in memory, with the same lease and epoch rules as the
@@ -41,6 +41,7 @@ struct State {
     plans: HashMap<StreamName, (RenditionPlan, Instant)>,
     progress: HashMap<StreamName, (StreamProgress, Instant)>,
     handovers: HashMap<StreamName, (Handover, Instant)>,
+    live_reports: HashMap<(StreamName, Role), (String, Instant)>,
 }
 
 impl InMemoryRegistry {
@@ -306,6 +307,39 @@ impl Registry for InMemoryRegistry {
                 .map(|(handover, _)| handover.clone())
         });
         async move { Ok(handover) }.boxed()
+    }
+
+    fn put_live_report(
+        &self,
+        stream: &StreamName,
+        role: Role,
+        report: &str,
+    ) -> BoxFuture<'static, Result<(), RegistryError>> {
+        let stored = crate::check_live_report(stream, report).map(|()| {
+            self.with(|state, now| {
+                state.live_reports.retain(|_, (_, until)| *until > now);
+                state.live_reports.insert(
+                    (stream.clone(), role),
+                    (report.to_owned(), now + LIVE_REPORT_TTL),
+                );
+            })
+        });
+        async move { stored }.boxed()
+    }
+
+    fn live_report(
+        &self,
+        stream: &StreamName,
+        role: Role,
+    ) -> BoxFuture<'static, Result<Option<String>, RegistryError>> {
+        let report = self.with(|state, now| {
+            state
+                .live_reports
+                .get(&(stream.clone(), role))
+                .filter(|(_, until)| *until > now)
+                .map(|(report, _)| report.clone())
+        });
+        async move { Ok(report) }.boxed()
     }
 }
 

@@ -154,6 +154,21 @@ impl Registry for Partitioned {
     ) -> BoxFuture<'static, Result<Option<Handover>, RegistryError>> {
         self.inner.handover(stream)
     }
+    fn put_live_report(
+        &self,
+        stream: &StreamName,
+        role: Role,
+        report: &str,
+    ) -> BoxFuture<'static, Result<(), RegistryError>> {
+        self.inner.put_live_report(stream, role, report)
+    }
+    fn live_report(
+        &self,
+        stream: &StreamName,
+        role: Role,
+    ) -> BoxFuture<'static, Result<Option<String>, RegistryError>> {
+        self.inner.live_report(stream, role)
+    }
 }
 
 /// One step of the schedule.

@@ -8,9 +8,16 @@
 //! - disconnecting a publisher is a request in the same log, acted on by
 //!   the ingest process that has it;
 //! - live state comes from the registry: a stream is on air while an
-//!   ingest process holds its lease (publisher statistics, tracks and
-//!   thumbnails stay in the ingest and packager processes and are not
-//!   shown here yet).
+//!   ingest process holds its lease; the ingest holding it reports its
+//!   publisher (SRT or RTP statistics) and tracks, the transcoder its
+//!   renditions, every couple of seconds (`ferrocast_cluster::live_reports`);
+//! - a thumbnail is the first keyframe of a subscription to the stream's
+//!   source on the ingest process's bus, decoded here;
+//! - push URLs name `cluster.publish_address`, or this host and
+//!   `srt_listen`'s port.
+//! - viewers are the edges' totals in Redis (`[edge.viewers] redis_url`,
+//!   the edges' own setting), read without counting as an edge; without
+//!   it none are shown.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,13 +29,14 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use ferrocast_cluster::control_notices;
+use ferrocast_cluster::{control_notices, live_reports};
 use ferrocast_config::Config;
 use ferrocast_control::api::history::History;
 use ferrocast_control::api::live::LiveStatus;
 use ferrocast_control::api::viewer_tokens::MintFailure;
 use ferrocast_control::api::{self, ApiState, ControlHooks, HookFuture};
 use ferrocast_edge::ViewerTokenMinter;
+use ferrocast_edge::viewers::ViewerTotals;
 use ferrocast_media::StreamName;
 use ferrocast_registry::{EventId, EventKind, Registry, Role};
 use ferrocast_telemetry::Metrics;
@@ -55,9 +63,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         registry.clone(),
         Duration::from_millis(config.cluster.poll_ms),
     );
+    let publish = config
+        .cluster
+        .publish_address
+        .as_deref()
+        .and_then(ferrocast_config::publish_address);
     let hooks: Arc<dyn ControlHooks> = Arc::new(ClusterHooks {
         registry: registry.clone(),
         streams,
+        thumbnails: crate::live::Thumbnails::default(),
+        viewers: match config.edge.as_ref() {
+            Some(edge) => ViewerTotals::new(&edge.viewers).context("edge.viewers.redis_url")?,
+            None => None,
+        },
+        push_host: publish.as_ref().map(|(host, _)| host.clone()),
+        srt_port: publish.map_or(config.srt_listen.port(), |(_, port)| port),
         minter: config
             .edge
             .as_ref()
@@ -92,7 +112,42 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 struct ClusterHooks {
     registry: Arc<dyn Registry>,
     streams: StreamsSeen,
+    thumbnails: crate::live::Thumbnails,
+    /// The edges' viewer totals, with `[edge.viewers] redis_url`.
+    viewers: Option<ViewerTotals>,
+    push_host: Option<String>,
+    srt_port: u16,
     minter: Option<ViewerTokenMinter>,
+}
+
+impl ClusterHooks {
+    /// `stream`'s live state from the reports of the processes holding
+    /// it, if an ingest holds it.
+    async fn status(&self, stream: &StreamName) -> Option<LiveStatus> {
+        self.registry
+            .holder(stream, Role::Ingest)
+            .await
+            .ok()
+            .flatten()?;
+        let mut status = self.report(stream, Role::Ingest).await.unwrap_or_default();
+        status.on_air = true;
+        if let Some(transcoded) = self.report(stream, Role::Transcode).await {
+            status.renditions = transcoded.renditions;
+        }
+        Some(status)
+    }
+
+    /// The report `role` wrote of `stream`, if one is there and reads.
+    async fn report(&self, stream: &StreamName, role: Role) -> Option<LiveStatus> {
+        let json = self.registry.live_report(stream, role).await.ok()??;
+        match serde_json::from_str(&json) {
+            Ok(status) => Some(status),
+            Err(error) => {
+                warn!(%error, %stream, role = role.as_str(), "live report unreadable");
+                None
+            }
+        }
+    }
 }
 
 impl ControlHooks for ClusterHooks {
@@ -138,18 +193,48 @@ impl ControlHooks for ClusterHooks {
         Box::pin(async move {
             let mut live = BTreeMap::new();
             for name in self.streams.names() {
-                if let Ok(Some(_)) = self.registry.holder(&name, Role::Ingest).await {
-                    live.insert(
-                        name.as_str().to_owned(),
-                        LiveStatus {
-                            on_air: true,
-                            ..LiveStatus::default()
-                        },
-                    );
+                if let Some(status) = self.status(&name).await {
+                    live.insert(name.as_str().to_owned(), status);
+                }
+            }
+            if let Some(viewers) = &self.viewers {
+                match viewers.read().await {
+                    Ok(totals) => {
+                        for (name, status) in live.iter_mut() {
+                            status.viewers = Some(totals.get(name).copied().unwrap_or(0));
+                        }
+                    }
+                    // Every sample would say it again: once per read, at debug.
+                    Err(error) => tracing::debug!(%error, "viewer totals not read"),
                 }
             }
             live
         })
+    }
+
+    fn thumbnail<'a>(&'a self, stream: &'a str) -> HookFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let name = StreamName::new(stream).ok()?;
+            let subscriber = async {
+                match live_reports::source_subscriber(self.registry.as_ref(), &name).await {
+                    Ok(subscriber) => Some(subscriber),
+                    Err(error) => {
+                        tracing::debug!(%error, stream, "no thumbnail");
+                        None
+                    }
+                }
+            };
+            let jpeg = self.thumbnails.get(stream, subscriber).await?;
+            Some(jpeg.as_ref().clone())
+        })
+    }
+
+    fn srt_port(&self) -> Option<u16> {
+        Some(self.srt_port)
+    }
+
+    fn push_host(&self) -> Option<String> {
+        self.push_host.clone()
     }
 
     fn mint_viewer_token(

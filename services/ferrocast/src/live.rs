@@ -1,16 +1,18 @@
-//! The live state the control plane's API reports for `ferrocast up`:
-//! publishers from the SRT listener, tracks and bitrate from the origin,
-//! renditions from the transcoder, viewers from the edge's gauge, and
-//! thumbnails of the latest keyframe on the media bus.
+//! The live state the control plane's API reports. For `ferrocast up`:
+//! publishers from the SRT listener and the RTP ports, tracks and bitrate
+//! from the origin, renditions from the transcoder, viewers from the
+//! edge's gauge, and thumbnails of the latest keyframe on the media bus.
+//! For a cluster, [`ingest_reports`] is what each ingest process writes to
+//! the registry for `ferrocast control`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrocast_bus::{BusMessage, InProcessBus};
-use ferrocast_control::api::live::{LiveStatus, Publisher, Rendition, SrtStats, Track};
-use ferrocast_ingest::{PublisherStatus, SrtIngest};
-use ferrocast_media::{AccessUnit, CodecParams, TrackInfo, TrackKind};
+use ferrocast_bus::{BusMessage, InProcessBus, Subscriber};
+use ferrocast_control::api::live::{LiveStatus, Publisher, Rendition, RtpStats, SrtStats, Track};
+use ferrocast_ingest::{PublisherStatus, RtpIngest, RtpPortStats, SrtIngest};
+use ferrocast_media::{AccessUnit, CodecParams, StreamName, TrackInfo, TrackKind};
 use ferrocast_packager::Origin;
 use ferrocast_transcode::service::TranscodeService;
 use prometheus::IntGaugeVec;
@@ -19,8 +21,10 @@ use prometheus::core::Collector;
 /// Where the live state comes from.
 #[derive(Clone)]
 pub struct LiveSources {
-    /// Publishers.
+    /// SRT publishers.
     pub srt: Arc<SrtIngest>,
+    /// RTP publishers.
+    pub rtp: Arc<RtpIngest>,
     /// Tracks and bitrate of what is packaged.
     pub origin: Origin,
     /// Renditions, when transcoding.
@@ -72,24 +76,11 @@ impl LiveSources {
                 .unwrap_or_default();
             status.bitrate_bps = Some(assembler.bitrate().average);
         }
-        for p in self.srt.publishers() {
-            let status = out.entry(p.stream.clone()).or_default();
-            status.on_air = true;
-            status.publisher = Some(publisher(&p));
-        }
+        add_publishers(&mut out, &self.srt, &self.rtp);
         if let Some(transcoder) = &self.transcoder {
-            for s in transcoder.streams() {
-                if let Some(status) = out.get_mut(&s.name) {
-                    status.renditions = s
-                        .rungs
-                        .iter()
-                        .map(|r| Rendition {
-                            name: r.name.clone(),
-                            width: r.width,
-                            height: r.height,
-                            bitrate_bps: r.bitrate,
-                        })
-                        .collect();
+            for (name, renditions) in renditions(transcoder) {
+                if let Some(status) = out.get_mut(&name) {
+                    status.renditions = renditions;
                 }
             }
         }
@@ -105,17 +96,109 @@ impl LiveSources {
 
 impl LiveSources {
     /// A JPEG of the latest keyframe of `stream`'s source video: the
-    /// bus's cached GOP starts with it, decoded off the async threads.
+    /// bus's cached GOP starts with it.
     pub async fn thumbnail(&self, stream: &str) -> Option<Arc<Vec<u8>>> {
-        let mut recent = self.thumbnails.recent.lock().await;
+        let (bus, name) = (self.bus.clone(), stream.to_owned());
+        self.thumbnails
+            .get(stream, async move { bus.subscribe(&name) })
+            .await
+    }
+}
+
+/// What an ingest process knows of each stream it has a publisher of: the
+/// publisher (SRT or RTP) with its statistics, and the source's tracks
+/// from the bus; the bitrate is the publisher's.
+pub fn ingest_reports(
+    srt: &SrtIngest,
+    rtp: &RtpIngest,
+    bus: &InProcessBus,
+) -> BTreeMap<String, LiveStatus> {
+    let mut out = BTreeMap::new();
+    add_publishers(&mut out, srt, rtp);
+    for info in bus.streams() {
+        if let Some(status) = out.get_mut(&info.name) {
+            status.tracks = info
+                .tracks
+                .map(|tracks| tracks.iter().map(track).collect())
+                .unwrap_or_default();
+            status.bitrate_bps = status.publisher.as_ref().map(|p| p.bitrate_bps);
+        }
+    }
+    out
+}
+
+/// The renditions of each stream `transcoder` transcodes; in a cluster,
+/// what each transcoder writes to the registry for `ferrocast control`
+/// (as a [`LiveStatus`] with only `renditions`).
+pub fn renditions(transcoder: &TranscodeService) -> BTreeMap<String, Vec<Rendition>> {
+    transcoder
+        .streams()
+        .into_iter()
+        .map(|s| {
+            let rungs = s
+                .rungs
+                .iter()
+                .map(|r| Rendition {
+                    name: r.name.clone(),
+                    width: r.width,
+                    height: r.height,
+                    bitrate_bps: r.bitrate,
+                })
+                .collect();
+            (s.name, rungs)
+        })
+        .collect()
+}
+
+/// `statuses` as the registry keeps them: the stream's name and the
+/// status's JSON (a name that is not a stream name is left out).
+pub fn registry_reports(statuses: BTreeMap<String, LiveStatus>) -> Vec<(StreamName, String)> {
+    statuses
+        .into_iter()
+        .filter_map(|(name, status)| {
+            let name = StreamName::new(&name).ok()?;
+            let json = serde_json::to_string(&status).ok()?;
+            Some((name, json))
+        })
+        .collect()
+}
+
+/// Marks each stream with a publisher on air, with the publisher.
+fn add_publishers(out: &mut BTreeMap<String, LiveStatus>, srt: &SrtIngest, rtp: &RtpIngest) {
+    for p in srt.publishers() {
+        let status = out.entry(p.stream.clone()).or_default();
+        status.on_air = true;
+        status.publisher = Some(publisher(&p));
+    }
+    for port in rtp.stats() {
+        if let Some(p) = rtp_publisher(&port) {
+            let status = out.entry(port.stream.as_str().to_owned()).or_default();
+            status.on_air = true;
+            status.publisher = Some(p);
+        }
+    }
+}
+
+impl Thumbnails {
+    /// A JPEG of the first video keyframe `subscriber` (resolved only when
+    /// no recent thumbnail of `stream` exists) delivers, decoded off the
+    /// async threads; `None` when none comes in time or it cannot be
+    /// decoded.
+    pub async fn get(
+        &self,
+        stream: &str,
+        subscriber: impl Future<Output = Option<Subscriber>>,
+    ) -> Option<Arc<Vec<u8>>> {
+        let mut recent = self.recent.lock().await;
         if let Some((made, jpeg)) = recent.get(stream)
             && made.elapsed() < THUMBNAIL_TTL
         {
             return Some(jpeg.clone());
         }
-        let (track, unit) = tokio::time::timeout(KEYFRAME_WAIT, self.keyframe(stream))
-            .await
-            .ok()??;
+        let (track, unit) =
+            tokio::time::timeout(KEYFRAME_WAIT, async { keyframe(subscriber.await?).await })
+                .await
+                .ok()??;
         let jpeg = tokio::task::spawn_blocking(move || {
             ferrocast_transcode::thumbnail::keyframe_jpeg(&track, &unit, THUMBNAIL_WIDTH)
         })
@@ -132,25 +215,24 @@ impl LiveSources {
         recent.insert(stream.to_owned(), (Instant::now(), jpeg.clone()));
         Some(jpeg)
     }
+}
 
-    /// The first video keyframe a new subscriber of `stream` gets, with
-    /// its track.
-    async fn keyframe(&self, stream: &str) -> Option<(TrackInfo, Arc<AccessUnit>)> {
-        let mut subscriber = self.bus.subscribe(stream)?;
-        let mut tracks: Option<Arc<[TrackInfo]>> = None;
-        while let Some(message) = subscriber.recv().await {
-            match message {
-                BusMessage::Tracks(t) => tracks = Some(t),
-                BusMessage::Unit(unit) if unit.keyframe && unit.kind == TrackKind::Video => {
-                    let track = tracks.as_ref()?.iter().find(|t| t.id == unit.track)?;
-                    return Some((track.clone(), unit));
-                }
-                BusMessage::End => return None,
-                _ => {}
+/// The first video keyframe `subscriber` gets (a new subscriber's cached
+/// GOP starts with one), with its track.
+async fn keyframe(mut subscriber: Subscriber) -> Option<(TrackInfo, Arc<AccessUnit>)> {
+    let mut tracks: Option<Arc<[TrackInfo]>> = None;
+    while let Some(message) = subscriber.recv().await {
+        match message {
+            BusMessage::Tracks(t) => tracks = Some(t),
+            BusMessage::Unit(unit) if unit.keyframe && unit.kind == TrackKind::Video => {
+                let track = tracks.as_ref()?.iter().find(|t| t.id == unit.track)?;
+                return Some((track.clone(), unit));
             }
+            BusMessage::End => return None,
+            _ => {}
         }
-        None
     }
+    None
 }
 
 /// The gauge's value per `stream` label, read without making a series
@@ -216,5 +298,27 @@ fn publisher(p: &PublisherStatus) -> Publisher {
             retransmitted_packets: p.retransmitted_packets,
             dropped_packets: p.dropped_packets,
         }),
+        rtp: None,
     }
+}
+
+/// The sender publishing through an RTP port, if one is.
+fn rtp_publisher(port: &RtpPortStats) -> Option<Publisher> {
+    let sender = port.sender?;
+    Some(Publisher {
+        protocol: "rtp".to_owned(),
+        remote: sender.remote.to_string(),
+        since_ms: sender.since_unix_ms,
+        encrypted: false,
+        bytes: port.stats.bytes,
+        bitrate_bps: sender.bitrate_bps,
+        srt: None,
+        rtp: Some(RtpStats {
+            listen: port.local_addr.to_string(),
+            packets: port.stats.packets,
+            lost_packets: port.stats.lost,
+            reordered_packets: port.stats.reordered,
+            late_packets: port.stats.late,
+        }),
+    })
 }

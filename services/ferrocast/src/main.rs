@@ -292,6 +292,9 @@ impl UpArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Two providers are compiled in (ring, and aws-lc-rs through the S3
+    // client); whatever builds a TLS config without naming one gets ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     if let Command::Probe(args) = &cli.command {
         // A health check's failure is an answer, not a crash: one line on
@@ -518,6 +521,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let live = live::LiveSources {
         srt: srt.clone(),
+        rtp: rtp.clone(),
         origin: origin.clone(),
         transcoder: transcoder.clone(),
         viewers: edge_metrics.as_ref().map(|m| m.viewers.clone()),

@@ -10,10 +10,12 @@ use std::time::Duration;
 use anyhow::Context;
 use ferrocast_bus::MediaBus;
 use ferrocast_cluster::control_notices::{self, ControlNoticeHandler};
+use ferrocast_cluster::live_reports;
 use ferrocast_cluster::{
     Drained, HandOverFn, IngestClaims, PackageClaims, PackagerHooks, TranscodeClaims,
 };
 use ferrocast_config::{Config, LadderChoice};
+use ferrocast_control::api::live::LiveStatus;
 use ferrocast_ingest::{RtpIngest, RtpSettings, SrtConfig, SrtIngest};
 use ferrocast_media::StreamName;
 use ferrocast_packager::{Origin, PackagerConfig};
@@ -24,6 +26,10 @@ use tracing::info;
 use crate::cluster::{self, ReadyCheck, operator_router};
 use crate::transcode::Transcoder;
 use crate::{shutdown_signal, transcode};
+
+/// How often the ingest and transcode processes write what the control
+/// plane shows of their streams to the registry.
+const LIVE_REPORT_PERIOD: Duration = Duration::from_secs(2);
 
 /// Always alive, always ready beyond the shared checks.
 fn no_check() -> ReadyCheck {
@@ -104,14 +110,28 @@ pub async fn ingest(config: Config) -> anyhow::Result<()> {
             srt: srt.clone(),
         }),
     );
-    let _rtp = RtpIngest::start(
-        &config.rtp,
-        RtpSettings {
-            idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
-        },
-        bus,
-    )
-    .await?;
+    let rtp = Arc::new(
+        RtpIngest::start(
+            &config.rtp,
+            RtpSettings {
+                idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
+            },
+            bus,
+        )
+        .await?,
+    );
+    // What the control plane shows of each publisher here.
+    let _reports = {
+        let (srt, rtp, local) = (srt.clone(), rtp.clone(), member.bus.local().clone());
+        live_reports::report(
+            member.bus.registry().clone(),
+            Role::Ingest,
+            LIVE_REPORT_PERIOD,
+            Arc::new(move || {
+                crate::live::registry_reports(crate::live::ingest_reports(&srt, &rtp, &local))
+            }),
+        )
+    };
     let bus_addr = member.bus_addr.context("the ingest bus is served")?;
     let endpoint = member.register(bus_addr)?;
     let http = ferrocast_packager::http::serve_with_limits(
@@ -198,6 +218,28 @@ pub async fn transcode(config: Config) -> anyhow::Result<()> {
         }
     };
     let claims = TranscodeClaims::start(&member.bus, config.cluster.max_transcodes);
+    // The renditions the control plane shows of each stream transcoded here.
+    let _reports = {
+        let service = service.clone();
+        live_reports::report(
+            member.bus.registry().clone(),
+            Role::Transcode,
+            LIVE_REPORT_PERIOD,
+            Arc::new(move || {
+                let statuses = crate::live::renditions(&service)
+                    .into_iter()
+                    .map(|(name, renditions)| {
+                        let status = LiveStatus {
+                            renditions,
+                            ..LiveStatus::default()
+                        };
+                        (name, status)
+                    })
+                    .collect();
+                crate::live::registry_reports(statuses)
+            }),
+        )
+    };
     let endpoint = member.register(bus_addr)?;
     let http = operator(&member)
         .await

@@ -114,6 +114,38 @@ async fn rtp_mpegts_from_ffmpeg_plays_and_garbage_is_survived() {
     assert_eq!(input["stream"], "rtpcam", "{body}");
     assert!(input["packets"].as_u64().unwrap() > 100, "{body}");
     assert!(input["invalid"].as_u64().unwrap() > 0, "{body}");
+
+    // The control plane's API shows the RTP publisher with its port's
+    // statistics.
+    let token = std::fs::read_to_string(server.data_dir.path().join("data/admin-token")).unwrap();
+    let body = http
+        .get(format!("http://{}/api/v1/streams/rtpcam", server.http))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let live = &json["live"];
+    assert_eq!(live["on_air"], true, "{body}");
+    let publisher = &live["publisher"];
+    assert_eq!(publisher["protocol"], "rtp", "{body}");
+    assert!(
+        publisher["remote"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{body}"
+    );
+    assert_eq!(publisher["rtp"]["listen"], to.to_string(), "{body}");
+    assert!(
+        publisher["rtp"]["packets"].as_u64().unwrap() > 100,
+        "{body}"
+    );
+    assert!(publisher.get("srt").is_none(), "{body}");
+    assert_eq!(live["tracks"][0]["kind"], "video", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

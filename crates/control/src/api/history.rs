@@ -80,7 +80,8 @@ impl History {
             let ring = streams.entry(name.clone()).or_default();
             let publisher = status.publisher.as_ref();
             let srt = publisher.and_then(|p| p.srt.as_ref());
-            let lost_total = srt.map(|s| s.lost_packets);
+            let rtp = publisher.and_then(|p| p.rtp.as_ref());
+            let lost_total = srt.map(|s| s.lost_packets).or(rtp.map(|r| r.lost_packets));
             let lost = match (lost_total, ring.last_lost_total) {
                 (Some(now), Some(before)) => now.saturating_sub(before),
                 _ => 0,
@@ -148,6 +149,7 @@ mod tests {
                         retransmitted_packets: 0,
                         dropped_packets: 0,
                     }),
+                    rtp: None,
                 }),
                 viewers: Some(2),
                 ..LiveStatus::default()

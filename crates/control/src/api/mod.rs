@@ -78,6 +78,12 @@ pub trait ControlHooks: Send + Sync {
         None
     }
 
+    /// The host publishers reach the SRT listener at, when it is not the
+    /// host the API was reached at (a cluster's ingest address).
+    fn push_host(&self) -> Option<String> {
+        None
+    }
+
     /// The HTTPS port of this process's edge, for player links.
     fn edge_port(&self) -> Option<u16> {
         None

@@ -161,7 +161,10 @@ fn with_key(
     let port = state.hooks.srt_port().unwrap_or(DEFAULT_SRT_PORT);
     StreamWithKey {
         push: PushUrls::new(
-            &request_host(headers),
+            &state
+                .hooks
+                .push_host()
+                .unwrap_or_else(|| request_host(headers)),
             port,
             &stream.name,
             &key,

@@ -125,15 +125,13 @@ impl Cluster {
             .ignore()
             .smembers(&self.edges_key);
         let (members,): (HashSet<String>,) = self.bounded("publish", &publish).await?;
-
-        let mut edges: Vec<String> = members.into_iter().collect();
-        edges.sort_unstable();
-        edges.truncate(MAX_EDGES);
-        let mut read = redis::pipe();
-        for edge in &edges {
-            read.hgetall(format!("{}{edge}", self.edge_prefix));
-        }
-        let hashes: Vec<HashMap<String, String>> = self.bounded("read", &read).await?;
+        let (edges, hashes) = read_hashes(
+            &mut self.connection,
+            self.timeout,
+            &self.edge_prefix,
+            members,
+        )
+        .await?;
 
         let gone: Vec<&String> = edges
             .iter()
@@ -154,14 +152,93 @@ impl Cluster {
         op: &'static str,
         pipe: &redis::Pipeline,
     ) -> Result<T, SyncError> {
-        match tokio::time::timeout(self.timeout, pipe.query_async(&mut self.connection)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) => Err(SyncError::Redis { op, source }),
-            Err(_) => Err(SyncError::Timeout {
-                op,
-                timeout: self.timeout,
-            }),
-        }
+        bounded(&mut self.connection, self.timeout, op, pipe).await
+    }
+}
+
+/// The viewer totals of every edge, read without counting as an edge
+/// (the control plane's view): the members of `{prefix}:edges` and their
+/// hashes, summed as each edge sums them. Bounded by the configured Redis
+/// timeout per exchange.
+pub struct ViewerTotals {
+    connection: ConnectionManager,
+    edges_key: String,
+    edge_prefix: String,
+    timeout: Duration,
+    max_streams: usize,
+}
+
+impl ViewerTotals {
+    /// A reader for the edges configured by `config` (`[edge.viewers]`);
+    /// `None` without `redis_url`. Connects lazily; needs a tokio runtime.
+    pub fn new(config: &super::ViewersConfig) -> Result<Option<Self>, SyncError> {
+        let Some(url) = config.redis_url.as_ref().filter(|_| config.enabled) else {
+            return Ok(None);
+        };
+        let redis = |source| SyncError::Redis {
+            op: "connect",
+            source,
+        };
+        let client = redis::Client::open(url.expose()).map_err(redis)?;
+        let timeout = Duration::from_millis(config.redis_timeout_ms);
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(0);
+        let connection = ConnectionManager::new_lazy_with_config(client, manager).map_err(redis)?;
+        let prefix = &config.redis_key_prefix;
+        Ok(Some(ViewerTotals {
+            connection,
+            edges_key: format!("{prefix}:edges"),
+            edge_prefix: format!("{prefix}:edge:"),
+            timeout,
+            max_streams: config.max_streams,
+        }))
+    }
+
+    /// Viewers per stream over every live edge now.
+    pub async fn read(&self) -> Result<ViewerCounts, SyncError> {
+        let mut connection = self.connection.clone();
+        let mut list = redis::pipe();
+        list.smembers(&self.edges_key);
+        let (members,): (HashSet<String>,) =
+            bounded(&mut connection, self.timeout, "read edges", &list).await?;
+        let (_, hashes) =
+            read_hashes(&mut connection, self.timeout, &self.edge_prefix, members).await?;
+        Ok(sum(&hashes, self.max_streams))
+    }
+}
+
+/// The hashes of `members` (at most [`MAX_EDGES`], in id order), one
+/// pipeline, with the ids they belong to.
+async fn read_hashes(
+    connection: &mut ConnectionManager,
+    timeout: Duration,
+    edge_prefix: &str,
+    members: HashSet<String>,
+) -> Result<(Vec<String>, Vec<HashMap<String, String>>), SyncError> {
+    let mut edges: Vec<String> = members.into_iter().collect();
+    edges.sort_unstable();
+    edges.truncate(MAX_EDGES);
+    let mut read = redis::pipe();
+    for edge in &edges {
+        read.hgetall(format!("{edge_prefix}{edge}"));
+    }
+    let hashes = bounded(connection, timeout, "read", &read).await?;
+    Ok((edges, hashes))
+}
+
+/// `pipe` on `connection`, within `timeout`.
+async fn bounded<T: redis::FromRedisValue>(
+    connection: &mut ConnectionManager,
+    timeout: Duration,
+    op: &'static str,
+    pipe: &redis::Pipeline,
+) -> Result<T, SyncError> {
+    match tokio::time::timeout(timeout, pipe.query_async(connection)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(source)) => Err(SyncError::Redis { op, source }),
+        Err(_) => Err(SyncError::Timeout { op, timeout }),
     }
 }
 

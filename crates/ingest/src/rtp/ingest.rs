@@ -99,13 +99,30 @@ pub struct RtpPortStats {
     pub local_addr: SocketAddr,
     /// Its counters.
     pub stats: RtpStats,
+    /// The sender publishing through it now, if any.
+    pub sender: Option<RtpSender>,
 }
+
+/// The sender publishing through an RTP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpSender {
+    /// Where its first packet of the session came from.
+    pub remote: SocketAddr,
+    /// When it began publishing, Unix milliseconds.
+    pub since_unix_ms: i64,
+    /// Payload bitrate over the last second or so, bits/s.
+    pub bitrate_bps: u64,
+}
+
+/// How long the payload bitrate of a sender is averaged over.
+const BITRATE_WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Port {
     stream: StreamName,
     local_addr: SocketAddr,
     stats: Arc<Mutex<RtpStats>>,
+    sender: Arc<Mutex<Option<RtpSender>>>,
     task: JoinHandle<()>,
 }
 
@@ -196,7 +213,9 @@ impl RtpIngest {
                 RtpFormat::Sdp => "sdp",
             };
             let stats = Arc::new(Mutex::new(RtpStats::default()));
+            let sender = Arc::new(Mutex::new(None));
             let receiver = Receiver {
+                sender: sender.clone(),
                 sockets,
                 stream: stream.clone(),
                 bus: bus.clone(),
@@ -213,6 +232,7 @@ impl RtpIngest {
                 stream,
                 local_addr,
                 stats,
+                sender,
                 task,
             });
         }
@@ -233,6 +253,10 @@ impl RtpIngest {
                 local_addr: p.local_addr,
                 stats: *p
                     .stats
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                sender: *p
+                    .sender
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
             })
@@ -364,6 +388,8 @@ struct Receiver {
     core: Core,
     idle_timeout: Duration,
     stats: Arc<Mutex<RtpStats>>,
+    /// The publishing sender, as [`RtpIngest::stats`] shows it.
+    sender: Arc<Mutex<Option<RtpSender>>>,
     sessions: u64,
     warned_invalid: bool,
 }
@@ -371,6 +397,11 @@ struct Receiver {
 /// The live sender of a port, if any.
 struct Session {
     publisher: Option<Publisher>,
+    /// Where its first packet came from.
+    from: SocketAddr,
+    /// Payload bytes counted at the start of the bitrate window, and when
+    /// that window began.
+    window: (u64, Instant),
     last_packet: Instant,
     last_publish_try: Option<Instant>,
     /// The sender's span (a trace of its own) and its GOP spans.
@@ -410,15 +441,25 @@ impl Receiver {
                     warn!(timeout_ms = self.idle_timeout.as_millis() as u64, "RTP sender idle: publisher left");
                     session = None;
                     self.warned_invalid = false;
+                    *lock(&self.sender) = None;
                 }
             }
             forward(session.as_mut(), &mut out);
             let mut stats = self.core.stats();
             stats.sessions = self.sessions;
-            *self
-                .stats
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
+            if let Some(s) = session.as_mut().filter(|s| s.publisher.is_some()) {
+                let (bytes, since) = s.window;
+                let elapsed = since.elapsed();
+                if elapsed >= BITRATE_WINDOW {
+                    let bits = stats.bytes.saturating_sub(bytes).saturating_mul(8);
+                    let bitrate = (bits as f64 / elapsed.as_secs_f64()) as u64;
+                    s.window = (stats.bytes, Instant::now());
+                    if let Some(sender) = lock(&self.sender).as_mut() {
+                        sender.bitrate_bps = bitrate;
+                    }
+                }
+            }
+            *lock(&self.stats) = stats;
         }
     }
 
@@ -450,6 +491,8 @@ impl Receiver {
                     ferrocast_telemetry::trace::new_trace(&span);
                     Session {
                         publisher: None,
+                        from,
+                        window: (0, now),
                         last_packet: now,
                         last_publish_try: None,
                         gops: GopTracer::new(span),
@@ -485,6 +528,12 @@ impl Receiver {
                 info!("RTP publisher live");
                 self.sessions += 1;
                 session.publisher = Some(publisher);
+                session.window = (self.core.stats().bytes, now);
+                *lock(&self.sender) = Some(RtpSender {
+                    remote: session.from,
+                    since_unix_ms: crate::unix_millis(),
+                    bitrate_bps: 0,
+                });
             }
             Err(e) => {
                 warn!(error = %e, "RTP packets arrive but the stream cannot be published; retrying");
@@ -513,6 +562,12 @@ fn forward(session: Option<&mut Session>, out: &mut Vec<BusMessage>) {
         }
         publisher.send(message);
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn sleep_until(at: Option<Instant>) {

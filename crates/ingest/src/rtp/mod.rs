@@ -39,7 +39,7 @@ pub mod sync;
 mod ingest;
 
 pub use elementary::{Media, SdpOverRtp, SdpRtpError};
-pub use ingest::{RtpIngest, RtpIngestError, RtpPortStats, RtpSettings};
+pub use ingest::{RtpIngest, RtpIngestError, RtpPortStats, RtpSender, RtpSettings};
 pub use mpegts::{TsOverRtp, TsRtpError};
 pub use packet::{PacketError, RtpPacket};
 pub use reorder::{Pushed, Reorder, ReorderConfig, ReorderStats};

@@ -125,11 +125,7 @@ impl Node {
 
     /// Send `signal` (`-TERM`, `-STOP`, `-CONT`).
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        ferrocast_testkit::send_signal(&self.child, signal);
     }
 
     /// True while it runs.
