@@ -203,8 +203,8 @@ pub enum Process {
     /// the keyframe cadence), `[ingest]` (the reconnect grace) and
     /// `[cluster]`.
     Transcode,
-    /// `ferrocast package`: `[hls]`, `data_dir`, `[ingest]` (the
-    /// reconnect grace) and `[cluster]`.
+    /// `ferrocast package`: `[hls]`, `data_dir` (the recording spool),
+    /// `[ingest]` (the reconnect grace), `[cluster]` and `[recording]`.
     Package,
     /// `ferrocast edge`: `[edge]` and `[cluster]` (routing through the
     /// registry).
@@ -234,6 +234,7 @@ const KNOWN_KEYS: &[&str] = &[
     "cluster",
     "telemetry",
     "database_url",
+    "recording",
 ];
 
 impl Process {
@@ -251,7 +252,7 @@ impl Process {
                 "database_url",
             ],
             Process::Transcode => &["transcode", "hls", "ingest", "cluster"],
-            Process::Package => &["hls", "data_dir", "ingest", "cluster"],
+            Process::Package => &["hls", "data_dir", "ingest", "cluster", "recording"],
             Process::Edge => &["edge", "cluster"],
             Process::Control => &["database_url", "data_dir", "cluster", "edge"],
         }
@@ -296,6 +297,9 @@ fn validate(config: &Config, process: Process) -> Result<(), ConfigError> {
     }
     config.cluster.validate().map_err(ConfigError::Range)?;
     config.telemetry.validate().map_err(ConfigError::Range)?;
+    if let Some(recording) = &config.recording {
+        recording.validate().map_err(ConfigError::Range)?;
+    }
     Ok(())
 }
 

@@ -26,6 +26,7 @@ mod cluster;
 pub mod ladder;
 mod layers;
 mod model;
+pub mod recording;
 mod secret;
 pub mod telemetry;
 pub mod transcode;
@@ -36,6 +37,7 @@ pub use model::{
     Config, DEFAULT_RTP_JITTER_MS, DuplicatePublisher, HlsConfig, IngestConfig, RtpConfig,
     RtpFormat, StreamConfig,
 };
+pub use recording::{RecordingConfig, S3Config};
 pub use secret::Secret;
 pub use telemetry::{SampleRatio, TelemetryConfig};
 pub use transcode::{LadderChoice, TranscodeConfig};

@@ -52,6 +52,11 @@ pub struct Config {
     /// against `[[streams]]` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<crate::Secret>,
+    /// Recording to S3-compatible storage (`[recording]`), read by
+    /// `ferrocast up` and `ferrocast package`. Absent (the default):
+    /// nothing is recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<crate::recording::RecordingConfig>,
 }
 
 impl Default for Config {
@@ -70,6 +75,7 @@ impl Default for Config {
             cluster: crate::cluster::ClusterConfig::default(),
             telemetry: crate::telemetry::TelemetryConfig::default(),
             database_url: None,
+            recording: None,
         }
     }
 }

@@ -204,6 +204,9 @@ pub struct ClosedSegment {
     pub msn: u64,
     /// Its duration: the sum of its parts' durations.
     pub duration: Time90k,
+    /// How it started as listed: its program date time, init generation,
+    /// and discontinuity (with one inherited from a withdrawn segment).
+    pub start: SegmentStart,
     /// Its duration, rounded to the nearest second, exceeds the Target
     /// Duration: the playlist now breaks RFC 8216bis §4.4.3.1 ("The EXTINF
     /// duration of each Media Segment in a Playlist file, when rounded to
@@ -603,6 +606,11 @@ impl LiveWindow {
         self.next_msn = next_msn;
         let msn = segment.msn;
         let duration = segment.duration;
+        let start = SegmentStart {
+            program_date_time_ms: segment.program_date_time_ms,
+            discontinuity: segment.discontinuity,
+            init_generation: segment.init_generation,
+        };
         self.list_held();
         if hold && !segment.gap {
             self.held = Some(segment);
@@ -614,6 +622,7 @@ impl LiveWindow {
         Ok(Some(ClosedSegment {
             msn,
             duration,
+            start,
             exceeds_target_duration: rounded_secs > target,
         }))
     }

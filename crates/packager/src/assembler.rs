@@ -31,6 +31,7 @@ use tracing::{debug, warn};
 
 use crate::alignment::{self, Alignment, Break, Cut, Member, SharedAlignment};
 use crate::media_store::MediaStore;
+use crate::recording::{Recorded, RecordedSegment};
 
 /// Timing rules for cutting parts and segments.
 #[derive(Debug, Clone)]
@@ -190,6 +191,10 @@ pub struct Assembler {
     member: Member,
     /// Why the timeline last broke (`None` before the first start).
     last_break: Option<Break>,
+    /// Collect [`Recorded`] items for a recorder.
+    recording: bool,
+    /// Collected since [`Assembler::take_recorded`] was last called.
+    recorded: Vec<Recorded>,
 }
 
 impl Assembler {
@@ -231,7 +236,24 @@ impl Assembler {
             align,
             member: Member::default(),
             last_break: None,
+            recording: false,
+            recorded: Vec::new(),
         })
+    }
+
+    /// Whether to collect init segments, closed segments and the end for a
+    /// recorder ([`Assembler::take_recorded`]); off by default. Set it
+    /// before the first tracks arrive.
+    pub fn set_recording(&mut self, on: bool) {
+        self.recording = on;
+        if !on {
+            self.recorded.clear();
+        }
+    }
+
+    /// What was collected for the recorder since the last call, in order.
+    pub fn take_recorded(&mut self) -> Vec<Recorded> {
+        std::mem::take(&mut self.recorded)
     }
 
     /// The timeline this rendition shares with the stream's others.
@@ -314,7 +336,16 @@ impl Assembler {
             self.frame_interval = Time90k((90_000 * i64::from(den) / i64::from(num)).max(1));
         }
         match ferrocast_cmaf::write_init(&tracks) {
-            Ok(init) => self.store.put_init(self.generation, init),
+            Ok(init) => {
+                if self.recording {
+                    self.recorded.push(Recorded::Init {
+                        generation: self.generation,
+                        tracks: tracks.clone(),
+                        bytes: init.clone(),
+                    });
+                }
+                self.store.put_init(self.generation, init);
+            }
             Err(e) => warn!(error = %e, "cannot write init segment; stream not packaged"),
         }
         self.layout = Some(layout);
@@ -359,6 +390,9 @@ impl Assembler {
         let mut changes = self.close_segment(Listing::Now);
         self.window.end();
         self.ended = true;
+        if self.recording {
+            self.recorded.push(Recorded::End);
+        }
         alignment::lock(&self.align).leave();
         self.release_unused_inits();
         changes.playlist = true;
@@ -860,6 +894,18 @@ impl Assembler {
         };
         match closed {
             Ok(Some(closed)) => {
+                if self.recording
+                    && let Some(buf) = self.store.segment(segment.msn)
+                {
+                    self.recorded.push(Recorded::Segment(RecordedSegment {
+                        msn: closed.msn,
+                        duration: closed.duration,
+                        discontinuity: closed.start.discontinuity,
+                        init_generation: closed.start.init_generation,
+                        program_date_time_ms: closed.start.program_date_time_ms,
+                        chunks: buf.chunks().cloned().collect(),
+                    }));
+                }
                 if closed.exceeds_target_duration {
                     warn!(
                         msn = closed.msn,

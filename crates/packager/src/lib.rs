@@ -5,6 +5,7 @@
 //! serves it over HTTP ([`http`]) with blocking playlist reload and parts
 //! streamed while they are written. Each segment of each rendition is a
 //! span ([`segment_trace`]) in the trace of the publisher's session.
+//! What it closes can be handed to a recorder ([`recording`]).
 //!
 //! Not here: TLS, tokens and caching (the edge), transcoding.
 //!
@@ -26,7 +27,9 @@ pub mod http;
 pub mod listener;
 pub mod media_store;
 pub mod origin;
+pub mod recording;
 pub mod segment_trace;
 pub mod stream;
 
 pub use origin::{Origin, PackagerConfig, RenditionPlan, StreamGroup};
+pub use recording::{Recorded, RecordedSegment, RecordingSink};

@@ -30,6 +30,7 @@ use tracing::{info, warn};
 
 use crate::alignment::{Alignment, SharedAlignment};
 use crate::assembler::{Assembler, CutConfig};
+use crate::recording::RecordingSink;
 use crate::stream::{self, Check, LiveStream, TimedOut};
 
 /// How long an ended stream stays visible.
@@ -210,6 +211,8 @@ struct Inner {
     plans: RwLock<HashMap<StreamName, RenditionPlan>>,
     /// Where another packager left each stream, to continue from.
     resumes: RwLock<HashMap<StreamName, StreamProgress>>,
+    /// Records the streams it wants.
+    recorder: Option<Arc<dyn RecordingSink>>,
 }
 
 impl Origin {
@@ -219,6 +222,17 @@ impl Origin {
         config: PackagerConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Origin, ferrocast_hls::ConfigError> {
+        Origin::start_recording(bus, config, metrics, None)
+    }
+
+    /// [`Origin::start`], handing every rendition of the streams
+    /// `recorder` wants to it as it is packaged.
+    pub fn start_recording(
+        bus: Arc<dyn MediaBus>,
+        config: PackagerConfig,
+        metrics: Arc<Metrics>,
+        recorder: Option<Arc<dyn RecordingSink>>,
+    ) -> Result<Origin, ferrocast_hls::ConfigError> {
         config.assembler()?;
         let origin = Origin {
             inner: Arc::new(Inner {
@@ -227,6 +241,7 @@ impl Origin {
                 groups: RwLock::new(HashMap::new()),
                 plans: RwLock::new(HashMap::new()),
                 resumes: RwLock::new(HashMap::new()),
+                recorder,
             }),
         };
         let supervisor = origin.clone();
@@ -465,13 +480,19 @@ impl Origin {
                 return;
             }
         };
-        let live = Arc::new(LiveStream::rendition(
+        let mut live = LiveStream::rendition(
             stream_name.clone(),
             rendition.clone(),
             assembler,
             self.inner.metrics.clone(),
             group.version.clone(),
-        ));
+        );
+        if let Some(recorder) = &self.inner.recorder
+            && recorder.wants(&stream_name)
+        {
+            live = live.recorded_by(recorder.clone());
+        }
+        let live = Arc::new(live);
         group
             .renditions
             .write()

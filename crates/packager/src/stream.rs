@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::assembler::{Assembler, Changes};
+use crate::recording::RecordingSink;
 use crate::segment_trace::SegmentTracer;
 
 /// One rendition of a stream being packaged (a stream with no transcoding
@@ -38,6 +39,8 @@ pub struct LiveStream {
     group_version: Arc<watch::Sender<u64>>,
     gone: Notify,
     metrics: Arc<Metrics>,
+    /// Where closed segments go, when the stream is recorded.
+    recorder: Option<Arc<dyn RecordingSink>>,
 }
 
 /// What a waiter decided after looking at the state.
@@ -84,7 +87,19 @@ impl LiveStream {
             group_version,
             gone: Notify::new(),
             metrics,
+            recorder: None,
         }
+    }
+
+    /// Hands this rendition's init segments, closed segments and end to
+    /// `recorder` (and turns collecting them on in the assembler).
+    pub fn recorded_by(mut self, recorder: Arc<dyn RecordingSink>) -> Self {
+        self.state
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_recording(true);
+        self.recorder = Some(recorder);
+        self
     }
 
     /// Which rendition of the stream this is.
@@ -115,7 +130,20 @@ impl LiveStream {
 
     /// Apply a change and wake waiters if anything changed.
     pub fn update(&self, f: impl FnOnce(&mut Assembler) -> Changes) {
-        let changes = f(&mut self.lock());
+        let (changes, recorded) = {
+            let mut assembler = self.lock();
+            let changes = f(&mut assembler);
+            let recorded = match &self.recorder {
+                Some(_) => assembler.take_recorded(),
+                None => Vec::new(),
+            };
+            (changes, recorded)
+        };
+        if let Some(recorder) = &self.recorder {
+            for item in recorded {
+                recorder.record(&self.name, &self.rendition, item);
+            }
+        }
         if changes.chunk || changes.playlist {
             self.version.send_modify(|v| *v += 1);
         }

@@ -568,3 +568,52 @@ fn after_a_publisher_break_every_rendition_moves_to_the_same_new_offset() {
         b.matches("#EXT-X-DISCONTINUITY\n").count()
     );
 }
+
+#[test]
+fn recording_collects_inits_closed_segments_and_the_end() {
+    use ferrocast_packager::Recorded;
+    let mut a = assembler();
+    a.set_recording(true);
+    a.on_tracks(tracks());
+    feed(&mut a, 900_000, 25 * 3);
+    a.on_discontinuity();
+    feed(&mut a, 9_000_000, 25 * 2);
+    a.on_end();
+    let recorded = a.take_recorded();
+    assert!(a.take_recorded().is_empty(), "taken once");
+    let Recorded::Init {
+        generation: 0,
+        bytes,
+        ..
+    } = &recorded[0]
+    else {
+        panic!("an init first: {recorded:?}");
+    };
+    assert_eq!(bytes, a.store.init(0).unwrap());
+    let segments: Vec<_> = recorded
+        .iter()
+        .filter_map(|r| match r {
+            Recorded::Segment(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    // Every segment of the playlist, numbered in turn, with its duration
+    // and the discontinuity of the reconnect.
+    let text = playlist(&a);
+    let listed = durations_ms(&text, "#EXTINF:");
+    assert_eq!(segments.len(), listed.len(), "{text}");
+    for (i, (segment, ms)) in segments.iter().zip(&listed).enumerate() {
+        assert_eq!(segment.msn, i as u64);
+        assert_eq!(segment.duration, Time90k::from_millis(*ms));
+        assert_eq!(segment.discontinuity, i == 3, "segment {i}");
+        assert_eq!(segment.init_generation, 0);
+        assert!(!segment.is_empty());
+    }
+    assert!(matches!(recorded.last(), Some(Recorded::End)));
+    // Off: nothing is collected.
+    let mut quiet = assembler();
+    quiet.on_tracks(tracks());
+    feed(&mut quiet, 0, 60);
+    quiet.on_end();
+    assert!(quiet.take_recorded().is_empty());
+}

@@ -309,6 +309,27 @@ impl Spool {
         }
     }
 
+    /// A mark of everything enqueued so far, for
+    /// [`Spool::uploaded_through`].
+    pub fn mark(&self) -> u64 {
+        self.state().next_seq
+    }
+
+    /// Resolves once every entry enqueued before `mark` was taken
+    /// ([`Spool::mark`]) has been taken by the store or moved aside; later
+    /// entries may still wait.
+    pub async fn uploaded_through(&self, mark: u64) {
+        loop {
+            let removed = self.inner.removed.notified();
+            tokio::pin!(removed);
+            removed.as_mut().enable();
+            if self.state().queue.front().is_none_or(|e| e.seq >= mark) {
+                return;
+            }
+            removed.await;
+        }
+    }
+
     /// Starts sending the entries to `store`; dropping the [`Uploader`]
     /// stops it (what is not uploaded stays on disk). Start one per spool.
     pub fn start_uploader(&self, store: Arc<dyn ObjectStore>) -> Uploader {
@@ -494,6 +515,39 @@ mod tests {
         let stats = spool.stats();
         assert_eq!((stats.queued, stats.bytes, stats.uploaded), (0, 0, 20));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn uploaded_through_waits_for_what_came_before_the_mark_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(config(dir.path(), 1 << 20)).await.unwrap();
+        let store = MemoryStore::default();
+        for i in 0..3 {
+            spool
+                .enqueue(&format!("a/{i}"), Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        let mark = spool.mark();
+        // Nothing uploads yet: the wait does not end.
+        let early = tokio::time::timeout(Duration::from_millis(100), spool.uploaded_through(mark));
+        assert!(early.await.is_err());
+        // An entry after the mark, stuck behind a refused store, does not
+        // hold the wait up once those before it are taken.
+        let _uploader = spool.start_uploader(Arc::new(store.clone()));
+        tokio::time::timeout(Duration::from_secs(10), spool.uploaded_through(mark))
+            .await
+            .unwrap();
+        store.set_available(false);
+        spool
+            .enqueue("b/0", Bytes::from_static(b"y"))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), spool.uploaded_through(mark))
+            .await
+            .unwrap();
+        let stats = spool.stats();
+        assert_eq!((stats.uploaded, stats.queued), (3, 1));
     }
 
     #[tokio::test]

@@ -135,6 +135,32 @@ pub struct ClusterMetrics {
     pub handovers: IntCounterVec,
 }
 
+/// Recording to object storage (`ferrocast_recording_*`); zero while
+/// recording is off.
+#[derive(Debug, Clone)]
+pub struct RecordingMetrics {
+    /// Segments written to the spool.
+    pub segments: IntCounter,
+    /// Their bytes.
+    pub bytes: IntCounter,
+    /// Segments not recorded, by `reason`: `queue_full` (the recorder fell
+    /// behind the live path), `spool_full`, `spool_error`.
+    pub dropped: IntCounterVec,
+    /// Recordings being written by this process.
+    pub open: IntGauge,
+    /// Recordings closed, by `by`: `writer` (the stream ended) or
+    /// `recovery` (closed for a writer that stopped without closing it).
+    pub closed: IntCounterVec,
+    /// Bytes in the spool waiting for the store.
+    pub spool_bytes: IntGauge,
+    /// Objects in the spool waiting for the store.
+    pub spool_objects: IntGauge,
+    /// Objects the store has taken.
+    pub uploaded: IntCounter,
+    /// Failed upload attempts (each tried again).
+    pub upload_retries: IntCounter,
+}
+
 /// HTTP metrics.
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
@@ -156,6 +182,8 @@ pub struct Metrics {
     pub transcode: TranscodeMetrics,
     /// The process's part in a cluster.
     pub cluster: ClusterMetrics,
+    /// Recording to object storage.
+    pub recording: RecordingMetrics,
     /// HTTP connections of the origin's listener (open, refused at a
     /// limit, closed idle): `ferrocast_http_connections_*`.
     pub connections: ferrocast_connections::ConnectionMetrics,
@@ -399,8 +427,58 @@ impl Metrics {
         };
         let connections = ferrocast_connections::ConnectionMetrics::new("http", &r)
             .unwrap_or_else(|e| unreachable_metric("ferrocast_http_connections", &e));
+        let recording = RecordingMetrics {
+            segments: counter(
+                &r,
+                "ferrocast_recording_segments_total",
+                "Segments written to the recording spool.",
+            ),
+            bytes: counter(
+                &r,
+                "ferrocast_recording_bytes_total",
+                "Bytes of the segments written to the recording spool.",
+            ),
+            dropped: counter_vec(
+                &r,
+                "ferrocast_recording_dropped_total",
+                "Segments not recorded, by reason (queue_full, spool_full, spool_error).",
+                &["reason"],
+            ),
+            open: gauge(
+                &r,
+                "ferrocast_recording_open",
+                "Recordings this process is writing.",
+            ),
+            closed: counter_vec(
+                &r,
+                "ferrocast_recording_closed_total",
+                "Recordings closed, by who closed them (writer, recovery).",
+                &["by"],
+            ),
+            spool_bytes: gauge(
+                &r,
+                "ferrocast_recording_spool_bytes",
+                "Bytes in the recording spool waiting for the object store.",
+            ),
+            spool_objects: gauge(
+                &r,
+                "ferrocast_recording_spool_objects",
+                "Objects in the recording spool waiting for the object store.",
+            ),
+            uploaded: counter(
+                &r,
+                "ferrocast_recording_uploaded_total",
+                "Objects the object store has taken from the spool.",
+            ),
+            upload_retries: counter(
+                &r,
+                "ferrocast_recording_upload_retries_total",
+                "Failed uploads to the object store, each tried again.",
+            ),
+        };
         Metrics {
             cluster,
+            recording,
             registry: r,
             ingest,
             packager,

@@ -16,6 +16,7 @@ mod exposure;
 mod live;
 mod logging;
 mod probe;
+mod recording;
 mod roles;
 mod status;
 mod transcode;
@@ -467,10 +468,16 @@ async fn up(config: Config) -> anyhow::Result<()> {
         Some(_) => Some(EdgeMetrics::new_in(metrics.registry()).context("edge metrics")?),
         None => None,
     };
-    let origin = ferrocast_packager::Origin::start(
+    // Recording to S3 ([recording]); the tasks live as long as `up`.
+    let (recorder, _recorder_tasks) = match recording::start(&config, &metrics, 0).await? {
+        Some((sink, tasks)) => (Some(sink), Some(tasks)),
+        None => (None, None),
+    };
+    let origin = ferrocast_packager::Origin::start_recording(
         Arc::new(bus.clone()),
         ferrocast_packager::PackagerConfig::from(&config),
         metrics.clone(),
+        recorder,
     )
     .context("packager configuration")?;
     // RTP ingest ([[rtp]] ports); dropping it stops them, so it lives as long as `up`.

@@ -1,0 +1,528 @@
+//! The recorder: takes what the packager closes ([`RecordingSink`]), writes
+//! it to the spool under the recording's keys, keeps each recording's open
+//! marker fresh, and closes a recording when all its renditions end.
+//!
+//! The packager's call returns at once: items go to a queue bounded in
+//! bytes, and a task writes them to the spool (local disk) in order. When
+//! the queue is full a segment is dropped and counted
+//! (`ferrocast_recording_dropped_total{reason="queue_full"}`); the VOD
+//! playlist then has a discontinuity where it is missing. The spool's
+//! uploader sends the objects to the store, retrying while it is away.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use ferrocast_hls::RenditionName;
+use ferrocast_media::StreamName;
+use ferrocast_packager::{Recorded, RecordedSegment, RecordingSink};
+use ferrocast_storage::{ObjectStore, Spool, SpoolError, StoreError, Uploader};
+use ferrocast_telemetry::RecordingMetrics;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::closer;
+use crate::layout::{Layout, RecordingId, SegmentName, init_file_name, tracks_file_name};
+use crate::manifest::{self, ClosedBy, OpenMarker, TracksInfo};
+use crate::vod::{self, RenditionRecord};
+
+/// Which streams are recorded.
+pub trait RecordingPolicy: Send + Sync + std::fmt::Debug {
+    /// Whether a stream starting now is recorded.
+    fn records(&self, stream: &StreamName) -> bool;
+}
+
+/// Every stream, or those named.
+#[derive(Debug, Clone, Default)]
+pub struct StreamList {
+    /// `None`: every stream.
+    pub only: Option<HashSet<String>>,
+}
+
+impl RecordingPolicy for StreamList {
+    fn records(&self, stream: &StreamName) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|names| names.contains(stream.as_str()))
+    }
+}
+
+/// Recorder settings.
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// Where the objects go.
+    pub layout: Layout,
+    /// The writer's fencing epoch, in every key it writes (0 for
+    /// `ferrocast up`, the package lease's epoch for `ferrocast package`).
+    pub epoch: u64,
+    /// Who writes, for the open marker (host and process id).
+    pub writer: String,
+    /// How often an open recording's marker is refreshed.
+    pub heartbeat: Duration,
+    /// A marker not refreshed for this long belongs to a writer that is
+    /// gone: its recording is closed from what the store holds.
+    pub stale_after: Duration,
+    /// The most bytes of segments waiting between the packager and the
+    /// spool.
+    pub max_queued_bytes: usize,
+}
+
+impl RecorderConfig {
+    /// Defaults under `layout`: epoch 0, heartbeat every 30 s, stale after
+    /// 2 minutes, 64 MiB queued at most.
+    pub fn new(layout: Layout) -> Self {
+        RecorderConfig {
+            layout,
+            epoch: 0,
+            writer: format!("pid {}", std::process::id()),
+            heartbeat: Duration::from_secs(30),
+            stale_after: Duration::from_secs(120),
+            max_queued_bytes: 64 << 20,
+        }
+    }
+}
+
+struct Job {
+    stream: StreamName,
+    rendition: RenditionName,
+    item: Recorded,
+    size: usize,
+}
+
+/// Recordings this process writes, shared with its closer (which leaves
+/// them alone).
+pub(crate) type OpenSetRef = Arc<Mutex<HashSet<(StreamName, RecordingId)>>>;
+type OpenSet = OpenSetRef;
+
+/// The packager's [`RecordingSink`]; dropping it (and the packager's
+/// clones) lets the writer task finish.
+#[derive(Clone)]
+pub struct Recorder {
+    jobs: mpsc::UnboundedSender<Job>,
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
+    full_warned: Arc<AtomicBool>,
+    policy: Arc<dyn RecordingPolicy>,
+    metrics: RecordingMetrics,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The recorder's tasks: the writer, the closer and the spool's uploader.
+/// Dropping it stops the closer and the uploader (what is spooled stays
+/// on disk for the next start).
+#[derive(Debug)]
+pub struct RecorderTasks {
+    writer: JoinHandle<()>,
+    closer: JoinHandle<()>,
+    _uploader: Uploader,
+}
+
+impl RecorderTasks {
+    /// Waits for the writer to finish (after every [`Recorder`] clone is
+    /// dropped).
+    pub async fn writer_finished(&mut self) {
+        let _ = (&mut self.writer).await;
+    }
+}
+
+impl Drop for RecorderTasks {
+    fn drop(&mut self) {
+        self.closer.abort();
+    }
+}
+
+impl Recorder {
+    /// Starts recording into `spool`, uploaded to `store`, for the streams
+    /// `policy` wants; also starts closing recordings other writers left
+    /// open (once what an earlier process left in the spool is uploaded).
+    pub fn start(
+        config: RecorderConfig,
+        spool: Spool,
+        store: Arc<dyn ObjectStore>,
+        policy: Arc<dyn RecordingPolicy>,
+        metrics: RecordingMetrics,
+    ) -> (Recorder, RecorderTasks) {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let open: OpenSet = Arc::default();
+        let leftover = spool.mark();
+        let uploader = spool.start_uploader(store.clone());
+        let writer = Writer {
+            config: config.clone(),
+            spool: spool.clone(),
+            store: store.clone(),
+            active: HashMap::new(),
+            open: open.clone(),
+            metrics: metrics.clone(),
+            queued: queued.clone(),
+            reported: ferrocast_storage::SpoolStats::default(),
+        };
+        let writer = tokio::spawn(writer.run(rx));
+        let closer = tokio::spawn(closer::run(
+            spool,
+            store,
+            config.layout.clone(),
+            config.stale_after,
+            leftover,
+            open,
+            metrics.clone(),
+        ));
+        let recorder = Recorder {
+            jobs,
+            queued,
+            max_queued: config.max_queued_bytes,
+            full_warned: Arc::default(),
+            policy,
+            metrics,
+        };
+        (
+            recorder,
+            RecorderTasks {
+                writer,
+                closer,
+                _uploader: uploader,
+            },
+        )
+    }
+}
+
+impl RecordingSink for Recorder {
+    fn wants(&self, stream: &StreamName) -> bool {
+        self.policy.records(stream)
+    }
+
+    fn record(&self, stream: &StreamName, rendition: &RenditionName, item: Recorded) {
+        let size = match &item {
+            Recorded::Segment(segment) => segment.len(),
+            Recorded::Init { bytes, .. } => bytes.len(),
+            Recorded::End => 0,
+        };
+        // Only segments are ever dropped: an init or an end is small and
+        // the recording needs it.
+        if matches!(item, Recorded::Segment(_)) {
+            let queued = self.queued.load(Ordering::Relaxed);
+            if queued.saturating_add(size) > self.max_queued {
+                self.metrics
+                    .dropped
+                    .with_label_values(&["queue_full"])
+                    .inc();
+                if !self.full_warned.swap(true, Ordering::Relaxed) {
+                    warn!(
+                        stream = %stream,
+                        rendition = %rendition,
+                        queued,
+                        "recording queue full (the spool's disk is slower than the stream): \
+                         segments are dropped from the recording"
+                    );
+                }
+                return;
+            }
+            self.full_warned.store(false, Ordering::Relaxed);
+        }
+        self.queued.fetch_add(size, Ordering::Relaxed);
+        let job = Job {
+            stream: stream.clone(),
+            rendition: rendition.clone(),
+            item,
+            size,
+        };
+        if self.jobs.send(job).is_err() {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A recording being written.
+struct Active {
+    id: RecordingId,
+    started_ms: i64,
+    renditions: BTreeMap<RenditionName, RenditionState>,
+}
+
+#[derive(Default)]
+struct RenditionState {
+    record: RenditionRecord,
+    ended: bool,
+}
+
+struct Writer {
+    config: RecorderConfig,
+    spool: Spool,
+    store: Arc<dyn ObjectStore>,
+    active: HashMap<StreamName, Active>,
+    open: OpenSet,
+    metrics: RecordingMetrics,
+    queued: Arc<AtomicUsize>,
+    /// Spool counters already added to the metrics.
+    reported: ferrocast_storage::SpoolStats,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut gauges = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                job = rx.recv() => {
+                    let Some(job) = job else { break };
+                    let size = job.size;
+                    self.handle(job).await;
+                    self.queued.fetch_sub(size, Ordering::Relaxed);
+                }
+                _ = heartbeat.tick() => self.refresh_markers().await,
+                _ = gauges.tick() => self.report_spool(),
+            }
+        }
+        self.report_spool();
+    }
+
+    async fn handle(&mut self, job: Job) {
+        let Job {
+            stream,
+            rendition,
+            item,
+            ..
+        } = job;
+        match item {
+            Recorded::Init {
+                generation,
+                tracks,
+                bytes,
+            } => {
+                let dir = self.rendition_dir(&stream, &rendition).await;
+                let epoch = self.config.epoch;
+                self.put(format!("{dir}{}", init_file_name(generation, epoch)), bytes)
+                    .await;
+                let info = TracksInfo::of(&tracks);
+                self.put(
+                    format!("{dir}{}", tracks_file_name(generation, epoch)),
+                    manifest::write(&info),
+                )
+                .await;
+                if let Some(state) = self.state(&stream, &rendition) {
+                    state.record.tracks.insert(generation, info);
+                }
+            }
+            Recorded::Segment(segment) => self.segment(&stream, &rendition, segment).await,
+            Recorded::End => {
+                let Some(active) = self.active.get_mut(&stream) else {
+                    return;
+                };
+                active.renditions.entry(rendition).or_default().ended = true;
+                if active.renditions.values().all(|r| r.ended) {
+                    self.finish(&stream).await;
+                }
+            }
+        }
+    }
+
+    fn state(
+        &mut self,
+        stream: &StreamName,
+        rendition: &RenditionName,
+    ) -> Option<&mut RenditionState> {
+        self.active.get_mut(stream)?.renditions.get_mut(rendition)
+    }
+
+    async fn segment(
+        &mut self,
+        stream: &StreamName,
+        rendition: &RenditionName,
+        segment: RecordedSegment,
+    ) {
+        let dir = self.rendition_dir(stream, rendition).await;
+        let name = SegmentName {
+            msn: segment.msn,
+            epoch: self.config.epoch,
+            generation: segment.init_generation,
+            duration: segment.duration,
+            bytes: segment.len() as u64,
+            program_date_time_ms: segment.program_date_time_ms,
+            discontinuity: segment.discontinuity,
+        };
+        let body = match segment.chunks.as_slice() {
+            [one] => one.clone(),
+            chunks => {
+                let mut body = BytesMut::with_capacity(segment.len());
+                for chunk in chunks {
+                    body.extend_from_slice(chunk);
+                }
+                body.freeze()
+            }
+        };
+        let key = format!("{dir}{}", name.file_name());
+        match self.spool.enqueue(&key, body).await {
+            Ok(()) => {
+                self.metrics.segments.inc();
+                self.metrics.bytes.inc_by(name.bytes);
+                if let Some(state) = self.state(stream, rendition) {
+                    state.record.segments.push(name);
+                }
+            }
+            Err(e) => {
+                let reason = match e {
+                    SpoolError::Full { .. } => "spool_full",
+                    _ => "spool_error",
+                };
+                self.metrics.dropped.with_label_values(&[reason]).inc();
+                // A full spool logs once by itself; other errors each time.
+                if reason != "spool_full" {
+                    warn!(stream = %stream, rendition = %rendition, error = %e, "segment not recorded");
+                }
+            }
+        }
+    }
+
+    /// The directory of `rendition` in `stream`'s recording, starting the
+    /// recording (and its marker) if there is none.
+    async fn rendition_dir(&mut self, stream: &StreamName, rendition: &RenditionName) -> String {
+        if !self.active.contains_key(stream) {
+            let now = unix_ms();
+            let id = RecordingId::new(now);
+            info!(stream = %stream, recording = %id, "recording starts");
+            self.active.insert(
+                stream.clone(),
+                Active {
+                    id: id.clone(),
+                    started_ms: now,
+                    renditions: BTreeMap::new(),
+                },
+            );
+            self.open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert((stream.clone(), id));
+            self.metrics.open.inc();
+            self.put_marker(stream).await;
+        }
+        let Some(active) = self.active.get_mut(stream) else {
+            return String::new();
+        };
+        active.renditions.entry(rendition.clone()).or_default();
+        self.config.layout.rendition(stream, &active.id, rendition)
+    }
+
+    async fn put_marker(&self, stream: &StreamName) {
+        let Some(active) = self.active.get(stream) else {
+            return;
+        };
+        let marker = OpenMarker {
+            stream: stream.as_str().to_owned(),
+            recording: active.id.to_string(),
+            epoch: self.config.epoch,
+            writer: self.config.writer.clone(),
+            started_ms: active.started_ms,
+            heartbeat_ms: unix_ms(),
+        };
+        self.put(
+            self.config.layout.marker(stream, &active.id),
+            manifest::write(&marker),
+        )
+        .await;
+    }
+
+    async fn refresh_markers(&self) {
+        let streams: Vec<StreamName> = self.active.keys().cloned().collect();
+        for stream in streams {
+            self.put_marker(&stream).await;
+        }
+    }
+
+    async fn put(&self, key: String, body: Bytes) {
+        if let Err(e) = self.spool.enqueue(&key, body).await {
+            warn!(key, error = %e, "recording object not spooled");
+        }
+    }
+
+    /// Every rendition ended: write the playlists and summary, then delete
+    /// the marker once they are uploaded.
+    async fn finish(&mut self, stream: &StreamName) {
+        let Some(active) = self.active.remove(stream) else {
+            return;
+        };
+        let renditions: BTreeMap<RenditionName, RenditionRecord> = active
+            .renditions
+            .into_iter()
+            .map(|(name, state)| (name, state.record))
+            .collect();
+        let layout = &self.config.layout;
+        let closing = vod::closing(layout, stream, &active.id, &renditions, ClosedBy::Writer);
+        for (key, body) in closing.objects {
+            self.put(key, body).await;
+        }
+        info!(
+            stream = %stream,
+            recording = %active.id,
+            duration_ms = closing.summary.duration_ms,
+            renditions = closing.summary.renditions.len(),
+            "recording closed"
+        );
+        let marker = layout.marker(stream, &active.id);
+        let mark = self.spool.mark();
+        let spool = self.spool.clone();
+        let store = self.store.clone();
+        let open = self.open.clone();
+        let id = active.id;
+        let stream = stream.clone();
+        self.metrics.open.dec();
+        self.metrics.closed.with_label_values(&["writer"]).inc();
+        tokio::spawn(async move {
+            spool.uploaded_through(mark).await;
+            delete_with_retry(store.as_ref(), &marker).await;
+            open.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&(stream, id));
+        });
+    }
+
+    fn report_spool(&mut self) {
+        let stats = self.spool.stats();
+        self.metrics.spool_bytes.set(stats.bytes as i64);
+        self.metrics.spool_objects.set(stats.queued as i64);
+        self.metrics
+            .uploaded
+            .inc_by(stats.uploaded.saturating_sub(self.reported.uploaded));
+        self.metrics
+            .upload_retries
+            .inc_by(stats.retries.saturating_sub(self.reported.retries));
+        self.reported = stats;
+    }
+}
+
+/// Deletes `key`, retrying with backoff while the store is unavailable.
+pub(crate) async fn delete_with_retry(store: &dyn ObjectStore, key: &str) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match store.delete(key).await {
+            Ok(()) => return,
+            Err(StoreError::Unavailable(e)) => {
+                tracing::debug!(key, error = %e, "delete failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => {
+                warn!(key, error = %e, "cannot delete");
+                return;
+            }
+        }
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,86 @@
+//! `[recording]`: the recorder of `ferrocast up`, writing every recorded
+//! stream to S3 through a spool under `data_dir/spool`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ferrocast_config::{Config, RecordingConfig};
+use ferrocast_packager::RecordingSink;
+use ferrocast_recorder::{Layout, Recorder, RecorderConfig, RecorderTasks, StreamList};
+use ferrocast_storage::{S3Options, S3Store, Spool, SpoolConfig};
+use ferrocast_telemetry::Metrics;
+use tracing::{info, warn};
+
+/// The S3 store `recording` names.
+pub async fn store(recording: &RecordingConfig) -> anyhow::Result<S3Store> {
+    let s3 = &recording.s3;
+    let mut options = S3Options::new(&s3.bucket, &s3.region);
+    options.endpoint = s3.endpoint.clone();
+    options.path_style = s3.path_style;
+    options.credentials = match (&s3.access_key_id, &s3.secret_access_key) {
+        (Some(id), Some(secret)) => Some((id.clone(), secret.expose().to_owned())),
+        _ => None,
+    };
+    let store = S3Store::new(options)
+        .await
+        .context("recording.s3: cannot set up the S3 client")?;
+    if s3.create_bucket
+        && let Err(e) = store.create_bucket().await
+    {
+        // The store may be away now and back later: uploads wait for it.
+        warn!(bucket = %s3.bucket, error = %e, "cannot create the recording bucket");
+    }
+    Ok(store)
+}
+
+/// Starts the recorder when `[recording]` is set: the packager's sink and
+/// the tasks to keep alive while it records.
+pub async fn start(
+    config: &Config,
+    metrics: &Metrics,
+    epoch: u64,
+) -> anyhow::Result<Option<(Arc<dyn RecordingSink>, RecorderTasks)>> {
+    let Some(recording) = &config.recording else {
+        return Ok(None);
+    };
+    let store = store(recording).await?;
+    let dir = config.data_dir.join("spool");
+    let spool = Spool::open(SpoolConfig {
+        dir: dir.clone(),
+        max_bytes: recording.spool_max_bytes,
+    })
+    .await
+    .with_context(|| format!("recording spool {}", dir.display()))?;
+    let mut recorder_config = RecorderConfig::new(Layout::new(&recording.prefix));
+    recorder_config.epoch = epoch;
+    recorder_config.heartbeat = Duration::from_secs(recording.heartbeat_secs);
+    recorder_config.stale_after = Duration::from_secs(recording.stale_after_secs);
+    recorder_config.writer = format!(
+        "{} pid {}",
+        std::env::var("HOSTNAME").unwrap_or_default(),
+        std::process::id()
+    );
+    let policy = StreamList {
+        only: recording
+            .streams
+            .as_ref()
+            .map(|names| names.iter().cloned().collect::<HashSet<_>>()),
+    };
+    info!(
+        bucket = %recording.s3.bucket,
+        endpoint = recording.s3.endpoint.as_deref().unwrap_or("AWS"),
+        prefix = %recording.prefix,
+        spool = %dir.display(),
+        "recording to S3"
+    );
+    let (recorder, tasks) = Recorder::start(
+        recorder_config,
+        spool,
+        Arc::new(store),
+        Arc::new(policy),
+        metrics.recording.clone(),
+    );
+    Ok(Some((Arc::new(recorder), tasks)))
+}
