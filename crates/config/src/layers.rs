@@ -206,8 +206,8 @@ pub enum Process {
     /// `ferrocast package`: `[hls]`, `data_dir` (the recording spool),
     /// `[ingest]` (the reconnect grace), `[cluster]` and `[recording]`.
     Package,
-    /// `ferrocast edge`: `[edge]` and `[cluster]` (routing through the
-    /// registry).
+    /// `ferrocast edge`: `[edge]`, `[cluster]` (routing through the
+    /// registry) and `[recording]` (the recordings it serves).
     Edge,
     /// `ferrocast control`: the control plane's API and dashboard:
     /// `database_url`, `data_dir` (its SQLite default and the first admin
@@ -253,7 +253,7 @@ impl Process {
             ],
             Process::Transcode => &["transcode", "hls", "ingest", "cluster"],
             Process::Package => &["hls", "data_dir", "ingest", "cluster", "recording"],
-            Process::Edge => &["edge", "cluster"],
+            Process::Edge => &["edge", "cluster", "recording"],
             Process::Control => &["database_url", "data_dir", "cluster", "edge"],
         }
     }

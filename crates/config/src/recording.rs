@@ -29,6 +29,10 @@ pub struct RecordingConfig {
     /// `stale_after_secs`.
     #[serde(default = "default_heartbeat_secs")]
     pub heartbeat_secs: u64,
+    /// Recordings are deleted this many seconds after they started
+    /// (`604800`: a week). Default 0: kept for ever.
+    #[serde(default)]
+    pub retention_secs: u64,
     /// The object store.
     pub s3: S3Config,
 }

@@ -120,18 +120,30 @@ pub async fn close_from_listing(
     Ok(closing.summary)
 }
 
+/// What the closer task looks after.
+pub(crate) struct Sweep {
+    pub(crate) layout: Layout,
+    pub(crate) stale_after: Duration,
+    pub(crate) retention: Option<Duration>,
+}
+
 /// The closer task of a recorder: waits for the spool to upload what was
-/// there before `leftover`, then closes abandoned recordings now and
-/// every half `stale_after` (at least every second, at most every minute).
+/// there before `leftover`, then closes abandoned recordings (and deletes
+/// those past retention) now and every half `stale_after` (at least every
+/// second, at most every minute).
 pub(crate) async fn run(
     spool: Spool,
     store: Arc<dyn ObjectStore>,
-    layout: Layout,
-    stale_after: Duration,
+    sweep: Sweep,
     leftover: u64,
     open: crate::recorder::OpenSetRef,
     metrics: RecordingMetrics,
 ) {
+    let Sweep {
+        layout,
+        stale_after,
+        retention,
+    } = sweep;
     spool.uploaded_through(leftover).await;
     let every = (stale_after / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut tick = tokio::time::interval(every);
@@ -151,6 +163,27 @@ pub(crate) async fn run(
                     .inc_by(closed.len() as u64);
             }
             Err(e) => warn!(error = %e, "cannot look for recordings left open; trying again later"),
+        }
+        if let Some(keep) = retention {
+            let writing = |stream: &StreamName, id: &RecordingId| {
+                open.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .contains(&(stream.clone(), id.clone()))
+            };
+            match crate::retention::delete_expired(
+                store.as_ref(),
+                &layout,
+                keep,
+                unix_ms(),
+                writing,
+            )
+            .await
+            {
+                Ok(deleted) => metrics.expired.inc_by(deleted.len() as u64),
+                Err(e) => {
+                    warn!(error = %e, "cannot delete recordings past retention; trying again later")
+                }
+            }
         }
     }
 }

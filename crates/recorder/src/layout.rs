@@ -64,6 +64,46 @@ impl RecordingId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// When the recording started, ms since the Unix epoch (to the
+    /// second), read from the id; `None` for an id not made by
+    /// [`RecordingId::new`].
+    pub fn started_ms(&self) -> Option<i64> {
+        let stamp = self.0.get(..16)?;
+        let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+            let text = stamp.get(range)?;
+            text.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| text.parse().ok())?
+        };
+        if stamp.as_bytes().get(8) != Some(&b'T') || stamp.as_bytes().get(15) != Some(&b'Z') {
+            return None;
+        }
+        let (year, month, day) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
+        let (hour, minute, second) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000)
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 impl fmt::Display for RecordingId {
@@ -256,6 +296,26 @@ mod tests {
         fn arbitrary_names_never_panic(name in "\\PC{0,80}") {
             let _ = SegmentName::parse(&name);
             let _ = parse_generation_file(&name, "init", ".mp4");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn an_id_says_when_its_recording_started(ms in 0i64..8_000_000_000_000) {
+            let id = RecordingId::new(ms);
+            prop_assert_eq!(id.started_ms(), Some(ms - ms % 1000));
+        }
+    }
+
+    #[test]
+    fn foreign_ids_have_no_start() {
+        for id in [
+            "x",
+            "20261306T000000Z-1",
+            "20261206X000000Z-1",
+            "2026120GT000000Z-1",
+        ] {
+            assert_eq!(RecordingId::parse(id).unwrap().started_ms(), None, "{id}");
         }
     }
 

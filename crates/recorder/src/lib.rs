@@ -13,8 +13,12 @@
 //!   listing alone: segment keys carry their playlist attributes
 //!   ([`layout`]).
 //!
-//! Not here: serving recordings (the edge), the object stores themselves
-//! (`ferrocast-storage`).
+//! - Recordings older than the retention period are deleted
+//!   ([`retention`]), found by listing the store one level at a time.
+//! - [`StoreUpstream`] serves closed recordings to the edge
+//!   (`/vod/STREAM/ID/…`), which signs and caches them like live media.
+//!
+//! Not here: the edge itself, the object stores (`ferrocast-storage`).
 
 #![forbid(unsafe_code)]
 
@@ -22,7 +26,10 @@ pub mod closer;
 pub mod layout;
 pub mod manifest;
 mod recorder;
+pub mod retention;
 pub mod vod;
+pub mod vod_upstream;
 
 pub use layout::{Layout, RecordingId, SegmentName};
 pub use recorder::{Recorder, RecorderConfig, RecorderTasks, RecordingPolicy, StreamList};
+pub use vod_upstream::StoreUpstream;

@@ -68,6 +68,9 @@ pub struct RecorderConfig {
     /// The most bytes of segments waiting between the packager and the
     /// spool.
     pub max_queued_bytes: usize,
+    /// Recordings older than this are deleted ([`crate::retention`]);
+    /// `None` keeps them.
+    pub retention: Option<Duration>,
 }
 
 impl RecorderConfig {
@@ -81,6 +84,7 @@ impl RecorderConfig {
             heartbeat: Duration::from_secs(30),
             stale_after: Duration::from_secs(120),
             max_queued_bytes: 64 << 20,
+            retention: None,
         }
     }
 }
@@ -172,8 +176,11 @@ impl Recorder {
         let closer = tokio::spawn(closer::run(
             spool,
             store,
-            config.layout.clone(),
-            config.stale_after,
+            closer::Sweep {
+                layout: config.layout.clone(),
+                stale_after: config.stale_after,
+                retention: config.retention,
+            },
             leftover,
             open,
             metrics.clone(),

@@ -22,4 +22,4 @@ mod store;
 
 pub use s3::{MIN_PART_SIZE, S3Options, S3Store};
 pub use spool::{Spool, SpoolConfig, SpoolError, SpoolStats, Uploader};
-pub use store::{MemoryStore, ObjectStore, StoreError, check_key};
+pub use store::{MemoryStore, ObjectStore, StoreError, check_key, dirs_of};

@@ -344,6 +344,42 @@ impl ObjectStore for S3Store {
         .boxed()
     }
 
+    fn list_dirs(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>> {
+        let this = self.clone();
+        let prefix = prefix.to_owned();
+        async move {
+            let mut dirs = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let page = this
+                    .client
+                    .list_objects_v2()
+                    .bucket(&this.bucket)
+                    .prefix(&prefix)
+                    .delimiter("/")
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                dirs.extend(
+                    page.common_prefixes()
+                        .iter()
+                        .filter_map(|p| p.prefix().map(str::to_owned)),
+                );
+                match page.next_continuation_token() {
+                    Some(next) if page.is_truncated() == Some(true) => {
+                        token = Some(next.to_owned());
+                    }
+                    _ => break,
+                }
+            }
+            dirs.sort();
+            dirs.dedup();
+            Ok(dirs)
+        }
+        .boxed()
+    }
+
     fn delete(&self, key: &str) -> BoxFuture<'static, Result<(), StoreError>> {
         let this = self.clone();
         let key = key.to_owned();

@@ -57,6 +57,28 @@ pub trait ObjectStore: Send + Sync {
 
     /// Remove the object at `key` (no error if there is none).
     fn delete(&self, key: &str) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// The "directories" one level under `prefix` (which ends with `/` or
+    /// is empty): every distinct `prefix + NAME + "/"` that starts a key,
+    /// in order; S3's listing with the `/` delimiter. Lists a level
+    /// without reading every key under it.
+    fn list_dirs(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>>;
+}
+
+/// The directories one level under `prefix` among `keys` (what
+/// [`ObjectStore::list_dirs`] answers), for stores that list keys only.
+pub fn dirs_of<'a>(prefix: &str, keys: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let mut dirs: Vec<String> = keys
+        .into_iter()
+        .filter_map(|key| {
+            let rest = key.strip_prefix(prefix)?;
+            let (name, _) = rest.split_once('/')?;
+            Some(format!("{prefix}{name}/"))
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
 }
 
 /// An [`ObjectStore`] in memory, for unit tests. Clones share the objects.
@@ -116,6 +138,27 @@ impl ObjectStore for MemoryStore {
             self.objects().remove(key);
         });
         async move { done }.boxed()
+    }
+
+    fn list_dirs(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>> {
+        let dirs = self.up().map(|()| dirs_of(prefix, self.objects().keys()));
+        async move { dirs }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod dirs_tests {
+    use super::*;
+
+    #[test]
+    fn one_level_under_the_prefix() {
+        let keys: Vec<String> = ["a/x/1", "a/x/2", "a/y/1", "a/z", "b/x/1", "a/"]
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect();
+        assert_eq!(dirs_of("a/", &keys), ["a/x/", "a/y/"]);
+        assert_eq!(dirs_of("", &keys), ["a/", "b/"]);
+        assert!(dirs_of("c/", &keys).is_empty());
     }
 }
 

@@ -69,6 +69,13 @@ async fn objects_go_in_and_out_whole_also_in_parts() {
         &b"bb"[..]
     );
     assert_eq!(store.get("live/cam/none.m4s").await.unwrap(), None);
+    // One level at a time, as the delimiter listing gives it.
+    assert_eq!(store.list_dirs("").await.unwrap(), ["live/"]);
+    assert_eq!(
+        store.list_dirs("live/").await.unwrap(),
+        ["live/cam/", "live/other/"]
+    );
+    assert!(store.list_dirs("live/cam/").await.unwrap().is_empty());
     store.delete("live/cam/a.m4s").await.unwrap();
     assert_eq!(store.list("live/cam/").await.unwrap(), ["live/cam/b.m4s"]);
 

@@ -151,6 +151,8 @@ pub struct RecordingMetrics {
     /// Recordings closed, by `by`: `writer` (the stream ended) or
     /// `recovery` (closed for a writer that stopped without closing it).
     pub closed: IntCounterVec,
+    /// Recordings deleted because they were past retention.
+    pub expired: IntCounter,
     /// Bytes in the spool waiting for the store.
     pub spool_bytes: IntGauge,
     /// Objects in the spool waiting for the store.
@@ -454,6 +456,11 @@ impl Metrics {
                 "ferrocast_recording_closed_total",
                 "Recordings closed, by who closed them (writer, recovery).",
                 &["by"],
+            ),
+            expired: counter(
+                &r,
+                "ferrocast_recording_expired_total",
+                "Recordings deleted because they were past retention.",
             ),
             spool_bytes: gauge(
                 &r,

@@ -10,6 +10,9 @@
 //! - `ferrocast edge`: a remote origin over HTTP ([`remote_origin`], from
 //!   `[edge.origin]` or `--origin`), with its own operator listener
 //!   ([`operator_router`]: `/metrics`, `/healthz`, `/readyz`).
+//!
+//! With `[recording]`, closed recordings are served too (`/vod/…`, read
+//! from the object store: [`WithRecordings`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,11 +26,17 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use ferrocast_config::HlsConfig;
 use ferrocast_edge::server::{EdgeMetrics, EdgeServer, OriginStats, ShutdownReport};
+use ferrocast_edge::upstream::{
+    StreamingResponse, UpstreamError, UpstreamRequest, UpstreamResponse,
+};
 use ferrocast_edge::{
     Coalescing, EdgeConfig, HttpUpstream, HttpUpstreamConfig, InProcessUpstream, RoutedUpstream,
     Upstream,
 };
 use ferrocast_packager::Origin;
+use ferrocast_recorder::StoreUpstream;
+use ferrocast_recorder::vod_upstream::VOD_PREFIX;
+use futures::future::BoxFuture;
 use tracing::{info, warn};
 
 /// How much longer than the origin's longest hold (a blocking playlist
@@ -73,13 +82,57 @@ impl Edge {
     }
 }
 
-/// Starts the edge in front of `upstream`, wrapped in [`Coalescing`]; the
-/// upstream's metrics join `metrics`' registry.
+/// The live upstream, and closed recordings (`/vod/…`) from the object
+/// store when `[recording]` is set.
+pub struct WithRecordings<U> {
+    live: U,
+    vod: Option<StoreUpstream>,
+}
+
+impl<U: Upstream> WithRecordings<U> {
+    fn upstream_of(&self, path: &str) -> &dyn Upstream {
+        match &self.vod {
+            Some(vod) if path.starts_with(VOD_PREFIX) => vod,
+            _ => &self.live,
+        }
+    }
+}
+
+impl<U: Upstream> Upstream for WithRecordings<U> {
+    fn fetch(
+        &self,
+        req: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
+        self.upstream_of(&req.path).fetch(req)
+    }
+
+    fn fetch_stream(
+        &self,
+        req: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<StreamingResponse, UpstreamError>> {
+        self.upstream_of(&req.path).fetch_stream(req)
+    }
+}
+
+impl<U: OriginStats> OriginStats for WithRecordings<U> {
+    fn origin_stats(&self) -> Vec<(String, ferrocast_edge::http_upstream::HttpUpstreamStats)> {
+        self.live.origin_stats()
+    }
+}
+
+/// Starts the edge in front of `upstream` (and `recordings`, if any),
+/// wrapped in [`Coalescing`]; the upstream's metrics join `metrics`'
+/// registry.
 pub async fn start<U: Upstream + OriginStats + 'static>(
     config: &EdgeConfig,
     upstream: U,
+    recordings: Option<StoreUpstream>,
     metrics: EdgeMetrics,
 ) -> anyhow::Result<Edge> {
+    let upstream = WithRecordings {
+        live: upstream,
+        vod: recordings,
+    };
     let upstream = Coalescing::new(upstream, config.coalesce.clone());
     metrics
         .register_upstream(&upstream)
@@ -98,13 +151,14 @@ pub async fn start_in_process(
     config: &EdgeConfig,
     hls: &HlsConfig,
     origin: &Origin,
+    recordings: Option<StoreUpstream>,
     metrics: EdgeMetrics,
 ) -> anyhow::Result<Edge> {
     let upstream = InProcessUpstream::new(
         ferrocast_packager::http::router(origin.clone()),
         Duration::from_millis(hls.max_hold_ms) + UPSTREAM_MARGIN,
     );
-    start(config, upstream, metrics).await
+    start(config, upstream, recordings, metrics).await
 }
 
 /// The HTTP client for `[edge.origin]` (`ferrocast edge`).

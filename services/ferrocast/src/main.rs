@@ -421,7 +421,8 @@ async fn run_edge<U: ferrocast_edge::Upstream + ferrocast_edge::server::OriginSt
     origin: &str,
 ) -> anyhow::Result<()> {
     let metrics = EdgeMetrics::new().context("edge metrics")?;
-    let edge = edge::start(edge_config, upstream, metrics).await?;
+    let recordings = recording::vod(config).await?;
+    let edge = edge::start(edge_config, upstream, recordings, metrics).await?;
     let operator = ferrocast_packager::http::serve_with_limits(
         config.http_listen,
         edge::operator_router(&edge),
@@ -469,10 +470,11 @@ async fn up(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     // Recording to S3 ([recording]); the tasks live as long as `up`.
-    let (recorder, _recorder_tasks) = match recording::start(&config, &metrics, 0).await? {
-        Some((sink, tasks)) => (Some(sink), Some(tasks)),
-        None => (None, None),
-    };
+    let (recorder, _recorder_tasks, recordings) =
+        match recording::start(&config, &metrics, 0).await? {
+            Some(r) => (Some(r.sink), Some(r.tasks), Some(r.vod)),
+            None => (None, None, None),
+        };
     let origin = ferrocast_packager::Origin::start_recording(
         Arc::new(bus.clone()),
         ferrocast_packager::PackagerConfig::from(&config),
@@ -572,7 +574,8 @@ async fn up(config: Config) -> anyhow::Result<()> {
                      the origin in this process"
                 );
             }
-            let edge = edge::start_in_process(edge, &config.hls, &origin, metrics).await?;
+            let edge =
+                edge::start_in_process(edge, &config.hls, &origin, recordings, metrics).await?;
             let _ = edge_port.set(edge.server().https_addr().port());
             Some(edge)
         }

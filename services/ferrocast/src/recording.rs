@@ -1,5 +1,6 @@
 //! `[recording]`: the recorder of `ferrocast up`, writing every recorded
-//! stream to S3 through a spool under `data_dir/spool`.
+//! stream to S3 through a spool under `data_dir/spool`, and the recordings
+//! the edge serves.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,8 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use ferrocast_config::{Config, RecordingConfig};
 use ferrocast_packager::RecordingSink;
-use ferrocast_recorder::{Layout, Recorder, RecorderConfig, RecorderTasks, StreamList};
-use ferrocast_storage::{S3Options, S3Store, Spool, SpoolConfig};
+use ferrocast_recorder::{
+    Layout, Recorder, RecorderConfig, RecorderTasks, StoreUpstream, StreamList,
+};
+use ferrocast_storage::{ObjectStore, S3Options, S3Store, Spool, SpoolConfig};
 use ferrocast_telemetry::Metrics;
 use tracing::{info, warn};
 
@@ -35,17 +38,40 @@ pub async fn store(recording: &RecordingConfig) -> anyhow::Result<S3Store> {
     Ok(store)
 }
 
-/// Starts the recorder when `[recording]` is set: the packager's sink and
-/// the tasks to keep alive while it records.
+/// A running recorder: the packager's sink, the tasks to keep alive while
+/// it records, and its recordings for the edge.
+pub struct Recording {
+    /// For [`ferrocast_packager::Origin::start_recording`].
+    pub sink: Arc<dyn RecordingSink>,
+    /// Writer, closer and uploader.
+    pub tasks: RecorderTasks,
+    /// Closed recordings, for the edge (`/vod/…`).
+    pub vod: StoreUpstream,
+}
+
+/// The recordings `[recording]` names, for an edge (`ferrocast edge`);
+/// `None` without the section.
+pub async fn vod(config: &Config) -> anyhow::Result<Option<StoreUpstream>> {
+    let Some(recording) = &config.recording else {
+        return Ok(None);
+    };
+    let store: Arc<dyn ObjectStore> = Arc::new(store(recording).await?);
+    Ok(Some(StoreUpstream::new(
+        store,
+        Layout::new(&recording.prefix),
+    )))
+}
+
+/// Starts the recorder when `[recording]` is set.
 pub async fn start(
     config: &Config,
     metrics: &Metrics,
     epoch: u64,
-) -> anyhow::Result<Option<(Arc<dyn RecordingSink>, RecorderTasks)>> {
+) -> anyhow::Result<Option<Recording>> {
     let Some(recording) = &config.recording else {
         return Ok(None);
     };
-    let store = store(recording).await?;
+    let store: Arc<dyn ObjectStore> = Arc::new(store(recording).await?);
     let dir = config.data_dir.join("spool");
     let spool = Spool::open(SpoolConfig {
         dir: dir.clone(),
@@ -57,6 +83,8 @@ pub async fn start(
     recorder_config.epoch = epoch;
     recorder_config.heartbeat = Duration::from_secs(recording.heartbeat_secs);
     recorder_config.stale_after = Duration::from_secs(recording.stale_after_secs);
+    recorder_config.retention =
+        (recording.retention_secs > 0).then(|| Duration::from_secs(recording.retention_secs));
     recorder_config.writer = format!(
         "{} pid {}",
         std::env::var("HOSTNAME").unwrap_or_default(),
@@ -75,12 +103,17 @@ pub async fn start(
         spool = %dir.display(),
         "recording to S3"
     );
+    let vod = StoreUpstream::new(store.clone(), recorder_config.layout.clone());
     let (recorder, tasks) = Recorder::start(
         recorder_config,
         spool,
-        Arc::new(store),
+        store,
         Arc::new(policy),
         metrics.recording.clone(),
     );
-    Ok(Some((Arc::new(recorder), tasks)))
+    Ok(Some(Recording {
+        sink: Arc::new(recorder),
+        tasks,
+        vod,
+    }))
 }

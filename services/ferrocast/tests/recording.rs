@@ -5,8 +5,11 @@
 //! while the S3 server is stopped for 20 s, ended, then played as VOD by
 //! ffprobe and ffmpeg from a copy of what the store holds (every rendition
 //! decodes end to end, its duration within a segment of what was pushed, its media
-//! sequence continuous); and a `ferrocast up` killed mid-recording whose
-//! recording the next process closes.
+//! sequence continuous), and through the edge (`/vod/…`: the viewer JWT
+//! on the multivariant playlist, edge tokens on every URI, byte ranges of
+//! segments, hls.js in headless Chromium playing it without a stall); and
+//! a `ferrocast up` killed mid-recording whose recording the next process
+//! closes.
 //!
 //! Skipped (with a message) without moto's server, unless
 //! `REQUIRE_S3_TESTS` is set.
@@ -16,7 +19,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, client, ffmpeg_push, get_text, run_with_timeout};
+use common::edge::{EdgeKeys, HS256_SECRET, assert_signed, claims, hs256_jwt, uris};
+use common::{Server, browser, client, ffmpeg_push, get_text, run_with_timeout};
 use ferrocast_recorder::manifest::{ClosedBy, Summary};
 use ferrocast_storage::{ObjectStore, S3Options, S3Store};
 use ferrocast_testkit::S3Server;
@@ -132,7 +136,13 @@ async fn a_ladder_recorded_through_an_s3_outage_plays_whole_as_vod() {
     let Some(s3) = S3Server::start() else {
         return;
     };
-    let config = format!("{}{}", common::TEST_LADDER, recording_toml(&s3, ""));
+    let keys = EdgeKeys::generate();
+    let config = format!(
+        "{}{}{}",
+        common::TEST_LADDER,
+        keys.config_toml_self_signed(),
+        recording_toml(&s3, "")
+    );
     let server = Server::start_with_args(&config, &["--ladder", "test"]);
     let push = ffmpeg_push(server.srt, "publish:live/rec", 30);
     let http = client();
@@ -203,6 +213,97 @@ async fn a_ladder_recorded_through_an_s3_outage_plays_whole_as_vod() {
     // The multivariant playlist lists them all and plays.
     let seconds = decode_and_probe(&format!("{base}index.m3u8"));
     assert!((seconds - 30.0).abs() <= 2.0, "multivariant: {seconds} s");
+
+    play_through_the_edge(&server, &summary).await;
+}
+
+/// The recording through the edge: refused without a viewer JWT, signed
+/// like live with one, segments in byte ranges, played by hls.js.
+async fn play_through_the_edge(server: &Server, summary: &Summary) {
+    let edge = format!("https://{}", server.https.unwrap());
+    let vod = format!("{edge}/vod/{}/{}", summary.stream, summary.recording);
+    // The edge's own certificate is pinned by the browser; reqwest is told
+    // not to check it (a loopback test of the edge's answers).
+    let https = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let (status, _) = get_text(&https, &format!("{vod}/index.m3u8")).await;
+    assert_eq!(status, 401, "no viewer JWT");
+    let jwt = hs256_jwt(&claims(&[&summary.stream]), HS256_SECRET);
+    let other = hs256_jwt(&claims(&["another"]), HS256_SECRET);
+    let (status, _) = get_text(&https, &format!("{vod}/index.m3u8?token={other}")).await;
+    assert_eq!(status, 403, "a JWT for another stream");
+
+    let (status, multivariant) = get_text(&https, &format!("{vod}/index.m3u8?token={jwt}")).await;
+    assert_eq!(status, 200, "{multivariant}");
+    assert_signed(&multivariant);
+    let media_uri = uris(&multivariant).into_iter().next().unwrap();
+    let (status, media) = get_text(&https, &format!("{vod}/{media_uri}")).await;
+    assert_eq!(status, 200, "{media}");
+    assert!(media.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{media}");
+    assert_signed(&media);
+    let rendition = media_uri.split('/').next().unwrap();
+    let segment_uri = uris(&media)
+        .into_iter()
+        .find(|u| u.contains(".m4s"))
+        .unwrap();
+    let segment_url = format!("{vod}/{rendition}/{segment_uri}");
+    let whole = https.get(&segment_url).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    let whole = whole.bytes().await.unwrap();
+    let part = https
+        .get(&segment_url)
+        .header("range", "bytes=8-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 8-99/{}", whole.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap(), whole.slice(8..100));
+    let (status, _) = get_text(
+        &https,
+        &format!(
+            "{vod}/{rendition}/{}",
+            segment_uri.split('?').next().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(status, 401, "a segment without its token");
+
+    if !browser::available() {
+        return;
+    }
+    let _one_at_a_time = browser::exclusive().await;
+    let pin = format!(
+        "--ignore-certificate-errors-spki-list={}",
+        server.spki_sha256.as_deref().unwrap()
+    );
+    let report = browser::play(
+        &format!("{vod}/index.m3u8?token={jwt}"),
+        8,
+        &["--chromium-arg", &pin],
+    );
+    assert_eq!(report["fatal"].as_array().unwrap().len(), 0, "{report}");
+    assert_eq!(report["playing"], true, "{report}");
+    assert_eq!(
+        report["stalls"],
+        0,
+        "stalled:\n{}",
+        browser::timeline(&report)
+    );
+    let times: Vec<f64> = report["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["currentTime"].as_f64().unwrap())
+        .collect();
+    let played = times.last().unwrap() - times.iter().copied().find(|&t| t > 0.0).unwrap();
+    assert!(played > 4.0, "played only {played:.1} s: {report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

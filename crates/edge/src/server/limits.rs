@@ -125,10 +125,13 @@ impl Limits {
             .query()
             .and_then(|q| query_param(q, token_param));
         let key = match target {
-            Target::Multivariant { .. } => self
+            _ if target.is_entry() => self
                 .hasher
                 .hash_one((TOKEN_KEY, bearer_of(request).or(presented)?)),
-            Target::MediaPlaylist { stream } | Target::Media { stream, .. } => {
+            Target::Multivariant { stream }
+            | Target::MediaPlaylist { stream }
+            | Target::Media { stream, .. }
+            | Target::Vod { stream, .. } => {
                 let token = presented.filter(|t| !t.is_empty())?;
                 match tokens.verify(token, stream, unix_now) {
                     Ok(claims) => match claims.session {

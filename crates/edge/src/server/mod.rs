@@ -44,6 +44,7 @@ mod h3;
 mod limits;
 mod metrics;
 pub mod player;
+mod range;
 mod routes;
 mod tls;
 mod upstream_metrics;

@@ -42,7 +42,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const NO_CACHE: &str = "no-cache";
 /// Response headers a browser's script may read besides the safelisted
 /// ones.
-const EXPOSE_HEADERS: &str = "Age, Date, Content-Length";
+const EXPOSE_HEADERS: &str = "Age, Date, Content-Length, Content-Range, Accept-Ranges";
 /// Longest upstream error body passed on to the viewer.
 const MAX_PASSED_ERROR_BODY: usize = 200;
 
@@ -114,6 +114,20 @@ pub(crate) enum Target<'a> {
     MediaPlaylist { stream: &'a str },
     /// `/live/NAME[/RUNG]/{initN.mp4,partM.I.m4s,segM.m4s}`.
     Media { stream: &'a str, kind: MediaKind },
+    /// A recording of stream `NAME`: `/vod/NAME/ID/index.m3u8`,
+    /// `/vod/NAME/ID/RENDITION/index.m3u8` or `/vod/NAME/ID/RENDITION/FILE`.
+    Vod { stream: &'a str, kind: VodKind },
+}
+
+/// What a recording's path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VodKind {
+    /// Its multivariant playlist: a viewer JWT starts a session.
+    Multivariant,
+    /// A rendition's media playlist.
+    Playlist,
+    /// A segment or init segment (byte ranges served).
+    Media,
 }
 
 /// The kind of a media resource (a metrics label).
@@ -141,6 +155,18 @@ impl Target<'_> {
                 kind: MediaKind::Segment,
                 ..
             } => "segment",
+            Target::Vod {
+                kind: VodKind::Multivariant,
+                ..
+            } => "vod_multivariant",
+            Target::Vod {
+                kind: VodKind::Playlist,
+                ..
+            } => "vod_playlist",
+            Target::Vod {
+                kind: VodKind::Media,
+                ..
+            } => "vod_media",
         }
     }
 
@@ -148,9 +174,68 @@ impl Target<'_> {
         match self {
             Target::Multivariant { stream }
             | Target::MediaPlaylist { stream }
-            | Target::Media { stream, .. } => stream,
+            | Target::Media { stream, .. }
+            | Target::Vod { stream, .. } => stream,
         }
     }
+
+    /// The entry point of a viewer: answered with a viewer JWT.
+    pub(crate) fn is_entry(&self) -> bool {
+        matches!(
+            self,
+            Target::Multivariant { .. }
+                | Target::Vod {
+                    kind: VodKind::Multivariant,
+                    ..
+                }
+        )
+    }
+}
+
+/// A recording id in a path: 1 to 64 of `A-Z a-z 0-9 -`.
+fn is_recording_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A recording's media file: `NAME.m4s` or `NAME.mp4`, `NAME` of
+/// `A-Z a-z 0-9 -` (the recorder's `init-gG-eE.mp4` and `s…-….m4s`).
+fn is_recorded_media(file: &str) -> bool {
+    let Some((name, extension)) = file.rsplit_once('.') else {
+        return false;
+    };
+    matches!(extension, "m4s" | "mp4")
+        && !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// `/vod/NAME/ID/index.m3u8`, `/vod/NAME/ID/RENDITION/index.m3u8`,
+/// `/vod/NAME/ID/RENDITION/FILE`.
+fn parse_vod_path(rest: &str) -> Option<Target<'_>> {
+    let mut parts = rest.split('/');
+    let stream = parts.next()?;
+    let id = parts.next()?;
+    let third = parts.next()?;
+    let fourth = parts.next();
+    if parts.next().is_some() || !is_recording_id(id) {
+        return None;
+    }
+    StreamName::new(stream).ok()?;
+    let kind = match fourth {
+        None if third == "index.m3u8" => VodKind::Multivariant,
+        None => return None,
+        Some(file) => {
+            RenditionName::new(third).ok()?;
+            if file == "index.m3u8" {
+                VodKind::Playlist
+            } else if is_recorded_media(file) {
+                VodKind::Media
+            } else {
+                return None;
+            }
+        }
+    };
+    Some(Target::Vod { stream, kind })
 }
 
 /// Parses a request path (no query) against the origin's URL grammar:
@@ -160,6 +245,9 @@ impl Target<'_> {
 pub(crate) fn parse_path(path: &str) -> Option<Target<'_>> {
     if path.contains('%') || path.contains("..") {
         return None;
+    }
+    if let Some(rest) = path.strip_prefix("/vod/") {
+        return parse_vod_path(rest);
     }
     let rest = path.strip_prefix("/live/")?;
     let mut parts = rest.split('/');
@@ -423,7 +511,7 @@ impl Handler {
         let mut mint = None;
         // The token to sign into a playlist's URIs, if this is a playlist.
         let sign_with = match target {
-            Target::Multivariant { .. } => {
+            _ if target.is_entry() => {
                 let Some(presented) = bearer_of(request).or(presented) else {
                     return full(refuse(
                         JwtError::Missing.status(),
@@ -443,7 +531,7 @@ impl Handler {
                     }
                 }
             }
-            Target::MediaPlaylist { .. } | Target::Media { .. } => {
+            _ => {
                 let claims = match inner.tokens.verify(presented.unwrap_or(""), stream, now) {
                     Ok(claims) => claims,
                     Err(e) => {
@@ -452,8 +540,15 @@ impl Handler {
                     }
                 };
                 inner.viewers.seen(stream, claims.session.as_ref(), now);
-                matches!(target, Target::MediaPlaylist { .. })
-                    .then(|| inner.tokens.sign_media(stream, &claims, now))
+                matches!(
+                    target,
+                    Target::MediaPlaylist { .. }
+                        | Target::Vod {
+                            kind: VodKind::Playlist,
+                            ..
+                        }
+                )
+                .then(|| inner.tokens.sign_media(stream, &claims, now))
             }
         };
         // Only the delivery directives the resource understands go
@@ -473,6 +568,24 @@ impl Handler {
             path: path.to_owned(),
             query: upstream_query,
         };
+        if let Target::Vod {
+            kind: VodKind::Media,
+            ..
+        } = target
+        {
+            // A recording's media: whole objects, so byte ranges.
+            let range = request
+                .headers()
+                .get(header::RANGE)
+                .and_then(|v| v.to_str().ok());
+            return match inner.upstream.fetch(upstream_request).await {
+                Ok(upstream) if upstream.status == 200 => {
+                    full(recorded_media(upstream, path, range))
+                }
+                Ok(upstream) => full(upstream_error(&upstream)),
+                Err(e) => full(self.upstream_failed(&e, path)),
+            };
+        }
         let Some(token) = sign_with else {
             // Media: passed on as it arrives.
             return match inner.upstream.fetch_stream(upstream_request).await {
@@ -593,6 +706,37 @@ fn media_stream(upstream: StreamingResponse, path: &str) -> Response<ResponseBod
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(header::CACHE_CONTROL, cache);
+    response
+}
+
+/// A recording's segment or init segment, whole or the byte range asked
+/// for ([`super::range`]); recordings never change, so they are immutable.
+fn recorded_media(upstream: UpstreamResponse, path: &str, range: Option<&str>) -> Response<Bytes> {
+    use super::range::{RangeAnswer, answer};
+    let len = upstream.body.len() as u64;
+    let mut response = match answer(range, len) {
+        RangeAnswer::Whole => Response::new(upstream.body),
+        RangeAnswer::Part { start, end } => {
+            // `answer` keeps start <= end < len.
+            let mut response = Response::new(upstream.body.slice(start as usize..=end as usize));
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            response
+        }
+        RangeAnswer::Unsatisfiable => {
+            let mut response = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return response;
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type_of(path));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     response
 }
 
@@ -862,6 +1006,50 @@ mod tests {
             "/other/cam/stream.m3u8",
         ] {
             assert_eq!(parse_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn recordings_have_their_own_grammar() {
+        let vod = |kind| {
+            Some(Target::Vod {
+                stream: "cam",
+                kind,
+            })
+        };
+        let id = "20261206T023743Z-1a2b3c4d";
+        assert_eq!(
+            parse_path(&format!("/vod/cam/{id}/index.m3u8")),
+            vod(VodKind::Multivariant)
+        );
+        assert_eq!(
+            parse_path(&format!("/vod/cam/{id}/720p/index.m3u8")),
+            vod(VodKind::Playlist)
+        );
+        assert_eq!(
+            parse_path(&format!("/vod/cam/{id}/720p/init-g0-e0.mp4")),
+            vod(VodKind::Media)
+        );
+        assert_eq!(
+            parse_path(&format!(
+                "/vod/cam/{id}/source/s0000000001-e0-g0-d180000-b1-t1.m4s"
+            )),
+            vod(VodKind::Media)
+        );
+        for path in [
+            "/vod/cam/index.m3u8",
+            "/vod/cam/id/720p/tracks-g0-e0.json",
+            "/vod/cam/id/recording.json",
+            "/vod/cam/id/720p/x.mp4/more",
+            "/vod/cam/id_x/index.m3u8",
+            "/vod/cam/../index.m3u8",
+            "/vod/.cam/id/index.m3u8",
+            "/vod/cam/id/../720p/index.m3u8",
+            "/vod/cam/id/720p/a.b.m4s",
+            "/vod/cam/id/720p/.m4s",
+            "/vod/cam/id/stream.m3u8",
+        ] {
+            assert_eq!(parse_path(path), None, "{path}");
         }
     }
 

@@ -424,6 +424,37 @@ pub async fn live_multivariant(
     }
 }
 
+/// [`live_multivariant`] once it lists every one of `rungs`: a
+/// multivariant playlist lists the renditions that have media after the
+/// origin's wait for all of them, so on a loaded machine a slow encoder's
+/// rung joins a later answer; no event says when.
+#[allow(dead_code)]
+pub async fn multivariant_listing(
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+    jwt: &str,
+    rungs: &[&str],
+    log: impl Fn() -> String,
+) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = live_multivariant(client, base, name, jwt, &log).await;
+        if rungs
+            .iter()
+            .all(|rung| text.contains(&format!("\n{rung}/stream.m3u8")))
+        {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{rungs:?} never all listed: {text}\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Every URI of `playlist` carries an edge token.
 pub fn assert_signed(playlist: &str) {
     let uris = uris(playlist);
