@@ -11,6 +11,9 @@
 // '--origin-to-force-quic-on=127.0.0.1:8443'.
 // --switch-level N: half way through, a smooth switch to level N
 // (`hls.nextLevel`).
+// --seek-back S: a third of the way through, seek S seconds back from
+// where it plays (a viewer scrubbing back in a DVR window); the report's
+// `seek` says from where to where and when.
 // --hls-debug: hls.js's debug log into `events`, and a dump of its view of
 // the playlist half a second into each stall.
 //
@@ -29,6 +32,8 @@ const [url, secondsArg, ...rest] = process.argv.slice(2);
 const seconds = Number(secondsArg ?? 10);
 const switchIdx = rest.indexOf('--switch-level');
 const switchLevel = switchIdx >= 0 ? Number(rest[switchIdx + 1]) : null;
+const seekIdx = rest.indexOf('--seek-back');
+const seekBack = seekIdx >= 0 ? Number(rest[seekIdx + 1]) : null;
 // --hls-debug: hls.js's own debug log, timestamped, into the report's events.
 const hlsDebug = rest.includes('--hls-debug');
 const configIdx = rest.indexOf('--hls-config');
@@ -92,7 +97,7 @@ try {
   await page.setContent('<!doctype html><video id="v" muted autoplay playsinline></video>');
   await page.addScriptTag({ path: hlsPath });
   wall0 = Date.now();
-  report = await page.evaluate(async ({ url, seconds, switchLevel, hlsConfig, hlsDebug, wall0 }) => {
+  report = await page.evaluate(async ({ url, seconds, switchLevel, seekBack, hlsConfig, hlsDebug, wall0 }) => {
     const video = document.getElementById('v');
     const r = { supported: Hls.isSupported(), fatal: [], errors: [], stalls: 0, playing: false,
                 firstPlayingMs: null, samples: [], levels: [], levelSwitches: [], events: [] };
@@ -146,8 +151,16 @@ try {
     video.play().catch(() => {});
     const end = t0 + seconds * 1000;
     let switched = false;
+    let sought = false;
     while (performance.now() < end) {
       await new Promise(res => setTimeout(res, 250));
+      if (seekBack !== null && !sought && r.playing && performance.now() - t0 > seconds * 333) {
+        const from = video.currentTime;
+        video.currentTime = Math.max(0, from - seekBack);
+        sought = true;
+        r.seek = { t: now(), from, to: video.currentTime };
+        event(`seek back ${seekBack} s from ${from.toFixed(3)}`);
+      }
       if (switchLevel !== null && !switched && r.playing && performance.now() - t0 > seconds * 500) {
         // A smooth switch (what ABR does): keep what is buffered and load
         // the next fragments from the new level. `currentLevel` would flush
@@ -166,7 +179,7 @@ try {
     r.width = video.videoWidth; r.height = video.videoHeight;
     hls.destroy();
     return r;
-  }, { url, seconds, switchLevel, hlsConfig, hlsDebug, wall0 });
+  }, { url, seconds, switchLevel, seekBack, hlsConfig, hlsDebug, wall0 });
   report.requests = requests;
 } finally {
   await context.close();

@@ -24,6 +24,10 @@
 //!
 //! The last part is left out: end of stream closes it, not the cutting rule.
 //!
+//! `--compare-recording` feeds the same media again with the stream
+//! recorded (recorder, spool on local disk, in-memory store) and reports
+//! both runs: recording must not move the part close delay.
+//!
 //! ```text
 //! cargo run --release -p ferrocast-benches --bin ingest_to_part -- --seconds 30
 //! ```
@@ -62,6 +66,11 @@ struct Args {
     /// Print only the JSON line.
     #[arg(long)]
     json: bool,
+    /// Feed the same media a second time with the stream recorded (the
+    /// recorder spooling to a temp dir, uploading to an in-memory store)
+    /// and report both runs' figures.
+    #[arg(long)]
+    compare_recording: bool,
 }
 
 /// A video access unit as the bus received it.
@@ -122,8 +131,12 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("tokio runtime")?;
     let feed_length = due.last().copied().unwrap_or_default();
-    let (fed, parts) = runtime.block_on(run(ts, due, &config))?;
+    let (fed, parts) = runtime.block_on(run(ts.clone(), due.clone(), &config, None))?;
     let report = analyse(&fed, &parts)?;
+    let recorded = match args.compare_recording {
+        true => Some(runtime.block_on(run_recorded(ts, due, &config, scratch.path()))?),
+        false => None,
+    };
 
     let part_ms = config.part_target.as_millis();
     let json = serde_json::json!({
@@ -140,6 +153,11 @@ fn main() -> anyhow::Result<()> {
         "ferrocast": report.ferrocast.to_json(),
         "baseline_next_frame": report.baseline.as_ref().map(Summary::to_json),
         "part_close_delay": report.close_delay.to_json(),
+        "recording_on": recorded.as_ref().map(|(r, segments)| serde_json::json!({
+            "ferrocast": r.ferrocast.to_json(),
+            "part_close_delay": r.close_delay.to_json(),
+            "segments_recorded": segments,
+        })),
     });
     if !args.json {
         println!(
@@ -176,6 +194,11 @@ fn main() -> anyhow::Result<()> {
             "part close delay (last frame in -> servable)",
             &report.close_delay,
         );
+        if let Some((on, segments)) = &recorded {
+            row("recording on: AU arrival -> part servable", &on.ferrocast);
+            row("recording on: part close delay", &on.close_delay);
+            println!("recording on: {segments} segments written to the spool");
+        }
     }
     println!("{json}");
     Ok(())
@@ -200,12 +223,46 @@ fn generate(path: &Path, seconds: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Feed `ts` on schedule and watch the packager; returns what arrived and
-/// when each part became servable.
+/// [`run`] with the stream recorded: a recorder spooling under `scratch`
+/// and uploading to an in-memory store, as `ferrocast up` records to S3.
+/// Returns the figures and how many segments were spooled.
+async fn run_recorded(
+    ts: Vec<u8>,
+    due: Vec<Duration>,
+    config: &PackagerConfig,
+    scratch: &Path,
+) -> anyhow::Result<(Report, u64)> {
+    use ferrocast_recorder::{Layout, Recorder, RecorderConfig, StreamList};
+    use ferrocast_storage::{MemoryStore, Spool, SpoolConfig};
+    let spool = Spool::open(SpoolConfig {
+        dir: scratch.join("spool"),
+        max_bytes: 4 << 30,
+    })
+    .await
+    .context("recording spool")?;
+    let metrics = ferrocast_telemetry::Metrics::new();
+    let (recorder, mut tasks) = Recorder::start(
+        RecorderConfig::new(Layout::new("bench")),
+        spool,
+        Arc::new(MemoryStore::default()),
+        Arc::new(StreamList::default()),
+        metrics.recording.clone(),
+    );
+    let (fed, parts) = run(ts, due, config, Some(Arc::new(recorder))).await?;
+    // The packager's recorder handle went with the stream: the writer
+    // finishes what is queued.
+    tasks.writer_finished().await;
+    Ok((analyse(&fed, &parts)?, metrics.recording.segments.get()))
+}
+
+/// Feed `ts` on schedule and watch the packager (its stream recorded by
+/// `recorder`, if any); returns what arrived and when each part became
+/// servable.
 async fn run(
     ts: Vec<u8>,
     due: Vec<Duration>,
     config: &PackagerConfig,
+    recorder: Option<Arc<dyn ferrocast_packager::RecordingSink>>,
 ) -> anyhow::Result<(Fed, Vec<Servable>)> {
     const NAME: &str = "bench";
     let bus = InProcessBus::default();
@@ -213,11 +270,15 @@ async fn run(
     let subscriber = bus.subscribe(NAME).context("subscribing")?;
     let assembler = config.assembler().context("packager config")?;
     let first_msn = assembler.window.config().first_msn;
-    let live = Arc::new(LiveStream::new(
+    let mut live = LiveStream::new(
         StreamName::new(NAME).context("stream name")?,
         assembler,
         Arc::new(ferrocast_telemetry::Metrics::new()),
-    ));
+    );
+    if let Some(recorder) = recorder {
+        live = live.recorded_by(recorder);
+    }
+    let live = Arc::new(live);
     let packager = tokio::spawn(stream::run(
         live.clone(),
         subscriber,

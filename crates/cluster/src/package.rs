@@ -18,6 +18,9 @@ use crate::bus::ClusterBus;
 /// its rungs).
 pub type PlanSink = Arc<dyn Fn(&StreamName, RenditionPlan) + Send + Sync>;
 
+/// Told a stream's package lease epoch when it is taken here.
+pub type EpochSink = Arc<dyn Fn(&StreamName, u64) + Send + Sync>;
+
 /// Where a stream's renditions stand in this process's origin.
 pub type ProgressSource = Arc<dyn Fn(&StreamName) -> Option<StreamProgress> + Send + Sync>;
 
@@ -39,6 +42,9 @@ pub struct PackagerHooks {
     /// announced long ago and still not packaged (its first subscription
     /// failed) is announced again.
     pub packaging: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    /// The fencing epoch of the package lease of a stream about to be
+    /// announced here (a recorder writes it into its keys).
+    pub held: EpochSink,
 }
 
 /// Media sequence numbers a successor skips past the recorded progress:
@@ -247,6 +253,9 @@ async fn run(
                         warn!(stream = %name, %error, "stream progress not read: not packaged yet");
                         continue;
                     }
+                }
+                if let Some(lease) = stream.keeper.holding().borrow().lease() {
+                    (hooks.held)(name, lease.epoch.0);
                 }
                 stream.announced = true;
                 info!(stream = %name, "holding the stream's package lease");

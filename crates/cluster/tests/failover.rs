@@ -198,6 +198,7 @@ async fn package_claims_announce_the_stream_and_its_planned_rungs_to_one_package
                 progress: Arc::new(|_| None),
                 resume: Arc::new(|_, _| {}),
                 packaging: Arc::new(|_| true),
+                held: Arc::new(|_, _| {}),
             },
         );
         packagers.push((node, bus, announcements, claims));

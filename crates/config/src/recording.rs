@@ -33,6 +33,11 @@ pub struct RecordingConfig {
     /// (`604800`: a week). Default 0: kept for ever.
     #[serde(default)]
     pub retention_secs: u64,
+    /// How far behind live a viewer may go, in seconds: each recorded
+    /// rendition gets a DVR playlist (`dvr.m3u8`) of its recorded segments
+    /// this far back. Default 0: no DVR.
+    #[serde(default)]
+    pub dvr_window_secs: u64,
     /// The object store.
     pub s3: S3Config,
 }

@@ -9,6 +9,7 @@
 //! | `/live/NAME/partM.I.m4s` | its part I of segment M, streamed as it is written |
 //! | `/live/NAME/segM.m4s` | its segment M |
 //! | `/live/NAME/RUNG/{stream.m3u8,initN.mp4,partM.I.m4s,segM.m4s}` | the same for rendition RUNG (`source` names the source rendition) |
+//! | `/live/NAME/index-dvr.m3u8`, `/live/NAME[/RUNG]/dvr.m3u8` | with a recorder that keeps a DVR window: the multivariant and media playlists of the recorded window ([`crate::dvr`]) |
 //!
 //! Every name from the URL is validated against a strict grammar before it
 //! is looked up (a rendition name that is not `[A-Za-z0-9._-]{1,32}`, not
@@ -34,6 +35,7 @@ use tower_http::compression::predicate::{Predicate, SizeAbove};
 use tower_http::cors::CorsLayer;
 use tracing::warn;
 
+use crate::dvr::{DVR_MULTIVARIANT, DVR_PLAYLIST};
 use crate::origin::{Origin, RenditionPlan, StreamGroup};
 use crate::stream::{Check, LiveStream};
 
@@ -83,8 +85,8 @@ fn resource_kind(path: &str) -> &'static str {
         return "other";
     }
     match file {
-        "index.m3u8" => "multivariant",
-        MEDIA_PLAYLIST => "playlist",
+        "index.m3u8" | DVR_MULTIVARIANT => "multivariant",
+        MEDIA_PLAYLIST | DVR_PLAYLIST => "playlist",
         f if f.starts_with("init") => "init",
         f if f.starts_with("part") => "part",
         f if f.starts_with("seg") => "segment",
@@ -139,9 +141,12 @@ async fn live_file(
 ) -> Result<Response, HttpError> {
     let (name, group) = find_group(&origin, &name)?;
     let deadline = Instant::now() + origin.config().max_hold;
-    if file == "index.m3u8" {
+    if file == "index.m3u8" || file == DVR_MULTIVARIANT {
         let plan = origin.plan(&name);
         let all_deadline = deadline.min(group.started() + origin.config().rendition_wait);
+        if file == DVR_MULTIVARIANT {
+            return dvr_multivariant(&group, &plan, all_deadline, deadline).await;
+        }
         return multivariant(&group, &plan, all_deadline, deadline).await;
     }
     let plan = origin.plan(&name);
@@ -195,6 +200,7 @@ async fn rendition_resource(
         })?;
     match file {
         MEDIA_PLAYLIST => media_playlist(&group, &stream, plan, query.as_deref(), deadline).await,
+        DVR_PLAYLIST => dvr_playlist(&stream, query.as_deref()),
         other => match ResourceName::parse(other) {
             Ok(ResourceName::Init { generation }) => init(&stream, generation),
             Ok(ResourceName::Part(part_ref)) => part(stream, part_ref, deadline).await,
@@ -396,6 +402,52 @@ async fn media_playlist(
         Some(target) => window.render_for(target, &options),
         None => window.render(&options),
     };
+    Ok(playlist_response(text))
+}
+
+/// A rendition's DVR playlist ([`crate::dvr`]): `404` when the stream
+/// has no DVR, `503` until its first segment is recorded.
+fn dvr_playlist(stream: &LiveStream, query: Option<&str>) -> Result<Response, HttpError> {
+    let request = PlaylistRequest::from_query(query.unwrap_or(""))
+        .map_err(|_| HttpError::BadRequest("bad _HLS_msn/_HLS_part/_HLS_skip"))?;
+    let list = stream
+        .dvr()
+        .ok_or(HttpError::NotFound("no DVR for this stream"))?;
+    if list.segments.is_empty() {
+        return Err(HttpError::Unavailable("no segment recorded yet"));
+    }
+    let a = stream.lock();
+    let text = crate::dvr::render(
+        &list,
+        a.window.config().target_duration_secs,
+        |msn| a.store.segment(msn).is_some_and(|s| s.complete),
+        request.skip.wants_delta(),
+    );
+    Ok(playlist_response(text))
+}
+
+/// The multivariant playlist of a stream's DVR playlists: the live one's
+/// variants, each naming its rendition's `dvr.m3u8`.
+async fn dvr_multivariant(
+    group: &StreamGroup,
+    plan: &RenditionPlan,
+    all_deadline: Instant,
+    deadline: Instant,
+) -> Result<Response, HttpError> {
+    if !group.renditions().iter().any(|r| r.dvr().is_some()) {
+        return Err(HttpError::NotFound("no DVR for this stream"));
+    }
+    let live = multivariant(group, plan, all_deadline, deadline).await?;
+    let body = axum::body::to_bytes(live.into_body(), 1 << 20)
+        .await
+        .map_err(|_| HttpError::Unavailable("stream description not available"))?;
+    let text = String::from_utf8_lossy(&body)
+        .lines()
+        .map(|line| match line.strip_suffix(MEDIA_PLAYLIST) {
+            Some(rendition) if !line.starts_with('#') => format!("{rendition}{DVR_PLAYLIST}\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect();
     Ok(playlist_response(text))
 }
 

@@ -23,6 +23,7 @@
 
 pub mod alignment;
 pub mod assembler;
+pub mod dvr;
 pub mod http;
 pub mod listener;
 pub mod media_store;
@@ -32,4 +33,4 @@ pub mod segment_trace;
 pub mod stream;
 
 pub use origin::{Origin, PackagerConfig, RenditionPlan, StreamGroup};
-pub use recording::{Recorded, RecordedSegment, RecordingSink};
+pub use recording::{DvrList, DvrSegment, Recorded, RecordedSegment, RecordingSink};

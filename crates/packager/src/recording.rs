@@ -70,4 +70,43 @@ pub trait RecordingSink: Send + Sync + std::fmt::Debug {
 
     /// One item of rendition `rendition` of `stream`.
     fn record(&self, stream: &StreamName, rendition: &RenditionName, item: Recorded);
+
+    /// The recorded segments of a live rendition that its DVR playlist
+    /// lists (within the DVR window, oldest first); `None` when there is no
+    /// DVR for it. Must return at once.
+    fn dvr(&self, stream: &StreamName, rendition: &RenditionName) -> Option<DvrList> {
+        let _ = (stream, rendition);
+        None
+    }
+}
+
+/// What a rendition's DVR playlist lists ([`RecordingSink::dvr`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DvrList {
+    /// Recorded segments in Media Sequence Number order.
+    pub segments: Vec<DvrSegment>,
+    /// Discontinuities that have left the front of the window
+    /// (`EXT-X-DISCONTINUITY-SEQUENCE`).
+    pub discontinuity_sequence: u64,
+}
+
+/// One recorded segment of a [`DvrList`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DvrSegment {
+    /// Its Media Sequence Number (the live playlist's).
+    pub msn: u64,
+    /// Its duration.
+    pub duration: Time90k,
+    /// It follows a break in the timeline.
+    pub discontinuity: bool,
+    /// Wall-clock time of its first sample, ms since the Unix epoch.
+    pub program_date_time_ms: i64,
+    /// Its init segment generation.
+    pub init_generation: u32,
+    /// The recording's copy: an absolute path the edge serves
+    /// (`/vod/NAME/ID/RENDITION/FILE`), used once the live window no
+    /// longer holds the segment.
+    pub archive_uri: String,
+    /// The recording's init segment for it (`/vod/…/init-gG-eE.mp4`).
+    pub archive_init_uri: String,
 }

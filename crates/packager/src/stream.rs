@@ -102,6 +102,11 @@ impl LiveStream {
         self
     }
 
+    /// The DVR window of this rendition, from its recorder, if it keeps one.
+    pub fn dvr(&self) -> Option<crate::recording::DvrList> {
+        self.recorder.as_ref()?.dvr(&self.name, &self.rendition)
+    }
+
     /// Which rendition of the stream this is.
     pub fn rendition_name(&self) -> &RenditionName {
         &self.rendition

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use ferrocast_hls::RenditionName;
 use ferrocast_media::StreamName;
-use ferrocast_packager::{Recorded, RecordedSegment, RecordingSink};
+use ferrocast_packager::{DvrList, DvrSegment, Recorded, RecordedSegment, RecordingSink};
 use ferrocast_storage::{ObjectStore, Spool, SpoolError, StoreError, Uploader};
 use ferrocast_telemetry::RecordingMetrics;
 use tokio::sync::mpsc;
@@ -28,6 +28,7 @@ use crate::closer;
 use crate::layout::{Layout, RecordingId, SegmentName, init_file_name, tracks_file_name};
 use crate::manifest::{self, ClosedBy, OpenMarker, TracksInfo};
 use crate::vod::{self, RenditionRecord};
+use crate::vod_upstream::VOD_PREFIX;
 
 /// Which streams are recorded.
 pub trait RecordingPolicy: Send + Sync + std::fmt::Debug {
@@ -71,6 +72,10 @@ pub struct RecorderConfig {
     /// Recordings older than this are deleted ([`crate::retention`]);
     /// `None` keeps them.
     pub retention: Option<Duration>,
+    /// How far behind live a viewer may go: the recorded segments this
+    /// far back are listed in each rendition's DVR playlist
+    /// ([`ferrocast_packager::dvr`]); `None`: no DVR.
+    pub dvr_window: Option<Duration>,
 }
 
 impl RecorderConfig {
@@ -85,6 +90,7 @@ impl RecorderConfig {
             stale_after: Duration::from_secs(120),
             max_queued_bytes: 64 << 20,
             retention: None,
+            dvr_window: None,
         }
     }
 }
@@ -99,6 +105,58 @@ struct Job {
 /// Recordings this process writes, shared with its closer (which leaves
 /// them alone).
 pub(crate) type OpenSetRef = Arc<Mutex<HashSet<(StreamName, RecordingId)>>>;
+
+/// Per-stream fencing epochs, set by whoever holds the streams' leases.
+type Epochs = Arc<Mutex<HashMap<StreamName, u64>>>;
+
+/// The DVR windows of the recordings being written.
+type DvrWindows = Arc<Mutex<HashMap<StreamName, DvrStream>>>;
+
+/// One stream's DVR window: its recording and each rendition's recent
+/// segments.
+struct DvrStream {
+    recording: RecordingId,
+    renditions: HashMap<RenditionName, DvrRendition>,
+}
+
+#[derive(Default)]
+struct DvrRendition {
+    segments: std::collections::VecDeque<SegmentName>,
+    /// Total duration of `segments`.
+    duration: i64,
+    discontinuity_sequence: u64,
+}
+
+/// Whether the DVR playlist breaks between `previous` and `segment`
+/// (as [`ferrocast_packager::dvr::is_break`] decides from their URIs).
+fn breaks(previous: &SegmentName, segment: &SegmentName) -> bool {
+    segment.discontinuity
+        || segment.msn != previous.msn.saturating_add(1)
+        || (segment.generation, segment.epoch) != (previous.generation, previous.epoch)
+}
+
+impl DvrRendition {
+    /// Adds `segment` and drops from the front what lies more than
+    /// `window` behind the end.
+    fn push(&mut self, segment: SegmentName, window: i64) {
+        self.duration += segment.duration.ticks();
+        self.segments.push_back(segment);
+        while let Some(front) = self.segments.front().copied() {
+            if self.duration - front.duration.ticks() < window {
+                break;
+            }
+            self.segments.pop_front();
+            self.duration -= front.duration.ticks();
+            if self
+                .segments
+                .front()
+                .is_some_and(|next| breaks(&front, next))
+            {
+                self.discontinuity_sequence += 1;
+            }
+        }
+    }
+}
 type OpenSet = OpenSetRef;
 
 /// The packager's [`RecordingSink`]; dropping it (and the packager's
@@ -106,6 +164,10 @@ type OpenSet = OpenSetRef;
 #[derive(Clone)]
 pub struct Recorder {
     jobs: mpsc::UnboundedSender<Job>,
+    /// Fencing epochs of the streams this process writes under a lease.
+    epochs: Epochs,
+    /// DVR windows, shared with the writer.
+    dvr: DvrWindows,
     queued: Arc<AtomicUsize>,
     max_queued: usize,
     full_warned: Arc<AtomicBool>,
@@ -160,6 +222,8 @@ impl Recorder {
         let (jobs, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let open: OpenSet = Arc::default();
+        let epochs: Epochs = Arc::default();
+        let dvr: DvrWindows = Arc::default();
         let leftover = spool.mark();
         let uploader = spool.start_uploader(store.clone());
         let writer = Writer {
@@ -168,6 +232,8 @@ impl Recorder {
             store: store.clone(),
             active: HashMap::new(),
             open: open.clone(),
+            epochs: epochs.clone(),
+            dvr: dvr.clone(),
             metrics: metrics.clone(),
             queued: queued.clone(),
             reported: ferrocast_storage::SpoolStats::default(),
@@ -187,6 +253,8 @@ impl Recorder {
         ));
         let recorder = Recorder {
             jobs,
+            epochs,
+            dvr,
             queued,
             max_queued: config.max_queued_bytes,
             full_warned: Arc::default(),
@@ -201,6 +269,18 @@ impl Recorder {
                 _uploader: uploader,
             },
         )
+    }
+}
+
+impl Recorder {
+    /// The fencing epoch under which this process now writes `stream` (its
+    /// package lease's); a recording started after this carries it in every
+    /// key. Streams without one use [`RecorderConfig::epoch`].
+    pub fn set_epoch(&self, stream: &StreamName, epoch: u64) {
+        self.epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(stream.clone(), epoch);
     }
 }
 
@@ -248,11 +328,42 @@ impl RecordingSink for Recorder {
             self.queued.fetch_sub(size, Ordering::Relaxed);
         }
     }
+
+    fn dvr(&self, stream: &StreamName, rendition: &RenditionName) -> Option<DvrList> {
+        let windows = self.dvr.lock().unwrap_or_else(PoisonError::into_inner);
+        let window = windows.get(stream)?;
+        let Some(recorded) = window.renditions.get(rendition) else {
+            return Some(DvrList::default());
+        };
+        let dir = format!(
+            "{VOD_PREFIX}{}/{}/{rendition}/",
+            stream.as_str(),
+            window.recording
+        );
+        Some(DvrList {
+            segments: recorded
+                .segments
+                .iter()
+                .map(|s| DvrSegment {
+                    msn: s.msn,
+                    duration: s.duration,
+                    discontinuity: s.discontinuity,
+                    program_date_time_ms: s.program_date_time_ms,
+                    init_generation: s.generation,
+                    archive_uri: format!("{dir}{}", s.file_name()),
+                    archive_init_uri: format!("{dir}{}", init_file_name(s.generation, s.epoch)),
+                })
+                .collect(),
+            discontinuity_sequence: recorded.discontinuity_sequence,
+        })
+    }
 }
 
 /// A recording being written.
 struct Active {
     id: RecordingId,
+    /// The writer's fencing epoch for this recording.
+    epoch: u64,
     started_ms: i64,
     renditions: BTreeMap<RenditionName, RenditionState>,
 }
@@ -269,6 +380,8 @@ struct Writer {
     store: Arc<dyn ObjectStore>,
     active: HashMap<StreamName, Active>,
     open: OpenSet,
+    epochs: Epochs,
+    dvr: DvrWindows,
     metrics: RecordingMetrics,
     queued: Arc<AtomicUsize>,
     /// Spool counters already added to the metrics.
@@ -309,7 +422,7 @@ impl Writer {
                 bytes,
             } => {
                 let dir = self.rendition_dir(&stream, &rendition).await;
-                let epoch = self.config.epoch;
+                let epoch = self.epoch_of(&stream);
                 self.put(format!("{dir}{}", init_file_name(generation, epoch)), bytes)
                     .await;
                 let info = TracksInfo::of(&tracks);
@@ -335,6 +448,37 @@ impl Writer {
         }
     }
 
+    /// Lists a spooled segment in its rendition's DVR window.
+    fn add_to_dvr(&self, stream: &StreamName, rendition: &RenditionName, name: SegmentName) {
+        let (Some(window), Some(active)) = (self.config.dvr_window, self.active.get(stream)) else {
+            return;
+        };
+        let window = i64::try_from(window.as_millis().saturating_mul(90)).unwrap_or(i64::MAX);
+        let mut windows = self.dvr.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = windows.entry(stream.clone()).or_insert_with(|| DvrStream {
+            recording: active.id.clone(),
+            renditions: HashMap::new(),
+        });
+        if entry.recording != active.id {
+            *entry = DvrStream {
+                recording: active.id.clone(),
+                renditions: HashMap::new(),
+            };
+        }
+        entry
+            .renditions
+            .entry(rendition.clone())
+            .or_default()
+            .push(name, window);
+    }
+
+    /// The epoch `stream`'s recording is written under.
+    fn epoch_of(&self, stream: &StreamName) -> u64 {
+        self.active
+            .get(stream)
+            .map_or(self.config.epoch, |active| active.epoch)
+    }
+
     fn state(
         &mut self,
         stream: &StreamName,
@@ -352,7 +496,7 @@ impl Writer {
         let dir = self.rendition_dir(stream, rendition).await;
         let name = SegmentName {
             msn: segment.msn,
-            epoch: self.config.epoch,
+            epoch: self.epoch_of(stream),
             generation: segment.init_generation,
             duration: segment.duration,
             bytes: segment.len() as u64,
@@ -377,6 +521,7 @@ impl Writer {
                 if let Some(state) = self.state(stream, rendition) {
                     state.record.segments.push(name);
                 }
+                self.add_to_dvr(stream, rendition, name);
             }
             Err(e) => {
                 let reason = match e {
@@ -398,11 +543,19 @@ impl Writer {
         if !self.active.contains_key(stream) {
             let now = unix_ms();
             let id = RecordingId::new(now);
-            info!(stream = %stream, recording = %id, "recording starts");
+            let epoch = self
+                .epochs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(stream)
+                .copied()
+                .unwrap_or(self.config.epoch);
+            info!(stream = %stream, recording = %id, epoch, "recording starts");
             self.active.insert(
                 stream.clone(),
                 Active {
                     id: id.clone(),
+                    epoch,
                     started_ms: now,
                     renditions: BTreeMap::new(),
                 },
@@ -428,7 +581,7 @@ impl Writer {
         let marker = OpenMarker {
             stream: stream.as_str().to_owned(),
             recording: active.id.to_string(),
-            epoch: self.config.epoch,
+            epoch: active.epoch,
             writer: self.config.writer.clone(),
             started_ms: active.started_ms,
             heartbeat_ms: unix_ms(),
@@ -459,6 +612,10 @@ impl Writer {
         let Some(active) = self.active.remove(stream) else {
             return;
         };
+        self.dvr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(stream);
         let renditions: BTreeMap<RenditionName, RenditionRecord> = active
             .renditions
             .into_iter()
@@ -532,4 +689,43 @@ pub(crate) fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrocast_media::Time90k;
+
+    fn segment(msn: u64, discontinuity: bool) -> SegmentName {
+        SegmentName {
+            msn,
+            epoch: 0,
+            generation: 0,
+            duration: Time90k::from_millis(2000),
+            bytes: 1,
+            program_date_time_ms: 0,
+            discontinuity,
+        }
+    }
+
+    #[test]
+    fn a_dvr_window_slides_by_duration_and_counts_what_leaves() {
+        let mut dvr = DvrRendition::default();
+        let window = Time90k::from_millis(10_000).ticks();
+        for msn in 0..5 {
+            dvr.push(segment(msn, false), window);
+        }
+        assert_eq!(dvr.segments.len(), 5, "10 s fit a 10 s window");
+        dvr.push(segment(5, true), window);
+        dvr.push(segment(6, false), window);
+        assert_eq!(dvr.segments.front().map(|s| s.msn), Some(2));
+        assert_eq!(dvr.discontinuity_sequence, 0);
+        // Segment 5's discontinuity leaves the front with segment 4.
+        for msn in 7..10 {
+            dvr.push(segment(msn, false), window);
+        }
+        assert_eq!(dvr.segments.front().map(|s| s.msn), Some(5));
+        assert_eq!(dvr.discontinuity_sequence, 1);
+        assert_eq!(dvr.duration, window);
+    }
 }

@@ -236,3 +236,44 @@ async fn streams_outside_the_policy_are_not_recorded() {
     assert!(policy.records(&StreamName::new("cam").unwrap()));
     assert!(!policy.records(&StreamName::new("other").unwrap()));
 }
+
+#[tokio::test]
+async fn keys_carry_the_epoch_the_stream_is_held_under() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::default();
+    let (recorder, _tasks) = recorder(&store, dir.path(), Duration::from_secs(60)).await;
+    let stream = StreamName::new("held").unwrap();
+    recorder.set_epoch(&stream, 7);
+    let source = RenditionName::source();
+    recorder.record(
+        &stream,
+        &source,
+        Recorded::Init {
+            generation: 0,
+            tracks: tracks(),
+            bytes: Bytes::from_static(b"init"),
+        },
+    );
+    recorder.record(&stream, &source, segment(0, false));
+    recorder.record(&stream, &source, Recorded::End);
+    let summary_key = stored(&store, "/recording.json").await;
+    let root = summary_key.trim_end_matches("recording.json").to_owned();
+    let keys = store.list(&root).await.unwrap();
+    assert!(
+        keys.iter().any(|k| k.ends_with("source/init-g0-e7.mp4")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.contains("source/s0000000000-e7-")),
+        "{keys:?}"
+    );
+    let playlist = text(&store, &format!("{root}source/index.m3u8")).await;
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"init-g0-e7.mp4\""),
+        "{playlist}"
+    );
+    // Another stream, not held under a lease, writes epoch 0.
+    let other = StreamName::new("other").unwrap();
+    recorder.record(&other, &source, segment(0, false));
+    stored(&store, "-e0-g0-d180000-b104-t1700000000000.m4s").await;
+}

@@ -1,4 +1,4 @@
-//! `[recording]`: the recorder of `ferrocast up`, writing every recorded
+//! `[recording]`: the recorder of `ferrocast up` and `ferrocast package`, writing every recorded
 //! stream to S3 through a spool under `data_dir/spool`, and the recordings
 //! the edge serves.
 
@@ -43,6 +43,8 @@ pub async fn store(recording: &RecordingConfig) -> anyhow::Result<S3Store> {
 pub struct Recording {
     /// For [`ferrocast_packager::Origin::start_recording`].
     pub sink: Arc<dyn RecordingSink>,
+    /// The same recorder, for its per-stream fencing epochs.
+    pub recorder: Recorder,
     /// Writer, closer and uploader.
     pub tasks: RecorderTasks,
     /// Closed recordings, for the edge (`/vod/…`).
@@ -85,6 +87,8 @@ pub async fn start(
     recorder_config.stale_after = Duration::from_secs(recording.stale_after_secs);
     recorder_config.retention =
         (recording.retention_secs > 0).then(|| Duration::from_secs(recording.retention_secs));
+    recorder_config.dvr_window =
+        (recording.dvr_window_secs > 0).then(|| Duration::from_secs(recording.dvr_window_secs));
     recorder_config.writer = format!(
         "{} pid {}",
         std::env::var("HOSTNAME").unwrap_or_default(),
@@ -112,7 +116,8 @@ pub async fn start(
         metrics.recording.clone(),
     );
     Ok(Some(Recording {
-        sink: Arc::new(recorder),
+        sink: Arc::new(recorder.clone()),
+        recorder,
         tasks,
         vod,
     }))

@@ -277,12 +277,17 @@ pub async fn package(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let metrics = Arc::new(Metrics::new());
     let member = cluster::join(&config, Role::Package, false, no_check()).await?;
-    let origin = Origin::start(
+    // Recording ([recording]): each stream's keys carry its package lease's
+    // epoch; the tasks live as long as the process.
+    let recording = crate::recording::start(&config, &metrics, 0).await?;
+    let origin = Origin::start_recording(
         Arc::new(member.bus.clone()),
         PackagerConfig::from(&config),
         metrics.clone(),
+        recording.as_ref().map(|r| r.sink.clone()),
     )
     .context("packager configuration")?;
+    let recorder = recording.as_ref().map(|r| r.recorder.clone());
     let app = ferrocast_packager::http::router(origin.clone()).merge(operator_router(
         &member,
         metrics.clone(),
@@ -313,6 +318,11 @@ pub async fn package(config: Config) -> anyhow::Result<()> {
                 Arc::new(move |stream, progress| origin.set_resume(stream, progress))
             },
             packaging: Arc::new(move |bus_name| origin.packaging(bus_name)),
+            held: Arc::new(move |stream, epoch| {
+                if let Some(recorder) = &recorder {
+                    recorder.set_epoch(stream, epoch);
+                }
+            }),
         },
     );
     info!(node = %member.node(), origin = %endpoint, "ferrocast package up");

@@ -365,3 +365,113 @@ async fn a_recording_cut_by_a_kill_is_closed_by_the_next_process() {
     let seconds = decode_and_probe(&format!("{}/source/index.m3u8", copy.path().display()));
     assert!(seconds >= 2.0, "{seconds} s");
 }
+
+/// The number of segments a media playlist lists.
+fn listed(playlist: &str) -> usize {
+    playlist.matches("#EXTINF:").count()
+}
+
+/// The total duration of a media playlist's segments, seconds.
+fn listed_seconds(playlist: &str) -> f64 {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|rest| rest.trim_end_matches(',').parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dvr_lets_hls_js_go_back_a_minute_in_a_live_stream() {
+    let Some(s3) = S3Server::start() else {
+        return;
+    };
+    let keys = EdgeKeys::generate();
+    let config = format!(
+        "{}{}",
+        keys.config_toml_self_signed(),
+        recording_toml(&s3, "dvr_window_secs = 120")
+    );
+    let server = Server::start(&config);
+    let _push = ffmpeg_push(server.srt, "publish:live/dvr", 120);
+    let http = client();
+
+    // 70 s recorded: the DVR playlist grows by one segment per segment;
+    // there is no event for it, so it is read every second.
+    let dvr_url = server.url("dvr", "dvr.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let playlist = loop {
+        let (status, text) = get_text(&http, &dvr_url).await;
+        if status == 200 && listed_seconds(&text) >= 70.0 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{status} {text}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    let uris: Vec<&str> = playlist.lines().filter(|l| !l.starts_with('#')).collect();
+    // Old segments from the recording, the newest from the live window.
+    assert!(uris[0].starts_with("/vod/dvr/"), "{playlist}");
+    assert!(uris.last().unwrap().starts_with("seg"), "{playlist}");
+    let (status, delta) = get_text(&http, &format!("{dvr_url}?_HLS_skip=YES")).await;
+    assert_eq!(status, 200);
+    assert!(delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS="), "{delta}");
+    assert!(listed(&delta) < listed(&playlist) / 2, "{delta}");
+    // Without a DVR window a stream has none.
+    let (status, _) = get_text(&http, &server.url("nosuch", "dvr.m3u8")).await;
+    assert_eq!(status, 404);
+
+    if !browser::available() {
+        return;
+    }
+    let _one_at_a_time = browser::exclusive().await;
+    let jwt = hs256_jwt(&claims(&["dvr"]), HS256_SECRET);
+    let url = format!(
+        "https://{}/live/dvr/index-dvr.m3u8?token={jwt}",
+        server.https.unwrap()
+    );
+    let pin = format!(
+        "--ignore-certificate-errors-spki-list={}",
+        server.spki_sha256.as_deref().unwrap()
+    );
+    let report = browser::play(&url, 24, &["--chromium-arg", &pin, "--seek-back", "60"]);
+    assert_eq!(report["fatal"].as_array().unwrap().len(), 0, "{report}");
+    assert_eq!(report["playing"], true, "{report}");
+    assert_eq!(
+        report["stalls"],
+        0,
+        "stalled:\n{}",
+        browser::timeline(&report)
+    );
+    let seek = &report["seek"];
+    let (from, to) = (seek["from"].as_f64().unwrap(), seek["to"].as_f64().unwrap());
+    assert!((from - to - 60.0).abs() < 0.5, "{seek}");
+    // After the seek it plays on from there, a minute behind live.
+    let after: Vec<f64> = report["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["t"].as_f64().unwrap() > seek["t"].as_f64().unwrap() + 1000.0)
+        .map(|s| s["currentTime"].as_f64().unwrap())
+        .collect();
+    let (first, last) = (after[0], *after.last().unwrap());
+    assert!(
+        first < from - 50.0,
+        "did not stay back: {first} after seeking from {from}"
+    );
+    assert!(
+        last - first > 5.0,
+        "did not play on after the seek: {first} → {last}"
+    );
+    // The old media came from the recording through the edge.
+    let archived = report["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().starts_with("/vod/dvr/") && r["status"] == 200)
+        .count();
+    assert!(archived > 0, "no recorded segment loaded: {report}");
+}

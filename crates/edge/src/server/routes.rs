@@ -37,6 +37,10 @@ const MP4_TYPE: &str = "video/mp4";
 /// so whatever bytes the origin put in a playlist or segment are never run
 /// as HTML or script on the edge's origin.
 const NOSNIFF: &str = "nosniff";
+/// A stream's DVR multivariant playlist (the origin's `index-dvr.m3u8`).
+const DVR_MULTIVARIANT: &str = "index-dvr.m3u8";
+/// A rendition's DVR playlist (the origin's `dvr.m3u8`).
+const DVR_PLAYLIST: &str = "dvr.m3u8";
 /// Parts, segments and init segments never change once complete.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const NO_CACHE: &str = "no-cache";
@@ -108,9 +112,9 @@ impl Protocol {
 /// What a request path asks for, validated against the origin's grammar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target<'a> {
-    /// `/live/NAME/index.m3u8`.
+    /// `/live/NAME/index.m3u8`, or its DVR twin `index-dvr.m3u8`.
     Multivariant { stream: &'a str },
-    /// `/live/NAME[/RUNG]/stream.m3u8`.
+    /// `/live/NAME[/RUNG]/stream.m3u8`, or its DVR twin `dvr.m3u8`.
     MediaPlaylist { stream: &'a str },
     /// `/live/NAME[/RUNG]/{initN.mp4,partM.I.m4s,segM.m4s}`.
     Media { stream: &'a str, kind: MediaKind },
@@ -260,7 +264,7 @@ pub(crate) fn parse_path(path: &str) -> Option<Target<'_>> {
     StreamName::new(stream).ok()?;
     let file = match third {
         None => {
-            if second == "index.m3u8" {
+            if second == "index.m3u8" || second == DVR_MULTIVARIANT {
                 return Some(Target::Multivariant { stream });
             }
             second
@@ -270,7 +274,7 @@ pub(crate) fn parse_path(path: &str) -> Option<Target<'_>> {
             file
         }
     };
-    if file == MEDIA_PLAYLIST_NAME {
+    if file == MEDIA_PLAYLIST_NAME || file == DVR_PLAYLIST {
         return Some(Target::MediaPlaylist { stream });
     }
     let kind = match ResourceName::parse(file).ok()? {
@@ -1007,6 +1011,21 @@ mod tests {
         ] {
             assert_eq!(parse_path(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn dvr_playlists_are_playlists() {
+        assert_eq!(
+            parse_path("/live/cam/index-dvr.m3u8"),
+            Some(Target::Multivariant { stream: "cam" })
+        );
+        for path in ["/live/cam/dvr.m3u8", "/live/cam/720p/dvr.m3u8"] {
+            assert_eq!(
+                parse_path(path),
+                Some(Target::MediaPlaylist { stream: "cam" })
+            );
+        }
+        assert_eq!(parse_path("/live/cam/720p/index-dvr.m3u8"), None);
     }
 
     #[test]
