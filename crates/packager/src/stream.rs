@@ -144,16 +144,17 @@ impl LiveStream {
             };
             (changes, recorded)
         };
-        if let Some(recorder) = &self.recorder {
-            for item in recorded {
-                recorder.record(&self.name, &self.rendition, item);
-            }
-        }
         if changes.chunk || changes.playlist {
             self.version.send_modify(|v| *v += 1);
         }
         if changes.playlist {
             self.group_version.send_modify(|v| *v += 1);
+        }
+        // After the waiters are woken: recording never delays a viewer.
+        if let Some(recorder) = &self.recorder {
+            for item in recorded {
+                recorder.record(&self.name, &self.rendition, item);
+            }
         }
     }
 
