@@ -83,6 +83,18 @@ async fn stored(store: &MemoryStore, key_suffix: &str) -> String {
     .expect("stored in time")
 }
 
+/// Waits (bounded) until no open marker is left: the writer deletes one
+/// once its recording's playlists are uploaded.
+async fn markers_gone(store: &MemoryStore) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !store.list("rec/.open/").await.unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("marker deleted");
+}
+
 async fn text(store: &MemoryStore, key: &str) -> String {
     String::from_utf8(store.get(key).await.unwrap().unwrap().to_vec()).unwrap()
 }
@@ -163,13 +175,7 @@ async fn a_recorded_stream_ends_as_vod_playlists_and_its_marker_goes() {
     );
 
     // The open marker is deleted once the playlists are stored.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !store.list("rec/.open/").await.unwrap().is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("marker deleted");
+    markers_gone(&store).await;
 }
 
 #[tokio::test]
@@ -218,13 +224,7 @@ async fn a_recording_left_open_is_closed_by_the_next_process() {
     let playlist = text(&store, &format!("{root}source/index.m3u8")).await;
     assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
     assert!(!playlist.contains("DISCONTINUITY"), "{playlist}");
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !store.list("rec/.open/").await.unwrap().is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("marker deleted");
+    markers_gone(&store).await;
 }
 
 #[tokio::test]

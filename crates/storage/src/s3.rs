@@ -260,6 +260,56 @@ where
     }
 }
 
+/// What a listing collects: keys, or the "directories" of a
+/// `/`-delimited listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    Keys,
+    Dirs,
+}
+
+impl S3Store {
+    /// Every page of a `ListObjectsV2` under `prefix`, sorted.
+    async fn list_all(&self, prefix: &str, listing: Listing) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let request = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take());
+            let request = match listing {
+                Listing::Keys => request,
+                Listing::Dirs => request.delimiter("/"),
+            };
+            let page = request.send().await.map_err(classify)?;
+            match listing {
+                Listing::Keys => found.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|o| o.key().map(str::to_owned)),
+                ),
+                Listing::Dirs => found.extend(
+                    page.common_prefixes()
+                        .iter()
+                        .filter_map(|p| p.prefix().map(str::to_owned)),
+                ),
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => {
+                    token = Some(next.to_owned());
+                }
+                _ => break,
+            }
+        }
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
+}
+
 impl ObjectStore for S3Store {
     fn put(&self, key: &str, body: Bytes) -> BoxFuture<'static, Result<(), StoreError>> {
         let this = self.clone();
@@ -313,71 +363,13 @@ impl ObjectStore for S3Store {
     fn list(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>> {
         let this = self.clone();
         let prefix = prefix.to_owned();
-        async move {
-            let mut keys = Vec::new();
-            let mut token: Option<String> = None;
-            loop {
-                let page = this
-                    .client
-                    .list_objects_v2()
-                    .bucket(&this.bucket)
-                    .prefix(&prefix)
-                    .set_continuation_token(token.take())
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                keys.extend(
-                    page.contents()
-                        .iter()
-                        .filter_map(|o| o.key().map(str::to_owned)),
-                );
-                match page.next_continuation_token() {
-                    Some(next) if page.is_truncated() == Some(true) => {
-                        token = Some(next.to_owned());
-                    }
-                    _ => break,
-                }
-            }
-            keys.sort();
-            Ok(keys)
-        }
-        .boxed()
+        async move { this.list_all(&prefix, Listing::Keys).await }.boxed()
     }
 
     fn list_dirs(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<String>, StoreError>> {
         let this = self.clone();
         let prefix = prefix.to_owned();
-        async move {
-            let mut dirs = Vec::new();
-            let mut token: Option<String> = None;
-            loop {
-                let page = this
-                    .client
-                    .list_objects_v2()
-                    .bucket(&this.bucket)
-                    .prefix(&prefix)
-                    .delimiter("/")
-                    .set_continuation_token(token.take())
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                dirs.extend(
-                    page.common_prefixes()
-                        .iter()
-                        .filter_map(|p| p.prefix().map(str::to_owned)),
-                );
-                match page.next_continuation_token() {
-                    Some(next) if page.is_truncated() == Some(true) => {
-                        token = Some(next.to_owned());
-                    }
-                    _ => break,
-                }
-            }
-            dirs.sort();
-            dirs.dedup();
-            Ok(dirs)
-        }
-        .boxed()
+        async move { this.list_all(&prefix, Listing::Dirs).await }.boxed()
     }
 
     fn delete(&self, key: &str) -> BoxFuture<'static, Result<(), StoreError>> {
