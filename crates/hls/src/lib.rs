@@ -66,9 +66,11 @@ pub use names::{
 };
 pub use plan::{BusName, RenditionPlan, StreamProgress};
 pub use query::{BlockTarget, MAX_QUERY_LEN, PlaylistRequest, QueryError, QueryParam, SkipRequest};
-pub use render::{InvalidValue, MEDIA_PLAYLIST_VERSION, RenderOptions, RenditionReport};
+pub use render::{
+    InvalidValue, MEDIA_PLAYLIST_VERSION, RenderOptions, RenditionReport, write_secs,
+};
 pub use rendition::{MAX_RENDITION_LEN, MEDIA_PLAYLIST_NAME, RenditionName, RenditionNameError};
 pub use window::{
     BlockingStatus, ClosedSegment, ConfigError, LiveWindow, ResourceStatus, SegmentStart,
-    SequencePoint, WindowConfig, WindowError,
+    SequencePoint, WindowConfig, WindowError, ticks_to_ms,
 };

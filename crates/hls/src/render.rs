@@ -129,8 +129,9 @@ fn write_ms(out: &mut String, ms: i64) {
 }
 
 /// Writes a 90 kHz duration as seconds with three decimals, rounded half
-/// away from zero, in integers only.
-fn write_secs(out: &mut String, t: Time90k) {
+/// away from zero, in integers only: how every duration of every playlist
+/// (live, DVR, VOD) is written.
+pub fn write_secs(out: &mut String, t: Time90k) {
     write_ms(out, ticks_to_ms(t));
 }
 

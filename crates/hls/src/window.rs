@@ -311,7 +311,7 @@ pub struct LiveWindow {
 
 /// Rounds ticks to whole milliseconds, half away from zero; how every
 /// duration is written, so comparisons made here match what clients read.
-pub(crate) fn ticks_to_ms(t: Time90k) -> i64 {
+pub fn ticks_to_ms(t: Time90k) -> i64 {
     let num = i128::from(t.0) * 1_000;
     let den = i128::from(CLOCK_HZ);
     let half = den / 2;

@@ -13,6 +13,7 @@
 
 use std::fmt::Write;
 
+use ferrocast_hls::write_secs;
 use ferrocast_media::Time90k;
 
 use crate::recording::{DvrList, DvrSegment};
@@ -26,22 +27,14 @@ pub const DVR_PLAYLIST: &str = "dvr.m3u8";
 /// File name of a stream's DVR multivariant playlist.
 pub const DVR_MULTIVARIANT: &str = "index-dvr.m3u8";
 
+/// Whether the playlist has a discontinuity between `previous` and
+/// `segment`: the recorder's rule (a recorder sliding its window counts
+/// those that leave the front in [`DvrList::discontinuity_sequence`]); one
+/// init segment URI per init generation and writer.
 fn breaks(previous: &DvrSegment, segment: &DvrSegment) -> bool {
     segment.discontinuity
         || segment.msn != previous.msn.saturating_add(1)
         || segment.archive_init_uri != previous.archive_init_uri
-}
-
-/// Whether the playlist has a discontinuity between `previous` and
-/// `segment` (a recorder sliding its window counts those that leave the
-/// front in [`DvrList::discontinuity_sequence`]).
-pub fn is_break(previous: &DvrSegment, segment: &DvrSegment) -> bool {
-    breaks(previous, segment)
-}
-
-fn write_secs(out: &mut String, t: Time90k) {
-    let ms = (t.ticks().max(0) + 45) / 90;
-    let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
 }
 
 /// Renders `list` (target duration `target_duration_secs`); `in_memory`

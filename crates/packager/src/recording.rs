@@ -73,8 +73,8 @@ pub trait RecordingSink: Send + Sync + std::fmt::Debug {
 
     /// The recorded segments of a live rendition that its DVR playlist
     /// lists (within the DVR window, oldest first); `None` when there is no
-    /// DVR for it. Must return at once.
-    fn dvr(&self, stream: &StreamName, rendition: &RenditionName) -> Option<DvrList> {
+    /// DVR for it. Must return at once: a shared snapshot, not a copy.
+    fn dvr(&self, stream: &StreamName, rendition: &RenditionName) -> Option<Arc<DvrList>> {
         let _ = (stream, rendition);
         None
     }

@@ -103,7 +103,7 @@ impl LiveStream {
     }
 
     /// The DVR window of this rendition, from its recorder, if it keeps one.
-    pub fn dvr(&self) -> Option<crate::recording::DvrList> {
+    pub fn dvr(&self) -> Option<Arc<crate::recording::DvrList>> {
         self.recorder.as_ref()?.dvr(&self.name, &self.rendition)
     }
 

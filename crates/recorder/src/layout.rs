@@ -133,6 +133,16 @@ pub struct SegmentName {
 }
 
 impl SegmentName {
+    /// Whether a playlist has a discontinuity between `previous` and this
+    /// segment: the live stream had one, a segment is missing between
+    /// them, or they need different init segments (another generation or
+    /// another writer). The VOD and DVR playlists both follow this rule.
+    pub fn breaks_after(&self, previous: &SegmentName) -> bool {
+        self.discontinuity
+            || self.msn != previous.msn.saturating_add(1)
+            || (self.generation, self.epoch) != (previous.generation, previous.epoch)
+    }
+
     /// Its file name, `sMSN-eE-gG-dTICKS-bBYTES-tPDT[-x].m4s`.
     pub fn file_name(&self) -> String {
         format!(

@@ -122,39 +122,50 @@ struct DvrStream {
 #[derive(Default)]
 struct DvrRendition {
     segments: std::collections::VecDeque<SegmentName>,
+    /// The same segments as the packager lists them (URIs made once).
+    listed: std::collections::VecDeque<DvrSegment>,
     /// Total duration of `segments`.
     duration: i64,
     discontinuity_sequence: u64,
-}
-
-/// Whether the DVR playlist breaks between `previous` and `segment`
-/// (as [`ferrocast_packager::dvr::is_break`] decides from their URIs).
-fn breaks(previous: &SegmentName, segment: &SegmentName) -> bool {
-    segment.discontinuity
-        || segment.msn != previous.msn.saturating_add(1)
-        || (segment.generation, segment.epoch) != (previous.generation, previous.epoch)
+    /// What [`RecordingSink::dvr`] hands out, made once per segment so
+    /// that a playlist request copies nothing.
+    snapshot: Arc<DvrList>,
 }
 
 impl DvrRendition {
-    /// Adds `segment` and drops from the front what lies more than
-    /// `window` behind the end.
-    fn push(&mut self, segment: SegmentName, window: i64) {
+    /// Adds `segment` (its recording's copies under `dir`) and drops from
+    /// the front what lies more than `window` behind the end.
+    fn push(&mut self, segment: SegmentName, window: i64, dir: &str) {
         self.duration += segment.duration.ticks();
         self.segments.push_back(segment);
+        self.listed.push_back(DvrSegment {
+            msn: segment.msn,
+            duration: segment.duration,
+            discontinuity: segment.discontinuity,
+            program_date_time_ms: segment.program_date_time_ms,
+            init_generation: segment.generation,
+            archive_uri: format!("{dir}{}", segment.file_name()),
+            archive_init_uri: format!("{dir}{}", init_file_name(segment.generation, segment.epoch)),
+        });
         while let Some(front) = self.segments.front().copied() {
             if self.duration - front.duration.ticks() < window {
                 break;
             }
             self.segments.pop_front();
+            self.listed.pop_front();
             self.duration -= front.duration.ticks();
             if self
                 .segments
                 .front()
-                .is_some_and(|next| breaks(&front, next))
+                .is_some_and(|next| next.breaks_after(&front))
             {
                 self.discontinuity_sequence += 1;
             }
         }
+        self.snapshot = Arc::new(DvrList {
+            segments: self.listed.iter().cloned().collect(),
+            discontinuity_sequence: self.discontinuity_sequence,
+        });
     }
 }
 type OpenSet = OpenSetRef;
@@ -329,33 +340,15 @@ impl RecordingSink for Recorder {
         }
     }
 
-    fn dvr(&self, stream: &StreamName, rendition: &RenditionName) -> Option<DvrList> {
+    fn dvr(&self, stream: &StreamName, rendition: &RenditionName) -> Option<Arc<DvrList>> {
         let windows = self.dvr.lock().unwrap_or_else(PoisonError::into_inner);
         let window = windows.get(stream)?;
-        let Some(recorded) = window.renditions.get(rendition) else {
-            return Some(DvrList::default());
-        };
-        let dir = format!(
-            "{VOD_PREFIX}{}/{}/{rendition}/",
-            stream.as_str(),
-            window.recording
-        );
-        Some(DvrList {
-            segments: recorded
-                .segments
-                .iter()
-                .map(|s| DvrSegment {
-                    msn: s.msn,
-                    duration: s.duration,
-                    discontinuity: s.discontinuity,
-                    program_date_time_ms: s.program_date_time_ms,
-                    init_generation: s.generation,
-                    archive_uri: format!("{dir}{}", s.file_name()),
-                    archive_init_uri: format!("{dir}{}", init_file_name(s.generation, s.epoch)),
-                })
-                .collect(),
-            discontinuity_sequence: recorded.discontinuity_sequence,
-        })
+        Some(
+            window
+                .renditions
+                .get(rendition)
+                .map_or_else(Arc::default, |r| r.snapshot.clone()),
+        )
     }
 }
 
@@ -454,6 +447,7 @@ impl Writer {
             return;
         };
         let window = i64::try_from(window.as_millis().saturating_mul(90)).unwrap_or(i64::MAX);
+        let dir = format!("{VOD_PREFIX}{}/{}/{rendition}/", stream.as_str(), active.id);
         let mut windows = self.dvr.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = windows.entry(stream.clone()).or_insert_with(|| DvrStream {
             recording: active.id.clone(),
@@ -469,7 +463,7 @@ impl Writer {
             .renditions
             .entry(rendition.clone())
             .or_default()
-            .push(name, window);
+            .push(name, window, &dir);
     }
 
     /// The epoch `stream`'s recording is written under.
@@ -713,19 +707,28 @@ mod tests {
         let mut dvr = DvrRendition::default();
         let window = Time90k::from_millis(10_000).ticks();
         for msn in 0..5 {
-            dvr.push(segment(msn, false), window);
+            dvr.push(segment(msn, false), window, "/vod/cam/ID/720p/");
         }
         assert_eq!(dvr.segments.len(), 5, "10 s fit a 10 s window");
-        dvr.push(segment(5, true), window);
-        dvr.push(segment(6, false), window);
+        dvr.push(segment(5, true), window, "/vod/cam/ID/720p/");
+        dvr.push(segment(6, false), window, "/vod/cam/ID/720p/");
         assert_eq!(dvr.segments.front().map(|s| s.msn), Some(2));
         assert_eq!(dvr.discontinuity_sequence, 0);
         // Segment 5's discontinuity leaves the front with segment 4.
         for msn in 7..10 {
-            dvr.push(segment(msn, false), window);
+            dvr.push(segment(msn, false), window, "/vod/cam/ID/720p/");
         }
         assert_eq!(dvr.segments.front().map(|s| s.msn), Some(5));
         assert_eq!(dvr.discontinuity_sequence, 1);
         assert_eq!(dvr.duration, window);
+        // What the packager gets is the same window, made once.
+        let listed: Vec<u64> = dvr.snapshot.segments.iter().map(|s| s.msn).collect();
+        assert_eq!(listed, [5, 6, 7, 8, 9]);
+        assert_eq!(dvr.snapshot.discontinuity_sequence, 1);
+        assert!(
+            dvr.snapshot.segments[0]
+                .archive_uri
+                .starts_with("/vod/cam/ID/720p/s0000000005-e0-g0-")
+        );
     }
 }

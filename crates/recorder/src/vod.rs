@@ -50,9 +50,9 @@ fn playlist_order(segments: &[SegmentName]) -> Vec<SegmentName> {
     sorted
 }
 
-/// Milliseconds, rounded half up, of a segment's duration.
+/// A segment's duration in milliseconds, rounded as playlists write it.
 fn duration_ms(segment: &SegmentName) -> i64 {
-    (segment.duration.ticks().max(0) + 45) / 90
+    ferrocast_hls::ticks_to_ms(segment.duration)
 }
 
 /// The media playlist of `segments` (already in playlist order, not empty).
@@ -71,11 +71,7 @@ pub fn media_playlist(segments: &[SegmentName]) -> String {
     let mut previous: Option<&SegmentName> = None;
     for segment in segments {
         let map = (segment.generation, segment.epoch);
-        let broken = previous.is_some_and(|p| {
-            segment.discontinuity
-                || segment.msn != p.msn.saturating_add(1)
-                || map != (p.generation, p.epoch)
-        });
+        let broken = previous.is_some_and(|p| segment.breaks_after(p));
         if broken {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
@@ -93,14 +89,9 @@ pub fn media_playlist(segments: &[SegmentName]) -> String {
                 ferrocast_hls::format_program_date_time(segment.program_date_time_ms)
             );
         }
-        let ms = duration_ms(segment);
-        let _ = write!(
-            out,
-            "#EXTINF:{}.{:03},\n{}\n",
-            ms / 1000,
-            ms % 1000,
-            segment.file_name()
-        );
+        out.push_str("#EXTINF:");
+        ferrocast_hls::write_secs(&mut out, segment.duration);
+        let _ = write!(out, ",\n{}\n", segment.file_name());
         previous = Some(segment);
     }
     out.push_str("#EXT-X-ENDLIST\n");

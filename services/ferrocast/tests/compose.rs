@@ -314,13 +314,7 @@ async fn hls_js_plays_a_stream_through_the_compose_topology_run_as_local_process
                 .is_some_and(|p| p.starts_with("/live/demo/360p/") && !p.contains(".m3u8"))
     });
     assert!(rung_media, "no 360p media request: {report}");
-    let times: Vec<f64> = report["samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["currentTime"].as_f64().unwrap())
-        .collect();
-    let played = times.last().unwrap() - times.iter().copied().find(|&t| t > 0.0).unwrap();
+    let played = browser::played_seconds(&browser::current_times(&report));
     assert!(played > 4.0, "played only {played:.1} s: {report}");
     // No rebuffering once playing (tests/browser.rs says why none).
     assert_eq!(

@@ -72,17 +72,12 @@ fn assert_played(report: &serde_json::Value) {
         (Some(320), Some(240)),
         "{report}"
     );
-    let times: Vec<f64> = report["samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["currentTime"].as_f64().unwrap())
-        .collect();
+    let times = browser::current_times(report);
     assert!(
         times.windows(2).all(|w| w[1] >= w[0]),
         "currentTime went backwards: {report}"
     );
-    let played = times.last().unwrap() - times.iter().copied().find(|&t| t > 0.0).unwrap();
+    let played = browser::played_seconds(&times);
     assert!(played > 4.0, "played only {played:.1} s: {report}");
 }
 

@@ -296,13 +296,7 @@ async fn play_through_the_edge(server: &Server, summary: &Summary) {
         "stalled:\n{}",
         browser::timeline(&report)
     );
-    let times: Vec<f64> = report["samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["currentTime"].as_f64().unwrap())
-        .collect();
-    let played = times.last().unwrap() - times.iter().copied().find(|&t| t > 0.0).unwrap();
+    let played = browser::played_seconds(&browser::current_times(&report));
     assert!(played > 4.0, "played only {played:.1} s: {report}");
 }
 

@@ -139,3 +139,21 @@ pub fn artifacts(name: &str) -> PathBuf {
         .join("screenshots")
         .join(name)
 }
+
+/// The playhead positions the player sampled (`currentTime`, every 250 ms).
+#[allow(dead_code)]
+pub fn current_times(report: &serde_json::Value) -> Vec<f64> {
+    report["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["currentTime"].as_f64().unwrap())
+        .collect()
+}
+
+/// How far the playhead moved, in seconds: from its first sampled position
+/// past zero to its last.
+#[allow(dead_code)]
+pub fn played_seconds(times: &[f64]) -> f64 {
+    times.last().unwrap() - times.iter().copied().find(|&t| t > 0.0).unwrap()
+}
