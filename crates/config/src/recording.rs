@@ -38,6 +38,16 @@ pub struct RecordingConfig {
     /// this far back. Default 0: no DVR.
     #[serde(default)]
     pub dvr_window_secs: u64,
+    /// The largest file `POST /api/v1/vod` takes, bytes. Default 4 GiB.
+    #[serde(default = "default_upload_max_bytes")]
+    pub upload_max_bytes: u64,
+    /// The longest media an upload may hold, seconds. Default 14400 (4 h).
+    #[serde(default = "default_upload_max_duration_secs")]
+    pub upload_max_duration_secs: u64,
+    /// Uploads that may wait for the transcoder (one is transcoded at a
+    /// time); more are refused with 503. Default 8.
+    #[serde(default = "default_upload_queue")]
+    pub upload_queue: usize,
     /// The object store.
     pub s3: S3Config,
 }
@@ -75,6 +85,18 @@ fn default_spool_max_bytes() -> u64 {
     1 << 30
 }
 
+fn default_upload_max_bytes() -> u64 {
+    4 << 30
+}
+
+fn default_upload_max_duration_secs() -> u64 {
+    4 * 3600
+}
+
+fn default_upload_queue() -> usize {
+    8
+}
+
 fn default_stale_after_secs() -> u64 {
     120
 }
@@ -105,6 +127,15 @@ impl RecordingConfig {
                 "recording.spool_max_bytes = {} is less than 1 MiB",
                 self.spool_max_bytes
             ));
+        }
+        if self.upload_max_bytes == 0
+            || self.upload_max_duration_secs == 0
+            || self.upload_queue == 0
+        {
+            return Err(
+                "recording.upload_max_bytes, upload_max_duration_secs and upload_queue must be                  at least 1"
+                    .to_owned(),
+            );
         }
         if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
             return Err(

@@ -34,7 +34,7 @@ pub struct AuditEntry {
     /// Who: `api-token:ID` or `bootstrap`.
     pub actor: String,
     /// What: `stream.create`, `stream.rotate-key`, `stream.update`,
-    /// `stream.delete`, `stream.disconnect`, `token.create`,
+    /// `stream.delete`, `stream.disconnect`, `vod.upload`, `token.create`,
     /// `token.revoke`.
     pub action: String,
     /// On what: a stream name or a token id.

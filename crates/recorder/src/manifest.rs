@@ -59,6 +59,8 @@ pub enum ClosedBy {
     Writer,
     /// Another process, after its writer stopped without closing it.
     Recovery,
+    /// Not live: an uploaded file, transcoded and packaged as VOD.
+    Upload,
 }
 
 /// `recording.json`: a closed recording.

@@ -73,6 +73,13 @@ pub mod stats;
 pub mod thumbnail;
 
 pub use config::TranscodeConfig;
+
+/// Initialises FFmpeg once per process, its log routed into `tracing`
+/// (target `ffmpeg`). The transcoder calls it itself; other users of
+/// `ffmpeg-next` in the process call it before theirs.
+pub fn init_ffmpeg() {
+    ffmpeg::init();
+}
 pub use error::TranscodeError;
 pub use pipeline::{FfmpegProbe, Output, Tracks, Transcoder};
 pub use plan::{Plan, plan};

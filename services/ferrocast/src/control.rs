@@ -11,6 +11,7 @@ use ferrocast_config::Config;
 use ferrocast_control::api::history::History;
 use ferrocast_control::api::live::LiveStatus;
 use ferrocast_control::api::viewer_tokens::MintFailure;
+use ferrocast_control::api::vod::VodUploads;
 use ferrocast_control::api::{self, ApiState, ControlHooks, HookFuture};
 use ferrocast_control::{Backend, Database, DbAuthorizer};
 use ferrocast_edge::{MAX_VIEWER_TOKEN_TTL_SECS, MintError, ViewerTokenMinter};
@@ -46,8 +47,10 @@ pub struct Control {
     pub reloader: Option<Arc<DbAuthorizer>>,
 }
 
-/// Makes the API's routes over what is live.
-pub type ApiRoutes = Box<dyn FnOnce(LiveSources) -> axum::Router + Send>;
+/// Makes the API's routes over what is live, with the VOD upload queue
+/// when there is one.
+pub type ApiRoutes =
+    Box<dyn FnOnce(LiveSources, Option<Arc<dyn VodUploads>>) -> axum::Router + Send>;
 
 /// The API's hooks into `ferrocast up`: the authoriser to reload, what is
 /// live (the SRT listener's publishers may be disconnected), and the
@@ -56,6 +59,7 @@ struct UpHooks {
     authorizer: Arc<DbAuthorizer>,
     live: LiveSources,
     minter: Option<ViewerTokenMinter>,
+    vod: Option<Arc<dyn VodUploads>>,
 }
 
 impl ControlHooks for UpHooks {
@@ -101,6 +105,10 @@ impl ControlHooks for UpHooks {
         ttl_secs: u64,
     ) -> Result<(String, u64), MintFailure> {
         mint(self.minter.as_ref(), stream, subject, ttl_secs)
+    }
+
+    fn vod(&self) -> Option<Arc<dyn VodUploads>> {
+        self.vod.clone()
     }
 }
 
@@ -184,11 +192,12 @@ pub async fn start(
         .as_ref()
         .and_then(|edge| ViewerTokenMinter::from_config(&edge.jwt));
     let api = serve_api.then(|| {
-        Box::new(move |live: LiveSources| {
+        Box::new(move |live: LiveSources, vod: Option<Arc<dyn VodUploads>>| {
             let hooks: Arc<dyn ControlHooks> = Arc::new(UpHooks {
                 authorizer: hooks_authorizer,
                 live,
                 minter,
+                vod,
             });
             api::router(ApiState {
                 db: api_db,

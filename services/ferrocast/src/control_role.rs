@@ -68,7 +68,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .publish_address
         .as_deref()
         .and_then(ferrocast_config::publish_address);
+    // VOD uploads are transcoded here, beside the API, into the
+    // recordings' store.
+    let vod = match &config.recording {
+        Some(recording) => {
+            let store: Arc<dyn ferrocast_storage::ObjectStore> =
+                Arc::new(crate::recording::store(recording).await?);
+            crate::vod::start(&config, store)?
+        }
+        None => None,
+    };
     let hooks: Arc<dyn ControlHooks> = Arc::new(ClusterHooks {
+        vod,
         registry: registry.clone(),
         streams,
         thumbnails: crate::live::Thumbnails::default(),
@@ -118,6 +129,8 @@ struct ClusterHooks {
     push_host: Option<String>,
     srt_port: u16,
     minter: Option<ViewerTokenMinter>,
+    /// The VOD upload queue, with `[recording]`.
+    vod: Option<Arc<dyn ferrocast_control::api::vod::VodUploads>>,
 }
 
 impl ClusterHooks {
@@ -244,6 +257,10 @@ impl ControlHooks for ClusterHooks {
         ttl_secs: u64,
     ) -> Result<(String, u64), MintFailure> {
         crate::control::mint(self.minter.as_ref(), stream, subject, ttl_secs)
+    }
+
+    fn vod(&self) -> Option<Arc<dyn ferrocast_control::api::vod::VodUploads>> {
+        self.vod.clone()
     }
 }
 

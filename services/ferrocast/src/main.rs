@@ -20,6 +20,7 @@ mod recording;
 mod roles;
 mod status;
 mod transcode;
+mod vod;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -470,10 +471,13 @@ async fn up(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     // Recording to S3 ([recording]); the tasks live as long as `up`.
-    let (recorder, _recorder_tasks, recordings) =
+    let (recorder, _recorder_tasks, recordings, uploads) =
         match recording::start(&config, &metrics, 0).await? {
-            Some(r) => (Some(r.sink), Some(r.tasks), Some(r.vod)),
-            None => (None, None, None),
+            Some(r) => {
+                let uploads = vod::start(&config, r.store)?;
+                (Some(r.sink), Some(r.tasks), Some(r.vod), uploads)
+            }
+            None => (None, None, None, None),
         };
     let origin = ferrocast_packager::Origin::start_recording(
         Arc::new(bus.clone()),
@@ -556,7 +560,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
         _ => false,
     };
     if let Some(api) = control.api {
-        app = app.merge(api(live));
+        app = app.merge(api(live, uploads));
     }
     let http = ferrocast_packager::http::serve_with_limits(
         config.http_listen,

@@ -49,6 +49,8 @@ pub struct Recording {
     pub tasks: RecorderTasks,
     /// Closed recordings, for the edge (`/vod/…`).
     pub vod: StoreUpstream,
+    /// The store, for VOD uploads.
+    pub store: Arc<dyn ObjectStore>,
 }
 
 /// The recordings `[recording]` names, for an edge (`ferrocast edge`);
@@ -111,7 +113,7 @@ pub async fn start(
     let (recorder, tasks) = Recorder::start(
         recorder_config,
         spool,
-        store,
+        store.clone(),
         Arc::new(policy),
         metrics.recording.clone(),
     );
@@ -120,5 +122,6 @@ pub async fn start(
         recorder,
         tasks,
         vod,
+        store,
     }))
 }

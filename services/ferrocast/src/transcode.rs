@@ -111,6 +111,25 @@ pub async fn start(
     )))
 }
 
+/// The ladder uploads are transcoded to: the named one, else the
+/// built-in that suits this machine's CPUs (uploads encode on the CPU,
+/// also where live streams use NVENC, and also with transcoding off for
+/// live streams), its keyframe interval fitted like the live one's.
+pub fn vod_ladder(config: &ferrocast_config::Config) -> anyhow::Result<Ladder> {
+    let ladder = match config.transcode.choice().context("transcode.ladder")? {
+        LadderChoice::Named(ladder) => ladder,
+        _ => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let builtin = Ladder::builtin_for_machine(cpus, false);
+            config
+                .transcode
+                .ladder(builtin.name())
+                .with_context(|| format!("built-in ladder {}", builtin.name()))?
+        }
+    };
+    Ok(fit_cadence(ladder, &config.hls))
+}
+
 /// The ladder with a keyframe interval the packager can cut segments at.
 ///
 /// A segment closes at the first keyframe at least `segment_min_ms` in and

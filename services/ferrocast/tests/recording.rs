@@ -46,6 +46,18 @@ create_bucket = true
     )
 }
 
+/// `ferrocast up` with the test ladder, an edge, and `[recording]` to
+/// moto with `extra` keys.
+fn ladder_server(s3: &S3Server, extra: &str) -> Server {
+    let config = format!(
+        "{}{}{}",
+        common::TEST_LADDER,
+        EdgeKeys::generate().config_toml_self_signed(),
+        recording_toml(s3, extra)
+    );
+    Server::start_with_args(&config, &["--ladder", "test"])
+}
+
 async fn store(s3: &S3Server) -> S3Store {
     S3Store::new(S3Options {
         endpoint: Some(s3.endpoint()),
@@ -136,14 +148,7 @@ async fn a_ladder_recorded_through_an_s3_outage_plays_whole_as_vod() {
     let Some(s3) = S3Server::start() else {
         return;
     };
-    let keys = EdgeKeys::generate();
-    let config = format!(
-        "{}{}{}",
-        common::TEST_LADDER,
-        keys.config_toml_self_signed(),
-        recording_toml(&s3, "")
-    );
-    let server = Server::start_with_args(&config, &["--ladder", "test"]);
+    let server = ladder_server(&s3, "");
     let push = ffmpeg_push(server.srt, "publish:live/rec", 30);
     let http = client();
     common::playlist_with_segment(&http, &server, "rec/240p", 1).await;
@@ -468,4 +473,169 @@ async fn dvr_lets_hls_js_go_back_a_minute_in_a_live_stream() {
         .filter(|r| r["path"].as_str().unwrap().starts_with("/vod/dvr/") && r["status"] == 200)
         .count();
     assert!(archived > 0, "no recorded segment loaded: {report}");
+}
+
+/// The status code of the answer to `request`, sent as it is.
+async fn raw_status(addr: std::net::SocketAddr, request: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0; 12];
+    tokio::time::timeout(Duration::from_secs(10), socket.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head);
+    head.strip_prefix("HTTP/1.1 ").unwrap().parse().unwrap()
+}
+
+/// The job at `location` once it has left the queue and the transcoder
+/// (the API has no notification: it is read every 250 ms, bounded).
+async fn finished_job(
+    http: &reqwest::Client,
+    base: &str,
+    location: &str,
+    admin: &str,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let job: serde_json::Value = http
+            .get(format!("{base}{location}"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap();
+        if job["state"] == "ready" || job["state"] == "failed" {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "still {job}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_file_plays_as_vod_and_a_bad_one_is_refused() {
+    let Some(s3) = S3Server::start() else {
+        return;
+    };
+    let server = ladder_server(&s3, "upload_max_bytes = 5000000");
+    let data = server.data_dir.path().join("data");
+    let admin = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("talk.mp4");
+    let (ok, _, err) = run_with_timeout(
+        Command::new("ffmpeg").args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "10",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "300k",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            file.to_str().unwrap(),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{err}");
+    let http = client();
+    let base = format!("http://{}", server.http);
+    let upload = |query: &str, body: Vec<u8>, token: &str| {
+        http.post(format!("{base}/api/v1/vod{query}"))
+            .bearer_auth(token)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+    };
+
+    // Refused, each with a problem document saying why.
+    let noise: Vec<u8> = (0..300_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let refused = upload("?stream=lectures", noise, &admin).await.unwrap();
+    assert_eq!(refused.status(), 415);
+    let problem: serde_json::Value =
+        serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a media file FFmpeg can read"),
+        "{problem}"
+    );
+    // Too large by its declared length: refused before a byte of the body
+    // is read (a raw request, so that nothing is sent after the headers).
+    let too_big = raw_status(
+        server.http,
+        &format!(
+            "POST /api/v1/vod?stream=lectures HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+             Content-Length: 5000001\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(too_big, 413);
+    let no_stream = upload("", vec![1; 10], &admin).await.unwrap();
+    assert_eq!(no_stream.status(), 422);
+    let anonymous = upload("?stream=lectures", vec![1; 10], "nope")
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    let accepted = upload("?stream=lectures", std::fs::read(&file).unwrap(), &admin)
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let location = accepted.headers()["location"].to_str().unwrap().to_owned();
+    let job: serde_json::Value = serde_json::from_slice(&accepted.bytes().await.unwrap()).unwrap();
+    assert_eq!(job["source"]["video_codec"], "h264");
+    assert_eq!(job["source"]["audio_codec"], "aac");
+    let done = finished_job(&http, &base, &location, &admin).await;
+    assert_eq!(done["state"], "ready", "{done}\n{}", server.log());
+    assert_eq!(done["progress"], 1.0);
+    let id = done["id"].as_str().unwrap();
+    assert_eq!(
+        done["playlist_path"],
+        format!("/vod/lectures/{id}/index.m3u8")
+    );
+
+    // Nothing of the refused files stayed: one VOD in the store, no file
+    // in the upload directory.
+    let store = store(&s3).await;
+    let dirs = store.list_dirs("rec/lectures/").await.unwrap();
+    assert_eq!(dirs, [format!("rec/lectures/{id}/")]);
+    let leftovers: Vec<_> = std::fs::read_dir(data.join("uploads")).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let summary = summary(&store, &format!("rec/lectures/{id}/recording.json")).await;
+    assert_eq!(summary.closed_by, ClosedBy::Upload);
+    let mut names: Vec<&str> = summary.renditions.iter().map(|r| r.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["144p", "180p", "240p"]);
+    let copy = tempfile::tempdir().unwrap();
+    download(&store, &format!("rec/lectures/{id}/"), copy.path()).await;
+    for rendition in &names {
+        let seconds =
+            decode_and_probe(&format!("{}/{rendition}/index.m3u8", copy.path().display()));
+        assert!((seconds - 10.0).abs() <= 2.0, "{rendition}: {seconds} s");
+    }
+    play_through_the_edge(&server, &summary).await;
 }

@@ -19,6 +19,7 @@ pub mod problem;
 pub mod streams;
 pub mod tokens;
 pub mod viewer_tokens;
+pub mod vod;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -93,6 +94,11 @@ pub trait ControlHooks: Send + Sync {
     fn thumbnail<'a>(&'a self, stream: &'a str) -> HookFuture<'a, Option<Vec<u8>>> {
         let _ = stream;
         Box::pin(async { None })
+    }
+
+    /// The upload queue, where this process takes VOD uploads.
+    fn vod(&self) -> Option<Arc<dyn vod::VodUploads>> {
+        None
     }
 }
 
@@ -229,6 +235,9 @@ where
         monitoring::thumbnail,
         monitoring::history,
         viewer_tokens::mint,
+        vod::upload,
+        vod::list,
+        vod::get,
         tokens::list,
         tokens::create,
         tokens::revoke,
@@ -239,6 +248,7 @@ where
     tags(
         (name = "streams", description = "streams, their publish keys and live state"),
         (name = "viewers", description = "viewer tokens for the edge"),
+        (name = "vod", description = "uploads to video on demand"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "audit", description = "who changed what (admin)"),
     )
@@ -299,6 +309,8 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/streams/{name}/viewer-token",
             post(viewer_tokens::mint),
         )
+        .route("/api/v1/vod", get(vod::list).post(vod::upload))
+        .route("/api/v1/vod/{id}", get(vod::get))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{id}", delete(tokens::revoke))
         .route("/api/v1/audit", get(tokens::audit))
