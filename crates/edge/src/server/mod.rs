@@ -44,8 +44,16 @@ mod h3;
 mod limits;
 mod metrics;
 pub mod player;
-mod range;
+pub mod range;
 mod routes;
+
+/// How the edge reads a request path: its route (`multivariant`,
+/// `playlist`, `init`, `part`, `segment`, `vod_multivariant`,
+/// `vod_playlist`, `vod_media`) and the stream it belongs to (whose JWT or
+/// token it needs), or `None` for a path it refuses with 404.
+pub fn route_of(path: &str) -> Option<(&'static str, &str)> {
+    routes::parse_path(path).map(|target| (target.kind(), target.stream()))
+}
 mod tls;
 mod upstream_metrics;
 

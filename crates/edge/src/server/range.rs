@@ -8,18 +8,23 @@
 
 /// What to send for a `Range` header against an object of `len` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RangeAnswer {
+pub enum RangeAnswer {
     /// The whole object, `200`.
     Whole,
     /// Bytes `start..=end`, `206`.
-    Part { start: u64, end: u64 },
+    Part {
+        /// The first byte.
+        start: u64,
+        /// The last byte (inclusive).
+        end: u64,
+    },
     /// Nothing of it can be served, `416`.
     Unsatisfiable,
 }
 
 /// Reads `header` (the `Range` value, if any) against an object of `len`
 /// bytes.
-pub(crate) fn answer(header: Option<&str>, len: u64) -> RangeAnswer {
+pub fn answer(header: Option<&str>, len: u64) -> RangeAnswer {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
         return RangeAnswer::Whole;
     };

@@ -142,8 +142,8 @@ pub(crate) enum MediaKind {
     Segment,
 }
 
-impl Target<'_> {
-    fn kind(&self) -> &'static str {
+impl<'a> Target<'a> {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Target::Multivariant { .. } => "multivariant",
             Target::MediaPlaylist { .. } => "playlist",
@@ -174,8 +174,8 @@ impl Target<'_> {
         }
     }
 
-    fn stream(&self) -> &str {
-        match self {
+    pub(crate) fn stream(&self) -> &'a str {
+        match *self {
             Target::Multivariant { stream }
             | Target::MediaPlaylist { stream }
             | Target::Media { stream, .. }
