@@ -252,9 +252,27 @@ impl Process {
                 "database_url",
             ],
             Process::Transcode => &["transcode", "hls", "ingest", "cluster"],
-            Process::Package => &["hls", "data_dir", "ingest", "cluster", "recording"],
+            // database_url: the streams' own recording policies.
+            Process::Package => &[
+                "hls",
+                "data_dir",
+                "ingest",
+                "cluster",
+                "recording",
+                "database_url",
+            ],
             Process::Edge => &["edge", "cluster", "recording"],
-            Process::Control => &["database_url", "data_dir", "cluster", "edge"],
+            // recording, transcode, hls: VOD uploads, transcoded here to the
+            // ladder with the packager's segment rules.
+            Process::Control => &[
+                "database_url",
+                "data_dir",
+                "cluster",
+                "edge",
+                "recording",
+                "transcode",
+                "hls",
+            ],
         }
     }
 
@@ -611,6 +629,29 @@ mod tests {
             .build_for(Process::Transcode)
             .unwrap_err();
         assert!(err.to_string().contains("edgee"), "{err}");
+    }
+
+    #[test]
+    fn control_reads_what_vod_uploads_need_and_package_the_database() {
+        let text = "database_url = \"sqlite:x.db\"\n[transcode]\nladder = \"small\"\n\
+                    [hls]\npart_target_ms = 250\n[recording]\n[recording.s3]\nbucket = \"media\"\n";
+        let control = Layers::default()
+            .with_file_text(text)
+            .unwrap()
+            .build_for(Process::Control)
+            .unwrap();
+        assert_eq!(
+            control.recording.map(|r| r.s3.bucket).as_deref(),
+            Some("media")
+        );
+        assert_eq!(control.transcode.ladder, "small");
+        assert_eq!(control.hls.part_target_ms, 250);
+        let package = Layers::default()
+            .with_file_text(text)
+            .unwrap()
+            .build_for(Process::Package)
+            .unwrap();
+        assert!(package.database_url.is_some());
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! either, publishing is open (any name, no key), as without a database.
 //! Until the first snapshot is loaded, streams not in the config file are
 //! refused with [`AuthError::Unavailable`]: nobody gets in on a guess.
+//!
+//! The same snapshot answers each stream's recording policy
+//! ([`DbAuthorizer::recording_of`]) for the recorder, which asks when a
+//! stream starts and must not wait on the database either.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -103,6 +107,21 @@ impl DbAuthorizer {
         tokio::time::timeout(timeout, loaded.wait_for(|l| *l))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The recording policy of database stream `name`, as last loaded;
+    /// `None` when it has none (or is not in the database).
+    pub fn recording_of(&self, name: &str) -> Option<crate::StreamRecording> {
+        self.read().as_ref()?.streams.get(name)?.recording
+    }
+
+    /// Whether some database stream has a retention period of its own.
+    pub fn any_retention(&self) -> bool {
+        self.read().as_ref().is_some_and(|s| {
+            s.streams
+                .values()
+                .any(|c| c.recording.is_some_and(|r| r.retention_secs.is_some()))
+        })
     }
 
     /// The change counter of the snapshot in use.

@@ -38,5 +38,5 @@ pub mod tokens;
 pub use audit::{Actor, AuditEntry};
 pub use authorizer::DbAuthorizer;
 pub use db::{Backend, Database, DbError};
-pub use streams::{Credentials, NewStream, StreamChanges, StreamRecord, WithKey};
+pub use streams::{Credentials, NewStream, StreamChanges, StreamRecord, StreamRecording, WithKey};
 pub use tokens::{ApiToken, NewToken, Role};

@@ -4,9 +4,39 @@ use ferrocast_config::{DuplicatePublisher, Secret};
 use ferrocast_media::StreamName;
 use sqlx::Row;
 
+use serde::{Deserialize, Serialize};
+
 use crate::audit::{Actor, record};
 use crate::db::{Database, DbError, bump_revision, now_ms};
 use crate::secrets;
+
+/// A stream's recording policy: the `recording` object of its settings.
+/// Without one, the stream follows `[recording]` (its `streams` list and
+/// `retention_secs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamRecording {
+    /// Record the stream (also when `[recording] streams` does not name
+    /// it); `false`: never. Default `true`.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Delete its recordings, and the VODs uploaded under it, this many
+    /// seconds after they started; `0` keeps them for ever. Absent:
+    /// `[recording] retention_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_secs: Option<u64>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+impl StreamRecording {
+    /// Reads a policy object, or says what is wrong with it.
+    pub fn parse(value: &serde_json::Value) -> Result<Self, String> {
+        serde_json::from_value(value.clone()).map_err(|e| e.to_string())
+    }
+}
 
 /// A stream as the store keeps it. The publish key itself is not here: it
 /// is shown once, by [`Database::create_stream`] and
@@ -79,6 +109,9 @@ pub struct Credentials {
     pub passphrase: Option<Secret>,
     /// Duplicate publisher policy.
     pub on_duplicate: DuplicatePublisher,
+    /// Its recording policy, if it has one (a stored object that does not
+    /// read as one counts as none, with a warning).
+    pub recording: Option<StreamRecording>,
 }
 
 fn duplicate_text(policy: DuplicatePublisher) -> &'static str {
@@ -332,13 +365,28 @@ impl Database {
 
     /// Every stream's credentials, for the publish authoriser's cache.
     pub async fn credentials(&self) -> Result<Vec<Credentials>, DbError> {
-        let rows = sqlx::query("SELECT name, key_hash, passphrase, on_duplicate FROM streams")
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, key_hash, passphrase, on_duplicate, recording FROM streams")
+                .fetch_all(self.pool())
+                .await?;
         rows.iter()
             .map(|row| {
+                let name: String = row.try_get("name")?;
+                let recording = row
+                    .try_get::<Option<String>, _>("recording")?
+                    .and_then(|text| {
+                        let policy = serde_json::from_str::<serde_json::Value>(&text)
+                            .map_err(|e| e.to_string())
+                            .and_then(|v| StreamRecording::parse(&v));
+                        policy
+                            .map_err(|e| {
+                                tracing::warn!(stream = %name, error = %e, "stored recording policy unreadable: [recording] applies");
+                            })
+                            .ok()
+                    });
                 Ok(Credentials {
-                    name: row.try_get("name")?,
+                    recording,
+                    name,
                     key_hash: row.try_get("key_hash")?,
                     passphrase: row
                         .try_get::<Option<String>, _>("passphrase")?

@@ -294,6 +294,9 @@ async fn every_route(db: Database) {
         json!({ "name": "cam2", "passphrase": "short" }),
         json!({ "name": "cam2", "colour": "red" }),
         json!({ "name": "cam2", "recording": 5 }),
+        json!({ "name": "cam2", "recording": { "enabled": "yes" } }),
+        json!({ "name": "cam2", "recording": { "retention_secs": -1 } }),
+        json!({ "name": "cam2", "recording": { "keep": "forever" } }),
         json!({ "nom": "cam2" }),
     ] {
         problem(

@@ -373,6 +373,16 @@ impl Origin {
         all
     }
 
+    /// Ends every rendition of every stream now (EXT-X-ENDLIST, and the
+    /// end of its recording), as when the process stops.
+    pub fn end_all(&self) {
+        for group in self.groups() {
+            for rendition in group.renditions() {
+                rendition.update(Assembler::on_end);
+            }
+        }
+    }
+
     /// The source rendition of a stream.
     pub fn stream(&self, name: &StreamName) -> Option<Arc<LiveStream>> {
         self.group(name)?.source()

@@ -124,7 +124,10 @@ pub async fn close_from_listing(
 pub(crate) struct Sweep {
     pub(crate) layout: Layout,
     pub(crate) stale_after: Duration,
+    /// The default retention.
     pub(crate) retention: Option<Duration>,
+    /// Per-stream retention over the default.
+    pub(crate) policy: Arc<dyn crate::RecordingPolicy>,
 }
 
 /// The closer task of a recorder: waits for the spool to upload what was
@@ -143,6 +146,7 @@ pub(crate) async fn run(
         layout,
         stale_after,
         retention,
+        policy,
     } = sweep;
     spool.uploaded_through(leftover).await;
     let every = (stale_after / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -164,7 +168,8 @@ pub(crate) async fn run(
             }
             Err(e) => warn!(error = %e, "cannot look for recordings left open; trying again later"),
         }
-        if let Some(keep) = retention {
+        if retention.is_some() || policy.has_own_retention() {
+            let keep = |stream: &StreamName| policy.retention(stream, retention);
             let writing = |stream: &StreamName, id: &RecordingId| {
                 open.lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -173,7 +178,7 @@ pub(crate) async fn run(
             match crate::retention::delete_expired(
                 store.as_ref(),
                 &layout,
-                keep,
+                &keep,
                 unix_ms(),
                 writing,
             )

@@ -30,10 +30,24 @@ use crate::manifest::{self, ClosedBy, OpenMarker, TracksInfo};
 use crate::vod::{self, RenditionRecord};
 use crate::vod_upstream::VOD_PREFIX;
 
-/// Which streams are recorded.
+/// Which streams are recorded, and how long their recordings are kept.
 pub trait RecordingPolicy: Send + Sync + std::fmt::Debug {
     /// Whether a stream starting now is recorded.
     fn records(&self, stream: &StreamName) -> bool;
+
+    /// How long `stream`'s recordings are kept: `default` (the
+    /// configured retention) unless the stream has its own; `None` keeps
+    /// them.
+    fn retention(&self, stream: &StreamName, default: Option<Duration>) -> Option<Duration> {
+        let _ = stream;
+        default
+    }
+
+    /// Whether some stream may have a retention of its own, so that
+    /// retention sweeps run even without a default.
+    fn has_own_retention(&self) -> bool {
+        false
+    }
 }
 
 /// Every stream, or those named.
@@ -100,6 +114,14 @@ struct Job {
     rendition: RenditionName,
     item: Recorded,
     size: usize,
+}
+
+/// What the writer task is sent.
+enum Message {
+    /// Something to record.
+    Job(Job),
+    /// Answer once every message before this one is handled.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Recordings this process writes, shared with its closer (which leaves
@@ -174,7 +196,11 @@ type OpenSet = OpenSetRef;
 /// clones) lets the writer task finish.
 #[derive(Clone)]
 pub struct Recorder {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::UnboundedSender<Message>,
+    /// Recordings this process writes, until closed and uploaded.
+    open: OpenSet,
+    /// Bumped whenever one of `open` is closed and uploaded.
+    closed: Arc<tokio::sync::watch::Sender<u64>>,
     /// Fencing epochs of the streams this process writes under a lease.
     epochs: Epochs,
     /// DVR windows, shared with the writer.
@@ -233,6 +259,7 @@ impl Recorder {
         let (jobs, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let open: OpenSet = Arc::default();
+        let closed = Arc::new(tokio::sync::watch::Sender::new(0));
         let epochs: Epochs = Arc::default();
         let dvr: DvrWindows = Arc::default();
         let leftover = spool.mark();
@@ -243,6 +270,7 @@ impl Recorder {
             store: store.clone(),
             active: HashMap::new(),
             open: open.clone(),
+            closed: closed.clone(),
             epochs: epochs.clone(),
             dvr: dvr.clone(),
             metrics: metrics.clone(),
@@ -257,13 +285,16 @@ impl Recorder {
                 layout: config.layout.clone(),
                 stale_after: config.stale_after,
                 retention: config.retention,
+                policy: policy.clone(),
             },
             leftover,
-            open,
+            open.clone(),
             metrics.clone(),
         ));
         let recorder = Recorder {
             jobs,
+            open,
+            closed,
             epochs,
             dvr,
             queued,
@@ -292,6 +323,36 @@ impl Recorder {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(stream.clone(), epoch);
+    }
+
+    /// Waits, up to `timeout`, until everything recorded so far is handled
+    /// and every recording this process writes is closed with its
+    /// playlists uploaded (call it after ending the streams, when the
+    /// process stops); true when they all are. What is not, the next
+    /// process closes from its stale marker.
+    pub async fn all_closed(&self, timeout: Duration) -> bool {
+        let drained = async {
+            let (done, flushed) = tokio::sync::oneshot::channel();
+            if self.jobs.send(Message::Flush(done)).is_ok() {
+                let _ = flushed.await;
+            }
+            let mut closed = self.closed.subscribe();
+            loop {
+                closed.borrow_and_update();
+                if self
+                    .open
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_empty()
+                {
+                    return;
+                }
+                if closed.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, drained).await.is_ok()
     }
 }
 
@@ -335,7 +396,7 @@ impl RecordingSink for Recorder {
             item,
             size,
         };
-        if self.jobs.send(job).is_err() {
+        if self.jobs.send(Message::Job(job)).is_err() {
             self.queued.fetch_sub(size, Ordering::Relaxed);
         }
     }
@@ -373,6 +434,7 @@ struct Writer {
     store: Arc<dyn ObjectStore>,
     active: HashMap<StreamName, Active>,
     open: OpenSet,
+    closed: Arc<tokio::sync::watch::Sender<u64>>,
     epochs: Epochs,
     dvr: DvrWindows,
     metrics: RecordingMetrics,
@@ -382,18 +444,23 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Message>) {
         let mut heartbeat = tokio::time::interval(self.config.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut gauges = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                job = rx.recv() => {
-                    let Some(job) = job else { break };
-                    let size = job.size;
-                    self.handle(job).await;
-                    self.queued.fetch_sub(size, Ordering::Relaxed);
-                }
+                message = rx.recv() => match message {
+                    None => break,
+                    Some(Message::Job(job)) => {
+                        let size = job.size;
+                        self.handle(job).await;
+                        self.queued.fetch_sub(size, Ordering::Relaxed);
+                    }
+                    Some(Message::Flush(done)) => {
+                        let _ = done.send(());
+                    }
+                },
                 _ = heartbeat.tick() => self.refresh_markers().await,
                 _ = gauges.tick() => self.report_spool(),
             }
@@ -632,6 +699,7 @@ impl Writer {
         let spool = self.spool.clone();
         let store = self.store.clone();
         let open = self.open.clone();
+        let closed = self.closed.clone();
         let id = active.id;
         let stream = stream.clone();
         self.metrics.open.dec();
@@ -642,6 +710,7 @@ impl Writer {
             open.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&(stream, id));
+            closed.send_modify(|n| *n += 1);
         });
     }
 

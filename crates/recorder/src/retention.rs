@@ -16,17 +16,17 @@ use tracing::info;
 
 use crate::layout::{Layout, PLAYLIST_NAME, RecordingId, SUMMARY_NAME};
 
-/// Deletes the recordings under `layout` that started more than `keep`
-/// before `now_ms`, except open ones (`writing`, or a marker in the
-/// store); returns what it deleted.
+/// Deletes the recordings under `layout` that started more than their
+/// stream's `keep` before `now_ms` (a stream whose `keep` is `None` keeps
+/// them all), except open ones (`writing`, or a marker in the store);
+/// returns what it deleted.
 pub async fn delete_expired(
     store: &dyn ObjectStore,
     layout: &Layout,
-    keep: Duration,
+    keep: &(dyn Fn(&StreamName) -> Option<Duration> + Sync),
     now_ms: i64,
     writing: impl Fn(&StreamName, &RecordingId) -> bool,
 ) -> Result<Vec<(StreamName, RecordingId)>, StoreError> {
-    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
     let mut deleted = Vec::new();
     for stream_dir in store.list_dirs(layout.prefix()).await? {
         let name = stream_dir[layout.prefix().len()..].trim_end_matches('/');
@@ -34,6 +34,10 @@ pub async fn delete_expired(
         let Ok(stream) = StreamName::new(name) else {
             continue;
         };
+        let Some(keep) = keep(&stream) else {
+            continue;
+        };
+        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
         for recording_dir in store.list_dirs(&stream_dir).await? {
             let id = recording_dir[stream_dir.len()..].trim_end_matches('/');
             let Some(id) = RecordingId::parse(id) else {
@@ -104,7 +108,7 @@ mod tests {
         let deleted = delete_expired(
             &store,
             &layout,
-            Duration::from_millis(day as u64),
+            &|_| Some(Duration::from_millis(day as u64)),
             now,
             |_, id| *id == old_writing,
         )
@@ -125,5 +129,30 @@ mod tests {
             );
         }
         assert!(store.get("rec/notes.txt").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn each_stream_keeps_its_recordings_as_long_as_its_own_retention_says() {
+        let store = MemoryStore::default();
+        let layout = Layout::new("rec");
+        let day = 86_400_000;
+        let now = 1_700_000_000_000;
+        let cam = StreamName::new("cam").unwrap();
+        let talks = StreamName::new("talks").unwrap();
+        let week_old = RecordingId::new(now - 7 * day);
+        for stream in [&cam, &talks] {
+            let key = format!("{}index.m3u8", layout.root(stream, &week_old));
+            store.put(&key, Bytes::from_static(b"x")).await.unwrap();
+        }
+        // `cam` keeps a day, `talks` for ever.
+        let keep = |stream: &StreamName| {
+            (stream.as_str() == "cam").then(|| Duration::from_millis(day as u64))
+        };
+        let deleted = delete_expired(&store, &layout, &keep, now, |_, _| false)
+            .await
+            .unwrap();
+        assert_eq!(deleted, [(cam.clone(), week_old.clone())]);
+        assert_eq!(store.list("rec/talks/").await.unwrap().len(), 1);
+        assert!(store.list("rec/cam/").await.unwrap().is_empty());
     }
 }

@@ -471,13 +471,19 @@ async fn up(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     // Recording to S3 ([recording]); the tasks live as long as `up`.
-    let (recorder, _recorder_tasks, recordings, uploads) =
-        match recording::start(&config, &metrics, 0).await? {
+    let (recorder, _recorder_tasks, recordings, uploads, writer) =
+        match recording::start(&config, &metrics, 0, control.reloader.clone()).await? {
             Some(r) => {
                 let uploads = vod::start(&config, r.store)?;
-                (Some(r.sink), Some(r.tasks), Some(r.vod), uploads)
+                (
+                    Some(r.sink),
+                    Some(r.tasks),
+                    Some(r.vod),
+                    uploads,
+                    Some(r.recorder),
+                )
             }
-            None => (None, None, None, None),
+            None => (None, None, None, None, None),
         };
     let origin = ferrocast_packager::Origin::start_recording(
         Arc::new(bus.clone()),
@@ -620,5 +626,22 @@ async fn up(config: Config) -> anyhow::Result<()> {
     if let (Some(edge), Some(edge_config)) = (edge, &config.edge) {
         edge.drain(edge_config, second_signal()).await;
     }
+    // Recordings are closed as if their streams had ended, their
+    // playlists uploaded while the store lets them; what is left is
+    // closed by the next process from its stale marker.
+    if let Some(writer) = writer {
+        origin.end_all();
+        if writer.all_closed(RECORDINGS_CLOSE_WAIT).await {
+            info!("recordings closed");
+        } else {
+            warn!(
+                wait_secs = RECORDINGS_CLOSE_WAIT.as_secs(),
+                "recordings not all closed and uploaded in time: the next start closes them"
+            );
+        }
+    }
     Ok(())
 }
+
+/// How long a stopping `ferrocast up` waits for its recordings to close.
+const RECORDINGS_CLOSE_WAIT: Duration = Duration::from_secs(15);

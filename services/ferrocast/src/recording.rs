@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrocast_config::{Config, RecordingConfig};
+use ferrocast_control::DbAuthorizer;
+use ferrocast_media::StreamName;
 use ferrocast_packager::RecordingSink;
 use ferrocast_recorder::{
-    Layout, Recorder, RecorderConfig, RecorderTasks, StoreUpstream, StreamList,
+    Layout, Recorder, RecorderConfig, RecorderTasks, RecordingPolicy, StoreUpstream, StreamList,
 };
 use ferrocast_storage::{ObjectStore, S3Options, S3Store, Spool, SpoolConfig};
 use ferrocast_telemetry::Metrics;
@@ -66,11 +68,54 @@ pub async fn vod(config: &Config) -> anyhow::Result<Option<StoreUpstream>> {
     )))
 }
 
-/// Starts the recorder when `[recording]` is set.
+/// Which streams are recorded and for how long: each database stream's
+/// own policy (`recording` in its settings) where it has one, else
+/// `[recording] streams` and `retention_secs`.
+#[derive(Debug)]
+pub struct StreamPolicies {
+    /// The database's streams, as the publish authoriser last loaded them.
+    pub db: Option<Arc<DbAuthorizer>>,
+    /// `[recording] streams`.
+    pub config: StreamList,
+}
+
+impl RecordingPolicy for StreamPolicies {
+    fn records(&self, stream: &StreamName) -> bool {
+        match self
+            .db
+            .as_ref()
+            .and_then(|db| db.recording_of(stream.as_str()))
+        {
+            Some(own) => own.enabled,
+            None => self.config.records(stream),
+        }
+    }
+
+    fn retention(&self, stream: &StreamName, default: Option<Duration>) -> Option<Duration> {
+        let own = self
+            .db
+            .as_ref()
+            .and_then(|db| db.recording_of(stream.as_str()))
+            .and_then(|own| own.retention_secs);
+        match own {
+            Some(0) => None,
+            Some(secs) => Some(Duration::from_secs(secs)),
+            None => default,
+        }
+    }
+
+    fn has_own_retention(&self) -> bool {
+        self.db.as_ref().is_some_and(|db| db.any_retention())
+    }
+}
+
+/// Starts the recorder when `[recording]` is set; `db`: the control
+/// plane's streams, whose own recording policies come first.
 pub async fn start(
     config: &Config,
     metrics: &Metrics,
     epoch: u64,
+    db: Option<Arc<DbAuthorizer>>,
 ) -> anyhow::Result<Option<Recording>> {
     let Some(recording) = &config.recording else {
         return Ok(None);
@@ -96,11 +141,14 @@ pub async fn start(
         std::env::var("HOSTNAME").unwrap_or_default(),
         std::process::id()
     );
-    let policy = StreamList {
-        only: recording
-            .streams
-            .as_ref()
-            .map(|names| names.iter().cloned().collect::<HashSet<_>>()),
+    let policy = StreamPolicies {
+        db,
+        config: StreamList {
+            only: recording
+                .streams
+                .as_ref()
+                .map(|names| names.iter().cloned().collect::<HashSet<_>>()),
+        },
     };
     info!(
         bucket = %recording.s3.bucket,
@@ -124,4 +172,61 @@ pub async fn start(
         vod,
         store,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrocast_control::{Actor, Database, NewStream};
+
+    #[tokio::test]
+    async fn a_database_stream_s_own_policy_comes_before_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_sqlite(&dir.path().join("control.db"))
+            .await
+            .unwrap();
+        let actor = Actor::Token("t1".into());
+        for (name, recording) in [
+            ("off", Some(serde_json::json!({ "enabled": false }))),
+            (
+                "week",
+                Some(serde_json::json!({ "retention_secs": 604800 })),
+            ),
+            ("forever", Some(serde_json::json!({ "retention_secs": 0 }))),
+            ("plain", None),
+        ] {
+            let new = NewStream {
+                name: name.into(),
+                recording,
+                ..NewStream::default()
+            };
+            db.create_stream(new, &actor).await.unwrap();
+        }
+        let authorizer = DbAuthorizer::start(db, &[], Duration::from_secs(60));
+        assert!(authorizer.wait_loaded(Duration::from_secs(10)).await);
+        let policies = StreamPolicies {
+            db: Some(authorizer),
+            // The config names only `off` and `forever`.
+            config: StreamList {
+                only: Some(["off".to_owned(), "forever".to_owned()].into()),
+            },
+        };
+        let name = |n: &str| StreamName::new(n).unwrap();
+        let day = Some(Duration::from_secs(86_400));
+        // Its own policy first: `off` is not recorded though the config
+        // names it; `week` is, though the config does not.
+        assert!(!policies.records(&name("off")));
+        assert!(policies.records(&name("week")));
+        assert!(policies.records(&name("forever")));
+        // Without one, the config decides.
+        assert!(!policies.records(&name("plain")));
+        assert!(!policies.records(&name("elsewhere")));
+        assert_eq!(
+            policies.retention(&name("week"), day),
+            Some(Duration::from_secs(604_800))
+        );
+        assert_eq!(policies.retention(&name("forever"), day), None);
+        assert_eq!(policies.retention(&name("plain"), day), day);
+        assert!(policies.has_own_retention());
+    }
 }

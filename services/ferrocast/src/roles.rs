@@ -279,7 +279,16 @@ pub async fn package(config: Config) -> anyhow::Result<()> {
     let member = cluster::join(&config, Role::Package, false, no_check()).await?;
     // Recording ([recording]): each stream's keys carry its package lease's
     // epoch; the tasks live as long as the process.
-    let recording = crate::recording::start(&config, &metrics, 0).await?;
+    // With database_url, each stream's own recording policy comes first.
+    let streams = match &config.recording {
+        Some(_) => {
+            crate::control::start(&config, crate::control::open(&config, false).await?, false)
+                .await?
+                .reloader
+        }
+        None => None,
+    };
+    let recording = crate::recording::start(&config, &metrics, 0, streams).await?;
     let origin = Origin::start_recording(
         Arc::new(member.bus.clone()),
         PackagerConfig::from(&config),

@@ -365,6 +365,47 @@ async fn a_recording_cut_by_a_kill_is_closed_by_the_next_process() {
     assert!(seconds >= 2.0, "{seconds} s");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_told_to_stop_closes_its_recordings_first() {
+    let Some(s3) = S3Server::start() else {
+        return;
+    };
+    let mut server = Server::start(&recording_toml(&s3, ""));
+    let _push = ffmpeg_push(server.srt, "publish:live/stop", 60);
+    let store = store(&s3).await;
+    let http = client();
+    common::playlist_with_segment(&http, &server, "stop", 2).await;
+    wait_for_key(&store, "rec/stop/", ".m4s", Duration::from_secs(30)).await;
+    // SIGTERM mid-stream: the recording is closed by its writer, not left
+    // for the next process.
+    let status = server.terminate(Duration::from_secs(60));
+    assert!(status.success(), "{status}\n{}", server.log());
+    assert!(
+        server.log().contains("recordings closed"),
+        "{}",
+        server.log()
+    );
+    let keys = store.list("rec/stop/").await.unwrap();
+    let summary_key = keys
+        .iter()
+        .find(|k| k.ends_with("/recording.json"))
+        .unwrap_or_else(|| panic!("not closed: {keys:?}"));
+    let summary = summary(&store, summary_key).await;
+    assert_eq!(summary.closed_by, ClosedBy::Writer);
+    assert!(summary.renditions[0].segments >= 2, "{summary:?}");
+    assert!(
+        store.list("rec/.open/stop/").await.unwrap().is_empty(),
+        "marker left"
+    );
+    let root = summary_key.trim_end_matches("recording.json");
+    let playlist = store
+        .get(&format!("{root}source/index.m3u8"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&playlist).ends_with("#EXT-X-ENDLIST\n"));
+}
+
 /// The number of segments a media playlist lists.
 fn listed(playlist: &str) -> usize {
     playlist.matches("#EXTINF:").count()

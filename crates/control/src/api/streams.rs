@@ -234,7 +234,10 @@ pub struct UpdateStream {
 fn check_recording(recording: Option<&serde_json::Value>) -> Result<(), Problem> {
     match recording {
         Some(v) if !v.is_object() => Err(Problem::invalid("recording must be a JSON object")),
-        _ => Ok(()),
+        Some(v) => crate::streams::StreamRecording::parse(v)
+            .map(drop)
+            .map_err(|e| Problem::invalid(format!("recording: {e}"))),
+        None => Ok(()),
     }
 }
 

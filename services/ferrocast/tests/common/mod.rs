@@ -232,6 +232,27 @@ impl Server {
         self.child.try_wait().unwrap().is_none()
     }
 
+    /// Asks the process to stop (SIGTERM, as an orchestrator does) and
+    /// waits, bounded, for it to exit.
+    #[allow(dead_code)]
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the process did not stop in time:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the process (SIGKILL: no shutdown of any kind) and reaps it.
     #[allow(dead_code)]
     pub fn kill(&mut self) {
