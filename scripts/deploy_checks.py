@@ -3,14 +3,22 @@
 
 Run by scripts/validate-deploy.sh, on docker-compose.yml as resolved by
 `docker-compose config` and on each Kustomize rendering of k8s/ (`NAME=FILE`,
-NAME being base, cpu or gpu):
+NAME being base or an overlay's directory: cpu, gpu, cpu-recording; the part
+before the first `-` says where the transcoders run):
 
   deploy_checks.py invariants --compose RESOLVED.yml --k8s cpu=cpu.yaml ...
       Probes, security context, advertised addresses, the ingest and edge
-      Services, references between objects, GPU only where it belongs; the
-      database URL of ingest and control (the same PostgreSQL, its password
-      the database's own, from the Secret on Kubernetes, never a literal),
-      the control plane's edge keys (the edge's) and data directory.
+      Services, references between objects, one namespace, GPU only where
+      it belongs; the database URL of ingest and control (the same
+      PostgreSQL, its password the database's own, from the Secret on
+      Kubernetes, never a literal), the control plane's edge keys (the
+      edge's) and data directory; recording ([recording] as
+      FERROCAST_RECORDING__* variables): the same settings for package,
+      edge and control wherever one has them (on Kubernetes from the same
+      Secret or ConfigMap), none for ingest and transcode, the packager's
+      spool and control's uploads on volumes that hold them, the compose
+      file's object store, and no secret access key as a literal value or
+      in a ConfigMap.
   deploy_checks.py roles --bin FERROCAST --compose RESOLVED.yml --k8s ...
       Starts every Ferrocast role of every deployment, with the environment,
       arguments and config file its manifest gives it, against a scratch
@@ -62,6 +70,9 @@ ROLES = ("ingest", "transcode", "package", "edge", "control")
 # The roles that open the control plane's database (database_url), which
 # must be the same PostgreSQL for all of them.
 DATABASE_ROLES = ("ingest", "control")
+# May read the database too (each stream's own recording policy), with the
+# same URL as the others.
+DATABASE_OPTIONAL_ROLES = ("package",)
 DATABASE_VAR = "FERROCAST_DATABASE_URL"
 POSTGRES_PORT = 5432
 # The file under data_dir (FERROCAST_DATA_DIR, /data in the image) that
@@ -74,6 +85,27 @@ ADVERTISED_PORT = {"ingest": 7000, "transcode": 7000, "package": 8080}
 HTTP_PORT = 8080  # http_listen's default: /healthz, /readyz
 MIN_TRANSCODE_GRACE_S = 30  # a transcoder's handover drain on SIGTERM
 GPU = "nvidia.com/gpu"
+# Recording to S3 ([recording]): the roles that read the section, which
+# must all read the same values (package records, edge serves the
+# recordings, control takes VOD uploads); ingest and transcode ignore it.
+RECORDING_ROLES = ("package", "edge", "control")
+RECORDING_PREFIX = "FERROCAST_RECORDING__"
+# Any variable of a secret access key (FERROCAST_RECORDING__S3__..., AWS_...).
+SECRET_KEY_SUFFIX = "SECRET_ACCESS_KEY"
+# The [recording] defaults the volumes are sized against.
+SPOOL_MAX_BYTES = 1 << 30  # recording.spool_max_bytes
+UPLOAD_MAX_BYTES = 4 << 30  # recording.upload_max_bytes
+# Objects without a namespace.
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PersistentVolume",
+    "PriorityClass",
+    "RuntimeClass",
+    "StorageClass",
+}
 
 
 class Problems(list):
@@ -253,12 +285,16 @@ def check_compose_database(problems, path):
     for name, (role, service) in ferrocast.items():
         env = env_list_to_dict(service.get("environment"))
         where = f"docker-compose.yml: service {name}"
-        if role not in DATABASE_ROLES:
+        if role not in DATABASE_ROLES + DATABASE_OPTIONAL_ROLES:
             problems.check(
-                DATABASE_VAR not in env, where, f"{DATABASE_VAR} is for {' and '.join(DATABASE_ROLES)} only"
+                DATABASE_VAR not in env,
+                where,
+                f"{DATABASE_VAR} is for {', '.join(DATABASE_ROLES + DATABASE_OPTIONAL_ROLES)} only",
             )
             continue
         url = env.get(DATABASE_VAR)
+        if role in DATABASE_OPTIONAL_ROLES and url is None:
+            continue
         parts = database_url_parts(url or "")
         if not problems.check(
             parts is not None, where, f"{DATABASE_VAR} must be postgres://USER:PASSWORD@HOST/DB"
@@ -347,8 +383,140 @@ def check_compose_database(problems, path):
         )
 
 
+def recording_env(env):
+    """The FERROCAST_RECORDING__* variables of an environment."""
+    return {k: v for k, v in env.items() if k.startswith(RECORDING_PREFIX)}
+
+
+def config_recording():
+    """The [recording] section of deploy/ferrocast.toml, or None."""
+    return tomllib.loads(CONFIG.read_text()).get("recording")
+
+
+def recording_bytes(env, key, default):
+    """A [recording] size in bytes: its FERROCAST_RECORDING__ variable, else
+    the config file's key, else the default."""
+    value = env.get(RECORDING_PREFIX + key.upper())
+    if value is None:
+        value = (config_recording() or {}).get(key, default)
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def quantity_bytes(quantity):
+    """A Kubernetes quantity (`2Gi`, `500M`, `1073741824`) in bytes, or None."""
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?", str(quantity))
+    if not m:
+        return None
+    scale = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+    scale.update({f"{p}i": 1 << (10 * (i + 1)) for i, p in enumerate("KMGTPE")})
+    return int(float(m.group(1)) * scale[m.group(2) or ""])
+
+
+def check_config_recording(problems):
+    """deploy/ferrocast.toml, shared by every role and in a ConfigMap on
+    Kubernetes, holds no recording secret."""
+    s3 = (config_recording() or {}).get("s3") or {}
+    problems.check(
+        "secret_access_key" not in s3,
+        "deploy/ferrocast.toml",
+        "recording.s3.secret_access_key must not be in the config file (a secret): "
+        "FERROCAST_RECORDING__S3__SECRET_ACCESS_KEY",
+    )
+
+
+def check_compose_recording(problems, path):
+    """Recording: package, edge and control with the same FERROCAST_RECORDING__*
+    variables wherever one has any (ingest and transcode with none); with
+    recording on, the package's data_dir (the spool) on a named volume, and
+    a store that is a compose service (the endpoint's host) waited for,
+    with a health check, a pinned image, the credentials it is made with
+    (MinIO) and on the host's loopback only."""
+    services = yaml.safe_load(Path(path).read_text())["services"]
+    readers = {}
+    for name, role, service in compose_services(path):
+        where = f"docker-compose.yml: service {name}"
+        rec = recording_env(env_list_to_dict(service.get("environment")))
+        if role not in RECORDING_ROLES:
+            problems.check(
+                not rec, where, f"FERROCAST_RECORDING__* is for {', '.join(RECORDING_ROLES)} only"
+            )
+            continue
+        readers[name] = (role, service, rec)
+    if not any(rec for _, _, rec in readers.values()) and config_recording() is None:
+        return
+    recs = [rec for _, _, rec in readers.values()]
+    differ = sorted(
+        k for k in set().union(*recs) if len({rec.get(k) for rec in recs}) > 1
+    )
+    problems.check(
+        not differ and {role for role, _, _ in readers.values()} >= set(RECORDING_ROLES),
+        "docker-compose.yml",
+        f"{', '.join(RECORDING_ROLES)} must all have the same FERROCAST_RECORDING__* "
+        f"variables (they differ in {', '.join(differ) or 'nothing'}; roles with them: "
+        f"{sorted({role for role, _, _ in readers.values()})})",
+    )
+    data_dir = image_env().get("FERROCAST_DATA_DIR")
+    for name, (role, service, _rec) in readers.items():
+        if role != "package":
+            continue
+        data = env_list_to_dict(service.get("environment")).get("FERROCAST_DATA_DIR", data_dir)
+        problems.check(
+            data and not str(compose_mounts(service).get(data, "/")).startswith(("/", ".")),
+            f"docker-compose.yml: service {name}",
+            f"data_dir ({data}) must be a named volume: the recording spool "
+            "(data_dir/spool) must outlive the container",
+        )
+    endpoint = recs[0].get(RECORDING_PREFIX + "S3__ENDPOINT") if recs else None
+    host = urllib.parse.urlsplit(endpoint).hostname if endpoint else None
+    store = services.get(host) if host else None
+    if store is None:
+        return  # AWS, or a store elsewhere
+    where = f"docker-compose.yml: service {host}"
+    for name in readers:
+        problems.check(
+            ((services[name].get("depends_on") or {}).get(host) or {}).get("condition")
+            == "service_healthy",
+            f"docker-compose.yml: service {name}",
+            f"must depend on {host} being healthy (the recordings' store)",
+        )
+    problems.check(
+        bool((store.get("healthcheck") or {}).get("test")), where, "needs a health check"
+    )
+    image = str(store.get("image", ""))
+    repository, _, digest = image.partition("@")
+    name_tag = repository.rpartition("/")[2]
+    tag = name_tag.partition(":")[2]
+    repository = repository[: len(repository) - len(tag) - 1] if tag else repository
+    problems.check(
+        bool(digest) or (tag and tag != "latest"),
+        where,
+        f"image must be pinned to a release tag or digest ({image})",
+    )
+    problems.check(
+        all(ip in ("127.0.0.1", "::1", "[::1]") for ip, _, _ in published_bindings(store)),
+        where,
+        "must be published on the host's loopback only, if at all",
+    )
+    if repository.rpartition("/")[2] == "minio":
+        store_env = env_list_to_dict(store.get("environment"))
+        for var, minio in (
+            ("S3__ACCESS_KEY_ID", "MINIO_ROOT_USER"),
+            ("S3__SECRET_ACCESS_KEY", "MINIO_ROOT_PASSWORD"),
+        ):
+            problems.check(
+                recs[0].get(RECORDING_PREFIX + var) == store_env.get(minio),
+                "docker-compose.yml",
+                f"{RECORDING_PREFIX}{var} must be service {host}'s {minio}",
+            )
+
+
 def check_k8s(problems, variant, objects):
     where0 = f"k8s {variant}"
+    # Where the transcoders run: cpu, gpu (and base: unset).
+    flavour = variant.split("-")[0]
     by_kind = {}
     for o in objects:
         by_kind.setdefault(o["kind"], {})[o["metadata"]["name"]] = o
@@ -414,7 +582,7 @@ def check_k8s(problems, variant, objects):
             )
         limits = (c.get("resources") or {}).get("limits") or {}
         nvenc = env_value(c, "FERROCAST_TRANSCODE__NVENC")
-        if role == "transcode" and variant == "gpu":
+        if role == "transcode" and flavour == "gpu":
             problems.check(int(str(limits.get(GPU, 0))) >= 1, where, f"must ask for {GPU}")
             problems.check(nvenc == "require", where, "FERROCAST_TRANSCODE__NVENC must be require")
         else:
@@ -423,7 +591,7 @@ def check_k8s(problems, variant, objects):
                 where,
                 f"must not ask for {GPU}",
             )
-        if role == "transcode" and variant == "cpu":
+        if role == "transcode" and flavour == "cpu":
             problems.check(nvenc == "off", where, "FERROCAST_TRANSCODE__NVENC must be off")
         if role == "transcode":
             problems.check(
@@ -472,6 +640,20 @@ def check_k8s(problems, variant, objects):
             )
     check_k8s_database(problems, where0, objects, by_kind)
     check_k8s_control(problems, where0, objects, by_kind)
+    check_k8s_recording(problems, where0, objects, by_kind)
+
+    # One namespace for every namespaced object: a resource added outside
+    # the base (an overlay's, a component's) does not get the base's.
+    namespaces = [o["metadata"]["name"] for o in by_kind.get("Namespace", {}).values()]
+    if problems.check(len(namespaces) == 1, where0, f"one Namespace, found {namespaces}"):
+        for o in objects:
+            if o["kind"] not in CLUSTER_SCOPED:
+                problems.check(
+                    o["metadata"].get("namespace") == namespaces[0],
+                    f"{where0}: {o['kind']} {o['metadata']['name']}",
+                    f"must be in namespace {namespaces[0]} "
+                    f"(it is in {o['metadata'].get('namespace') or 'none'})",
+                )
 
     # The ConfigMap is deploy/ferrocast.toml, unchanged.
     problems.check(
@@ -602,8 +784,14 @@ def check_k8s_database(problems, where0, objects, by_kind):
     for dep, _pod, c, role in ferrocast_containers(objects):
         where = f"{where0}: Deployment {dep['metadata']['name']}"
         source = env_source(c, DATABASE_VAR)
-        if role not in DATABASE_ROLES:
-            problems.check(source is None, where, f"{DATABASE_VAR} is for {' and '.join(DATABASE_ROLES)} only")
+        if role not in DATABASE_ROLES + DATABASE_OPTIONAL_ROLES:
+            problems.check(
+                source is None,
+                where,
+                f"{DATABASE_VAR} is for {', '.join(DATABASE_ROLES + DATABASE_OPTIONAL_ROLES)} only",
+            )
+            continue
+        if role in DATABASE_OPTIONAL_ROLES and source is None:
             continue
         if problems.check(
             source is not None and source[0] == "secretKeyRef",
@@ -721,6 +909,135 @@ def check_k8s_control(problems, where0, objects, by_kind):
             )
 
 
+def recording_sources(objects, container):
+    """Where a container's FERROCAST_RECORDING__* variables come from: each
+    envFrom source that holds one, ("envFrom", KIND, NAME, PREFIX), and
+    each env entry that sets one, ("env", NAME, how)."""
+    data = k8s_data(objects)
+    found = set()
+    for source in container.get("envFrom") or []:
+        for key, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+            if key in source:
+                prefix = source.get("prefix", "")
+                keys = data.get((kind, source[key]["name"]), {})
+                if any((prefix + k).startswith(RECORDING_PREFIX) for k in keys):
+                    found.add(("envFrom", kind, source[key]["name"], prefix))
+    for var in container.get("env") or []:
+        if var["name"].startswith(RECORDING_PREFIX):
+            found.add(("env", var["name"], repr(env_source(container, var["name"]))))
+    return frozenset(found)
+
+
+def check_k8s_recording(problems, where0, objects, by_kind):
+    """Recording: no secret access key as a literal or in a ConfigMap;
+    package, edge and control read the same FERROCAST_RECORDING__* sources
+    (the same Secret) and values wherever one has any, ingest and transcode
+    none; with recording on, the packager's data_dir (the spool) and
+    control's (the uploads) on writable volumes, an emptyDir's sizeLimit
+    above spool_max_bytes and upload_max_bytes."""
+    data = k8s_data(objects)
+    for w in workloads(objects):
+        pod = w["spec"]["template"]["spec"]
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            for var in c.get("env") or []:
+                problems.check(
+                    not (var["name"].endswith(SECRET_KEY_SUFFIX) and "value" in var),
+                    f"{where0}: {w['kind']} {w['metadata']['name']}",
+                    f"{var['name']}: a secret access key must come from a Secret "
+                    "(envFrom secretRef or secretKeyRef), not a literal value",
+                )
+    for (kind, name), values in data.items():
+        if kind != "ConfigMap":
+            continue
+        problems.check(
+            not any(k.endswith(SECRET_KEY_SUFFIX) for k in values),
+            f"{where0}: ConfigMap {name}",
+            "a secret access key must be in a Secret, not a ConfigMap",
+        )
+        if name.startswith("ferrocast-config"):
+            s3 = (tomllib.loads(values.get("ferrocast.toml", "")).get("recording") or {}).get(
+                "s3"
+            ) or {}
+            problems.check(
+                "secret_access_key" not in s3,
+                f"{where0}: ConfigMap {name}",
+                "recording.s3.secret_access_key must not be in the config file (a secret)",
+            )
+    readers = {}
+    for dep, pod, c, role in ferrocast_containers(objects):
+        where = f"{where0}: Deployment {dep['metadata']['name']}"
+        sources = recording_sources(objects, c)
+        if role not in RECORDING_ROLES:
+            problems.check(
+                not sources,
+                where,
+                f"FERROCAST_RECORDING__* is for {', '.join(RECORDING_ROLES)} only",
+            )
+            continue
+        readers[dep["metadata"]["name"]] = (role, pod, c, sources)
+    in_config = any(
+        "recording" in tomllib.loads(values.get("ferrocast.toml", ""))
+        for (kind, name), values in data.items()
+        if kind == "ConfigMap" and name.startswith("ferrocast-config")
+    )
+    if not in_config and not any(sources for *_, sources in readers.values()):
+        return
+    roles_with = sorted({role for role, *_ in readers.values()})
+    if not problems.check(
+        len({sources for *_, sources in readers.values()}) == 1
+        and set(roles_with) >= set(RECORDING_ROLES),
+        where0,
+        f"{', '.join(RECORDING_ROLES)} must read FERROCAST_RECORDING__* from the same "
+        f"sources (the same Secret, envFrom): "
+        + "; ".join(
+            f"{name}: {sorted(s[:3] for s in sources) or 'none'}"
+            for name, (_r, _p, _c, sources) in readers.items()
+        ),
+    ):
+        return
+    values = {name: recording_env(k8s_env(objects, c)) for name, (_r, _p, c, _s) in readers.items()}
+    problems.check(
+        len({tuple(sorted(v.items())) for v in values.values()}) == 1,
+        where0,
+        f"{', '.join(RECORDING_ROLES)} must have the same FERROCAST_RECORDING__* values",
+    )
+    data_dir = image_env().get("FERROCAST_DATA_DIR")
+    for name, (role, pod, c, _sources) in readers.items():
+        if role == "package":
+            need, what = recording_bytes(values[name], "spool_max_bytes", SPOOL_MAX_BYTES), (
+                "the recording spool (recording.spool_max_bytes)"
+            )
+        elif role == "control":
+            need, what = recording_bytes(values[name], "upload_max_bytes", UPLOAD_MAX_BYTES), (
+                "a VOD upload (recording.upload_max_bytes)"
+            )
+        else:
+            continue
+        where = f"{where0}: Deployment {name}"
+        data = k8s_env(objects, c).get("FERROCAST_DATA_DIR", data_dir)
+        mounts = [
+            m
+            for m in c.get("volumeMounts") or []
+            if m["mountPath"] == data and not m.get("readOnly")
+        ]
+        if not problems.check(
+            bool(mounts),
+            where,
+            f"data_dir ({data}) needs a writable volume: {what} is written there",
+        ):
+            continue
+        volume = {v["name"]: v for v in pod.get("volumes") or []}.get(mounts[0]["name"], {})
+        limit = (volume.get("emptyDir") or {}).get("sizeLimit")
+        if limit is not None:
+            size = quantity_bytes(limit)
+            problems.check(
+                size is not None and need is not None and size > need,
+                where,
+                f"the emptyDir on data_dir ({data}) must be larger than {what}, {need} bytes "
+                f"(sizeLimit {limit}): past its sizeLimit the pod is evicted",
+            )
+
+
 def check_dockerfile(problems):
     """The build stage installs BUILD_PACKAGES of scripts/deps.sh."""
     deps = (ROOT / "scripts" / "deps.sh").read_text()
@@ -739,16 +1056,19 @@ def check_dockerfile(problems):
 def invariants(args):
     problems = Problems()
     check_dockerfile(problems)
+    check_config_recording(problems)
     check_compose(problems, args.compose)
     check_compose_database(problems, args.compose)
+    check_compose_recording(problems, args.compose)
     sets = k8s_sets(args.k8s)
     for variant, objects in sets.items():
         check_k8s(problems, variant, objects)
     if problems:
         sys.exit("invariants failed:\n  " + "\n  ".join(problems))
     print(
-        f"ok: invariants (probes, security, advertised addresses, Services, references, GPU, "
-        f"the database URL and its Secret, the control plane's keys and data) "
+        f"ok: invariants (probes, security, advertised addresses, Services, references, "
+        f"namespace, GPU, the database URL and its Secret, the control plane's keys and data, "
+        f"recording settings, their Secret and volumes) "
         f"of docker-compose.yml, k8s {', '.join(sets)} and the Dockerfile's build packages"
     )
 
