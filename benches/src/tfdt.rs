@@ -1,7 +1,7 @@
 //! The decode time of a CMAF chunk, read from the bytes the packager wrote.
 //!
-//! The benchmark assigns frames to parts by counting chunks (one video frame
-//! per chunk); this independent reading of the first `tfdt` of each part
+//! The benchmark assigns frames to parts by counting the chunks that carry
+//! a video frame (one each); this independent reading of the first `tfdt` of each part
 //! checks that assignment against the frames' own decode times.
 
 /// `baseMediaDecodeTime` of the first `traf` of the first `moof` in `chunk`
@@ -20,6 +20,16 @@ pub fn first_tfdt(chunk: &[u8]) -> Option<u64> {
         1 => Some(u64::from_be_bytes(time.get(..8)?.try_into().ok()?)),
         _ => None,
     }
+}
+
+/// `track_ID` of the first `traf` of the first `moof` in `chunk` (its
+/// `tfhd`, ISO/IEC 14496-12 §8.8.7). A part's chunks each start with the
+/// video frame they carry, except the audio-only chunk that may close it.
+pub fn first_track_id(chunk: &[u8]) -> Option<u32> {
+    let moof = find_box(chunk, b"moof")?;
+    let traf = find_box(moof, b"traf")?;
+    let tfhd = find_box(traf, b"tfhd")?;
+    Some(u32::from_be_bytes(tfhd.get(4..8)?.try_into().ok()?))
 }
 
 /// The payload of the first box of type `kind` among the boxes in `data`.

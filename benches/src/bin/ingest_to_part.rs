@@ -14,7 +14,8 @@
 //! - **t_servable**: when a watcher woken by the stream's change signal
 //!   ([`LiveStream::wait_for`], no polling) first sees the part complete in
 //!   the media store and listed in the window. Frames are assigned to parts
-//!   by counting chunks (one video frame per chunk) and the assignment is
+//!   by counting the chunks that carry a video frame (one each; a part may
+//!   end with a chunk of audio only) and the assignment is
 //!   checked against the first `tfdt` of every part.
 //!
 //! Baseline, in the same run: a packager that can only close a part when
@@ -41,7 +42,7 @@ use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use ferrocast_benches::pcr::{self, MESSAGE_LEN};
 use ferrocast_benches::summary::Summary;
-use ferrocast_benches::tfdt::first_tfdt;
+use ferrocast_benches::tfdt::{first_tfdt, first_track_id};
 use ferrocast_bus::{BusMessage, InProcessBus};
 use ferrocast_hls::{PartRef, ResourceStatus};
 use ferrocast_ingest::session::SessionPipeline;
@@ -66,6 +67,11 @@ struct Args {
     /// Print only the JSON line.
     #[arg(long)]
     json: bool,
+    /// Generate the media with one AAC frame per PES packet
+    /// (`-pes_payload_size 0`), as a steady contribution encoder sends it,
+    /// instead of ffmpeg's default of about 0.37 s of audio per PES.
+    #[arg(long)]
+    steady_audio: bool,
     /// Feed the same media a second time with the stream recorded (the
     /// recorder spooling to a temp dir, uploading to an in-memory store)
     /// and report both runs' figures.
@@ -113,7 +119,7 @@ fn main() -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => {
             let path = scratch.path().join("bench.ts");
-            generate(&path, args.seconds)?;
+            generate(&path, args.seconds, args.steady_audio)?;
             path
         }
     };
@@ -153,6 +159,10 @@ fn main() -> anyhow::Result<()> {
         "ferrocast": report.ferrocast.to_json(),
         "baseline_next_frame": report.baseline.as_ref().map(Summary::to_json),
         "part_close_delay": report.close_delay.to_json(),
+        "audio_pes": if args.steady_audio { "one frame" } else { "ffmpeg default" },
+        "part_interval": report.part_interval.to_json(),
+        "part_interval_deviation": report.interval_deviation.to_json(),
+        "part_intervals_within_one_frame": report.within_one_frame,
         "recording_on": recorded.as_ref().map(|(r, segments)| serde_json::json!({
             "ferrocast": r.ferrocast.to_json(),
             "part_close_delay": r.close_delay.to_json(),
@@ -194,6 +204,25 @@ fn main() -> anyhow::Result<()> {
             "part close delay (last frame in -> servable)",
             &report.close_delay,
         );
+        row(
+            "interval between parts becoming servable",
+            &report.part_interval,
+        );
+        row(
+            "|interval - the part's media duration|",
+            &report.interval_deviation,
+        );
+        println!(
+            "part intervals within one frame interval of the part's duration: {} of {} \
+             (audio: {})",
+            report.within_one_frame,
+            report.interval_deviation.count,
+            if args.steady_audio {
+                "one AAC frame per PES"
+            } else {
+                "ffmpeg's default PES size"
+            }
+        );
         if let Some((on, segments)) = &recorded {
             row("recording on: AU arrival -> part servable", &on.ferrocast);
             row("recording on: part close delay", &on.close_delay);
@@ -205,7 +234,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Encode the test source as MPEG-TS with Debian's ffmpeg.
-fn generate(path: &Path, seconds: u32) -> anyhow::Result<()> {
+fn generate(path: &Path, seconds: u32, steady_audio: bool) -> anyhow::Result<()> {
+    let pes: &[&str] = if steady_audio {
+        &["-pes_payload_size", "0"]
+    } else {
+        &[]
+    };
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
@@ -214,6 +248,7 @@ fn generate(path: &Path, seconds: u32) -> anyhow::Result<()> {
             "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-bf", "2",
         ])
         .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k"])
+        .args(pes)
         .args(["-t", &seconds.to_string(), "-f", "mpegts"])
         .arg(path)
         .stdin(Stdio::null())
@@ -385,9 +420,16 @@ fn collect(
             Some(part)
                 if part.complete && a.window.part_status(*cursor) == ResourceStatus::Available =>
             {
+                // One chunk per video frame, plus perhaps one of the
+                // audio that closes the part.
+                let video = part.chunks.first().and_then(|c| first_track_id(c));
                 parts.push(Servable {
                     part: *cursor,
-                    frames: part.chunks.len(),
+                    frames: part
+                        .chunks
+                        .iter()
+                        .filter(|c| video.is_some() && first_track_id(c) == video)
+                        .count(),
                     first_tfdt: part.chunks.first().and_then(|c| first_tfdt(c)),
                     at: now,
                 });
@@ -412,6 +454,12 @@ struct Report {
     ferrocast: Summary,
     baseline: Option<Summary>,
     close_delay: Summary,
+    /// Wall time between consecutive parts becoming servable.
+    part_interval: Summary,
+    /// How far each of those intervals is from the part's media duration.
+    interval_deviation: Summary,
+    /// Intervals within one frame interval of the part's media duration.
+    within_one_frame: usize,
 }
 
 /// Assign frames to parts and compute the latencies.
@@ -475,12 +523,27 @@ fn analyse(fed: &Fed, parts: &[Servable]) -> anyhow::Result<Report> {
         .map(|w| (w[1].dts - w[0].dts).ticks() * 100 / 9)
         .collect();
     intervals.sort_unstable();
+    let frame_us = intervals.get(intervals.len() / 2).copied().unwrap_or(0);
+    // Cadence: a part should become servable one part duration (its frames
+    // times the frame interval) after the one before it.
+    let mut part_interval = Vec::new();
+    let mut deviation = Vec::new();
+    for pair in parts[..measured].windows(2) {
+        let interval = micros(pair[1].at, pair[0].at);
+        let media = i64::try_from(pair[1].frames).unwrap_or(0) * frame_us;
+        part_interval.push(interval);
+        deviation.push((interval - media).abs());
+    }
+    let within_one_frame = deviation.iter().filter(|&&d| d <= frame_us).count();
     Ok(Report {
         aus: ferrocast.len(),
         parts: measured,
-        frame_interval_us: intervals.get(intervals.len() / 2).copied().unwrap_or(0),
+        frame_interval_us: frame_us,
         ferrocast: Summary::of(&ferrocast).context("no part completed")?,
         baseline: Summary::of(&baseline),
         close_delay: Summary::of(&close_delay).context("no part completed")?,
+        part_interval: Summary::of(&part_interval).context("fewer than two parts")?,
+        interval_deviation: Summary::of(&deviation).context("fewer than two parts")?,
+        within_one_frame,
     })
 }

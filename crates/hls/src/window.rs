@@ -307,6 +307,9 @@ pub struct LiveWindow {
     /// was last called.
     released: Range<u64>,
     pub(crate) ended: bool,
+    /// The packager expects the open segment's newest part to be its last
+    /// ([`LiveWindow::expect_segment_end`]).
+    segment_ends_next: bool,
 }
 
 /// Rounds ticks to whole milliseconds, half away from zero; how every
@@ -369,6 +372,7 @@ impl LiveWindow {
             carry_discontinuity,
             released: 0..0,
             ended: false,
+            segment_ends_next: false,
         })
     }
 
@@ -518,6 +522,7 @@ impl LiveWindow {
             self.list_held();
         }
         let open = self.open.as_mut().ok_or(WindowError::NoOpenSegment)?;
+        self.segment_ends_next = false;
         open.parts.push(Part {
             duration,
             independent,
@@ -588,6 +593,7 @@ impl LiveWindow {
     }
 
     fn close_open(&mut self, hold: bool) -> Result<Option<ClosedSegment>, WindowError> {
+        self.segment_ends_next = false;
         let Some(open) = self.open.as_ref() else {
             return Err(WindowError::NoOpenSegment);
         };
@@ -794,23 +800,41 @@ impl LiveWindow {
             carry_discontinuity: false,
             released: 0..0,
             ended: false,
+            segment_ends_next: false,
         })
     }
 
+    /// The packager expects the open segment to close after the part it
+    /// has just added (its next frame is due to be the keyframe that starts
+    /// a segment): until the next part is added or the segment closes, the
+    /// preload hint names the next segment's first part, the part that
+    /// will really come next, rather than one this segment will not have.
+    pub fn expect_segment_end(&mut self) {
+        self.segment_ends_next = self.open.as_ref().is_some_and(|o| !o.parts.is_empty());
+    }
+
     /// The part an `EXT-X-PRELOAD-HINT` names: the next one of the open
-    /// segment, or part 0 of the next segment. `None` once ended.
+    /// segment, or part 0 of the next segment (when there is no open
+    /// segment, or the packager expects it to end: see
+    /// [`LiveWindow::expect_segment_end`]). `None` once ended.
     pub fn preload_hint(&self) -> Option<PartRef> {
         if self.ended {
             return None;
         }
-        let index = match &self.open {
+        Some(match &self.open {
+            Some(open) if self.segment_ends_next => PartRef {
+                msn: open.msn.saturating_add(1),
+                index: 0,
+            },
             // Bounded by MAX_PARTS_PER_SEGMENT.
-            Some(open) => open.parts.len() as u32,
-            None => 0,
-        };
-        Some(PartRef {
-            msn: self.next_msn,
-            index,
+            Some(open) => PartRef {
+                msn: open.msn,
+                index: open.parts.len() as u32,
+            },
+            None => PartRef {
+                msn: self.next_msn,
+                index: 0,
+            },
         })
     }
 
@@ -959,9 +983,17 @@ impl LiveWindow {
     /// Playlist that begins with an EXT-X-DISCONTINUITY tag, it MUST
     /// increment the value of the EXT-X-DISCONTINUITY-SEQUENCE tag" (RFC
     /// 8216bis §6.2.2, as recalled).
+    /// RFC 8216bis §6.2.2: "The server MUST NOT remove a Media Segment
+    /// from a Playlist file if that would cause the duration of the
+    /// Playlist file to be less than three times the Target Duration."
+    /// The newest listed segment is not counted: a blocking request
+    /// answered as of one of its parts ([`LiveWindow::as_of`]) shows it as
+    /// parts without its `EXTINF`, and that playlist must keep the three
+    /// Target Durations too.
     fn evict(&mut self) {
         let min_duration = self.block_timeout(); // three Target Durations
-        let mut total = self.listed_duration();
+        let newest = self.listed.back().map_or(Time90k::ZERO, |s| s.duration);
+        let mut total = self.listed_duration() - newest;
         while self.listed.len() > self.cfg.window_segments {
             let Some(front) = self.listed.front() else {
                 break;
@@ -1151,18 +1183,22 @@ mod tests {
         w.open_segment(start(true, 0)).unwrap();
         w.add_part(ms(250), true).unwrap();
         w.close_segment().unwrap();
-        // Segment 0 lasted 250 ms; three more of 1 s each.
+        // Segment 0 lasted 250 ms; four more of 1 s each.
         for _ in 0..3 {
             full_segment(&mut w);
         }
-        // 4 listed > 3, and 3 s remain without segment 0: evicted.
+        // 4 listed > 3, but without segment 0 and the newest (which a
+        // blocking answer may show as parts only) 2 s would remain: kept.
+        assert_eq!(w.media_sequence(), 0);
+        full_segment(&mut w);
+        // 5 listed; 3 s remain without segment 0 and the newest: evicted.
         assert_eq!(w.media_sequence(), 1);
         assert_eq!(w.discontinuity_sequence, 1);
         assert_eq!(w.segment_status(0), ResourceStatus::Available);
         // Retired segment 0 is released once 0.25 s + the longest playlist
-        // (4 s, counted before eviction) of media time have passed since its
-        // removal: 5 more segments.
-        for _ in 0..4 {
+        // (5.25 s, counted before eviction) of media time have passed
+        // since its removal: 6 more segments.
+        for _ in 0..5 {
             full_segment(&mut w);
             assert!(w.take_released().is_empty());
         }
@@ -1175,7 +1211,7 @@ mod tests {
             w.part_status(PartRef { msn: 0, index: 0 }),
             ResourceStatus::NotFound
         );
-        assert_eq!(w.listed.len(), 3);
+        assert_eq!(w.listed.len(), 4);
     }
 
     /// A blocking request is answered with the playlist exactly as it was
@@ -1416,10 +1452,12 @@ mod tests {
             w.add_part(ms(250), false).unwrap();
             w.close_segment().unwrap();
         }
-        // 0.5 s each: six are 3 s, and removing one more would leave less.
-        assert_eq!(w.listed.len(), 6);
-        assert_eq!(w.listed_duration(), w.block_timeout());
-        assert_eq!(w.media_sequence(), 14);
+        // 0.5 s each: six besides the newest are 3 s, and removing one
+        // more would leave less.
+        assert_eq!(w.listed.len(), 7);
+        let newest = w.listed.back().map(|s| s.duration).unwrap();
+        assert_eq!(w.listed_duration() - newest, w.block_timeout());
+        assert_eq!(w.media_sequence(), 13);
     }
 
     #[test]
@@ -1477,6 +1515,41 @@ mod tests {
         assert_eq!(w.advance_part_limit(), 3);
         let w = LiveWindow::new(WindowConfig::new(Time90k(30_000), 4)).unwrap();
         assert_eq!(w.advance_part_limit(), 9); // 3 / 0.3333 = 9.0
+    }
+
+    #[test]
+    fn an_expected_segment_end_hints_the_next_segments_first_part() {
+        let mut w = window();
+        w.expect_segment_end();
+        assert_eq!(
+            w.preload_hint(),
+            Some(PartRef { msn: 0, index: 0 }),
+            "nothing to end yet"
+        );
+        w.open_segment(start(false, 0)).unwrap();
+        w.add_part(ms(250), true).unwrap();
+        w.expect_segment_end();
+        let next = PartRef { msn: 1, index: 0 };
+        assert_eq!(w.preload_hint(), Some(next));
+        assert_eq!(w.part_status(next), ResourceStatus::Pending);
+        assert_eq!(
+            w.part_status(PartRef { msn: 0, index: 1 }),
+            ResourceStatus::NotFound
+        );
+        let text = w.render(&crate::RenderOptions::default());
+        assert!(
+            text.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part1.0.m4s\"\n"),
+            "{text}"
+        );
+        // The guess was wrong: another part came, and the hint follows it.
+        w.add_part(ms(250), false).unwrap();
+        assert_eq!(w.preload_hint(), Some(PartRef { msn: 0, index: 2 }));
+        // Right this time: the hint stays on part 1.0 through the close.
+        w.expect_segment_end();
+        w.close_segment_held().unwrap();
+        assert_eq!(w.preload_hint(), Some(next));
+        w.open_segment(start(false, 1)).unwrap();
+        assert_eq!(w.preload_hint(), Some(next));
     }
 
     #[test]
@@ -1710,10 +1783,12 @@ mod tests {
                 }
                 prop_assert!(w.listed.iter().all(|s| !s.parts.is_empty()));
                 prop_assert!(w.listed.len() <= MAX_LISTED_SEGMENTS);
-                // Eviction only when the rest lasts 3 TD or more.
+                // Eviction only when the rest, the newest not counted,
+                // lasts 3 TD or more.
                 if w.listed.len() > window_segments {
                     let first = w.listed[0].duration;
-                    prop_assert!(w.listed_duration() - first < w.block_timeout());
+                    let newest = w.listed.back().map_or(Time90k::ZERO, |s| s.duration);
+                    prop_assert!(w.listed_duration() - first - newest < w.block_timeout());
                 }
                 let text = w.render(&crate::RenderOptions::default());
                 prop_assert!(text.starts_with("#EXTM3U\n"));

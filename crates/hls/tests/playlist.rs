@@ -229,31 +229,34 @@ fn discontinuity_map_and_sequence() {
     let mut cfg = WindowConfig::new(ms(500), 2);
     cfg.window_segments = 3;
     let mut f = Feed::new(LiveWindow::new(cfg).unwrap());
-    f.segment(false, 0);
-    f.segment(false, 0);
+    for _ in 0..3 {
+        f.segment(false, 0);
+    }
     // Publisher reconnects with new codec parameters.
     f.segment(true, 1);
     f.segment(false, 1);
     let text = render(&f.w);
     let p = parse(&text);
-    // Segment 0 left; it had no discontinuity.
+    // Segment 0 left (6 s stay besides the newest); it had no
+    // discontinuity.
     assert_eq!(p.media_sequence, 1);
     assert_eq!(p.discontinuity_sequence, 0);
     let disc: Vec<bool> = p.segments.iter().map(|s| s.discontinuity).collect();
-    assert_eq!(disc, [false, true, false]);
+    assert_eq!(disc, [false, false, true, false]);
     let maps: Vec<Option<&str>> = p
         .segments
         .iter()
         .map(|s| s.map.as_ref().map(|m| m.uri.as_str()))
         .collect();
-    assert_eq!(maps, [Some("init0.mp4"), Some("init1.mp4"), None]);
+    assert_eq!(maps, [Some("init0.mp4"), None, Some("init1.mp4"), None]);
     assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init1.mp4\"\n"));
 
-    // Two more: segments 1 and 2 leave; 2 began with a discontinuity.
-    f.segment(false, 1);
-    f.segment(false, 1);
+    // Three more: segments 1 to 3 leave; 3 began with a discontinuity.
+    for _ in 0..3 {
+        f.segment(false, 1);
+    }
     let p = parse(&render(&f.w));
-    assert_eq!(p.media_sequence, 3);
+    assert_eq!(p.media_sequence, 4);
     assert_eq!(p.discontinuity_sequence, 1);
     assert!(p.segments.iter().all(|s| !s.discontinuity));
     // The first listed segment states the map in force.
@@ -553,6 +556,62 @@ proptest! {
             prop_assert_eq!(p.end_list, w.is_ended());
             prop_assert!(count(&text, "#EXT-X-PRELOAD-HINT:TYPE=PART") <= 1);
             prop_assert_eq!(count(&text, "#EXT-X-PRELOAD-HINT") > 0, !w.is_ended());
+        }
+    }
+}
+
+/// Sum of the `EXTINF` durations m3u8-rs reads, in milliseconds.
+fn listed_ms(text: &str) -> i64 {
+    parse(text)
+        .segments
+        .iter()
+        .map(|s| (f64::from(s.duration) * 1000.0).round() as i64)
+        .sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// RFC 8216bis §6.2.2: once the stream has three Target Durations of
+    /// segments, no playlist a client can get lists less: neither the
+    /// current one nor one answering a blocking request as of any part it
+    /// shows, whatever the segment lengths (as an independent parser reads
+    /// them).
+    #[test]
+    fn no_playlist_lists_less_than_three_target_durations(
+        segments in proptest::collection::vec((1i64..=4, 1i64..=500, any::<bool>()), 1..40),
+    ) {
+        let mut f = Feed::new(window());
+        let three_td = 3 * 2000;
+        let mut closed_ms = 0;
+        for (whole_parts, last_ms, held) in segments {
+            f.open(false, 0);
+            for i in 0..whole_parts {
+                f.part(500, i == 0);
+            }
+            f.part(last_ms, false);
+            let shown = f.w.last_part().unwrap();
+            if held {
+                f.w.close_segment_held().unwrap();
+            } else {
+                f.w.close_segment().unwrap();
+            }
+            closed_ms += whole_parts * 500 + last_ms;
+            // The newest segment may be shown as parts only; everything
+            // before it counts.
+            let before_newest = closed_ms - (whole_parts * 500 + last_ms);
+            if before_newest < three_td {
+                continue;
+            }
+            let text = render(&f.w);
+            prop_assert!(listed_ms(&text) >= three_td, "{}", text);
+            for index in 0..=shown.index {
+                let part = PartRef { msn: shown.msn, index };
+                if let Some(view) = f.w.as_of(part) {
+                    let text = render(&view);
+                    prop_assert!(listed_ms(&text) >= three_td, "as of {:?}: {}", part, text);
+                }
+            }
         }
     }
 }

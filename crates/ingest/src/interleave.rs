@@ -6,8 +6,12 @@
 //! same instant. Downstream (the packager's parts, the transcoder, the GOP
 //! cache a new viewer starts from) wants one timeline, so units leave ingest
 //! merged by decode time: a unit is let go once every other live track has
-//! a unit queued at or after it (nothing earlier can still come, since each
-//! track's decode times only increase), or once it is more than
+//! a unit queued at or after it, or has vouched past it (nothing earlier
+//! can still come, since each track's decode times only increase, by at
+//! least the smallest step seen on that track: a video frame at `t` vouches
+//! for nothing before `t` + one frame interval, so the audio that plays
+//! during that frame goes with it rather than after the next frame), or
+//! once it is more than
 //! [`InterleaveConfig::max_skew`] of media older than the newest queued
 //! unit, or when a track has sent nothing for
 //! [`InterleaveConfig::idle_after`] of wall time (it stopped; the others do
@@ -42,6 +46,42 @@ struct Lane {
     track: TrackId,
     queue: VecDeque<AccessUnit>,
     last_arrival: Option<Instant>,
+    /// Decode time of the last unit pushed.
+    last_dts: Option<Time90k>,
+    /// Smallest forward step between this track's decode times so far.
+    min_step: Option<Time90k>,
+}
+
+impl Lane {
+    fn new(track: TrackId) -> Self {
+        Lane {
+            track,
+            queue: VecDeque::new(),
+            last_arrival: None,
+            last_dts: None,
+            min_step: None,
+        }
+    }
+
+    fn note(&mut self, dts: Time90k, now: Instant) {
+        self.last_arrival = Some(now);
+        if let Some(last) = self.last_dts {
+            let step = dts - last;
+            if step > Time90k::ZERO {
+                self.min_step = Some(self.min_step.map_or(step, |m| m.min(step)));
+            }
+        }
+        self.last_dts = Some(dts);
+    }
+
+    /// Nothing at or before `dts` can still come on this track: its next
+    /// unit is at least one smallest step after its last.
+    fn vouches_past(&self, dts: Time90k) -> bool {
+        match (self.last_dts, self.min_step) {
+            (Some(last), Some(step)) => last + step > dts,
+            _ => false,
+        }
+    }
 }
 
 /// Merges the units of a stream's tracks by decode time.
@@ -68,14 +108,7 @@ impl Interleaver {
         out: &mut Vec<AccessUnit>,
     ) {
         self.flush(out);
-        self.lanes = tracks
-            .into_iter()
-            .map(|track| Lane {
-                track,
-                queue: VecDeque::new(),
-                last_arrival: None,
-            })
-            .collect();
+        self.lanes = tracks.into_iter().map(Lane::new).collect();
     }
 
     /// Units held now.
@@ -91,7 +124,7 @@ impl Interleaver {
             out.push(unit);
             return;
         };
-        lane.last_arrival = Some(now);
+        lane.note(unit.dts, now);
         lane.queue.push_back(unit);
         self.release(now, out);
     }
@@ -125,6 +158,7 @@ impl Interleaver {
             };
             let others_ready = self.lanes.iter().all(|l| {
                 !l.queue.is_empty()
+                    || l.vouches_past(head)
                     || l.last_arrival
                         .is_some_and(|at| now.saturating_duration_since(at) >= idle_after)
             });
@@ -194,13 +228,45 @@ mod tests {
         for ms in [0, 21, 42, 64, 85] {
             il.push(unit(A, ms), now, &mut out);
         }
+        // Audio 85 goes too: video steps by 40 ms, so nothing of it can
+        // come before 120.
         assert_eq!(
             times(&out),
-            vec![(1, 0), (2, 0), (2, 21), (1, 40), (2, 42), (2, 64), (1, 80)]
+            vec![
+                (1, 0),
+                (2, 0),
+                (2, 21),
+                (1, 40),
+                (2, 42),
+                (2, 64),
+                (1, 80),
+                (2, 85)
+            ]
         );
-        assert_eq!(il.held(), 1);
-        il.flush(&mut out);
-        assert_eq!(out.last().map(|u| u.dts.as_millis()), Some(85));
+        assert_eq!(il.held(), 0);
+    }
+
+    #[test]
+    fn audio_within_a_video_frame_goes_with_it_not_after_the_next() {
+        // A steady sender: each unit as it is made, audio every 21 ms.
+        let now = Instant::now();
+        let mut il = Interleaver::default();
+        let mut out = Vec::new();
+        il.set_tracks([V, A], &mut out);
+        il.push(unit(A, 0), now, &mut out);
+        il.push(unit(A, 21), now, &mut out);
+        il.push(unit(V, 0), now, &mut out);
+        il.push(unit(A, 42), now, &mut out);
+        il.push(unit(V, 40), now, &mut out);
+        il.push(unit(A, 64), now, &mut out);
+        // Video 40 lasts until 80 and audio 64 starts within it: it goes
+        // now, not once video 80 has come.
+        assert_eq!(
+            times(&out),
+            vec![(1, 0), (2, 0), (2, 21), (1, 40), (2, 42), (2, 64)]
+        );
+        il.push(unit(A, 85), now, &mut out);
+        assert_eq!(il.held(), 1, "audio 85 waits: video 80 may still come");
     }
 
     #[test]
@@ -239,11 +305,11 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the arrival interleaving, output is every unit once, each
-        /// track in its own order, and in decode order wherever both tracks
-        /// had a unit waiting.
+        /// Whatever the steps (a frame interval that shrinks can put a unit
+        /// behind one its track vouched for) and the arrival interleaving,
+        /// output is every unit once, each track in its own order.
         #[test]
-        fn output_is_a_decode_ordered_merge(
+        fn every_unit_leaves_once_in_its_tracks_order(
             video_steps in proptest::collection::vec(1i64..80, 1..60),
             audio_steps in proptest::collection::vec(1i64..80, 1..60),
             arrival in proptest::collection::vec(any::<bool>(), 0..200),
@@ -273,10 +339,41 @@ mod tests {
             let of = |t: TrackId| out.iter().filter(|u| u.track == t).map(|u| u.dts.as_millis()).collect::<Vec<_>>();
             prop_assert_eq!(of(V), vt.clone());
             prop_assert_eq!(of(A), at.clone());
-            // Spans stay within 1 s: the merge is fully ordered.
-            if vt.last().copied().unwrap_or(0) < 1000 && at.last().copied().unwrap_or(0) < 1000 {
-                prop_assert!(out.windows(2).all(|w| w[0].dts <= w[1].dts));
+        }
+
+        /// Tracks with steady steps (every sender's video frame rate and
+        /// audio frame length), arriving in any interleaving: fully merged
+        /// in decode order while spans stay within the skew bound.
+        #[test]
+        fn steady_tracks_are_merged_in_decode_order(
+            video_step in 1i64..80,
+            audio_step in 1i64..80,
+            video_count in 1usize..40,
+            audio_count in 1usize..40,
+            arrival in proptest::collection::vec(any::<bool>(), 0..100),
+        ) {
+            let now = Instant::now();
+            let vt: Vec<i64> = (0..video_count as i64).map(|i| i * video_step).collect();
+            let at: Vec<i64> = (0..audio_count as i64).map(|i| i * audio_step).collect();
+            prop_assume!(vt.last().copied().unwrap_or(0) < 1000 && at.last().copied().unwrap_or(0) < 1000);
+            let mut il = Interleaver::default();
+            let mut out = Vec::new();
+            il.set_tracks([V, A], &mut out);
+            let (mut vi, mut ai) = (0, 0);
+            let mut choices = arrival.into_iter();
+            while vi < vt.len() || ai < at.len() {
+                let pick_video = ai >= at.len() || (vi < vt.len() && choices.next().unwrap_or(true));
+                if pick_video {
+                    il.push(unit(V, vt[vi]), now, &mut out);
+                    vi += 1;
+                } else {
+                    il.push(unit(A, at[ai]), now, &mut out);
+                    ai += 1;
+                }
             }
+            il.flush(&mut out);
+            prop_assert_eq!(out.len(), vt.len() + at.len());
+            prop_assert!(out.windows(2).all(|w| w[0].dts <= w[1].dts), "{:?}", times(&out));
         }
     }
 }

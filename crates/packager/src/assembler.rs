@@ -3,11 +3,16 @@
 //!
 //! One video frame (or, for audio-only streams, one audio frame) becomes one
 //! CMAF chunk (`moof` + `mdat`) as soon as it arrives, carrying the audio
-//! frames that arrived since the previous chunk. Chunks are appended to the
-//! open part, so a player that asked for that part early (its preload hint)
-//! receives them as they are written. A part closes as soon as one more
-//! frame would take it past the part target, which is known from the frame
-//! just added and the frame interval, without waiting for the next frame. A
+//! frames that start within the video frame's media time (audio is placed
+//! by decode time, not by arrival: [`crate::audio_queue`]). Chunks are
+//! appended to the open part, so a player that asked for that part early
+//! (its preload hint) receives them as they are written. A part closes as
+//! soon as one more frame would take it past the part target, which is
+//! known from the frame just added and the frame interval, without waiting
+//! for the next frame; in a stream with audio, once the audio up to the
+//! part's end has come too (or the next video frame has), so that a part
+//! and a segment carry the audio of their own media time, to within one
+//! audio frame. A
 //! segment closes when a keyframe arrives after at least `segment_min`, or
 //! before it would exceed the target duration; it joins the playlist
 //! together with the next segment's first part (see
@@ -30,6 +35,7 @@ use ferrocast_media::{AccessUnit, Time90k, TrackInfo, TrackKind};
 use tracing::{debug, warn};
 
 use crate::alignment::{self, Alignment, Break, Cut, Member, SharedAlignment};
+use crate::audio_queue::AudioQueue;
 use crate::media_store::MediaStore;
 use crate::recording::{Recorded, RecordedSegment};
 
@@ -59,6 +65,11 @@ const MAX_BACKWARD_STEP: Time90k = Time90k::from_millis(500);
 
 /// Frame interval assumed for the first frame when the SPS has no timing.
 const DEFAULT_FRAME: Time90k = Time90k(3000);
+
+/// How far behind its video the audio may be for a part whose video is
+/// complete to wait for it (only until the next video frame, at most).
+/// Audio further behind is not waited for: it joins later chunks.
+const AUDIO_PATIENCE: Time90k = Time90k::from_millis(500);
 
 /// When a segment closed by the packager joins the playlist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,16 +128,51 @@ struct OpenSegment {
 struct OpenPart {
     start: Time90k,
     independent: bool,
+    /// All its video is written; it stays open only until the audio of the
+    /// same media time has come.
+    video_complete: bool,
 }
 
-#[derive(Debug, Default)]
-struct AudioClock {
-    /// Next decode time in the audio timescale.
-    next: Option<i64>,
-    /// Frames waiting for the next chunk.
-    pending: Vec<Sample>,
-    /// Decode time of the first pending frame.
-    pending_base: i64,
+/// When the video's keyframes come, once they come at a steady interval
+/// (a transcoder's rungs, most encoders' fixed GOP).
+#[derive(Debug, Clone, Copy, Default)]
+struct KeyframeCadence {
+    last: Option<Time90k>,
+    interval: Option<Time90k>,
+    steady: bool,
+}
+
+impl KeyframeCadence {
+    /// A keyframe at `dts`; two equal intervals in a row (to within
+    /// `slack`) make the cadence steady.
+    fn keyframe(&mut self, dts: Time90k, slack: Time90k) {
+        if let Some(last) = self.last {
+            let interval = dts - last;
+            self.steady = self
+                .interval
+                .is_some_and(|i| (i - interval).ticks().abs() <= slack.ticks());
+            self.interval = Some(interval);
+        }
+        self.last = Some(dts);
+    }
+
+    /// Whether a frame starting at `dts` is due to be a keyframe.
+    fn due_at(&self, dts: Time90k, slack: Time90k) -> bool {
+        match (self.steady, self.last, self.interval) {
+            (true, Some(last), Some(interval)) => {
+                (last + interval - dts).ticks().abs() <= slack.ticks()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What drives a chunk: a video frame, or (in a stream without video) an
+/// audio frame at its decode time in the audio timescale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    Video,
+    Audio { tfdt: i64 },
 }
 
 /// Bitrate measurements for the multivariant playlist.
@@ -158,6 +204,10 @@ fn bits_per_second(bytes: u64, duration: Time90k) -> u64 {
     (u128::from(bytes) * 8 * 90_000 / ticks) as u64
 }
 
+fn half(t: Time90k) -> Time90k {
+    Time90k(t.ticks() / 2)
+}
+
 /// Packages one stream.
 #[derive(Debug)]
 pub struct Assembler {
@@ -176,7 +226,8 @@ pub struct Assembler {
     pending_discontinuity: bool,
     last_video_dts: Option<Time90k>,
     frame_interval: Time90k,
-    audio: AudioClock,
+    keyframes: KeyframeCadence,
+    audio: AudioQueue,
     sequence: u32,
     segment: Option<OpenSegment>,
     /// Program date time anchor: (output time, unix ms).
@@ -224,7 +275,8 @@ impl Assembler {
             pending_discontinuity: false,
             last_video_dts: None,
             frame_interval: DEFAULT_FRAME,
-            audio: AudioClock::default(),
+            keyframes: KeyframeCadence::default(),
+            audio: AudioQueue::default(),
             sequence: 1,
             segment: None,
             pdt_anchor: None,
@@ -413,7 +465,7 @@ impl Assembler {
             TrackKind::Audio if layout.audio.is_some() => {
                 if has_video {
                     self.queue_audio(unit);
-                    Changes::default()
+                    self.close_part_once_audio_came()
                 } else {
                     self.on_audio_driver(unit, now_unix_ms)
                 }
@@ -430,7 +482,8 @@ impl Assembler {
         self.started = false;
         self.offset = None;
         self.last_video_dts = None;
-        self.audio = AudioClock::default();
+        self.keyframes = KeyframeCadence::default();
+        self.audio = AudioQueue::default();
         if self.segment.is_none() && self.window_has_content() {
             self.pending_discontinuity = true;
         }
@@ -494,6 +547,9 @@ impl Assembler {
             }
         }
         self.last_video_dts = Some(dts);
+        if unit.keyframe {
+            self.keyframes.keyframe(dts, half(self.frame_interval));
+        }
         let duration = self.frame_interval;
         let Some(params) = self
             .layout
@@ -520,7 +576,7 @@ impl Assembler {
             duration,
             unit.keyframe,
             sample,
-            true,
+            Driver::Video,
             now_unix_ms,
         ));
         changes
@@ -545,8 +601,14 @@ impl Assembler {
             keyframe: true,
             data: unit.data.clone(),
         };
-        self.audio.pending_base = tfdt;
-        self.add_driver_sample(dts, duration, true, sample, false, now_unix_ms)
+        self.add_driver_sample(
+            dts,
+            duration,
+            true,
+            sample,
+            Driver::Audio { tfdt },
+            now_unix_ms,
+        )
     }
 
     /// How long an audio unit lasts, in the audio track's timescale: its
@@ -577,20 +639,7 @@ impl Assembler {
         samples: u32,
     ) -> Option<i64> {
         let source = Time90k(unit.dts.ticks() + offset).to_timescale(timescale);
-        let samples = i64::from(samples);
-        let time = match self.audio.next {
-            Some(next) if (source - next).abs() <= 2 * samples => next,
-            Some(next) => {
-                debug!(expected = next, got = source, "audio clock re-anchored");
-                source
-            }
-            None => source,
-        };
-        if time < 0 {
-            return None;
-        }
-        self.audio.next = Some(time + samples);
-        Some(time)
+        self.audio.place(source, samples)
     }
 
     fn queue_audio(&mut self, unit: &AccessUnit) {
@@ -607,15 +656,44 @@ impl Assembler {
         let Some(tfdt) = self.audio_time(unit, offset, slot.timescale, samples) else {
             return;
         };
-        if self.audio.pending.is_empty() {
-            self.audio.pending_base = tfdt;
+        self.audio.push(
+            tfdt,
+            Sample {
+                duration: samples,
+                composition_offset: 0,
+                keyframe: true,
+                data: unit.data.clone(),
+            },
+        );
+    }
+
+    /// Whether a part whose video ends at `end` should stay open for audio
+    /// still to come (see [`crate::audio_queue`]).
+    fn audio_lags(&self, end: Time90k) -> bool {
+        let Some(audio) = self.layout.as_ref().and_then(|l| {
+            l.video.as_ref()?;
+            l.audio.as_ref()
+        }) else {
+            return false;
+        };
+        self.audio.lags(
+            end.to_timescale(audio.timescale),
+            AUDIO_PATIENCE.to_timescale(audio.timescale),
+        )
+    }
+
+    /// After an audio frame: close the open part if it only waited for the
+    /// audio of its media time, and that has now come.
+    fn close_part_once_audio_came(&mut self) -> Changes {
+        let Some(segment) = &self.segment else {
+            return Changes::default();
+        };
+        let waiting = segment.part.as_ref().is_some_and(|p| p.video_complete);
+        if waiting && !self.audio_lags(segment.end) {
+            self.close_part()
+        } else {
+            Changes::default()
         }
-        self.audio.pending.push(Sample {
-            duration: samples,
-            composition_offset: 0,
-            keyframe: true,
-            data: unit.data.clone(),
-        });
     }
 
     fn add_driver_sample(
@@ -624,9 +702,10 @@ impl Assembler {
         duration: Time90k,
         keyframe: bool,
         sample: Sample,
-        is_video: bool,
+        driver: Driver,
         now_unix_ms: i64,
     ) -> Changes {
+        let is_video = driver == Driver::Video;
         let mut changes = Changes::default();
         let (cut_at_keyframe, too_long) = match &self.segment {
             Some(segment) => {
@@ -645,14 +724,14 @@ impl Assembler {
                     // A rendition joining (or coming back) in the middle of
                     // the others' segment waits for their next one, so that
                     // its segments start where theirs do.
-                    self.audio.pending.clear();
+                    self.audio.clear_pending();
                     return changes;
                 }
                 Cut::Inside => (too_long, None),
             }
         } else if is_video && self.segment.is_none() {
             // Waiting for a keyframe that starts a segment.
-            self.audio.pending.clear();
+            self.audio.clear_pending();
             return changes;
         } else {
             (cut_at_keyframe || too_long, None)
@@ -682,6 +761,7 @@ impl Assembler {
             segment.part = Some(OpenPart {
                 start: dts,
                 independent: keyframe,
+                video_complete: false,
             });
             self.store.open_part(msn);
         }
@@ -691,7 +771,10 @@ impl Assembler {
         self.timeline_end = segment.end;
         alignment::lock(&self.align).extend(self.timeline_end);
 
-        let chunk = self.write_chunk(dts, sample, is_video);
+        let chunk = match driver {
+            Driver::Video => self.video_chunk(dts, sample),
+            Driver::Audio { tfdt } => self.audio_chunk(tfdt, vec![sample]),
+        };
         if let Some(chunk) = chunk {
             self.partial_bytes += chunk.len() as u64;
             self.store.append_chunk(msn, chunk);
@@ -699,48 +782,87 @@ impl Assembler {
         }
         self.partial_duration = self.partial_duration + duration;
 
-        // Close the part now if one more frame would take it past its target.
+        // Close the part now if one more frame would take it past its
+        // target; with video, once the audio of its media time is in too.
         if part_duration + duration > self.cut.part_target + PART_TOLERANCE {
-            changes.merge(self.close_part());
+            let end = dts + duration;
+            if is_video && self.audio_lags(end) {
+                if let Some(part) = self.segment.as_mut().and_then(|s| s.part.as_mut()) {
+                    part.video_complete = true;
+                }
+            } else {
+                changes.merge(self.close_part());
+            }
         }
         changes
     }
 
-    fn write_chunk(&mut self, dts: Time90k, sample: Sample, is_video: bool) -> Option<Bytes> {
+    /// A chunk of video frame `sample` at `dts`, with the waiting audio
+    /// that starts within the frame's media time.
+    fn video_chunk(&mut self, dts: Time90k, sample: Sample) -> Option<Bytes> {
         let layout = self.layout.as_ref()?;
-        let mut fragments = Vec::with_capacity(2);
-        if is_video {
-            let video = layout.video.as_ref()?;
-            fragments.push(TrackFragment {
-                track_id: video.mp4_id,
-                base_media_decode_time: dts.ticks().max(0) as u64,
-                samples: vec![sample],
-            });
-            if let Some(audio) = &layout.audio
-                && !self.audio.pending.is_empty()
-            {
-                fragments.push(TrackFragment {
-                    track_id: audio.mp4_id,
-                    base_media_decode_time: self.audio.pending_base.max(0) as u64,
-                    samples: std::mem::take(&mut self.audio.pending),
-                });
-            }
-        } else {
-            let audio = layout.audio.as_ref()?;
+        let video = layout.video.as_ref()?;
+        let end = dts + Time90k(i64::from(sample.duration));
+        let mut fragments = vec![TrackFragment {
+            track_id: video.mp4_id,
+            base_media_decode_time: dts.ticks().max(0) as u64,
+            samples: vec![sample],
+        }];
+        if let Some(audio) = &layout.audio
+            && let Some((tfdt, samples)) = self.audio.take_before(end.to_timescale(audio.timescale))
+        {
             fragments.push(TrackFragment {
                 track_id: audio.mp4_id,
-                base_media_decode_time: self.audio.pending_base.max(0) as u64,
-                samples: vec![sample],
+                base_media_decode_time: tfdt.max(0) as u64,
+                samples,
             });
         }
+        self.write_fragments(&fragments)
+    }
+
+    /// A chunk of audio frames only, the first at `tfdt`.
+    fn audio_chunk(&mut self, tfdt: i64, samples: Vec<Sample>) -> Option<Bytes> {
+        let audio = self.layout.as_ref()?.audio.as_ref()?;
+        let fragment = TrackFragment {
+            track_id: audio.mp4_id,
+            base_media_decode_time: tfdt.max(0) as u64,
+            samples,
+        };
+        self.write_fragments(std::slice::from_ref(&fragment))
+    }
+
+    fn write_fragments(&mut self, fragments: &[TrackFragment]) -> Option<Bytes> {
         let sequence = self.sequence;
         self.sequence = self.sequence.wrapping_add(1);
-        match ferrocast_cmaf::write_fragment(sequence, &fragments) {
+        match ferrocast_cmaf::write_fragment(sequence, fragments) {
             Ok(chunk) => Some(chunk),
             Err(e) => {
                 warn!(error = %e, "cannot write CMAF chunk; frame dropped");
                 None
             }
+        }
+    }
+
+    /// Before the open part of a stream with video closes: the waiting
+    /// audio that starts before `until` goes into it, as a last chunk.
+    fn flush_audio_into_part(&mut self, msn: u64, until: Time90k) {
+        let Some(audio) = self.layout.as_ref().and_then(|l| {
+            l.video.as_ref()?;
+            l.audio.as_ref()
+        }) else {
+            return;
+        };
+        let end = if until == Time90k(i64::MAX) {
+            i64::MAX
+        } else {
+            until.to_timescale(audio.timescale)
+        };
+        let Some((tfdt, samples)) = self.audio.take_before(end) else {
+            return;
+        };
+        if let Some(chunk) = self.audio_chunk(tfdt, samples) {
+            self.partial_bytes += chunk.len() as u64;
+            self.store.append_chunk(msn, chunk);
         }
     }
 
@@ -858,7 +980,25 @@ impl Assembler {
         });
     }
 
+    /// Close the open part, with the audio that starts before its end.
     fn close_part(&mut self) -> Changes {
+        let end = self.segment.as_ref().map(|s| s.end);
+        self.close_part_with_audio_until(end)
+    }
+
+    /// Close the open part, with the waiting audio that starts before
+    /// `until` (`Time90k(i64::MAX)`: all of it).
+    fn close_part_with_audio_until(&mut self, until: Option<Time90k>) -> Changes {
+        let (Some(until), Some(msn)) = (
+            until,
+            self.segment
+                .as_ref()
+                .filter(|s| s.part.is_some())
+                .map(|s| s.msn),
+        ) else {
+            return Changes::default();
+        };
+        self.flush_audio_into_part(msn, until);
         let Some(segment) = self.segment.as_mut() else {
             return Changes::default();
         };
@@ -872,14 +1012,47 @@ impl Assembler {
         self.store.complete_part(segment.msn);
         // The first part of a segment lists the one held before it.
         self.store.evict(self.window.take_released());
+        if self.segment_ends_next() {
+            self.window.expect_segment_end();
+        }
         Changes {
             chunk: true,
             playlist: true,
         }
     }
 
+    /// Whether the open segment is due to close before its next frame, by
+    /// the cutting rules: the next frame is past `segment_max`, or starts
+    /// it after `segment_min` and is a keyframe (every audio frame is; a
+    /// video keyframe is due when keyframes come at a steady interval).
+    fn segment_ends_next(&self) -> bool {
+        let Some(segment) = &self.segment else {
+            return false;
+        };
+        let Some(layout) = &self.layout else {
+            return false;
+        };
+        let next = segment.end;
+        let elapsed = next - segment.start;
+        if layout.video.is_none() {
+            // Audio frames have no interval here; the next is as long as
+            // the last part's frames were, at most.
+            return elapsed >= self.cut.segment_min;
+        }
+        let interval = self.frame_interval;
+        elapsed + interval > self.cut.segment_max
+            || (elapsed >= self.cut.segment_min && self.keyframes.due_at(next, half(interval)))
+    }
+
     fn close_segment(&mut self, listing: Listing) -> Changes {
-        let mut changes = self.close_part();
+        // Where the stream breaks off or ends, all the audio that waits
+        // goes with the open part, if there is one. (After a part closed
+        // on its last frame, what waits lies past the video's end, where
+        // the stream's media ends; it is dropped.)
+        let mut changes = match listing {
+            Listing::Now => self.close_part_with_audio_until(Some(Time90k(i64::MAX))),
+            Listing::WithNextPart => self.close_part(),
+        };
         let Some(segment) = self.segment.take() else {
             if listing == Listing::Now {
                 self.window.list_held();

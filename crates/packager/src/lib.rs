@@ -23,6 +23,7 @@
 
 pub mod alignment;
 pub mod assembler;
+pub mod audio_queue;
 pub mod dvr;
 pub mod http;
 pub mod listener;

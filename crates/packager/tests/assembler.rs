@@ -94,16 +94,18 @@ fn assembler() -> Assembler {
 }
 
 /// Feed `frames` video frames (keyframe every 25) from source time `start`,
-/// with the audio frames that fall in the same time, one unit at a time.
+/// each followed by the audio frames that start while it plays, one unit
+/// at a time: the order ingest's interleaver puts a steady sender's units
+/// in.
 fn feed(a: &mut Assembler, start: i64, frames: i64) {
     let mut next_audio = start;
     for i in 0..frames {
         let dts = start + i * FRAME;
-        while next_audio <= dts {
+        a.on_unit(&video(dts, i % 25 == 0), 1_700_000_000_000);
+        while next_audio < dts + FRAME {
             a.on_unit(&audio(next_audio), 1_700_000_000_000);
             next_audio += 1920; // 1024 samples at 48 kHz
         }
-        a.on_unit(&video(dts, i % 25 == 0), 1_700_000_000_000);
     }
 }
 
@@ -141,8 +143,10 @@ fn parts_and_segments_follow_the_cut_rules() {
         .count();
     assert!(independent >= 4, "{text}");
     assert!(!text.contains("#EXT-X-DISCONTINUITY\n"));
-    // Part 4.0 closed as soon as its fifth frame was in, without waiting
-    // for a sixth: it is listed and the preload hint names the next part.
+    // Part 4.0 closed as soon as its fifth frame and the audio that plays
+    // during it were in, without waiting for a sixth frame: it is listed
+    // and the preload hint names the next part.
+    let text = playlist(&a);
     assert!(
         text.contains("URI=\"part4.0.m4s\",INDEPENDENT=YES"),
         "{text}"
@@ -193,6 +197,162 @@ fn a_segment_is_listed_with_the_next_segments_first_part() {
     feed(&mut a, 0, 26);
     a.on_publisher_gone();
     assert_eq!(durations_ms(&playlist(&a), "#EXTINF:"), [1000, 40]);
+}
+
+/// Every part of `a` (in order) as its video span `[start, end)` in 90 kHz
+/// ticks and the start times of its audio frames, converted to 90 kHz
+/// (1024 samples at 48 kHz are 1920 ticks).
+fn parts_with_audio(a: &Assembler) -> Vec<((u64, u64), Vec<u64>)> {
+    let mut out = Vec::new();
+    let mut msn = 0;
+    while let Some(segment) = a.store.segment(msn) {
+        for part in &segment.parts {
+            let video = audio_runs(part.chunks.iter(), 1);
+            let start = video.first().unwrap().0;
+            let end = video
+                .iter()
+                .map(|r| r.0 + r.1.iter().map(|&d| u64::from(d)).sum::<u64>())
+                .max()
+                .unwrap();
+            let audio = audio_runs(part.chunks.iter(), 2)
+                .into_iter()
+                .flat_map(|(tfdt, durations)| {
+                    durations.into_iter().scan(tfdt, |at, d| {
+                        let this = *at;
+                        *at += u64::from(d);
+                        Some(this * 15 / 8)
+                    })
+                })
+                .collect();
+            out.push(((start, end), audio));
+        }
+        msn += 1;
+    }
+    out
+}
+
+#[test]
+fn every_part_carries_the_audio_of_its_own_media_time() {
+    // How the units reach the packager: in decode order with each frame's
+    // audio after it (ingest's interleaver), with audio only up to each
+    // video frame's start before it (a sender whose audio lags, released
+    // by the video that follows), and with audio running 300 ms ahead of
+    // the video (a transcoder's rung, its encoder delaying the video).
+    for lead in [None, Some(0), Some(300)] {
+        let mut a = assembler();
+        a.on_tracks(tracks());
+        let start = 900_000;
+        let frames = 25 * 3 + 10;
+        let mut fed_audio = Vec::new();
+        let mut before_start = 0;
+        match lead {
+            None => {
+                feed(&mut a, start, frames);
+                fed_audio.extend(
+                    (0..)
+                        .map(|k| start + k * 1920)
+                        .take_while(|&t| t < start + frames * FRAME),
+                );
+            }
+            Some(lead_ms) => {
+                let mut next_audio = start;
+                for i in 0..frames {
+                    let dts = start + i * FRAME;
+                    while next_audio <= dts + lead_ms * 90 {
+                        a.on_unit(&audio(next_audio), 1_700_000_000_000);
+                        fed_audio.push(next_audio);
+                        next_audio += 1920;
+                        before_start += usize::from(i == 0);
+                    }
+                    a.on_unit(&video(dts, i % 25 == 0), 1_700_000_000_000);
+                }
+            }
+        }
+        a.on_end();
+        let parts = parts_with_audio(&a);
+        assert!(parts.len() >= 15, "{lead:?}: {} parts", parts.len());
+        let last = parts.len() - 1;
+        for (i, ((start, end), audio)) in parts.iter().enumerate() {
+            // Audio that came before the first keyframe is not packaged:
+            // with a lead, the first `lead` ms have none.
+            let unheard = lead.map_or(0, |ms| ms as u64 * 90);
+            assert!(
+                !audio.is_empty() || *start < unheard,
+                "{lead:?}: part {i} has no audio"
+            );
+            // The part at the end also takes what came after its video.
+            let bound = if i == last { u64::MAX } else { *end };
+            assert!(
+                audio.iter().all(|&t| t >= *start && t < bound),
+                "{lead:?}: part {i} spans [{start}, {end}) but has audio at {audio:?}"
+            );
+        }
+        // Nothing lost: every audio frame from the first keyframe to the
+        // video's end is in, once, back to back.
+        let all: Vec<Bytes> = (0..)
+            .map_while(|msn| a.store.segment(msn))
+            .flat_map(|s| s.chunks().cloned().collect::<Vec<_>>())
+            .collect();
+        let runs = audio_runs(all.iter(), 2);
+        assert_contiguous(&runs);
+        let packaged: usize = runs.iter().map(|r| r.1.len()).sum();
+        // Audio that came before the first keyframe is not packaged, nor
+        // is audio after the video's end once the last part has closed
+        // (with a lead, about 300 ms of it).
+        let video_end = start + frames * FRAME;
+        let expected = fed_audio.iter().filter(|&&t| t < video_end).count() - before_start;
+        assert_eq!(packaged, expected, "{lead:?}");
+    }
+}
+
+#[test]
+fn a_part_waits_for_its_audio_only_until_the_next_video_frame() {
+    let mut a = assembler();
+    a.on_tracks(tracks());
+    // A part's five frames, the audio only up to each frame's start.
+    let mut next_audio = 0;
+    for i in 0..5 {
+        let dts = i * FRAME;
+        while next_audio <= dts {
+            a.on_unit(&audio(next_audio), 1_700_000_000_000);
+            next_audio += 1920;
+        }
+        a.on_unit(&video(dts, i == 0), 1_700_000_000_000);
+    }
+    assert!(!playlist(&a).contains("part0.0.m4s\","), "waits for audio");
+    // The audio stops; the next video frame closes the part anyway.
+    a.on_unit(&video(5 * FRAME, false), 1_700_000_000_000);
+    let text = playlist(&a);
+    assert!(
+        text.contains("URI=\"part0.0.m4s\",INDEPENDENT=YES"),
+        "{text}"
+    );
+}
+
+#[test]
+fn with_a_steady_gop_the_hint_names_the_part_that_really_comes_next() {
+    let mut a = assembler();
+    a.on_tracks(tracks());
+    // The first segment's last part: one keyframe seen, no cadence yet, so
+    // the hint names the part after it in the same segment.
+    feed(&mut a, 0, 25);
+    let text = playlist(&a);
+    assert!(
+        text.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part0.5.m4s\"\n"),
+        "{text}"
+    );
+    // Keyframes at 0, 1 and 2 s: steady. After segment 3's last part the
+    // next frame is due to be a keyframe that starts segment 4.
+    feed(&mut a, 25 * FRAME, 25 * 3);
+    let text = playlist(&a);
+    assert!(text.contains("URI=\"part3.4.m4s\"\n"), "{text}");
+    assert!(
+        text.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part4.0.m4s\"\n"),
+        "{text}"
+    );
+    // Mid-segment, the hint is the next part as usual.
+    feed(&mut a, 100 * FRAME, 5);
+    assert!(playlist(&a).ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part4.1.m4s\"\n"));
 }
 
 #[test]
@@ -384,7 +544,9 @@ fn opus_audio_advances_by_each_packets_toc_duration() {
     let start = 900_000;
     let mut next_audio = start;
     let mut k = 0;
-    for i in 0..(25 * 2 + 5) {
+    // (The sixth frame of segment 2 closes its first part, which lists
+    // segment 1; that part's audio has not all come.)
+    for i in 0..(25 * 2 + 6) {
         let dts = start + i * FRAME;
         while next_audio <= dts {
             let short = (40..48).contains(&k);
