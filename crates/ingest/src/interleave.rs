@@ -304,6 +304,28 @@ mod tests {
         assert_eq!(out.len(), 3, "a single track never waits");
     }
 
+    /// Video units at `vt` and audio units at `at` (ms), pushed in the
+    /// order `arrival` picks (true: the next video unit), then flushed.
+    fn merge(vt: &[i64], at: &[i64], arrival: Vec<bool>, now: Instant) -> Vec<AccessUnit> {
+        let mut il = Interleaver::default();
+        let mut out = Vec::new();
+        il.set_tracks([V, A], &mut out);
+        let (mut vi, mut ai) = (0, 0);
+        let mut choices = arrival.into_iter();
+        while vi < vt.len() || ai < at.len() {
+            let pick_video = ai >= at.len() || (vi < vt.len() && choices.next().unwrap_or(true));
+            if pick_video {
+                il.push(unit(V, vt[vi]), now, &mut out);
+                vi += 1;
+            } else {
+                il.push(unit(A, at[ai]), now, &mut out);
+                ai += 1;
+            }
+        }
+        il.flush(&mut out);
+        out
+    }
+
     proptest! {
         /// Whatever the steps (a frame interval that shrinks can put a unit
         /// behind one its track vouched for) and the arrival interleaving,
@@ -319,22 +341,7 @@ mod tests {
                 steps.iter().scan(0i64, |t, s| { *t += s; Some(*t) }).collect::<Vec<_>>()
             };
             let (vt, at) = (scan(&video_steps), scan(&audio_steps));
-            let mut il = Interleaver::default();
-            let mut out = Vec::new();
-            il.set_tracks([V, A], &mut out);
-            let (mut vi, mut ai) = (0, 0);
-            let mut choices = arrival.into_iter();
-            while vi < vt.len() || ai < at.len() {
-                let pick_video = ai >= at.len() || (vi < vt.len() && choices.next().unwrap_or(true));
-                if pick_video {
-                    il.push(unit(V, vt[vi]), now, &mut out);
-                    vi += 1;
-                } else {
-                    il.push(unit(A, at[ai]), now, &mut out);
-                    ai += 1;
-                }
-            }
-            il.flush(&mut out);
+            let out = merge(&vt, &at, arrival, now);
             prop_assert_eq!(out.len(), vt.len() + at.len());
             let of = |t: TrackId| out.iter().filter(|u| u.track == t).map(|u| u.dts.as_millis()).collect::<Vec<_>>();
             prop_assert_eq!(of(V), vt.clone());
@@ -356,22 +363,7 @@ mod tests {
             let vt: Vec<i64> = (0..video_count as i64).map(|i| i * video_step).collect();
             let at: Vec<i64> = (0..audio_count as i64).map(|i| i * audio_step).collect();
             prop_assume!(vt.last().copied().unwrap_or(0) < 1000 && at.last().copied().unwrap_or(0) < 1000);
-            let mut il = Interleaver::default();
-            let mut out = Vec::new();
-            il.set_tracks([V, A], &mut out);
-            let (mut vi, mut ai) = (0, 0);
-            let mut choices = arrival.into_iter();
-            while vi < vt.len() || ai < at.len() {
-                let pick_video = ai >= at.len() || (vi < vt.len() && choices.next().unwrap_or(true));
-                if pick_video {
-                    il.push(unit(V, vt[vi]), now, &mut out);
-                    vi += 1;
-                } else {
-                    il.push(unit(A, at[ai]), now, &mut out);
-                    ai += 1;
-                }
-            }
-            il.flush(&mut out);
+            let out = merge(&vt, &at, arrival, now);
             prop_assert_eq!(out.len(), vt.len() + at.len());
             prop_assert!(out.windows(2).all(|w| w[0].dts <= w[1].dts), "{:?}", times(&out));
         }

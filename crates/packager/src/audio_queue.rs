@@ -30,6 +30,8 @@ pub struct AudioQueue {
     pending: VecDeque<Sample>,
     /// Decode time of the first pending frame.
     pending_base: i64,
+    /// Where the pending frames end.
+    pending_end: i64,
     /// Frames dropped because video did not come for them.
     dropped: u64,
 }
@@ -75,7 +77,8 @@ impl AudioQueue {
         }
         if self.pending.is_empty() {
             self.pending_base = time;
-        } else if time != self.pending_end() {
+            self.pending_end = time;
+        } else if time != self.pending_end {
             // Re-anchored while frames wait: one fragment has one decode
             // time, so the new frame follows the waiting ones and the jump
             // takes effect with the next frame after them.
@@ -84,6 +87,7 @@ impl AudioQueue {
                 "audio re-anchored while frames wait for video"
             );
         }
+        self.pending_end += i64::from(sample.duration);
         self.pending.push_back(sample);
     }
 
@@ -116,6 +120,7 @@ impl AudioQueue {
     /// Forget the waiting frames (video they would go with was dropped).
     pub fn clear_pending(&mut self) {
         self.pending.clear();
+        self.pending_end = self.pending_base;
     }
 
     /// Frames waiting.
@@ -129,15 +134,6 @@ impl AudioQueue {
     pub fn lags(&self, end: i64, patience: i64) -> bool {
         self.next
             .is_some_and(|next| next < end && end - next < patience)
-    }
-
-    fn pending_end(&self) -> i64 {
-        self.pending_base
-            + self
-                .pending
-                .iter()
-                .map(|s| i64::from(s.duration))
-                .sum::<i64>()
     }
 }
 
