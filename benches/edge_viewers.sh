@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Edge viewers per core: N simulated LL-HLS viewers (benches/src/bin/
-# edge_viewers.rs, hls.js-like: blocking playlist reload + part, one HTTPS
-# HTTP/1.1 keep-alive connection each) against `ferrocast up` with an
+# edge_viewers.rs, hls.js-like: blocking playlist reload + part, one
+# connection each, HTTP/1.1 or HTTP/2 over TLS or HTTP/3) against `ferrocast up` with an
 # [edge] section, the server pinned to one core and the generator (and the
 # ffmpeg publisher) to the other, so that the server's CPU is measured
 # alone. Baseline in the same run: nginx on the same core serving the same
 # playlist and part bytes as static files to the same viewers, one playlist
-# and one part per part duration each.
+# and one part per part duration each, over HTTP/1.1 and HTTP/2 (Debian 12's
+# nginx 1.22 has no HTTP/3; an nginx built with http_v3_module is used for
+# h3 when it is the one on PATH).
 #
 # usage: benches/edge_viewers.sh
 #
@@ -19,6 +21,7 @@
 #   SERVER_CPU  core of the server under test (default 0)
 #   LOAD_CPU    core of the generator and ffmpeg (default 1)
 #   BASELINE    1: also run nginx (default 1); 0: edge only
+#   PROTOCOLS   viewer protocols, in order (default h1,h2,h3)
 #   SIZE        pushed picture size (default 1280x720)
 #   PUSH        file: encode SOURCE_S seconds once before the run, then push
 #               that file in a loop with -c copy (default; the encoder does
@@ -38,6 +41,13 @@ server_cpu=${SERVER_CPU:-0}
 load_cpu=${LOAD_CPU:-1}
 baseline=${BASELINE:-1}
 size=${SIZE:-1280x720}
+protocols=${PROTOCOLS:-h1,h2,h3}
+IFS=, read -r -a protocol_list <<<"$protocols"
+for p in "${protocol_list[@]}"; do
+    [[ $p == h1 || $p == h2 || $p == h3 ]] || { echo "edge_viewers.sh: PROTOCOLS takes h1, h2, h3, not $p" >&2; exit 1; }
+done
+wants_h3=0
+[[ ,$protocols, == *,h3,* ]] && wants_h3=1
 push=${PUSH:-file}
 source_s=${SOURCE_S:-60}
 
@@ -109,7 +119,7 @@ cat >"$tmp/ferrocast.toml" <<EOF
 https_listen = "127.0.0.1:0"
 tls_cert = "$tmp/cert.pem"
 tls_key = "$tmp/key.pem"
-http3 = false
+http3 = $( ((wants_h3)) && echo true || echo false)
 
 [edge.jwt]
 audience = "ferrocast-bench"
@@ -127,6 +137,12 @@ keys = [{ kid = 1, secret = "$edge_secret" }]
 # answer them 429. The per-token limit stays on (each viewer has its own
 # JWT and session, about 10 requests/s against 50/s).
 per_ip = { enabled = false }
+
+[edge.connections]
+# Likewise the per-client connection cap (256 by default: viewers behind
+# one NAT): here every viewer is one client address.
+max_connections = $((max_viewers + 1000))
+max_connections_per_client = $((max_viewers + 1000))
 EOF
 
 log "ferrocast up (edge on, --ladder off) on CPU $server_cpu"
@@ -224,11 +240,14 @@ common=(--cert "$tmp/cert.pem" --viewers "$viewers" --server-cpu "$server_cpu" -
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- The edge ---------------------------------------------------------------------------
-log "edge: viewers $viewers, window $window_s s"
-taskset -c "$load_cpu" "$viewers_bin" --mode edge --addr "$https" --jwts "$tmp/jwts.txt" \
-    --server-pid "$ferrocast_pid" --period-ms "$part_ms" "${common[@]}" \
-    >"$tmp/edge.out" 2> >(tee "$tmp/edge.err" >&2) || { cat "$tmp/edge.out" >&2; die "edge_viewers (edge) failed"; }
-tail -n1 "$tmp/edge.out" >>"$results"
+for protocol in "${protocol_list[@]}"; do
+    log "edge over $protocol: viewers $viewers, window $window_s s"
+    taskset -c "$load_cpu" "$viewers_bin" --mode edge --protocol "$protocol" --addr "$https" --jwts "$tmp/jwts.txt" \
+        --server-pid "$ferrocast_pid" --period-ms "$part_ms" "${common[@]}" \
+        >"$tmp/edge-$protocol.out" 2> >(tee "$tmp/edge-$protocol.err" >&2) ||
+        { cat "$tmp/edge-$protocol.out" >&2; die "edge_viewers (edge, $protocol) failed"; }
+    tail -n1 "$tmp/edge-$protocol.out" >>"$results"
+done
 
 # ---- Baseline: nginx on the same core, the same bytes as static files ----------------
 if ((baseline)); then
@@ -258,6 +277,18 @@ if ((baseline)); then
         done
     } >"$tmp/static_paths.txt"
     nginx_port=$(free_port)
+    nginx_h3=0
+    nginx -V 2>&1 | grep -q -- '--with-http_v3_module' && nginx_h3=1
+    # nginx 1.25.1 replaced `listen ... http2` with `http2 on`; 1.22 (Debian
+    # 12) knows only the former.
+    if nginx -V 2>&1 | grep -qE 'nginx/1\.(2[5-9]|[3-9][0-9])'; then
+        listen_tcp="listen 127.0.0.1:$nginx_port ssl; http2 on;"
+    else
+        listen_tcp="listen 127.0.0.1:$nginx_port ssl http2;"
+    fi
+    listen_quic=""
+    ((nginx_h3)) && listen_quic="listen 127.0.0.1:$nginx_port quic reuseport;"
+
     cat >"$tmp/nginx/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -276,7 +307,8 @@ http {
     keepalive_requests 100000000;
     keepalive_timeout 75s;
     server {
-        listen 127.0.0.1:$nginx_port ssl;
+        $listen_tcp
+        $listen_quic
         ssl_certificate $tmp/cert.pem;
         ssl_certificate_key $tmp/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -298,11 +330,18 @@ EOF
     done
     cmp -s "$tmp/www/live/bench/${part_files[0]}" "$tmp/nginx-part.m4s" || die "nginx served different part bytes"
     nginx_pids=$(echo "$nginx_pid" $(pgrep -P "$nginx_pid") | tr ' ' ,)
-    log "nginx: viewers $viewers, one playlist + one part every $part_ms ms each"
-    taskset -c "$load_cpu" "$viewers_bin" --mode static --addr "127.0.0.1:$nginx_port" \
-        --static-paths "$tmp/static_paths.txt" --server-pid "$nginx_pids" --period-ms "$part_ms" "${common[@]}" \
-        >"$tmp/nginx.out" 2> >(tee "$tmp/nginx.err" >&2) || { cat "$tmp/nginx.out" >&2; die "edge_viewers (nginx) failed"; }
-    tail -n1 "$tmp/nginx.out" >>"$results"
+    for protocol in "${protocol_list[@]}"; do
+        if [[ $protocol == h3 ]] && ((nginx_h3 == 0)); then
+            log "nginx: no HTTP/3 in this build ($(nginx -v 2>&1)); h3 has no baseline"
+            continue
+        fi
+        log "nginx over $protocol: viewers $viewers, one playlist + one part every $part_ms ms each"
+        taskset -c "$load_cpu" "$viewers_bin" --mode static --protocol "$protocol" --addr "127.0.0.1:$nginx_port" \
+            --static-paths "$tmp/static_paths.txt" --server-pid "$nginx_pids" --period-ms "$part_ms" "${common[@]}" \
+            >"$tmp/nginx-$protocol.out" 2> >(tee "$tmp/nginx-$protocol.err" >&2) ||
+            { cat "$tmp/nginx-$protocol.out" >&2; die "edge_viewers (nginx, $protocol) failed"; }
+        tail -n1 "$tmp/nginx-$protocol.out" >>"$results"
+    done
 fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -314,10 +353,11 @@ runs = [json.loads(l) for l in open(res)]
 lat = lambda s, q: f"{s['lag_ms'][q]:>7.0f}" if s["mode"] == "edge" else f"{'-':>7}"
 print()
 print(f"nproc {nproc}, loadavg before {load0}, after {load1}; publisher {size} 25 fps ({push}); parts {part_ms} ms; "
-      f"HTTP/1.1 over TLS, one keep-alive connection per viewer")
+      f"one connection per viewer (h1: HTTP/1.1 keep-alive over TLS, h2: HTTP/2 over TLS, h3: HTTP/3 over QUIC)")
+name = lambda r: f"{r['mode']}-{r['protocol']}"
 for r in runs:
     idle = r["idle"]["server_util"] * 100 if r["idle"] else float("nan")
-    print(f"{r['mode']}: server alone {idle:.1f} % of a core")
+    print(f"{name(r)}: server alone {idle:.1f} % of a core")
     print(f"  {'viewers':>7} {'req/s':>7} {'MB/s':>6} {'server %':>8} {'core %':>6} {'gen %':>6} "
           f"{'load %':>6} {'keep-up':>7} {'lat p50':>7} {'lat p99':>7} {'err':>4} {'non200':>6} {'viewers/core':>12} {'marginal':>8}  note")
     for s in r["steps"]:
@@ -341,17 +381,21 @@ summary = {}
 for r in runs:
     kept = [s for s in r["steps"] if s["kept_up"]]
     best = max(kept, key=lambda s: s["viewers"]) if kept else None
-    summary[r["mode"]] = None if best is None else {
+    summary[name(r)] = None if best is None else {
         "viewers": best["viewers"], "server_util": best["cpu"]["server_util"],
         "viewers_per_core": best["viewers_per_core"],
         "viewers_per_core_marginal": best["viewers_per_core_marginal"],
         "generator_util": best["cpu"]["generator_util"]}
     if best is None:
-        print(f"{r['mode']}: no step kept up")
+        print(f"{name(r)}: no step kept up")
     else:
-        print(f"{r['mode']}: largest step that kept up: {best['viewers']} viewers at "
+        print(f"{name(r)}: largest step that kept up: {best['viewers']} viewers at "
               f"{best['cpu']['server_util'] * 100:.1f} % of the server's core -> "
               f"{best['viewers_per_core']:.0f} viewers per core ({best['viewers_per_core_marginal']:.0f} marginal)")
+for protocol in ("h1", "h2", "h3"):
+    edge, nginx = summary.get(f"edge-{protocol}"), summary.get(f"static-{protocol}")
+    if edge and nginx and nginx["viewers_per_core"] > 0:
+        print(f"{protocol}: edge / nginx viewers per core = {edge['viewers_per_core'] / nginx['viewers_per_core']:.2f}")
 ok = all(v is not None for v in summary.values())
 print(json.dumps({"bench": "edge_viewers", "ok": ok, "nproc": int(nproc), "loadavg_before": load0,
                   "loadavg_after": load1, "size": size, "push": push, "part_ms": int(part_ms),

@@ -65,6 +65,9 @@ struct Args {
     /// The server's HTTPS address.
     #[arg(long)]
     addr: SocketAddr,
+    /// The protocol every viewer speaks.
+    #[arg(long, value_enum, default_value_t = Protocol::H1)]
+    protocol: Protocol,
     /// PEM certificate the server presents (the only one trusted).
     #[arg(long)]
     cert: PathBuf,
@@ -126,9 +129,214 @@ struct Args {
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_KEPT_BODY: usize = 4 * 1024 * 1024;
 
-// ---- a minimal HTTP/1.1 keep-alive client ----------------------------------
+// ---- clients: HTTP/1.1, HTTP/2, HTTP/3 ----------------------------------------
 
-struct Conn {
+/// The protocol a viewer speaks, one connection per viewer (as one browser
+/// tab has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// HTTP/1.1 over TLS (ALPN `http/1.1`), keep-alive.
+    H1,
+    /// HTTP/2 over TLS (ALPN `h2`), one request at a time on the
+    /// connection, as an LL-HLS player's playlist and part loads come.
+    H2,
+    /// HTTP/3 over QUIC (ALPN `h3`), one UDP socket per viewer.
+    H3,
+}
+
+/// What opens a viewer's connection.
+#[derive(Clone)]
+enum Client {
+    H1(TlsConnector),
+    H2(TlsConnector),
+    H3(quinn::ClientConfig),
+}
+
+impl Client {
+    fn new(protocol: Protocol, cert: &std::path::Path) -> Result<Client> {
+        Ok(match protocol {
+            Protocol::H1 => Client::H1(ferrocast_benches::tls::connector(cert, b"http/1.1")?),
+            Protocol::H2 => Client::H2(ferrocast_benches::tls::connector(cert, b"h2")?),
+            Protocol::H3 => Client::H3(ferrocast_benches::tls::h3_client_config(cert)?),
+        })
+    }
+
+    async fn open(&self, addr: SocketAddr) -> Result<Conn> {
+        Ok(match self {
+            Client::H1(tls) => Conn::H1(Box::new(H1Conn::open(tls, addr).await?)),
+            Client::H2(tls) => Conn::H2(H2Conn::open(tls, addr).await?),
+            Client::H3(quic) => Conn::H3(H3Conn::open(quic, addr).await?),
+        })
+    }
+}
+
+/// One viewer's connection.
+enum Conn {
+    H1(Box<H1Conn>),
+    H2(H2Conn),
+    H3(H3Conn),
+}
+
+impl Conn {
+    /// Sends one GET and reads the whole response.
+    async fn get(&mut self, path: &str, bearer: Option<&str>, keep: bool) -> Result<Response> {
+        match self {
+            Conn::H1(c) => c.get(path, bearer, keep).await,
+            Conn::H2(c) => c.get(path, bearer, keep).await,
+            Conn::H3(c) => c.get(path, bearer, keep).await,
+        }
+    }
+}
+
+/// A GET for HTTP/2 and HTTP/3, which carry the authority in the request.
+fn request(path: &str, bearer: Option<&str>) -> Result<http::Request<()>> {
+    let mut builder = http::Request::get(format!("https://localhost{path}"));
+    if let Some(jwt) = bearer {
+        builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {jwt}"));
+    }
+    Ok(builder.body(())?)
+}
+
+/// Appends `chunk` to `body` when kept, within [`MAX_KEPT_BODY`].
+fn keep_chunk(body: &mut Vec<u8>, keep: bool, chunk: &[u8]) -> Result<()> {
+    if keep {
+        if body.len() + chunk.len() > MAX_KEPT_BODY {
+            bail!("body over {MAX_KEPT_BODY} bytes");
+        }
+        body.extend_from_slice(chunk);
+    }
+    Ok(())
+}
+
+/// HTTP/2 receive window per stream, as Chromium sets it.
+const H2_STREAM_WINDOW: u32 = 6 * 1024 * 1024;
+
+/// HTTP/2 receive window per connection, as Chromium sets it.
+const H2_CONNECTION_WINDOW: u32 = 15 * 1024 * 1024;
+
+/// An HTTP/2 connection: the `h2` crate's client, its connection driven by
+/// a task of its own.
+struct H2Conn {
+    send: h2::client::SendRequest<bytes::Bytes>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl H2Conn {
+    async fn open(connector: &TlsConnector, addr: SocketAddr) -> Result<H2Conn> {
+        let tls = tls_connect(connector, addr).await?;
+        // Chromium's windows (6 MiB per stream, 15 MiB per connection), not
+        // the protocol's 64 KiB default: with that, a 100 KB part stalls
+        // for a WINDOW_UPDATE round trip, which no browser makes a server
+        // do.
+        let (send, connection) = h2::client::Builder::new()
+            .initial_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .handshake(tls)
+            .await
+            .context("HTTP/2 handshake")?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(H2Conn { send, driver })
+    }
+
+    async fn get(&mut self, path: &str, bearer: Option<&str>, keep: bool) -> Result<Response> {
+        let mut send = self.send.clone().ready().await.context("HTTP/2 ready")?;
+        let (response, _) = send.send_request(request(path, bearer)?, true)?;
+        let response = response.await.context("HTTP/2 response")?;
+        let status = response.status().as_u16();
+        let mut stream = response.into_body();
+        let (mut body, mut body_len) = (Vec::new(), 0u64);
+        while let Some(chunk) = stream.data().await {
+            let chunk = chunk.context("HTTP/2 body")?;
+            let _ = stream.flow_control().release_capacity(chunk.len());
+            keep_chunk(&mut body, keep, &chunk)?;
+            body_len += chunk.len() as u64;
+        }
+        Ok(Response {
+            status,
+            body_len,
+            body,
+            close: false,
+        })
+    }
+}
+
+impl Drop for H2Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// An HTTP/3 connection: quinn and the `h3` crate's client, on a UDP
+/// socket of its own.
+struct H3Conn {
+    _endpoint: quinn::Endpoint,
+    send: h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl H3Conn {
+    async fn open(config: &quinn::ClientConfig, addr: SocketAddr) -> Result<H3Conn> {
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::new(addr.ip(), 0))
+            .context("a UDP socket for QUIC")?;
+        endpoint.set_default_client_config(config.clone());
+        let connection = endpoint
+            .connect(addr, "localhost")?
+            .await
+            .context("QUIC handshake")?;
+        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(connection))
+            .await
+            .context("HTTP/3 setup")?;
+        let driver = tokio::spawn(async move {
+            std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        Ok(H3Conn {
+            _endpoint: endpoint,
+            send,
+            driver,
+        })
+    }
+
+    async fn get(&mut self, path: &str, bearer: Option<&str>, keep: bool) -> Result<Response> {
+        let mut stream = self.send.send_request(request(path, bearer)?).await?;
+        stream.finish().await?;
+        let response = stream.recv_response().await?;
+        let status = response.status().as_u16();
+        let (mut body, mut body_len) = (Vec::new(), 0u64);
+        while let Some(mut chunk) = stream.recv_data().await? {
+            while chunk.has_remaining() {
+                let piece = chunk.chunk();
+                let n = piece.len();
+                keep_chunk(&mut body, keep, piece)?;
+                body_len += n as u64;
+                chunk.advance(n);
+            }
+        }
+        Ok(Response {
+            status,
+            body_len,
+            body,
+            close: false,
+        })
+    }
+}
+
+impl Drop for H3Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+async fn tls_connect(connector: &TlsConnector, addr: SocketAddr) -> Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await.context("connect")?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::IpAddress(addr.ip().into());
+    connector.connect(name, tcp).await.context("TLS handshake")
+}
+
+/// A minimal HTTP/1.1 keep-alive client.
+struct H1Conn {
     stream: TlsStream<TcpStream>,
     buf: BytesMut,
 }
@@ -141,16 +349,10 @@ struct Response {
     close: bool,
 }
 
-impl Conn {
-    async fn open(connector: &TlsConnector, addr: SocketAddr) -> Result<Conn> {
-        let tcp = TcpStream::connect(addr).await.context("connect")?;
-        tcp.set_nodelay(true)?;
-        let name = ServerName::IpAddress(addr.ip().into());
-        let stream = connector
-            .connect(name, tcp)
-            .await
-            .context("TLS handshake")?;
-        Ok(Conn {
+impl H1Conn {
+    async fn open(connector: &TlsConnector, addr: SocketAddr) -> Result<H1Conn> {
+        let stream = tls_connect(connector, addr).await?;
+        Ok(H1Conn {
             stream,
             buf: BytesMut::with_capacity(32 * 1024),
         })
@@ -455,7 +657,7 @@ fn add(a: &AtomicU64, n: u64) {
 
 /// What every viewer of a step shares.
 struct Shared {
-    connector: TlsConnector,
+    client: Client,
     addr: SocketAddr,
     counters: Counters,
     /// Set while the window is open: viewers keep their lag samples.
@@ -540,7 +742,7 @@ async fn edge_viewer(
         loop {
             let step = async {
                 if conn.is_none() {
-                    conn = Some(Conn::open(&shared.connector, shared.addr).await?);
+                    conn = Some(shared.client.open(shared.addr).await?);
                 }
                 let c = conn.as_mut().expect("just opened");
                 let media_path = match &media {
@@ -659,7 +861,7 @@ async fn static_viewer(
             let due = tick.tick().await;
             let step = async {
                 if conn.is_none() {
-                    conn = Some(Conn::open(&shared.connector, shared.addr).await?);
+                    conn = Some(shared.client.open(shared.addr).await?);
                 }
                 let c = conn.as_mut().expect("just opened");
                 let r = counted_get(&shared, c, &paths[0], None, true).await?;
@@ -791,14 +993,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 async fn step(
     args: &Args,
-    connector: &TlsConnector,
+    client: &Client,
     n: usize,
     jwts: &Arc<Vec<String>>,
     paths: &Arc<Vec<String>>,
     hz: f64,
 ) -> Result<serde_json::Value> {
     let shared = Arc::new(Shared {
-        connector: connector.clone(),
+        client: client.clone(),
         addr: args.addr,
         counters: Counters::default(),
         measuring: AtomicBool::new(false),
@@ -873,6 +1075,7 @@ async fn step(
     let error_kinds = shared.error_kinds.lock().expect("not poisoned").clone();
     Ok(serde_json::json!({
         "mode": format!("{:?}", args.mode).to_lowercase(),
+        "protocol": format!("{:?}", args.protocol).to_lowercase(),
         "viewers": n,
         "window_s": wall,
         "requests": d(|s| s.requests),
@@ -923,7 +1126,7 @@ fn read_lines(path: &PathBuf) -> Result<Vec<String>> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let connector = ferrocast_benches::tls::http1_connector(&args.cert)?;
+    let client = Client::new(args.protocol, &args.cert)?;
 
     let (jwts, paths) = match args.mode {
         Mode::Edge => {
@@ -970,7 +1173,7 @@ async fn main() -> Result<()> {
 
     let mut steps = Vec::new();
     for &n in &args.viewers {
-        let mut s = step(&args, &connector, n, &jwts, &paths, hz).await?;
+        let mut s = step(&args, &client, n, &jwts, &paths, hz).await?;
         let util = s["cpu"]["server_util"].as_f64().unwrap_or(0.0);
         // Viewers per core counting only what they add above the idle server.
         s["viewers_per_core_marginal"] = serde_json::json!(if util > idle_util {
@@ -1006,7 +1209,7 @@ async fn main() -> Result<()> {
         serde_json::json!({
             "bench": "edge_viewers",
             "mode": format!("{:?}", args.mode).to_lowercase(),
-            "protocol": "HTTP/1.1 over TLS, one keep-alive connection per viewer",
+            "protocol": format!("{:?}", args.protocol).to_lowercase(),
             "period_ms": args.period_ms,
             "idle": idle,
             "steps": steps,

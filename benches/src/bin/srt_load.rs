@@ -4,8 +4,13 @@
 //!
 //! One MPEG-TS file (made by ffmpeg at run time in a temp dir, 1280x720
 //! 25 fps, libx264 at about 5 Mbit/s CBR, AAC) is held in memory and sent by
-//! N srt-tokio callers in this process, each in 1316-byte live-mode messages
-//! paced by the file's PCRs ([`ferrocast_benches::pcr`]). The file is long
+//! N callers in this process, each in 1316-byte live-mode messages paced by
+//! the file's PCRs ([`ferrocast_benches::pcr`]). By default (`--sender
+//! raw`) every caller is driven from one thread that writes pre-built data
+//! packets onto its UDP socket after srt-protocol's own handshake
+//! ([`ferrocast_benches::srt_raw`]): 14 % of a core for 50 publishers and
+//! 21 % for 100, against 21 % for 50 with one srt-tokio socket and task set
+//! per caller (`--sender srt-tokio`), which ran late near 80. The file is long
 //! enough for one pass per step (start-up stagger + warm-up + window +
 //! margin), so it is never looped and every publisher's timestamps run
 //! forward.
@@ -13,8 +18,9 @@
 //! Targets, each started fresh for every step and pinned with `taskset` to
 //! one core (`--target-cpu`):
 //!
-//! - **ferrocast**: `ferrocast up` on free loopback ports; the callers
-//!   publish `live/load0` … `live/load{N-1}`. Received bytes and SRT loss
+//! - **ferrocast**: `ferrocast up --ladder off` (ingest and packaging; the
+//!   transcoder has its own benchmark, `transcode_ladder`) on free loopback
+//!   ports; the callers publish `live/load0` … `live/load{N-1}`. Received bytes and SRT loss
 //!   come from its `/status`.
 //! - **srt-live-transmit**: N processes, one listener port each, writing to
 //!   stdout (sent to `/dev/null`). It receives SRT and writes the payload
@@ -48,10 +54,11 @@ use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use clap::Parser;
 use ferrocast_benches::pcr::{self, MESSAGE_LEN};
+use ferrocast_benches::srt_raw::RawCaller;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use srt_tokio::SrtSocket;
 use srt_tokio::options::ByteCount;
-use srt_tokio::{SocketStatistics, SrtSocket};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -98,6 +105,28 @@ impl Target {
     }
 }
 
+/// What sends the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Sender {
+    /// One thread for every caller: srt-protocol's handshake, then data
+    /// packets written straight onto UDP sockets, NAKs answered from a
+    /// history ([`ferrocast_benches::srt_raw`]). Cheap enough to load one
+    /// core from another.
+    Raw,
+    /// One srt-tokio socket per caller, each with its own tasks, timers and
+    /// send buffer: a full SRT sender, and as costly as the receiver.
+    SrtTokio,
+}
+
+impl Sender {
+    fn name(self) -> &'static str {
+        match self {
+            Sender::Raw => "raw",
+            Sender::SrtTokio => "srt-tokio",
+        }
+    }
+}
+
 /// Command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -134,6 +163,9 @@ struct Args {
     /// least 1 s + warm-up + window + 3 s.
     #[arg(long)]
     input: Option<PathBuf>,
+    /// How the callers send.
+    #[arg(long, value_enum, default_value = "raw")]
+    sender: Sender,
     /// SRT latency the callers ask for, milliseconds.
     #[arg(long, default_value_t = 120)]
     latency_ms: u64,
@@ -252,6 +284,7 @@ fn main() -> anyhow::Result<()> {
         "window_s": args.window_s,
         "target_cpu": args.target_cpu,
         "latency_ms": args.latency_ms,
+        "sender": args.sender.name(),
         "clk_tck": bench.clk_tck,
         "steps": steps.iter().map(Step::to_json).collect::<Vec<_>>(),
         "max_lossless_streams": capacity,
@@ -320,36 +353,13 @@ async fn measure(
 ) -> anyhow::Result<Step> {
     let args = &bench.args;
     let latency = Duration::from_millis(args.latency_ms);
-    let connected = futures::future::try_join_all(
-        running
-            .srt
-            .iter()
-            .enumerate()
-            .map(|(i, &addr)| connect(addr, i, latency)),
-    )
-    .await?;
-
-    let start = Instant::now() + Duration::from_millis(100);
-    let window_start = start + STAGGER + Duration::from_secs(args.warmup_s);
-    let window = Duration::from_secs(args.window_s);
     let callers: Vec<Arc<Caller>> = (0..n).map(|_| Arc::new(Caller::default())).collect();
-    let tasks: Vec<_> = connected
-        .into_iter()
-        .zip(&callers)
-        .enumerate()
-        .map(|(i, (socket, caller))| {
-            // Spread evenly over the stagger; i < n, so the offset < STAGGER.
-            let offset = STAGGER.mul_f64(i as f64 / n as f64);
-            tokio::spawn(send(
-                socket,
-                bench.messages.clone(),
-                start + offset,
-                window_start,
-                caller.clone(),
-            ))
-        })
-        .collect();
-    let _abort = AbortOnDrop(tasks);
+    let senders = match args.sender {
+        Sender::Raw => start_raw(bench, &running.srt, latency, &callers).await?,
+        Sender::SrtTokio => start_srt_tokio(bench, &running.srt, latency, &callers).await?,
+    };
+    let window_start = senders.window_start;
+    let window = Duration::from_secs(args.window_s);
 
     tokio::time::sleep_until(window_start.into()).await;
     let before = sample(bench, running, &callers).await?;
@@ -371,11 +381,9 @@ async fn measure(
     let mut tx = TxTotals::default();
     let mut failed = Vec::new();
     for (i, caller) in callers.iter().enumerate() {
-        if let Some(stats) = lock(&caller.stats).as_ref() {
-            tx.retransmitted += stats.tx_retransmit_data;
-            tx.dropped += stats.tx_dropped_data;
-            tx.lost += stats.tx_loss_data;
-        }
+        tx.retransmitted += caller.tx_retransmitted.load(Ordering::Relaxed);
+        tx.dropped += caller.tx_dropped.load(Ordering::Relaxed);
+        tx.lost += caller.tx_lost.load(Ordering::Relaxed);
         if let Some(error) = lock(&caller.error).as_ref() {
             failed.push(format!("load{i}: {error}"));
         }
@@ -437,7 +445,7 @@ async fn start_ferrocast(bench: &Bench, n: usize) -> anyhow::Result<Running> {
     let mut child = Command::new("taskset")
         .args(["-c", &bench.args.target_cpu.to_string()])
         .arg(&bench.ferrocast)
-        .args(["up", "--srt-listen", "127.0.0.1:0"])
+        .args(["up", "--srt-listen", "127.0.0.1:0", "--ladder", "off"])
         .args(["--http-listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
         .env("FERROCAST_LOG", "warn")
@@ -529,6 +537,196 @@ fn start_srt_live_transmit(bench: &Bench, n: usize) -> anyhow::Result<Running> {
     })
 }
 
+/// The callers of a step, sending; they stop when this is dropped.
+struct Senders {
+    /// When the measurement window opens: every caller has started and
+    /// warmed up.
+    window_start: Instant,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Senders {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// When caller `i` of `n` starts: spread evenly over the stagger (i < n,
+/// so the offset < [`STAGGER`]).
+fn caller_start(start: Instant, i: usize, n: usize) -> Instant {
+    start + STAGGER.mul_f64(i as f64 / n as f64)
+}
+
+/// One srt-tokio socket per caller, each sending from its own task.
+async fn start_srt_tokio(
+    bench: &Bench,
+    targets: &[SocketAddr],
+    latency: Duration,
+    callers: &[Arc<Caller>],
+) -> anyhow::Result<Senders> {
+    let connected = futures::future::try_join_all(
+        targets
+            .iter()
+            .enumerate()
+            .map(|(i, &addr)| connect(addr, i, latency)),
+    )
+    .await?;
+    let n = callers.len();
+    let start = Instant::now() + Duration::from_millis(100);
+    let window_start = start + STAGGER + Duration::from_secs(bench.args.warmup_s);
+    let tasks = connected
+        .into_iter()
+        .zip(callers)
+        .enumerate()
+        .map(|(i, (socket, caller))| {
+            tokio::spawn(send(
+                socket,
+                bench.messages.clone(),
+                caller_start(start, i, n),
+                window_start,
+                caller.clone(),
+            ))
+        })
+        .collect();
+    Ok(Senders {
+        window_start,
+        tasks,
+        stop: Arc::new(AtomicBool::new(false)),
+    })
+}
+
+/// How often the raw sender reads what the receivers sent back (ACKs,
+/// NAKs); a NAK is answered at most this late.
+const RAW_POLL: Duration = Duration::from_millis(5);
+
+/// Every caller on one blocking thread ([`RawCaller`]).
+async fn start_raw(
+    bench: &Bench,
+    targets: &[SocketAddr],
+    latency: Duration,
+    callers: &[Arc<Caller>],
+) -> anyhow::Result<Senders> {
+    let targets = targets.to_vec();
+    let sockets = tokio::task::spawn_blocking(move || {
+        targets
+            .iter()
+            .enumerate()
+            .map(|(i, &addr)| {
+                let streamid = format!("publish:live/load{i}");
+                RawCaller::connect(addr, &streamid, latency, Duration::from_secs(20))
+                    .with_context(|| format!("calling {addr} as {streamid}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .await
+    .context("raw callers' handshake thread")??;
+    let n = callers.len();
+    let start = Instant::now() + Duration::from_millis(100);
+    let window_start = start + STAGGER + Duration::from_secs(bench.args.warmup_s);
+    let stop = Arc::new(AtomicBool::new(false));
+    let drive = RawDrive {
+        starts: (0..n).map(|i| caller_start(start, i, n)).collect(),
+        messages: bench.messages.clone(),
+        window_start,
+        reports: callers.to_vec(),
+        stop: stop.clone(),
+    };
+    std::thread::Builder::new()
+        .name("raw-callers".into())
+        .spawn(move || drive.run(sockets))
+        .context("starting the raw callers' thread")?;
+    Ok(Senders {
+        window_start,
+        tasks: Vec::new(),
+        stop,
+    })
+}
+
+/// The raw callers' send loop.
+struct RawDrive {
+    /// Caller i sends message k at `starts[i]` + its due time.
+    starts: Vec<Instant>,
+    messages: Arc<[(Duration, Bytes)]>,
+    window_start: Instant,
+    reports: Vec<Arc<Caller>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RawDrive {
+    fn run(self, mut sockets: Vec<RawCaller>) {
+        let n = sockets.len();
+        let mut next = vec![0usize; n];
+        let mut live = vec![true; n];
+        for report in &self.reports {
+            report.sending.store(true, Ordering::Relaxed);
+        }
+        let fail = |i: usize, live: &mut [bool], why: String| {
+            live[i] = false;
+            self.reports[i].sending.store(false, Ordering::Relaxed);
+            *lock(&self.reports[i].error) = Some(why);
+        };
+        let mut next_poll = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) && live.iter().any(|&l| l) {
+            let now = Instant::now();
+            let mut wake = now + RAW_POLL;
+            for i in 0..n {
+                if !live[i] {
+                    continue;
+                }
+                let mut first = true;
+                while let Some((at, message)) = self.messages.get(next[i]) {
+                    let due = self.starts[i] + *at;
+                    if due > now {
+                        wake = wake.min(due);
+                        break;
+                    }
+                    if first && due >= self.window_start {
+                        let late = now.duration_since(due).as_micros() as u64;
+                        self.reports[i]
+                            .max_late_us
+                            .fetch_max(late, Ordering::Relaxed);
+                    }
+                    first = false;
+                    if let Err(e) = sockets[i].send(message.clone(), now) {
+                        fail(i, &mut live, e.to_string());
+                        break;
+                    }
+                    self.reports[i]
+                        .sent_bytes
+                        .fetch_add(message.len() as u64, Ordering::Relaxed);
+                    next[i] += 1;
+                }
+                if live[i] && next[i] == self.messages.len() {
+                    fail(i, &mut live, "ran out of media".to_owned());
+                }
+            }
+            if now >= next_poll {
+                next_poll = now + RAW_POLL;
+                for i in 0..n {
+                    if !live[i] {
+                        continue;
+                    }
+                    if let Err(e) = sockets[i].poll_control(now) {
+                        fail(i, &mut live, e.to_string());
+                    }
+                    let counts = sockets[i].counts();
+                    let report = &self.reports[i];
+                    report
+                        .tx_retransmitted
+                        .store(counts.retransmitted, Ordering::Relaxed);
+                    report.tx_lost.store(counts.lost, Ordering::Relaxed);
+                }
+            }
+            wake = wake.min(next_poll);
+            std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+        }
+    }
+}
+
 /// Call `addr` as publisher `load{i}`, retrying while the listener starts.
 async fn connect(addr: SocketAddr, i: usize, latency: Duration) -> anyhow::Result<SrtSocket> {
     let streamid = format!("publish:live/load{i}");
@@ -559,7 +757,13 @@ struct Caller {
     max_late_us: AtomicU64,
     /// Still sending (not failed, not run dry).
     sending: AtomicBool,
-    stats: Mutex<Option<SocketStatistics>>,
+    /// Data packets sent again for the receiver.
+    tx_retransmitted: AtomicU64,
+    /// Data packets the sender dropped before they left (srt-tokio's
+    /// too-late drop and send buffer overflow; the raw sender drops none).
+    tx_dropped: AtomicU64,
+    /// Data packets the receiver asked for that the sender no longer had.
+    tx_lost: AtomicU64,
     error: Mutex<Option<String>>,
 }
 
@@ -585,7 +789,9 @@ async fn send(
             tokio::select! {
                 () = tokio::time::sleep_until(due.into()) => {}
                 Some(stats) = statistics.next() => {
-                    *lock(&caller.stats) = Some(stats);
+                    caller.tx_retransmitted.store(stats.tx_retransmit_data, Ordering::Relaxed);
+                    caller.tx_dropped.store(stats.tx_dropped_data, Ordering::Relaxed);
+                    caller.tx_lost.store(stats.tx_loss_data, Ordering::Relaxed);
                     continue;
                 }
             }
@@ -614,17 +820,6 @@ async fn send(
     match result {
         Ok(()) => *lock(&caller.error) = Some("ran out of media".to_owned()),
         Err(e) => *lock(&caller.error) = Some(e.to_string()),
-    }
-}
-
-/// Aborts the caller tasks (closing their sockets) when the step ends.
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
     }
 }
 
