@@ -341,6 +341,12 @@ fn validate_hls(hls: &crate::model::HlsConfig) -> Result<(), ConfigError> {
             "hls.segment_min_ms must be at least hls.part_target_ms".to_owned(),
         ));
     }
+    if !(2..=10).contains(&hls.part_hold_back_parts) {
+        return Err(ConfigError::Range(format!(
+            "hls.part_hold_back_parts = {} is outside 2..=10 (RFC 8216bis: PART-HOLD-BACK is at least twice the part target)",
+            hls.part_hold_back_parts
+        )));
+    }
     if !(3..=1000).contains(&hls.window_segments) {
         return Err(ConfigError::Range(format!(
             "hls.window_segments = {} is outside 3..=1000",
@@ -716,6 +722,21 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(matches!(err, ConfigError::Range(_)), "{err}");
+        for parts in [0, 1, 11] {
+            let err = Layers::default()
+                .with_value("hls.part_hold_back_parts", parts)
+                .build()
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("part_hold_back_parts"),
+                "{parts}: {err}"
+            );
+        }
+        let two = Layers::default()
+            .with_value("hls.part_hold_back_parts", 2)
+            .build()
+            .unwrap();
+        assert_eq!(two.hls.part_hold_back_parts, 2);
         assert!(matches!(
             Layers::default().with_file_text("= broken"),
             Err(ConfigError::Syntax { .. })

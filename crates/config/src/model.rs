@@ -126,6 +126,11 @@ pub struct HlsConfig {
     /// How long a blocking playlist or preload-hint request is held at most
     /// before the server answers 503. Default 6000 (three target durations).
     pub max_hold_ms: u64,
+    /// `PART-HOLD-BACK`, in part targets: how far behind the live edge a
+    /// low-latency player places itself. 2 to 10; default 3, what the HLS
+    /// specification recommends ("SHOULD be at least three times the Part
+    /// Target Duration"); 2 is its floor ("MUST be at least twice").
+    pub part_hold_back_parts: u32,
 }
 
 impl Default for HlsConfig {
@@ -136,6 +141,7 @@ impl Default for HlsConfig {
             target_duration_secs: 2,
             window_segments: 6,
             max_hold_ms: 6000,
+            part_hold_back_parts: 3,
         }
     }
 }

@@ -186,6 +186,7 @@ async fn scenario() {
         window_segments: 6,
         max_hold: Duration::from_secs(20),
         reconnect_grace: Duration::from_secs(30),
+        part_hold_back_parts: 3,
         rendition_wait: Duration::from_secs(1),
     };
     let publisher = bus.publish("cam").unwrap();

@@ -246,7 +246,10 @@ impl LiveWindow {
         out.push_str("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=");
         write_secs(&mut out, six_td);
         out.push_str(",PART-HOLD-BACK=");
-        write_ms(&mut out, part_target_ms.saturating_mul(3));
+        write_ms(
+            &mut out,
+            part_target_ms.saturating_mul(i64::from(self.cfg.part_hold_back_parts)),
+        );
         out.push('\n');
         // §4.4.3.7: EXT-X-PART-INF "is REQUIRED if a Playlist contains one
         // or more EXT-X-PART tags"; always written, since the open segment's

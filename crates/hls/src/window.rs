@@ -55,6 +55,10 @@ pub struct WindowConfig {
     /// packager taking over a stream from another continues both
     /// sequences, after a discontinuity.
     pub resume: Option<SequencePoint>,
+    /// `PART-HOLD-BACK` in part targets (default 3, at least 2: RFC 8216bis
+    /// §4.4.3.8 "MUST be at least twice the Part Target Duration ...
+    /// SHOULD be at least three times").
+    pub part_hold_back_parts: u32,
 }
 
 /// Where a rendition's sequences stand: the next Media Sequence Number and
@@ -68,6 +72,10 @@ pub struct SequencePoint {
     /// The Discontinuity Sequence of the playlist.
     pub discontinuity_sequence: u64,
 }
+
+/// `PART-HOLD-BACK` in part targets unless configured: the HLS
+/// specification's recommendation.
+pub const DEFAULT_PART_HOLD_BACK_PARTS: u32 = 3;
 
 impl Default for WindowConfig {
     /// 200 ms parts, 2 s target duration, 6 segments, from sequence number 0.
@@ -86,6 +94,7 @@ impl WindowConfig {
             window_segments: 6,
             first_msn: 0,
             resume: None,
+            part_hold_back_parts: DEFAULT_PART_HOLD_BACK_PARTS,
         }
     }
 
@@ -119,6 +128,9 @@ pub enum ConfigError {
     /// `window_segments` is 0 or above [`MAX_LISTED_SEGMENTS`].
     #[error("window of {0} segments is outside 1..={MAX_LISTED_SEGMENTS}")]
     WindowSegments(usize),
+    /// `part_hold_back_parts` is under 2.
+    #[error("PART-HOLD-BACK of {0} part targets is under the 2 the HLS specification requires")]
+    PartHoldBack(u32),
 }
 
 /// A packager call the window refused; the window is unchanged.
@@ -350,6 +362,9 @@ impl LiveWindow {
         }
         if cfg.window_segments == 0 || cfg.window_segments > MAX_LISTED_SEGMENTS {
             return Err(ConfigError::WindowSegments(cfg.window_segments));
+        }
+        if cfg.part_hold_back_parts < 2 {
+            return Err(ConfigError::PartHoldBack(cfg.part_hold_back_parts));
         }
         let (next_msn, discontinuity_sequence, carry_discontinuity) = match cfg.resume {
             None => (cfg.first_msn, 0, false),

@@ -111,6 +111,19 @@ fn part_hold_back_is_three_written_part_targets() {
 }
 
 #[test]
+fn part_hold_back_follows_the_configured_parts_down_to_two() {
+    let mut cfg = WindowConfig::new(Time90k::from_millis(200), 2);
+    cfg.part_hold_back_parts = 2;
+    let text = render(&LiveWindow::new(cfg.clone()).unwrap());
+    assert!(text.contains(",PART-HOLD-BACK=0.400\n"), "{text}");
+    cfg.part_hold_back_parts = 1;
+    assert_eq!(
+        LiveWindow::new(cfg).err(),
+        Some(ferrocast_hls::ConfigError::PartHoldBack(1))
+    );
+}
+
+#[test]
 fn scripted_live_sequence() {
     let mut f = Feed::new(window());
     // Empty window: a hint for part 0.0 and nothing else.

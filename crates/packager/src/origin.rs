@@ -51,6 +51,8 @@ pub struct PackagerConfig {
     pub max_hold: Duration,
     /// Publisher reconnect grace period.
     pub reconnect_grace: Duration,
+    /// `PART-HOLD-BACK` in part targets (at least 2).
+    pub part_hold_back_parts: u32,
     /// How long after a stream starts a multivariant playlist request waits
     /// for every expected rendition to have media; after that it lists the
     /// renditions that have some.
@@ -66,6 +68,7 @@ impl From<&ferrocast_config::Config> for PackagerConfig {
             window_segments: config.hls.window_segments,
             max_hold: Duration::from_millis(config.hls.max_hold_ms),
             reconnect_grace: Duration::from_millis(config.ingest.reconnect_grace_ms),
+            part_hold_back_parts: config.hls.part_hold_back_parts,
             rendition_wait: Duration::from_millis(config.hls.max_hold_ms),
         }
     }
@@ -109,6 +112,7 @@ impl PackagerConfig {
             target_duration_secs: self.target_duration_secs,
             window_segments: self.window_segments,
             resume,
+            part_hold_back_parts: self.part_hold_back_parts,
             ..WindowConfig::default()
         };
         Assembler::with_alignment(cut, window, align)

@@ -172,6 +172,7 @@ async fn scenario() {
         window_segments: 10,
         max_hold: Duration::from_secs(20),
         reconnect_grace: Duration::from_secs(30),
+        part_hold_back_parts: 3,
         rendition_wait: Duration::from_secs(30),
     };
     // The bus streams exist before the origin starts, so it subscribes to
@@ -363,6 +364,7 @@ async fn an_unlisted_source_is_left_out_and_a_missing_rung_is_not_waited_for_for
         window_segments: 6,
         max_hold: Duration::from_secs(10),
         reconnect_grace: Duration::from_secs(30),
+        part_hold_back_parts: 3,
         // The stream's first moments are over at once: no waiting for the
         // rung that never comes.
         rendition_wait: Duration::ZERO,
