@@ -3,10 +3,12 @@
 //! hls.js in headless Chromium plays the live stream through the edge:
 //! the viewer JWT on the multivariant URL, edge tokens on everything after,
 //! the edge's self-signed certificate pinned by its SPKI hash (printed on
-//! the ready line), once over HTTPS and once over HTTP/3 (DEPENDENCIES.md
-//! trap 10: `--origin-to-force-quic-on` plus the SPKI pin). That QUIC
-//! carried the media is checked on the server side, from the edge's
-//! request counter.
+//! the ready line), once over each protocol: HTTP/2 (what Chromium picks by
+//! ALPN), HTTP/1.1 (`--disable-http2`) and HTTP/3 (Chromium speaks QUIC to
+//! an origin only when `--origin-to-force-quic-on` names it, and accepts a
+//! self-signed certificate over QUIC only with its SPKI pinned). Which
+//! protocol carried the media is checked on the server side, from the
+//! edge's request counter.
 //!
 //! Needs Node.js, Debian's Chromium and `npm ci` in `tests/browser`; when
 //! they are missing the tests say so and pass, unless
@@ -33,6 +35,11 @@ async fn edge_requests(server: &Server, protocol: &str, kind: &str) -> u64 {
         .filter_map(|rest| rest.strip_prefix(labels.as_str()))
         .map(|value| value.trim().parse::<f64>().unwrap() as u64)
         .sum()
+}
+
+/// Parts and segments the edge served over `protocol` with status 200.
+async fn media_requests(server: &Server, protocol: &str) -> u64 {
+    edge_requests(server, protocol, "part").await + edge_requests(server, protocol, "segment").await
 }
 
 /// Starts `ferrocast up` with an edge on a generated certificate and a
@@ -81,29 +88,45 @@ fn assert_played(report: &serde_json::Value) {
     assert!(played > 4.0, "played only {played:.1} s: {report}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hls_js_plays_through_the_edge_over_https() {
+/// hls.js plays through the edge over TLS with `chromium_args` added, and
+/// the media came over `protocol` (`h1` or `h2`) only.
+async fn plays_over_tcp(name: &str, protocol: &str, chromium_args: &[&str]) {
     if !browser::available() {
         return;
     }
     let _one_at_a_time = browser::exclusive().await;
     let keys = EdgeKeys::generate();
-    let (server, _push, url) = live_edge(&keys, "edgetls").await;
+    let (server, _push, url) = live_edge(&keys, name).await;
     let pin = format!(
         "--ignore-certificate-errors-spki-list={}",
         server.spki_sha256.as_deref().unwrap()
     );
-
-    let report = browser::play(&url, PLAY_SECONDS, &["--chromium-arg", &pin]);
-    assert_played(&report);
-    // The media came through the edge, over TCP.
-    let mut tcp_parts = 0;
-    for protocol in ["h1", "h2"] {
-        tcp_parts += edge_requests(&server, protocol, "part").await;
-        tcp_parts += edge_requests(&server, protocol, "segment").await;
+    let mut args = vec!["--chromium-arg", pin.as_str()];
+    for arg in chromium_args {
+        args.extend(["--chromium-arg", arg]);
     }
-    assert!(tcp_parts > 0, "no part or segment through the edge");
-    assert!(edge_requests(&server, "h2", "multivariant").await > 0);
+
+    let report = browser::play(&url, PLAY_SECONDS, &args);
+    assert_played(&report);
+    let other = if protocol == "h1" { "h2" } else { "h1" };
+    let used = media_requests(&server, protocol).await;
+    let unused = media_requests(&server, other).await;
+    assert!(
+        used > 0 && unused == 0,
+        "media over {protocol}: {used}, over {other}: {unused}; log:\n{}",
+        server.log()
+    );
+    assert!(edge_requests(&server, protocol, "multivariant").await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_plays_through_the_edge_over_http2() {
+    plays_over_tcp("edgeh2", "h2", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_plays_through_the_edge_over_http1() {
+    plays_over_tcp("edgeh1", "h1", &["--disable-http2"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,8 +143,7 @@ async fn hls_js_plays_through_the_edge_over_http3() {
         server.spki_sha256.as_deref().unwrap()
     );
     let force = format!("--origin-to-force-quic-on=127.0.0.1:{}", https.port());
-    let before =
-        edge_requests(&server, "h3", "part").await + edge_requests(&server, "h3", "segment").await;
+    let before = media_requests(&server, "h3").await;
     assert_eq!(before, 0);
 
     let report = browser::play(
@@ -131,8 +153,7 @@ async fn hls_js_plays_through_the_edge_over_http3() {
     );
     assert_played(&report);
     // QUIC carried the media: the server counted parts or segments over h3.
-    let after =
-        edge_requests(&server, "h3", "part").await + edge_requests(&server, "h3", "segment").await;
+    let after = media_requests(&server, "h3").await;
     assert!(
         after > before,
         "no part or segment request over HTTP/3; log:\n{}",
