@@ -1,8 +1,9 @@
 //! The playlist rewriter: puts `token=<edge token>` on every URI of a
 //! Multivariant or Media Playlist and leaves every other byte alone.
 //!
-//! It works line by line on the text (m3u8-rs drops LL-HLS tags; see
-//! DEPENDENCIES.md trap 6), so tags it does not know, comments, attribute
+//! It works line by line on the text (m3u8-rs reads EXT-X-PART,
+//! EXT-X-PRELOAD-HINT and EXT-X-RENDITION-REPORT as unknown tags of the next
+//! segment and drops those after the last one), so tags it does not know, comments, attribute
 //! order, `BYTERANGE`s and line endings (LF or CRLF) come out as they went
 //! in. RFC 8216bis §4.1: "Each line is a URI, is blank, or starts with the
 //! character '#'." URIs sit in two places:

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 //! Ten thousand viewers blocked on the next part cost one upstream request
-//! (DESIGN.md, the edge): 1,000 concurrent blocking playlist requests for
+//! (the edge coalesces identical requests): 1,000 concurrent blocking playlist requests for
 //! the next part, and 1,000 concurrent requests for the preload-hinted
 //! part, through `Coalescing<HttpUpstream>` against the real packager
 //! origin over loopback HTTP, each reach the origin once.

@@ -3,7 +3,8 @@
 //!
 //! The crypto provider is given explicitly (ring) rather than taken from
 //! the process default, so a workspace build that also enables aws-lc-rs
-//! cannot make the choice ambiguous (DEPENDENCIES.md trap 1).
+//! cannot make the choice ambiguous (rustls then panics: "Could not
+//! automatically determine the process-level CryptoProvider").
 
 use std::net::IpAddr;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! driver library loaded at run time.
 //!
 //! cudarc panics on first use when `libcuda.so.1` cannot be loaded
-//! (DEPENDENCIES.md trap 5), so [`query`] asks `is_culib_present` before
+//! (`CudaContext::new` and `device_count` alike), so [`query`] asks `is_culib_present` before
 //! anything else and reports a missing driver as a value.
 
 use cudarc::driver::{result, sys};

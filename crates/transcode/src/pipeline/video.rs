@@ -82,8 +82,9 @@ impl VideoDecoder {
                 ..ff::threading::Config::count(0)
             });
         }
-        // DEPENDENCIES.md trap 4: nothing tells the decoder the frame rate
-        // of an MPEG-TS source; give it the SPS's.
+        // ffmpeg-next's decoder has no frame rate for an MPEG-TS source
+        // (`frame_rate()` is `None`), and x264 then picks absurd levels and
+        // rates; give it the SPS's.
         if let Some((num, den)) = plan.source_frame_rate {
             ctx.set_frame_rate(Some(Rational(num as i32, den as i32)));
         }
