@@ -31,6 +31,9 @@
 #   HOLD_BACK_PARTS  [hls] part_hold_back_parts of every Ferrocast server
 #                  (PART-HOLD-BACK in part targets, 2-10; default: the
 #                  server's default, 3)
+#   AUDIO          [hls] audio of every Ferrocast server: muxed (the
+#                  server's default) or separate (an EXT-X-MEDIA audio
+#                  rendition)
 #   BASELINE=0     skip the ffmpeg HLS baseline
 #   HLS_CONFIG     JSON merged into the Hls config of every player
 #                  (default: lowLatencyMode, hls.js defaults otherwise)
@@ -56,6 +59,7 @@ size=${SIZE:-1280x720}
 fps=${FPS:-30}
 part_list=${PART_MS:-200,100}
 hold_back_parts=${HOLD_BACK_PARTS:-}
+audio=${AUDIO:-}
 baseline=${BASELINE:-1}
 hls_config=${HLS_CONFIG:-}
 srt_latency=${SRT_LATENCY_MS:-120}
@@ -66,6 +70,7 @@ start_timeout=${START_TIMEOUT:-30}
 
 die() { echo "glass_to_glass.sh: $*" >&2; exit 1; }
 [[ -z $hold_back_parts || $hold_back_parts =~ ^[0-9]+$ ]] || die "HOLD_BACK_PARTS: '$hold_back_parts' is not a number"
+[[ -z $audio || $audio == muxed || $audio == separate ]] || die "AUDIO: '$audio' is neither muxed nor separate"
 log() { printf '== %s %s\n' "$(date +%T)" "$*" >&2; }
 
 for tool in ffmpeg node python3 curl setsid; do
@@ -186,6 +191,7 @@ run_ferrocast() {
     printf '[ingest]\nsrt_latency_ms = %d\n\n[hls]\npart_target_ms = %d\n' "$srt_latency" "$part" \
         >"$dir/ferrocast.toml"
     [[ -z $hold_back_parts ]] || printf 'part_hold_back_parts = %d\n' "$hold_back_parts" >>"$dir/ferrocast.toml"
+    [[ -z $audio ]] || printf 'audio = "%s"\n' "$audio" >>"$dir/ferrocast.toml"
     # FERROCAST_* variables are configuration to ferrocast: FERROCAST_BIN
     # would be an unknown key.
     env -u FERROCAST_BIN setsid "$ferrocast_bin" up --config "$dir/ferrocast.toml" --srt-listen 127.0.0.1:0 \

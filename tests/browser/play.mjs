@@ -14,13 +14,15 @@
 // --seek-back S: a third of the way through, seek S seconds back from
 // where it plays (a viewer scrubbing back in a DVR window); the report's
 // `seek` says from where to where and when.
-// --hls-debug: hls.js's debug log into `events`, and a dump of its view of
-// the playlist half a second into each stall.
+// --hls-debug: hls.js's debug log into `events`, a dump of its view of
+// the playlist half a second into each stall, and Chromium's own media log
+// (the DevTools `Media` domain: buffering state changes per renderer with
+// their reason, demuxer or decoder underflow, and its messages).
 //
 // The report: `stalls` ('waiting' while playing, not seeking), `samples`
 // (every 250 ms: currentTime, buffered ahead, latency), `requests` (every
 // request the page made: start, end, status, path), `events` (playing,
-// waiting, errors, level switches), levels, frames. Times in `samples`,
+// waiting, errors, level switches), levels, audio tracks, frames. Times in `samples`,
 // `requests` and `events` are ms since the player started, on one clock.
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
@@ -94,6 +96,22 @@ try {
     entry.status = `failed: ${req.failure()?.errorText}`;
     pending.delete(req);
   });
+  // Chromium's media log, with --hls-debug, merged into `events` below.
+  const mediaLog = [];
+  if (hlsDebug) {
+    const cdp = await context.newCDPSession(page);
+    const log = (what, t = rel(), at = null) => mediaLog.push({ t, at, what: `chromium ${what}` });
+    // Events are delivered in batches, and carry when Chromium logged them
+    // (seconds on its own monotonic clock): placed on our clock below.
+    cdp.on('Media.playerEventsAdded', e => e.events.forEach(ev =>
+      log(`event: ${ev.value}`, rel(), ev.timestamp * 1000)));
+    cdp.on('Media.playerMessagesLogged', e => e.messages.forEach(m => log(`${m.level}: ${m.message}`)));
+    cdp.on('Media.playerErrorsRaised', e => e.errors.forEach(err => log(`error: ${JSON.stringify(err)}`)));
+    cdp.on('Media.playerPropertiesChanged', e => e.properties
+      .filter(p => !/^(kFrameUrl|kFrameTitle|kIsVideoEncrypted|kIsStreaming)$/.test(p.name))
+      .forEach(p => log(`property: ${p.name}=${p.value}`)));
+    await cdp.send('Media.enable');
+  }
   await page.setContent('<!doctype html><video id="v" muted autoplay playsinline></video>');
   await page.addScriptTag({ path: hlsPath });
   wall0 = Date.now();
@@ -177,10 +195,21 @@ try {
     r.decodedFrames = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().totalVideoFrames : null;
     r.droppedFrames = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().droppedVideoFrames : null;
     r.width = video.videoWidth; r.height = video.videoHeight;
+    // Alternate audio renditions hls.js found (EXT-X-MEDIA:TYPE=AUDIO).
+    r.audioTracks = hls.audioTracks.map(t => ({ name: t.name, groupId: t.groupId, url: t.url }));
     hls.destroy();
     return r;
   }, { url, seconds, switchLevel, seekBack, hlsConfig, hlsDebug, wall0 });
   report.requests = requests;
+  // Chromium's clock is anchored where its pipeline first had enough to
+  // play, which is when the page saw 'playing' (to a few ms).
+  const anchor = mediaLog.find(e => e.what.includes('"pipeline_buffering_state"') && e.what.includes('HAVE_ENOUGH'))?.at;
+  const playing = report.events.find(e => e.what === 'playing')?.t;
+  for (const e of mediaLog) {
+    if (anchor !== undefined && playing !== undefined && e.at !== null) e.t = Math.round(playing + e.at - anchor);
+    delete e.at;
+  }
+  report.events = [...report.events, ...mediaLog].sort((a, b) => a.t - b.t);
 } finally {
   await context.close();
   rmSync(userDataDir, { recursive: true, force: true });

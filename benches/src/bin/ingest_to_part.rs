@@ -44,11 +44,13 @@ use ferrocast_benches::pcr::{self, MESSAGE_LEN};
 use ferrocast_benches::summary::Summary;
 use ferrocast_benches::tfdt::{first_tfdt, first_track_id};
 use ferrocast_bus::{BusMessage, InProcessBus};
-use ferrocast_hls::{PartRef, ResourceStatus};
+use ferrocast_hls::{PartRef, RenditionName, ResourceStatus};
+use ferrocast_ingest::interleave::InterleaveConfig;
 use ferrocast_ingest::session::SessionPipeline;
 use ferrocast_media::{StreamName, Time90k, TrackKind};
 use ferrocast_packager::PackagerConfig;
-use ferrocast_packager::assembler::Assembler;
+use ferrocast_packager::alignment::Alignment;
+use ferrocast_packager::assembler::{Assembler, TrackSet};
 use ferrocast_packager::stream::{self, Check, LiveStream};
 
 /// Command line.
@@ -72,6 +74,11 @@ struct Args {
     /// instead of ffmpeg's default of about 0.37 s of audio per PES.
     #[arg(long)]
     steady_audio: bool,
+    /// Package the audio as a rendition of its own (`hls.audio =
+    /// "separate"`): the parts measured are then video only, and the audio
+    /// rendition is packaged beside them from the same subscription.
+    #[arg(long)]
+    separate_audio: bool,
     /// Feed the same media a second time with the stream recorded (the
     /// recorder spooling to a temp dir, uploading to an in-memory store)
     /// and report both runs' figures.
@@ -131,6 +138,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(ms) = args.part_target_ms {
         config.part_target = Time90k::from_millis(i64::try_from(ms).context("part target")?);
     }
+    config.separate_audio = args.separate_audio;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -160,6 +168,7 @@ fn main() -> anyhow::Result<()> {
         "baseline_next_frame": report.baseline.as_ref().map(Summary::to_json),
         "part_close_delay": report.close_delay.to_json(),
         "audio_pes": if args.steady_audio { "one frame" } else { "ffmpeg default" },
+        "audio": if args.separate_audio { "separate" } else { "muxed" },
         "part_interval": report.part_interval.to_json(),
         "part_interval_deviation": report.interval_deviation.to_json(),
         "part_intervals_within_one_frame": report.within_one_frame,
@@ -214,13 +223,18 @@ fn main() -> anyhow::Result<()> {
         );
         println!(
             "part intervals within one frame interval of the part's duration: {} of {} \
-             (audio: {})",
+             (audio: {}, {})",
             report.within_one_frame,
             report.interval_deviation.count,
             if args.steady_audio {
                 "one AAC frame per PES"
             } else {
                 "ffmpeg's default PES size"
+            },
+            if args.separate_audio {
+                "a rendition of its own"
+            } else {
+                "muxed"
             }
         );
         if let Some((on, segments)) = &recorded {
@@ -303,19 +317,38 @@ async fn run(
     let bus = InProcessBus::default();
     let publisher = bus.publish(NAME).context("publishing")?;
     let subscriber = bus.subscribe(NAME).context("subscribing")?;
-    let assembler = config.assembler().context("packager config")?;
+    let align = Alignment::shared();
+    let (video_tracks, audio) = match config.separate_audio {
+        true => (
+            TrackSet::WithoutAudio,
+            Some(config.resumed_assembler(align.clone(), None, TrackSet::AudioBesideVideo)?),
+        ),
+        false => (TrackSet::Muxed, None),
+    };
+    let assembler = config
+        .resumed_assembler(align, None, video_tracks)
+        .context("packager config")?;
     let first_msn = assembler.window.config().first_msn;
-    let mut live = LiveStream::new(
-        StreamName::new(NAME).context("stream name")?,
-        assembler,
-        Arc::new(ferrocast_telemetry::Metrics::new()),
-    );
+    let name = StreamName::new(NAME).context("stream name")?;
+    let metrics = Arc::new(ferrocast_telemetry::Metrics::new());
+    let mut live = LiveStream::new(name.clone(), assembler, metrics.clone());
+    let audio = audio.map(|a| {
+        let group = Arc::new(tokio::sync::watch::Sender::new(0));
+        Arc::new(LiveStream::rendition(
+            name,
+            RenditionName::audio(),
+            a,
+            metrics,
+            group,
+        ))
+    });
     if let Some(recorder) = recorder {
         live = live.recorded_by(recorder);
     }
     let live = Arc::new(live);
     let packager = tokio::spawn(stream::run(
         live.clone(),
+        audio,
         subscriber,
         Arc::new(bus.clone()),
         config.reconnect_grace,
@@ -350,8 +383,10 @@ async fn run(
 
     // The feeder is a plain thread, as an SRT receive loop would be, so its
     // pacing does not depend on the runtime's timer resolution.
+    let separate_audio = config.separate_audio;
     let feeder = tokio::task::spawn_blocking(move || {
-        let mut pipeline = SessionPipeline::new();
+        let mut pipeline = SessionPipeline::new()
+            .with_interleave(InterleaveConfig::for_audio_layout(separate_audio));
         let mut arrivals = Vec::new();
         let mut max_late = Duration::ZERO;
         let start = Instant::now();

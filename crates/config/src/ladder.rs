@@ -332,7 +332,7 @@ pub enum LadderError {
     },
     /// A rung's name is empty, not `[A-Za-z0-9_-]`, or `source`.
     #[error(
-        "ladder {ladder:?}: rung name {rung:?} must be 1-32 of [A-Za-z0-9_-] and not \"source\""
+        "ladder {ladder:?}: rung name {rung:?} must be 1-32 of [A-Za-z0-9_-] and not \"source\" or \"audio\""
     )]
     BadName {
         /// Ladder name.
@@ -463,7 +463,9 @@ impl Ladder {
                     .name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                && rung.name != "source";
+                && rung.name != "source"
+                // The audio rendition's name, with `hls.audio = "separate"`.
+                && rung.name != "audio";
             if !name_ok {
                 return Err(LadderError::BadName {
                     ladder: ladder(),
@@ -658,6 +660,8 @@ mod tests {
             Err(LadderError::DuplicateName { .. })
         ));
         l.rungs[2].name = "source".into();
+        assert!(matches!(l.validate(), Err(LadderError::BadName { .. })));
+        l.rungs[2].name = "audio".into();
         assert!(matches!(l.validate(), Err(LadderError::BadName { .. })));
         let mut l = Ladder::builtin(BuiltinLadder::Default);
         l.rungs[0].max_bitrate_kbps = Some(100);

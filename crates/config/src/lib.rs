@@ -34,8 +34,8 @@ pub mod transcode;
 pub use cluster::{ClusterConfig, publish_address};
 pub use layers::{ConfigError, ENV_PREFIX, Layers, Process, valid_srt_passphrase};
 pub use model::{
-    Config, DEFAULT_RTP_JITTER_MS, DuplicatePublisher, HlsConfig, IngestConfig, RtpConfig,
-    RtpFormat, StreamConfig,
+    AudioLayout, Config, DEFAULT_RTP_JITTER_MS, DuplicatePublisher, HlsConfig, IngestConfig,
+    RtpConfig, RtpFormat, StreamConfig,
 };
 pub use recording::{RecordingConfig, S3Config};
 pub use secret::Secret;

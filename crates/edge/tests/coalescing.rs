@@ -187,6 +187,7 @@ async fn scenario() {
         max_hold: Duration::from_secs(20),
         reconnect_grace: Duration::from_secs(30),
         part_hold_back_parts: 3,
+        separate_audio: false,
         rendition_wait: Duration::from_secs(1),
     };
     let publisher = bus.publish("cam").unwrap();

@@ -59,7 +59,10 @@ pub mod rendition;
 pub mod window;
 
 pub use datetime::format_program_date_time;
-pub use multivariant::{MultivariantError, Variant, render_multivariant};
+pub use multivariant::{
+    AUDIO_GROUP_ID, AudioRendition, MultivariantError, Variant, render_multivariant,
+    render_multivariant_with_audio,
+};
 pub use names::{
     NameError, NumberError, PartRef, ResourceName, parse_init_name, parse_part_name,
     parse_segment_name,

@@ -1,4 +1,5 @@
-//! The Multivariant Playlist: one `EXT-X-STREAM-INF` per rendition.
+//! The Multivariant Playlist: one `EXT-X-STREAM-INF` per rendition, and
+//! an `EXT-X-MEDIA` for the audio when it is a rendition of its own.
 
 use std::fmt::Write;
 
@@ -24,6 +25,36 @@ pub struct Variant {
     /// second, e.g. `(30_000, 1_001)`; written "rounded to three decimal
     /// places" (§4.4.6.2) with integer arithmetic.
     pub frame_rate: Option<(u32, u32)>,
+}
+
+impl Variant {
+    /// This variant played with an audio rendition whose own figures are
+    /// `audio` (its `CODECS` and bit rates): its codecs listed after this
+    /// variant's, its bit rates added, as §4.4.6.2 asks of a variant whose
+    /// renditions are played together.
+    pub fn add_audio(&mut self, audio: &Variant) {
+        self.codecs = format!("{},{}", self.codecs, audio.codecs);
+        self.bandwidth = self.bandwidth.saturating_add(audio.bandwidth);
+        self.average_bandwidth = self
+            .average_bandwidth
+            .zip(audio.average_bandwidth)
+            .map(|(v, a)| v.saturating_add(a));
+    }
+}
+
+/// The `GROUP-ID` (and `NAME`) of a stream's audio rendition.
+pub const AUDIO_GROUP_ID: &str = "audio";
+
+/// An audio rendition every variant plays with (RFC 8216bis §4.4.6.1,
+/// `EXT-X-MEDIA:TYPE=AUDIO`), its group named on each `EXT-X-STREAM-INF`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioRendition {
+    /// `GROUP-ID` (also each variant's `AUDIO`) and `NAME`.
+    pub group_id: String,
+    /// Media Playlist URI, relative to the Multivariant Playlist.
+    pub uri: String,
+    /// `CHANNELS`: "the count of audio channels", when known.
+    pub channels: Option<u32>,
 }
 
 /// Why a Multivariant Playlist could not be rendered.
@@ -61,6 +92,12 @@ pub enum MultivariantError {
         /// Position of the variant in the input.
         index: usize,
     },
+    /// The audio rendition's URI or group cannot be written.
+    #[error("audio rendition: {reason}")]
+    Audio {
+        /// What is wrong.
+        reason: InvalidValue,
+    },
 }
 
 /// Renders a Multivariant Playlist listing `variants` in order.
@@ -90,6 +127,49 @@ pub fn render_multivariant(
     variants: &[Variant],
     independent_segments: bool,
 ) -> Result<String, MultivariantError> {
+    render_multivariant_with_audio(variants, None, independent_segments)
+}
+
+/// [`render_multivariant`], every variant playing with the audio rendition
+/// `audio` when there is one: an `EXT-X-MEDIA:TYPE=AUDIO` tag (the default
+/// and only choice of its group) and `AUDIO` on each `EXT-X-STREAM-INF`.
+/// Each variant's `CODECS` and `BANDWIDTH` must already count the audio
+/// (§4.4.6.2: CODECS lists "every media format present in any Media
+/// Segment in any of the Renditions"; BANDWIDTH is the peak of "any
+/// playable combination of Renditions").
+///
+/// ```
+/// use ferrocast_hls::{AudioRendition, Variant, render_multivariant_with_audio};
+/// let video = Variant {
+///     uri: "stream.m3u8".into(),
+///     bandwidth: 2_564_000,
+///     average_bandwidth: None,
+///     codecs: "avc1.64001f,mp4a.40.2".into(),
+///     resolution: Some((1280, 720)),
+///     frame_rate: Some((30, 1)),
+/// };
+/// let audio = AudioRendition {
+///     group_id: "audio".into(),
+///     uri: "audio/stream.m3u8".into(),
+///     channels: Some(2),
+/// };
+/// let text = render_multivariant_with_audio(&[video], Some(&audio), true).unwrap();
+/// assert!(text.contains(
+///     "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
+///      AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/stream.m3u8\"\n"
+/// ));
+/// assert!(text.contains(",FRAME-RATE=30.000,AUDIO=\"audio\"\nstream.m3u8\n"));
+/// ```
+pub fn render_multivariant_with_audio(
+    variants: &[Variant],
+    audio: Option<&AudioRendition>,
+    independent_segments: bool,
+) -> Result<String, MultivariantError> {
+    if let Some(audio) = audio {
+        check_playlist_text(&audio.uri).map_err(|reason| MultivariantError::Audio { reason })?;
+        check_playlist_text(&audio.group_id)
+            .map_err(|reason| MultivariantError::Audio { reason })?;
+    }
     if variants.is_empty() {
         return Err(MultivariantError::NoVariants);
     }
@@ -115,6 +195,19 @@ pub fn render_multivariant(
     if independent_segments {
         out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     }
+    if let Some(audio) = audio {
+        // §4.4.6.1: TYPE, GROUP-ID and NAME are required; DEFAULT=YES with
+        // AUTOSELECT=YES, as the only rendition of its group.
+        let _ = write!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{0}\",NAME=\"{0}\",DEFAULT=YES,AUTOSELECT=YES",
+            audio.group_id
+        );
+        if let Some(channels) = audio.channels {
+            let _ = write!(out, ",CHANNELS=\"{channels}\"");
+        }
+        let _ = writeln!(out, ",URI=\"{}\"", audio.uri);
+    }
     for v in variants {
         let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={}", v.bandwidth);
         if let Some(avg) = v.average_bandwidth {
@@ -130,6 +223,9 @@ pub fn render_multivariant(
             let (num, den) = (u64::from(num), u64::from(den));
             let millis = (num * 1000 + den / 2) / den;
             let _ = write!(out, ",FRAME-RATE={}.{:03}", millis / 1000, millis % 1000);
+        }
+        if let Some(audio) = audio {
+            let _ = write!(out, ",AUDIO=\"{}\"", audio.group_id);
         }
         // §4.4.6.2: "The URI line that follows the EXT-X-STREAM-INF tag
         // specifies a Media Playlist".

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | source | `stream.m3u8` |
 //! | `720p` | `720p/stream.m3u8` |
+//! | audio, when in a rendition of its own | `audio/stream.m3u8` |
 //!
 //! Names come from URLs and from bus stream names (`NAME/RUNG`), so the
 //! parser is strict: 1 to [`MAX_RENDITION_LEN`] bytes of
@@ -22,6 +23,9 @@ pub const MAX_RENDITION_LEN: usize = 32;
 
 /// The name of the source rendition.
 const SOURCE: &str = "source";
+
+/// The name of the audio rendition (audio packaged apart from the video).
+const AUDIO: &str = "audio";
 
 /// The file name of every rendition's Media Playlist.
 pub const MEDIA_PLAYLIST_NAME: &str = "stream.m3u8";
@@ -75,6 +79,17 @@ impl RenditionName {
     /// True for the source rendition.
     pub fn is_source(&self) -> bool {
         self.0 == SOURCE
+    }
+
+    /// The audio rendition, `audio`: a stream's audio, packaged apart from
+    /// its video (`EXT-X-MEDIA:TYPE=AUDIO`). No rung may take this name.
+    pub fn audio() -> Self {
+        RenditionName(AUDIO.to_owned())
+    }
+
+    /// True for the audio rendition.
+    pub fn is_audio(&self) -> bool {
+        self.0 == AUDIO
     }
 
     /// The name.
@@ -146,6 +161,8 @@ mod tests {
         }
         assert!(RenditionName::new("source").unwrap().is_source());
         assert!(!RenditionName::new("720p").unwrap().is_source());
+        assert!(RenditionName::new("audio").unwrap().is_audio());
+        assert_eq!(RenditionName::audio().playlist_uri(), "audio/stream.m3u8");
     }
 
     #[test]

@@ -17,6 +17,13 @@
 //! [`InterleaveConfig::idle_after`] of wall time (it stopped; the others do
 //! not wait for it). The hold is therefore bounded in media time and in
 //! memory.
+//!
+//! Where the packager puts the audio in a rendition of its own
+//! (`hls.audio = "separate"`), nothing downstream needs video merged with
+//! audio, and holding it costs latency: with
+//! [`InterleaveConfig::video_waits_for_audio`] off, a video unit leaves as
+//! soon as it arrives, and audio still leaves once the video has got past
+//! it (at once, for audio a sender batched).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -30,6 +37,9 @@ pub struct InterleaveConfig {
     pub max_skew: Time90k,
     /// A track silent for this long is not waited for.
     pub idle_after: Duration,
+    /// Whether video waits for the audio of its decode time (the audio
+    /// muxed beside it downstream). Off, video never waits.
+    pub video_waits_for_audio: bool,
 }
 
 impl Default for InterleaveConfig {
@@ -37,6 +47,18 @@ impl Default for InterleaveConfig {
         InterleaveConfig {
             max_skew: Time90k::from_millis(1000),
             idle_after: Duration::from_millis(500),
+            video_waits_for_audio: true,
+        }
+    }
+}
+
+impl InterleaveConfig {
+    /// The bounds for a stream whose audio the packager puts beside its
+    /// video (`separate_audio` false) or in a rendition of its own.
+    pub fn for_audio_layout(separate_audio: bool) -> Self {
+        InterleaveConfig {
+            video_waits_for_audio: !separate_audio,
+            ..InterleaveConfig::default()
         }
     }
 }
@@ -163,7 +185,12 @@ impl Interleaver {
                         .is_some_and(|at| now.saturating_duration_since(at) >= idle_after)
             });
             let too_old = newest - head > self.config.max_skew;
-            if !(others_ready || too_old) {
+            let video_goes = !self.config.video_waits_for_audio
+                && self.lanes[i]
+                    .queue
+                    .front()
+                    .is_some_and(|u| u.kind == ferrocast_media::TrackKind::Video);
+            if !(others_ready || too_old || video_goes) {
                 break;
             }
             if let Some(unit) = self.lanes[i].queue.pop_front() {
@@ -244,6 +271,28 @@ mod tests {
             ]
         );
         assert_eq!(il.held(), 0);
+    }
+
+    #[test]
+    fn with_audio_apart_video_never_waits_and_audio_follows_the_video() {
+        let now = Instant::now();
+        let mut il = Interleaver::new(InterleaveConfig::for_audio_layout(true));
+        let mut out = Vec::new();
+        il.set_tracks([V, A], &mut out);
+        // Batched audio: each video frame leaves as it comes.
+        for ms in [0, 40, 80] {
+            il.push(unit(V, ms), now, &mut out);
+        }
+        assert_eq!(times(&out), vec![(1, 0), (1, 40), (1, 80)]);
+        // The batch the video has got past leaves at once; audio 120 waits
+        // for video 120, which may still come before it.
+        for ms in [0, 21, 42, 64, 85, 106, 128] {
+            il.push(unit(A, ms), now, &mut out);
+        }
+        assert_eq!(out.len(), 3 + 6, "{:?}", times(&out));
+        assert_eq!(il.held(), 1);
+        il.push(unit(V, 120), now, &mut out);
+        assert_eq!(times(&out)[9..], [(1, 120), (2, 128)]);
     }
 
     #[test]

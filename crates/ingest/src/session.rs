@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::gate::{Released, TrackGate};
 use crate::gop_trace::GopTracer;
-use crate::interleave::Interleaver;
+use crate::interleave::{InterleaveConfig, Interleaver};
 use crate::log_limit::{LogDecision, LogLimiter};
 use crate::status::{SrtSample, StatusRecorder};
 use crate::timeline::{TimelineGuard, TimelineStats, Verdict};
@@ -24,6 +24,8 @@ pub struct SessionConfig {
     /// Drop a publisher that sends no media for this long (SRT keepalives
     /// do not count).
     pub idle_timeout: Duration,
+    /// How the tracks are merged before the bus.
+    pub interleave: InterleaveConfig,
 }
 
 /// Turns demuxer events into bus messages; the sans-IO heart of a session.
@@ -57,6 +59,13 @@ impl SessionPipeline {
     /// A pipeline for a new publisher.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Merges the tracks with `config`'s bounds (the default: video waits
+    /// for the audio of its decode time).
+    pub fn with_interleave(mut self, config: InterleaveConfig) -> Self {
+        self.interleaver = Interleaver::new(config);
+        self
     }
 
     /// Opens its GOP spans under `session` (the publisher's span).
@@ -203,7 +212,9 @@ pub async fn run(
     stop: &tokio::sync::Notify,
     status: &StatusRecorder,
 ) {
-    let mut pipeline = SessionPipeline::new().traced_under(tracing::Span::current());
+    let mut pipeline = SessionPipeline::new()
+        .with_interleave(config.interleave)
+        .traced_under(tracing::Span::current());
     let mut send = |message| publisher.send(message);
     let mut statistics = socket.statistics().clone();
     // srt-tokio leaves `elapsed_time` at zero; time the samples ourselves.

@@ -41,6 +41,9 @@ pub struct SrtConfig {
     pub latency: Duration,
     /// A publisher sending nothing for this long is dropped.
     pub idle_timeout: Duration,
+    /// How each publisher's tracks are merged before the bus
+    /// ([`crate::interleave::InterleaveConfig::for_audio_layout`]).
+    pub interleave: crate::interleave::InterleaveConfig,
 }
 
 /// A running SRT listener.
@@ -126,6 +129,7 @@ impl SrtIngest {
             sessions: Sessions::default(),
             session_config: SessionConfig {
                 idle_timeout: config.idle_timeout,
+                interleave: config.interleave,
             },
         });
         let health = Arc::new(Supervisor {

@@ -20,6 +20,7 @@ async fn start() -> (SrtIngest, Arc<Metrics>) {
             listen: "127.0.0.1:0".parse().unwrap(),
             latency: Duration::from_millis(120),
             idle_timeout: Duration::from_secs(5),
+            interleave: Default::default(),
         },
         Arc::new(InProcessBus::default()),
         Arc::new(StaticAuthorizer::default()),

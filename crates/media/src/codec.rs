@@ -98,6 +98,15 @@ impl CodecParams {
         }
     }
 
+    /// Channels of an audio track, when known; `None` for video.
+    pub fn channels(&self) -> Option<u32> {
+        match self {
+            CodecParams::Aac(p) => Some(u32::from(p.channels)).filter(|&c| c > 0),
+            CodecParams::Opus(p) => Some(u32::from(p.channels)).filter(|&c| c > 0),
+            CodecParams::H264(_) | CodecParams::H265(_) | CodecParams::Av1(_) => None,
+        }
+    }
+
     /// Duration of one audio access unit of this codec, in samples at
     /// [`sample_rate`](Self::sample_rate): 1024 for every AAC frame, and for
     /// Opus what the packet's TOC byte says (RFC 6716 §3.1, 120 to 5760).

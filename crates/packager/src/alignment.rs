@@ -20,6 +20,13 @@
 //!   run in or join in. A keyframe time nobody recorded (a rendition whose
 //!   keyframes are elsewhere) is decided by that rendition's own rule.
 //!
+//! - **Audio beside the video.** With the audio in a rendition of its own
+//!   (`hls.audio = "separate"`), its assembler never starts the timeline
+//!   or decides a cut: it [follows](Alignment::follow) the epoch a video
+//!   rendition started, and starts its segments at the recorded boundaries
+//!   ([`Alignment::last_boundary_in`]) once the video has got that far
+//!   ([`Alignment::video_end`]).
+//!
 //! What is guaranteed, and what is not, is written down in
 //! `docs/design/time.md`.
 
@@ -89,6 +96,10 @@ pub struct Alignment {
     pdt_anchor: Option<(Time90k, i64)>,
     /// Furthest output time any rendition has written.
     end: Time90k,
+    /// Furthest output time any rendition has written video to.
+    video_end: Time90k,
+    /// Times a rendition has (re)started.
+    starts: u64,
     cuts: BTreeMap<Time90k, Cut>,
     members: usize,
 }
@@ -132,6 +143,38 @@ impl Alignment {
         self.end = self.end.max(end);
     }
 
+    /// Furthest output time any rendition has written video to: every cut
+    /// at a keyframe before it is recorded.
+    pub fn video_end(&self) -> Time90k {
+        self.video_end
+    }
+
+    /// A rendition wrote video up to `end`.
+    pub fn extend_video(&mut self, end: Time90k) {
+        self.extend(end);
+        self.video_end = self.video_end.max(end);
+    }
+
+    /// How many times a rendition has (re)started on the timeline.
+    pub fn starts(&self) -> u64 {
+        self.starts
+    }
+
+    /// Where a rendition that never starts the timeline itself (the audio
+    /// beside the video) goes, once a video rendition has (re)started since
+    /// [`starts`](Self::starts) said `since`: the offset it started with.
+    /// `None` until then: media that comes before has no place on the
+    /// timeline yet.
+    pub fn follow(&self, since: u64) -> Option<Start> {
+        if self.starts <= since {
+            return None;
+        }
+        Some(Start {
+            offset: self.offset?,
+            pdt_anchor: self.pdt_anchor?,
+        })
+    }
+
     /// Where a rendition that (re)starts at `source` decode time goes.
     ///
     /// `own_end` is where its own output stopped (it never goes back);
@@ -161,6 +204,7 @@ impl Alignment {
             };
             let near = (at - self.end).ticks().abs() <= ALIGN_WINDOW.ticks();
             if follow && near && at >= own_end && at >= Time90k::ZERO {
+                self.starts += 1;
                 member.epoch = Some(self.epoch);
                 let pdt_anchor = *self.pdt_anchor.get_or_insert((at, now_unix_ms));
                 return Start { offset, pdt_anchor };
@@ -173,6 +217,7 @@ impl Alignment {
         }
         self.offset = Some(offset);
         self.pdt_anchor = Some((base, now_unix_ms));
+        self.starts += 1;
         member.epoch = Some(self.epoch);
         Start {
             offset,
@@ -206,6 +251,27 @@ impl Alignment {
             Cut::Boundary { msn } => msn.checked_add(1),
             Cut::Inside => None,
         })
+    }
+
+    /// The last segment boundary recorded after `after` (any, if `None`)
+    /// and at or before `until`: its time and number.
+    pub fn last_boundary_in(
+        &self,
+        after: Option<Time90k>,
+        until: Time90k,
+    ) -> Option<(Time90k, u64)> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        if after.is_some_and(|a| a >= until) {
+            return None;
+        }
+        self.cuts
+            .range((from, Bound::Included(until)))
+            .rev()
+            .find_map(|(at, cut)| match cut {
+                Cut::Boundary { msn } => Some((*at, *msn)),
+                Cut::Inside => None,
+            })
     }
 
     /// The recorded start time of segment `msn`, if still recorded.
@@ -318,6 +384,32 @@ mod tests {
     }
 
     #[test]
+    fn a_follower_takes_each_start_after_the_one_it_saw_and_never_starts_one() {
+        let mut a = Alignment::default();
+        let mut video = Member::default();
+        assert_eq!(a.follow(0), None, "no video yet");
+        let first = a.start(&mut video, Time90k(10 * S), Time90k::ZERO, None, 7);
+        assert_eq!(a.follow(0), Some(first));
+        a.extend_video(Time90k(5 * S));
+        assert_eq!((a.video_end(), a.end()), (Time90k(5 * S), Time90k(5 * S)));
+        // The publisher broke off: until the video restarts, nothing.
+        let seen = a.starts();
+        assert_eq!(a.follow(seen), None);
+        let second = a.start(
+            &mut video,
+            Time90k(S),
+            Time90k(5 * S),
+            Some(Break::Publisher),
+            9,
+        );
+        assert_ne!(second, first);
+        assert_eq!(a.follow(seen), Some(second));
+        // Audio alone does not move the video's end.
+        a.extend(Time90k(6 * S));
+        assert_eq!((a.video_end(), a.end()), (Time90k(5 * S), Time90k(6 * S)));
+    }
+
+    #[test]
     fn cuts_are_recorded_once_and_pruned() {
         let mut a = Alignment::default();
         a.record(Time90k(0), Cut::Boundary { msn: 4 });
@@ -329,6 +421,16 @@ mod tests {
         assert_eq!(a.msn_after(Time90k(3 * S)), Some(6));
         assert_eq!(a.msn_after(Time90k(0)), None);
         assert_eq!(a.boundary_time(5), Some(Time90k(2 * S)));
+        assert_eq!(a.last_boundary_in(None, Time90k(S)), Some((Time90k(0), 4)));
+        assert_eq!(
+            a.last_boundary_in(Some(Time90k(0)), Time90k(3 * S)),
+            Some((Time90k(2 * S), 5))
+        );
+        assert_eq!(a.last_boundary_in(Some(Time90k(0)), Time90k(S)), None);
+        assert_eq!(
+            a.last_boundary_in(Some(Time90k(2 * S)), Time90k(2 * S)),
+            None
+        );
         a.record(Time90k(200 * S), Cut::Inside);
         assert_eq!(a.cut_at(Time90k(0)), None);
         assert_eq!(a.cut_at(Time90k(200 * S)), Some(Cut::Inside));

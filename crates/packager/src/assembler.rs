@@ -19,6 +19,15 @@
 //! [`LiveWindow::close_segment_held`] for why), or at once when the stream
 //! breaks off or ends.
 //!
+//! With the audio in a rendition of its own (`hls.audio = "separate"`),
+//! the video renditions' assemblers leave it out ([`TrackSet::WithoutAudio`])
+//! and one more assembler packages only the audio
+//! ([`TrackSet::AudioBesideVideo`]): it never starts the timeline or
+//! decides a cut, but holds each audio frame until the video has got past
+//! it, then starts a segment with the frame nearest each of the video's
+//! segment boundaries, numbered as the video numbered it. Its parts close
+//! on their own cadence; video parts never wait for audio.
+//!
 //! Timeline: output decode times start at zero at the first keyframe and
 //! stay continuous across publisher reconnects (marked with
 //! EXT-X-DISCONTINUITY). Video uses a 90 kHz timescale, audio its sample
@@ -70,6 +79,60 @@ const DEFAULT_FRAME: Time90k = Time90k(3000);
 /// complete to wait for it (only until the next video frame, at most).
 /// Audio further behind is not waited for: it joins later chunks.
 const AUDIO_PATIENCE: Time90k = Time90k::from_millis(500);
+
+/// Audio beside the video is held at most this long for the video to get
+/// past it; after that it is placed by its own rule (the video stopped).
+const FOLLOW_PATIENCE: Time90k = Time90k::from_millis(2000);
+
+/// Which of a stream's tracks an assembler packages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TrackSet {
+    /// Every track, the audio muxed beside the video in each chunk.
+    #[default]
+    Muxed,
+    /// The video; the audio only in a stream without video (it has nowhere
+    /// else to go).
+    WithoutAudio,
+    /// The audio of a stream that has video too (nothing otherwise), its
+    /// segments starting where the video's do on the shared timeline.
+    AudioBesideVideo,
+}
+
+impl TrackSet {
+    /// The tracks of `tracks` this set packages, in their order.
+    fn select(self, tracks: &Arc<[TrackInfo]>) -> Arc<[TrackInfo]> {
+        let has_video = tracks.iter().any(|t| t.kind() == TrackKind::Video);
+        let keep = |t: &TrackInfo| match self {
+            TrackSet::Muxed => true,
+            TrackSet::WithoutAudio => !has_video || t.kind() != TrackKind::Audio,
+            TrackSet::AudioBesideVideo => has_video && t.kind() == TrackKind::Audio,
+        };
+        if tracks.iter().all(keep) {
+            return tracks.clone();
+        }
+        tracks.iter().filter(|t| keep(t)).cloned().collect()
+    }
+}
+
+/// Most audio frames beside the video kept before the video starts (about
+/// 10 s of 48 kHz AAC).
+const MAX_EARLY_FRAMES: usize = 512;
+
+/// Where audio beside the video stands against the video's segments.
+#[derive(Debug, Default)]
+struct Following {
+    /// Audio that came before the video (re)started the timeline, in
+    /// source time: placed once it has, if it plays after the video's
+    /// first keyframe.
+    early: std::collections::VecDeque<AccessUnit>,
+    /// Count of timeline starts seen at the last break: the audio waits
+    /// for a video rendition to start again after it.
+    since: u64,
+    /// Time of the video boundary the open segment started at.
+    boundary: Option<Time90k>,
+    /// Duration of the last audio frame placed.
+    frame: Time90k,
+}
 
 /// When a segment closed by the packager joins the playlist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +309,10 @@ pub struct Assembler {
     recording: bool,
     /// Collected since [`Assembler::take_recorded`] was last called.
     recorded: Vec<Recorded>,
+    /// Which tracks it packages.
+    track_set: TrackSet,
+    /// With [`TrackSet::AudioBesideVideo`]: the video it follows.
+    following: Following,
 }
 
 impl Assembler {
@@ -261,8 +328,22 @@ impl Assembler {
         window: WindowConfig,
         align: SharedAlignment,
     ) -> Result<Self, ConfigError> {
+        Assembler::with_tracks(cut, window, align, TrackSet::Muxed)
+    }
+
+    /// [`with_alignment`](Self::with_alignment), packaging only `track_set`.
+    /// Audio beside the video is not a member of the alignment: it starts
+    /// no epoch and decides no cut.
+    pub fn with_tracks(
+        cut: CutConfig,
+        window: WindowConfig,
+        align: SharedAlignment,
+        track_set: TrackSet,
+    ) -> Result<Self, ConfigError> {
         let window = LiveWindow::new(window)?;
-        alignment::lock(&align).join();
+        if track_set != TrackSet::AudioBesideVideo {
+            alignment::lock(&align).join();
+        }
         Ok(Assembler {
             cut,
             window,
@@ -290,7 +371,14 @@ impl Assembler {
             last_break: None,
             recording: false,
             recorded: Vec::new(),
+            track_set,
+            following: Following::default(),
         })
+    }
+
+    /// Which tracks it packages.
+    pub fn track_set(&self) -> TrackSet {
+        self.track_set
     }
 
     /// Whether to collect init segments, closed segments and the end for a
@@ -358,7 +446,8 @@ impl Assembler {
         if self.ended {
             return Changes::default();
         }
-        if self.layout.as_ref().is_some_and(|l| l.tracks == tracks) {
+        let tracks = self.track_set.select(&tracks);
+        if tracks.is_empty() || self.layout.as_ref().is_some_and(|l| l.tracks == tracks) {
             return Changes::default();
         }
         let mut changes = Changes::default();
@@ -445,7 +534,9 @@ impl Assembler {
         if self.recording {
             self.recorded.push(Recorded::End);
         }
-        alignment::lock(&self.align).leave();
+        if self.track_set != TrackSet::AudioBesideVideo {
+            alignment::lock(&self.align).leave();
+        }
         self.release_unused_inits();
         changes.playlist = true;
         changes
@@ -466,10 +557,14 @@ impl Assembler {
                 if has_video {
                     self.queue_audio(unit);
                     self.close_part_once_audio_came()
+                } else if self.track_set == TrackSet::AudioBesideVideo {
+                    self.on_audio_beside_video(unit, now_unix_ms)
                 } else {
                     self.on_audio_driver(unit, now_unix_ms)
                 }
             }
+            // The video this audio follows may have got past what it holds.
+            _ if self.track_set == TrackSet::AudioBesideVideo => self.release_audio(now_unix_ms),
             _ => Changes::default(),
         }
     }
@@ -484,6 +579,8 @@ impl Assembler {
         self.last_video_dts = None;
         self.keyframes = KeyframeCadence::default();
         self.audio = AudioQueue::default();
+        self.following.since = alignment::lock(&self.align).starts();
+        self.following.early.clear();
         if self.segment.is_none() && self.window_has_content() {
             self.pending_discontinuity = true;
         }
@@ -611,6 +708,89 @@ impl Assembler {
         )
     }
 
+    /// An audio frame beside the video: placed on the timeline the video
+    /// started, then held until the video has got past it.
+    fn on_audio_beside_video(&mut self, unit: &AccessUnit, now_unix_ms: i64) -> Changes {
+        if !self.started {
+            let Some(start) = alignment::lock(&self.align).follow(self.following.since) else {
+                // Before the video (re)starts: kept until it does.
+                if self.following.early.len() >= MAX_EARLY_FRAMES {
+                    self.following.early.pop_front();
+                }
+                self.following.early.push_back(unit.clone());
+                return Changes::default();
+            };
+            self.started = true;
+            self.offset = Some(start.offset);
+            self.pdt_anchor = Some(start.pdt_anchor);
+            let early = std::mem::take(&mut self.following.early);
+            for unit in &early {
+                self.queue_audio(unit);
+            }
+        }
+        self.queue_audio(unit);
+        self.release_audio(now_unix_ms)
+    }
+
+    /// Writes the held audio frames the video has got past (or that waited
+    /// longer than [`FOLLOW_PATIENCE`]): a frame whose middle is past a
+    /// video segment boundary starts that segment, with its number.
+    fn release_audio(&mut self, now_unix_ms: i64) -> Changes {
+        let mut changes = Changes::default();
+        let Some(timescale) = self
+            .layout
+            .as_ref()
+            .and_then(|l| l.audio.as_ref())
+            .map(|a| a.timescale)
+        else {
+            return changes;
+        };
+        let patience = FOLLOW_PATIENCE.to_timescale(timescale);
+        while let Some((tfdt, samples)) = self.audio.first() {
+            let dts = Time90k::from_timescale(tfdt, timescale);
+            let duration = Time90k::from_timescale(i64::from(samples), timescale);
+            let middle = dts + half(duration);
+            let (video_end, boundary) = {
+                let align = alignment::lock(&self.align);
+                (
+                    align.video_end(),
+                    align.last_boundary_in(self.following.boundary, middle),
+                )
+            };
+            if video_end < middle && self.audio.pending_span() <= patience {
+                break;
+            }
+            let Some((_, mut frames)) = self.audio.take_before(tfdt + 1) else {
+                break;
+            };
+            let Some(sample) = frames.pop() else { break };
+            self.following.frame = duration;
+            let msn = match boundary {
+                Some((at, msn)) => {
+                    self.following.boundary = Some(at);
+                    Some(msn)
+                }
+                // Before the first boundary the video listed: nothing to
+                // go with.
+                None if self.segment.is_none() => continue,
+                None => None,
+            };
+            let too_long = self
+                .segment
+                .as_ref()
+                .is_some_and(|s| dts - s.start + duration > self.cut.segment_max);
+            if msn.is_some() || too_long {
+                changes.merge(self.close_segment(Listing::WithNextPart));
+            }
+            if self.segment.is_none() {
+                self.open_segment(dts, msn, now_unix_ms);
+                changes.playlist = true;
+            }
+            changes.merge(self.append_sample(dts, duration, true, sample, Driver::Audio { tfdt }));
+        }
+        changes
+    }
+
     /// How long an audio unit lasts, in the audio track's timescale: its
     /// samples (1024 per AAC frame, the TOC's count per Opus packet), since
     /// [`ferrocast_cmaf::track_timescale`] is the sample rate for audio.
@@ -642,6 +822,10 @@ impl Assembler {
         self.audio.place(source, samples)
     }
 
+    /// Places an audio frame on the timeline and keeps it waiting: for the
+    /// video chunk it goes beside (muxed), or for the video to get past it
+    /// (beside the video). One that would play before the timeline's start
+    /// is dropped.
     fn queue_audio(&mut self, unit: &AccessUnit) {
         if !self.started {
             return;
@@ -743,6 +927,23 @@ impl Assembler {
             self.open_segment(dts, msn, now_unix_ms);
             changes.playlist = true;
         }
+        changes.merge(self.append_sample(dts, duration, keyframe, sample, driver));
+        changes
+    }
+
+    /// Writes `sample` at `dts` into the open segment's part (opening one),
+    /// and closes the part if one more frame would take it past its
+    /// target (with video, once the audio of its media time is in too).
+    fn append_sample(
+        &mut self,
+        dts: Time90k,
+        duration: Time90k,
+        keyframe: bool,
+        sample: Sample,
+        driver: Driver,
+    ) -> Changes {
+        let is_video = driver == Driver::Video;
+        let mut changes = Changes::default();
         let Some(segment) = self.segment.as_mut() else {
             return changes;
         };
@@ -769,7 +970,11 @@ impl Assembler {
         let part_start = segment.part.as_ref().map_or(dts, |p| p.start);
         let part_duration = segment.end - part_start;
         self.timeline_end = segment.end;
-        alignment::lock(&self.align).extend(self.timeline_end);
+        if is_video {
+            alignment::lock(&self.align).extend_video(self.timeline_end);
+        } else {
+            alignment::lock(&self.align).extend(self.timeline_end);
+        }
 
         let chunk = match driver {
             Driver::Video => self.video_chunk(dts, sample),
@@ -1034,6 +1239,14 @@ impl Assembler {
         };
         let next = segment.end;
         let elapsed = next - segment.start;
+        if self.track_set == TrackSet::AudioBesideVideo {
+            // Known once the video has got past the next frame's middle.
+            let middle = next + half(self.following.frame);
+            return elapsed + self.following.frame > self.cut.segment_max
+                || alignment::lock(&self.align)
+                    .last_boundary_in(self.following.boundary, middle)
+                    .is_some();
+        }
         if layout.video.is_none() {
             // Audio frames have no interval here; the next is as long as
             // the last part's frames were, at most.

@@ -112,6 +112,18 @@ impl AudioQueue {
         Some((base, taken))
     }
 
+    /// The decode time and duration of the first waiting frame.
+    pub fn first(&self) -> Option<(i64, u32)> {
+        self.pending
+            .front()
+            .map(|s| (self.pending_base, s.duration))
+    }
+
+    /// How long the waiting frames last together.
+    pub fn pending_span(&self) -> i64 {
+        self.pending_end - self.pending_base
+    }
+
     /// Every waiting frame, with the decode time of the first.
     pub fn take_all(&mut self) -> Option<(i64, Vec<Sample>)> {
         self.take_before(i64::MAX)

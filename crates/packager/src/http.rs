@@ -25,8 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use ferrocast_hls::{
-    BlockingStatus, PartRef, PlaylistRequest, RenderOptions, RenditionName, RenditionReport,
-    ResourceName, ResourceStatus, Variant,
+    AudioRendition, BlockingStatus, PartRef, PlaylistRequest, RenderOptions, RenditionName,
+    RenditionReport, ResourceName, ResourceStatus, Variant,
 };
 use ferrocast_media::{StreamName, TrackKind};
 use tokio::time::Instant;
@@ -256,16 +256,33 @@ fn variant_of(stream: &LiveStream) -> Option<Variant> {
 }
 
 /// The listed renditions that have media, highest bandwidth first, and
-/// whether every expected one is among them.
-fn variants(renditions: &[Arc<LiveStream>], plan: &RenditionPlan) -> (Vec<Variant>, bool) {
+/// whether every expected one is among them. With the audio in a rendition
+/// of its own, each variant counts it (CODECS, BANDWIDTH) and the audio
+/// rendition comes with them; it is expected once it has tracks (a stream
+/// with video and audio), and the variants are complete only with it.
+fn variants(
+    renditions: &[Arc<LiveStream>],
+    plan: &RenditionPlan,
+) -> (Vec<Variant>, Option<AudioRendition>, bool) {
     let mut expected: Vec<RenditionName> = plan.rungs.clone();
     if plan.source_listed {
         expected.push(RenditionName::source());
     }
     let mut ready = Vec::new();
     let mut ready_names = Vec::new();
+    let mut audio = None;
     for stream in renditions {
         let rendition = stream.rendition_name();
+        if rendition.is_audio() {
+            if stream.lock().tracks().is_some() {
+                expected.push(rendition.clone());
+                if let Some(variant) = variant_of(stream) {
+                    audio = Some((variant, audio_rendition(stream)));
+                    ready_names.push(rendition.clone());
+                }
+            }
+            continue;
+        }
         if !plan.lists(rendition) {
             continue;
         }
@@ -279,6 +296,12 @@ fn variants(renditions: &[Arc<LiveStream>], plan: &RenditionPlan) -> (Vec<Varian
         }
     }
     let complete = expected.iter().all(|e| ready_names.contains(e));
+    let audio = audio.map(|(media, rendition)| {
+        for variant in &mut ready {
+            variant.add_audio(&media);
+        }
+        rendition
+    });
     // RFC 8216bis §6.2.4 leaves the order to the server; players start with
     // the first one, so the best goes first.
     ready.sort_by(|a, b| {
@@ -286,7 +309,20 @@ fn variants(renditions: &[Arc<LiveStream>], plan: &RenditionPlan) -> (Vec<Varian
             .cmp(&a.bandwidth)
             .then_with(|| a.uri.cmp(&b.uri))
     });
-    (ready, complete)
+    (ready, audio, complete)
+}
+
+/// The `EXT-X-MEDIA` of the audio rendition.
+fn audio_rendition(stream: &LiveStream) -> AudioRendition {
+    let channels = stream
+        .lock()
+        .tracks()
+        .and_then(|tracks| tracks.iter().find_map(|t| t.params.channels()));
+    AudioRendition {
+        group_id: ferrocast_hls::AUDIO_GROUP_ID.to_owned(),
+        uri: stream.rendition_name().playlist_uri(),
+        channels,
+    }
 }
 
 async fn multivariant(
@@ -302,18 +338,18 @@ async fn multivariant(
     let complete = group
         .wait_for(all_deadline, |renditions| {
             match variants(renditions, plan) {
-                (ready, true) if !ready.is_empty() => Check::Done(ready),
+                (ready, audio, true) if !ready.is_empty() => Check::Done((ready, audio)),
                 _ => Check::Wait,
             }
         })
         .await;
-    let ready = match complete {
+    let (ready, audio) = match complete {
         Ok(ready) => ready,
         Err(_) => group
             .wait_for(deadline, |renditions| {
-                let (ready, _) = variants(renditions, plan);
+                let (ready, audio, _) = variants(renditions, plan);
                 if !ready.is_empty() {
-                    return Check::Done(ready);
+                    return Check::Done((ready, audio));
                 }
                 // Nothing listed has media: an unlisted source is better
                 // than no playlist at all.
@@ -322,17 +358,18 @@ async fn multivariant(
                     .find(|r| r.rendition_name().is_source())
                     .and_then(|r| variant_of(r))
                 {
-                    Some(source) => Check::Done(vec![source]),
+                    Some(source) => Check::Done((vec![source], None)),
                     None => Check::Wait,
                 }
             })
             .await
             .map_err(|_| HttpError::Unavailable("stream has no media yet"))?,
     };
-    let text = ferrocast_hls::render_multivariant(&ready, true).map_err(|e| {
-        warn!(error = %e, "cannot render multivariant playlist");
-        HttpError::Unavailable("stream description not available")
-    })?;
+    let text = ferrocast_hls::render_multivariant_with_audio(&ready, audio.as_ref(), true)
+        .map_err(|e| {
+            warn!(error = %e, "cannot render multivariant playlist");
+            HttpError::Unavailable("stream description not available")
+        })?;
     Ok(playlist_response(text))
 }
 
@@ -344,10 +381,15 @@ fn rendition_reports(
     plan: &RenditionPlan,
 ) -> Vec<RenditionReport> {
     let own = stream.rendition_name();
+    // Reports name the renditions a player may switch to: the other video
+    // renditions; the audio rendition has none.
     group
         .renditions()
         .iter()
-        .filter(|r| r.rendition_name() != own && plan.lists(r.rendition_name()))
+        .filter(|r| {
+            let name = r.rendition_name();
+            name != own && plan.lists(name) && !name.is_audio() && !own.is_audio()
+        })
         .filter_map(|r| {
             let last = r.lock().window.last_part();
             RenditionReport::new(&own.uri_of(r.rendition_name()), last).ok()
@@ -445,6 +487,11 @@ async fn dvr_multivariant(
         .lines()
         .map(|line| match line.strip_suffix(MEDIA_PLAYLIST) {
             Some(rendition) if !line.starts_with('#') => format!("{rendition}{DVR_PLAYLIST}\n"),
+            // The audio rendition's URI attribute.
+            _ if line.starts_with("#EXT-X-MEDIA:") => format!(
+                "{}\n",
+                line.replace(&format!("{MEDIA_PLAYLIST}\""), &format!("{DVR_PLAYLIST}\""))
+            ),
             _ => format!("{line}\n"),
         })
         .collect();

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::alignment::{Alignment, SharedAlignment};
-use crate::assembler::{Assembler, CutConfig};
+use crate::assembler::{Assembler, CutConfig, TrackSet};
 use crate::recording::RecordingSink;
 use crate::stream::{self, Check, LiveStream, TimedOut};
 
@@ -57,6 +57,9 @@ pub struct PackagerConfig {
     /// for every expected rendition to have media; after that it lists the
     /// renditions that have some.
     pub rendition_wait: Duration,
+    /// The audio of a stream with video in a rendition of its own
+    /// ([`RenditionName::audio`]) instead of in every video rendition.
+    pub separate_audio: bool,
 }
 
 impl From<&ferrocast_config::Config> for PackagerConfig {
@@ -70,6 +73,7 @@ impl From<&ferrocast_config::Config> for PackagerConfig {
             reconnect_grace: Duration::from_millis(config.ingest.reconnect_grace_ms),
             part_hold_back_parts: config.hls.part_hold_back_parts,
             rendition_wait: Duration::from_millis(config.hls.max_hold_ms),
+            separate_audio: config.hls.audio == ferrocast_config::AudioLayout::Separate,
         }
     }
 }
@@ -86,16 +90,17 @@ impl PackagerConfig {
         &self,
         align: SharedAlignment,
     ) -> Result<Assembler, ferrocast_hls::ConfigError> {
-        self.resumed_assembler(align, None)
+        self.resumed_assembler(align, None, TrackSet::Muxed)
     }
 
     /// [`rendition_assembler`](Self::rendition_assembler) that continues
     /// from `resume` (where another packager left the rendition), after a
-    /// discontinuity.
+    /// discontinuity, and packages `track_set`.
     pub fn resumed_assembler(
         &self,
         align: SharedAlignment,
         resume: Option<SequencePoint>,
+        track_set: TrackSet,
     ) -> Result<Assembler, ferrocast_hls::ConfigError> {
         let cut = CutConfig {
             part_target: self.part_target,
@@ -115,7 +120,7 @@ impl PackagerConfig {
             part_hold_back_parts: self.part_hold_back_parts,
             ..WindowConfig::default()
         };
-        Assembler::with_alignment(cut, window, align)
+        Assembler::with_tracks(cut, window, align, track_set)
     }
 }
 
@@ -476,48 +481,32 @@ impl Origin {
                 }
             }
         };
-        let resume = self
-            .inner
-            .resumes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&stream_name)
-            .and_then(|p| p.of(&rendition));
-        let assembler = match self
-            .inner
-            .config
-            .resumed_assembler(group.align.clone(), resume)
-        {
-            Ok(assembler) => assembler,
-            Err(e) => {
-                warn!(error = %e, "cannot package stream");
-                return;
-            }
+        let config = &self.inner.config;
+        let track_set = if config.separate_audio {
+            TrackSet::WithoutAudio
+        } else {
+            TrackSet::Muxed
         };
-        let mut live = LiveStream::rendition(
-            stream_name.clone(),
-            rendition.clone(),
-            assembler,
-            self.inner.metrics.clone(),
-            group.version.clone(),
-        );
-        if let Some(recorder) = &self.inner.recorder
-            && recorder.wants(&stream_name)
-        {
-            live = live.recorded_by(recorder.clone());
-        }
-        let live = Arc::new(live);
-        group
-            .renditions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(rendition.clone(), live.clone());
+        let Some(live) = self.rendition_stream(&group, &stream_name, &rendition, track_set) else {
+            return;
+        };
+        // The audio rendition is packaged from the source's subscription.
+        let audio = if config.separate_audio && rendition.is_source() {
+            self.rendition_stream(
+                &group,
+                &stream_name,
+                &RenditionName::audio(),
+                TrackSet::AudioBesideVideo,
+            )
+        } else {
+            None
+        };
         group.version.send_modify(|v| *v += 1);
         info!(stream = %stream_name, rendition = %rendition, "packaging");
         let origin = self.clone();
         let grace = self.inner.config.reconnect_grace;
         tokio::spawn(async move {
-            stream::run(live.clone(), subscriber, bus, grace).await;
+            stream::run(live.clone(), audio.clone(), subscriber, bus, grace).await;
             tokio::time::sleep(ENDED_RETENTION).await;
             let mut groups = origin
                 .inner
@@ -528,11 +517,11 @@ impl Origin {
                 .renditions
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            if renditions
-                .get(&rendition)
-                .is_some_and(|s| Arc::ptr_eq(s, &live))
-            {
-                renditions.remove(&rendition);
+            for gone in std::iter::once(&live).chain(&audio) {
+                let name = gone.rendition_name();
+                if renditions.get(name).is_some_and(|s| Arc::ptr_eq(s, gone)) {
+                    renditions.remove(name);
+                }
             }
             if renditions.is_empty()
                 && groups
@@ -545,6 +534,56 @@ impl Origin {
             drop(groups);
             group.version.send_modify(|v| *v += 1);
         });
+    }
+
+    /// A new rendition `rendition` of `stream_name` packaging `track_set`,
+    /// continuing where another packager left it, recorded if the recorder
+    /// wants the stream, and added to `group`.
+    fn rendition_stream(
+        &self,
+        group: &StreamGroup,
+        stream_name: &StreamName,
+        rendition: &RenditionName,
+        track_set: TrackSet,
+    ) -> Option<Arc<LiveStream>> {
+        let resume = self
+            .inner
+            .resumes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(stream_name)
+            .and_then(|p| p.of(rendition));
+        let assembler =
+            match self
+                .inner
+                .config
+                .resumed_assembler(group.align.clone(), resume, track_set)
+            {
+                Ok(assembler) => assembler,
+                Err(e) => {
+                    warn!(error = %e, "cannot package stream");
+                    return None;
+                }
+            };
+        let mut live = LiveStream::rendition(
+            stream_name.clone(),
+            rendition.clone(),
+            assembler,
+            self.inner.metrics.clone(),
+            group.version.clone(),
+        );
+        if let Some(recorder) = &self.inner.recorder
+            && recorder.wants(stream_name)
+        {
+            live = live.recorded_by(recorder.clone());
+        }
+        let live = Arc::new(live);
+        group
+            .renditions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(rendition.clone(), live.clone());
+        Some(live)
     }
 }
 

@@ -193,8 +193,13 @@ impl LiveStream {
 /// When the publisher leaves (the origin calls [`LiveStream::publisher_gone`]),
 /// the open part and segment are finished at once; if no publisher returns
 /// within `grace`, the stream ends with EXT-X-ENDLIST and the bus forgets it.
+///
+/// `audio`, the stream's audio rendition when its audio is packaged apart
+/// from its video, gets every message right after `stream` does: it places
+/// its frames by the video `stream` has just written.
 pub async fn run(
     stream: Arc<LiveStream>,
+    audio: Option<Arc<LiveStream>>,
     mut subscriber: Subscriber,
     bus: Arc<dyn MediaBus>,
     grace: Duration,
@@ -203,6 +208,7 @@ pub async fn run(
     let mut grace_deadline: Option<Instant> = None;
     let mut messages: u64 = 0;
     let mut segments = SegmentTracer::default();
+    let mut audio_segments = SegmentTracer::default();
     loop {
         tokio::select! {
             biased;
@@ -214,7 +220,7 @@ pub async fn run(
                 if matches!(message, BusMessage::Discontinuity | BusMessage::Tracks(_)) {
                     grace_deadline = None;
                 }
-                apply(&stream, message, &mut segments);
+                apply_with_audio(&stream, audio.as_deref(), message, &mut segments, &mut audio_segments);
                 messages += 1;
                 if messages.is_multiple_of(64) {
                     record_bus_stats(&stream, &subscriber);
@@ -227,10 +233,13 @@ pub async fn run(
                     if matches!(message, BusMessage::End) {
                         break;
                     }
-                    apply(&stream, message, &mut segments);
+                    apply_with_audio(&stream, audio.as_deref(), message, &mut segments, &mut audio_segments);
                 }
-                stream.update(Assembler::on_publisher_gone);
+                for rendition in std::iter::once(&stream).chain(&audio) {
+                    rendition.update(Assembler::on_publisher_gone);
+                }
                 segments.follow(&name, None, None);
+                audio_segments.follow(&name, None, None);
                 info!(stream = %name, grace_ms = grace.as_millis() as u64, "publisher gone; waiting for it to return");
                 grace_deadline = Some(Instant::now() + grace);
             }
@@ -246,9 +255,28 @@ pub async fn run(
             }
         }
     }
-    stream.update(Assembler::on_end);
-    stream.metrics.forget_stream(&name);
+    for rendition in std::iter::once(&stream).chain(&audio) {
+        rendition.update(Assembler::on_end);
+        rendition.metrics.forget_stream(rendition.bus_name());
+    }
     info!(stream = %name, "stream ended");
+}
+
+/// [`apply`] to `stream`, then to its audio rendition if it has one.
+fn apply_with_audio(
+    stream: &LiveStream,
+    audio: Option<&LiveStream>,
+    message: BusMessage,
+    segments: &mut SegmentTracer,
+    audio_segments: &mut SegmentTracer,
+) {
+    match audio {
+        Some(audio) => {
+            apply(stream, message.clone(), segments);
+            apply(audio, message, audio_segments);
+        }
+        None => apply(stream, message, segments),
+    }
 }
 
 /// Per-stream memory on the bus side and losses, for the metrics.

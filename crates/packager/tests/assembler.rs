@@ -10,7 +10,7 @@ use ferrocast_hls::{RenderOptions, WindowConfig};
 use ferrocast_media::{
     AacParams, AccessUnit, CodecParams, OpusParams, Time90k, TrackId, TrackInfo, TrackKind,
 };
-use ferrocast_packager::assembler::{Assembler, CutConfig};
+use ferrocast_packager::assembler::{Assembler, CutConfig, TrackSet};
 
 /// x264's 1280x720 High@3.2 SPS and a matching PPS.
 const SPS: [u8; 25] = [
@@ -79,7 +79,9 @@ fn audio(pts: i64) -> AccessUnit {
     }
 }
 
-fn assembler() -> Assembler {
+/// 200 ms parts, segments cut at the first keyframe after 1 s (2 s at
+/// most), 20 segments listed.
+fn settings() -> (CutConfig, WindowConfig) {
     let part_target = Time90k::from_millis(200);
     let cut = CutConfig {
         part_target,
@@ -90,6 +92,11 @@ fn assembler() -> Assembler {
         window_segments: 20,
         ..WindowConfig::new(part_target, 2)
     };
+    (cut, window)
+}
+
+fn assembler() -> Assembler {
+    let (cut, window) = settings();
     Assembler::new(cut, window).unwrap()
 }
 
@@ -778,4 +785,209 @@ fn recording_collects_inits_closed_segments_and_the_end() {
     feed(&mut quiet, 0, 60);
     quiet.on_end();
     assert!(quiet.take_recorded().is_empty());
+}
+
+/// How a stream's audio reaches the packager beside its video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AudioArrival {
+    /// Each video frame's audio right after it (ingest's interleaver).
+    Steady,
+    /// About 0.37 s of audio at a time, after the video it plays with
+    /// (ffmpeg's default of 18 AAC frames per PES).
+    Batched,
+    /// 300 ms ahead of the video (a transcoder's rung).
+    Ahead,
+}
+
+/// The video and audio assemblers of a stream whose audio is a rendition
+/// of its own, on one timeline.
+fn separate_pair() -> (Assembler, Assembler) {
+    let align = ferrocast_packager::alignment::Alignment::shared();
+    let (cut, window) = settings();
+    let make = |set| {
+        let mut a =
+            Assembler::with_tracks(cut.clone(), window.clone(), align.clone(), set).unwrap();
+        a.on_tracks(tracks());
+        a
+    };
+    (
+        make(TrackSet::WithoutAudio),
+        make(TrackSet::AudioBesideVideo),
+    )
+}
+
+/// Complete parts in `a`'s store.
+fn complete_parts(a: &Assembler) -> usize {
+    (0..)
+        .map_while(|msn| a.store.segment(msn))
+        .map(|s| s.parts.iter().filter(|p| p.complete).count())
+        .sum()
+}
+
+/// Feeds `frames` video frames (a keyframe every 25) from source time
+/// `start` and their audio, arriving as `arrival` says, each unit to
+/// `video` and then to `audio` (as the packager's stream task does).
+/// Returns the source times of the audio frames fed and the complete video
+/// parts after each video frame.
+fn feed_separately(
+    video: &mut Assembler,
+    audio: &mut Assembler,
+    start: i64,
+    frames: i64,
+    arrival: AudioArrival,
+) -> (Vec<i64>, Vec<usize>) {
+    let now = 1_700_000_000_000;
+    let deliver = |video: &mut Assembler, audio: &mut Assembler, unit: AccessUnit| {
+        video.on_unit(&unit, now);
+        audio.on_unit(&unit, now);
+    };
+    let mut fed = Vec::new();
+    let mut batch = Vec::new();
+    let mut next_audio = start;
+    let mut parts = Vec::new();
+    for i in 0..frames {
+        let dts = start + i * FRAME;
+        if arrival == AudioArrival::Ahead {
+            while next_audio <= dts + 300 * 90 {
+                batch.push(next_audio);
+                next_audio += 1920;
+            }
+        }
+        for t in batch.drain(..) {
+            deliver(video, audio, self::audio(t));
+            fed.push(t);
+        }
+        deliver(video, audio, self::video(dts, i % 25 == 0));
+        while arrival != AudioArrival::Ahead && next_audio < dts + FRAME {
+            batch.push(next_audio);
+            next_audio += 1920;
+        }
+        if arrival == AudioArrival::Steady || batch.len() >= 18 {
+            for t in batch.drain(..) {
+                deliver(video, audio, self::audio(t));
+                fed.push(t);
+            }
+        }
+        parts.push(complete_parts(video));
+    }
+    for t in batch.drain(..) {
+        deliver(video, audio, self::audio(t));
+        fed.push(t);
+    }
+    parts.push(complete_parts(video));
+    (fed, parts)
+}
+
+#[test]
+fn separate_audio_starts_each_segment_where_the_video_does_and_video_parts_never_wait() {
+    for arrival in [
+        AudioArrival::Steady,
+        AudioArrival::Batched,
+        AudioArrival::Ahead,
+    ] {
+        let (mut video, mut audio) = separate_pair();
+        let start = 900_000;
+        let frames = 25 * 4 + 10;
+        let (fed, parts) = feed_separately(&mut video, &mut audio, start, frames, arrival);
+
+        // A video part is complete with its fifth frame, whatever the audio
+        // does: no part waits.
+        for (i, &complete) in parts.iter().take(frames as usize).enumerate() {
+            assert_eq!(complete, (i + 1) / 5, "{arrival:?}: after video frame {i}");
+        }
+        let (v, a) = (playlist(&video), playlist(&audio));
+        // The same segments, by number; each audio segment starts with the
+        // audio frame nearest the video's boundary (within half a frame,
+        // 960 ticks at 90 kHz).
+        let video_segments = segments(&v);
+        assert_eq!(video_segments.len(), 4, "{arrival:?}: {v}");
+        assert_eq!(
+            segments(&a).iter().map(|s| s.0).collect::<Vec<_>>(),
+            video_segments.iter().map(|s| s.0).collect::<Vec<_>>(),
+            "{arrival:?}: {a}"
+        );
+        for (msn, _) in &video_segments {
+            let v = segment_tfdt(&video, *msn).unwrap() as i64;
+            let a = segment_tfdt(&audio, *msn).unwrap() as i64 * 15 / 8;
+            assert!(
+                (a - v).abs() <= 960,
+                "{arrival:?}: segment {msn}: video {v}, audio {a}"
+            );
+        }
+        // Video segments hold no audio, audio segments no video: one track
+        // each.
+        let chunks = |a: &Assembler| -> Vec<Bytes> {
+            (0..)
+                .map_while(|msn| a.store.segment(msn))
+                .flat_map(|s| s.chunks().cloned().collect::<Vec<_>>())
+                .collect()
+        };
+        assert!(audio_runs(chunks(&video).iter(), 2).is_empty());
+        let runs = audio_runs(chunks(&audio).iter(), 1);
+        assert!(runs.iter().all(|r| r.1.iter().all(|&d| d == 1024)));
+        // The audio is whole and back to back from the first keyframe to
+        // where the video has got (a frame whose middle is past it waits).
+        assert_contiguous(&runs);
+        let video_end = start + frames * FRAME;
+        let expected = fed.iter().filter(|&&t| t + 960 <= video_end).count();
+        let packaged: usize = runs.iter().map(|r| r.1.len()).sum();
+        assert_eq!(packaged, expected, "{arrival:?}");
+        // Audio parts keep to the part target.
+        let audio_parts = durations_ms(&a, "#EXT-X-PART:");
+        assert!(
+            audio_parts.len() >= 10 && audio_parts.iter().all(|&d| d <= 200),
+            "{arrival:?}: {a}"
+        );
+        assert!(a.contains("#EXT-X-PRELOAD-HINT:TYPE=PART"), "{a}");
+    }
+}
+
+#[test]
+fn muxed_parts_wait_for_batched_audio() {
+    // The same batched sender with the audio muxed: video parts complete
+    // only as their audio comes, in bursts.
+    let mut a = assembler();
+    a.on_tracks(tracks());
+    let mut silent = assembler();
+    let (_, parts) = feed_separately(&mut a, &mut silent, 900_000, 60, AudioArrival::Batched);
+    let waited = parts
+        .iter()
+        .take(60)
+        .enumerate()
+        .filter(|(i, complete)| **complete < (i + 1) / 5)
+        .count();
+    assert!(waited > 10, "{parts:?}");
+}
+
+#[test]
+fn separate_audio_waits_for_the_video_to_start_and_follows_it_after_a_break() {
+    let (mut video, mut audio) = separate_pair();
+    let now = 1_700_000_000_000;
+    // Audio before any video has no place on the timeline.
+    for k in 0..5 {
+        audio.on_unit(&self::audio(900_000 - 10_000 + k * 1920), now);
+    }
+    assert!(audio.store.segment(0).is_none());
+    feed_separately(&mut video, &mut audio, 900_000, 60, AudioArrival::Steady);
+    video.on_discontinuity();
+    audio.on_discontinuity();
+    // The publisher came back with a clock that starts at 1 s; its audio
+    // comes first this time.
+    feed_separately(&mut video, &mut audio, 90_000, 60, AudioArrival::Ahead);
+    let (v, a) = (playlist(&video), playlist(&audio));
+    assert_eq!(
+        segments(&a).iter().map(|s| s.0).collect::<Vec<_>>(),
+        segments(&v).iter().map(|s| s.0).collect::<Vec<_>>(),
+        "{v}\n{a}"
+    );
+    assert_eq!(
+        a.matches("#EXT-X-DISCONTINUITY\n").count(),
+        v.matches("#EXT-X-DISCONTINUITY\n").count()
+    );
+    assert_eq!(v.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{v}");
+    for (msn, _) in segments(&v) {
+        let v = segment_tfdt(&video, msn).unwrap() as i64;
+        let a = segment_tfdt(&audio, msn).unwrap() as i64 * 15 / 8;
+        assert!((a - v).abs() <= 960, "segment {msn}: video {v}, audio {a}");
+    }
 }

@@ -173,6 +173,7 @@ async fn scenario() {
         max_hold: Duration::from_secs(20),
         reconnect_grace: Duration::from_secs(30),
         part_hold_back_parts: 3,
+        separate_audio: false,
         rendition_wait: Duration::from_secs(30),
     };
     // The bus streams exist before the origin starts, so it subscribes to
@@ -365,6 +366,7 @@ async fn an_unlisted_source_is_left_out_and_a_missing_rung_is_not_waited_for_for
         max_hold: Duration::from_secs(10),
         reconnect_grace: Duration::from_secs(30),
         part_hold_back_parts: 3,
+        separate_audio: false,
         // The stream's first moments are over at once: no waiting for the
         // rung that never comes.
         rendition_wait: Duration::ZERO,
@@ -414,4 +416,136 @@ async fn an_unlisted_source_is_left_out_and_a_missing_rung_is_not_waited_for_for
     origin.set_source_listed(&name, true);
     let multivariant = text(&app, "/live/solo/index.m3u8").await;
     assert_eq!(multivariant.matches("#EXT-X-STREAM-INF:").count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_audio_is_one_rendition_every_variant_plays_with() {
+    tokio::time::timeout(Duration::from_secs(120), separate_audio_scenario())
+        .await
+        .expect("the scenario finishes in time");
+}
+
+async fn separate_audio_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = encode(dir.path());
+    let media: Vec<_> = files.iter().take(2).map(|f| demux(f)).collect();
+    let bus = InProcessBus::new(BusConfig {
+        subscriber_queue_bytes: 256 << 20,
+        subscriber_hard_limit_bytes: 512 << 20,
+        ..BusConfig::default()
+    });
+    let config = PackagerConfig {
+        part_target: Time90k::from_millis(200),
+        segment_min: Time90k::from_millis(1000),
+        target_duration_secs: 2,
+        window_segments: 10,
+        max_hold: Duration::from_secs(20),
+        reconnect_grace: Duration::from_secs(30),
+        part_hold_back_parts: 3,
+        separate_audio: true,
+        rendition_wait: Duration::from_secs(30),
+    };
+    let publishers: Vec<_> = ["cam", "cam/270p"]
+        .iter()
+        .map(|n| bus.publish(n).unwrap())
+        .collect();
+    let origin = Origin::start(
+        Arc::new(bus.clone()),
+        config,
+        Arc::new(ferrocast_telemetry::Metrics::new()),
+    )
+    .unwrap();
+    let app = ferrocast_packager::http::router(origin.clone());
+    // As ffmpeg muxes by default: about 0.37 s of AAC per PES.
+    for ((tracks, units), publisher) in media.iter().zip(&publishers) {
+        publisher.send_tracks(tracks.clone());
+        for unit in units {
+            publisher.send_unit(unit.clone());
+        }
+    }
+    let audio = playlist_with(&app, "/live/cam/audio/stream.m3u8", 4).await;
+    let video = playlist_with(&app, "/live/cam/stream.m3u8", 4).await;
+    let rung = playlist_with(&app, "/live/cam/270p/stream.m3u8", 4).await;
+
+    // The multivariant playlist: one audio rendition, and every variant
+    // names it and counts its codec.
+    let multivariant = text(&app, "/live/cam/index.m3u8").await;
+    assert!(
+        multivariant.contains(
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
+             AUTOSELECT=YES,CHANNELS=\"1\",URI=\"audio/stream.m3u8\"\n"
+        ),
+        "{multivariant}"
+    );
+    let infs: Vec<&str> = multivariant
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .collect();
+    assert_eq!(infs.len(), 2, "{multivariant}");
+    for inf in &infs {
+        assert!(inf.ends_with(",AUDIO=\"audio\""), "{inf}");
+        assert!(
+            inf.contains("CODECS=\"avc1.") && inf.contains(",mp4a.40.2\""),
+            "{inf}"
+        );
+    }
+    assert!(!multivariant.contains("\naudio/stream.m3u8\n"));
+
+    // Reports name the other video rendition only; the audio has none.
+    assert_eq!(
+        video.matches("#EXT-X-RENDITION-REPORT:").count(),
+        1,
+        "{video}"
+    );
+    assert!(video.contains("URI=\"270p/stream.m3u8\""), "{video}");
+    assert_eq!(
+        rung.matches("#EXT-X-RENDITION-REPORT:").count(),
+        1,
+        "{rung}"
+    );
+    assert!(!audio.contains("#EXT-X-RENDITION-REPORT"), "{audio}");
+
+    // One track per init segment: the video renditions' have no audio.
+    for (prefix, handler) in [("", b"vide"), ("270p/", b"vide"), ("audio/", b"soun")] {
+        let (status, init) = get(&app, &format!("/live/cam/{prefix}init0.mp4")).await;
+        assert_eq!(status, StatusCode::OK);
+        let handlers: Vec<&[u8]> = init
+            .windows(8)
+            .filter(|w| &w[..4] == b"hdlr")
+            .map(|w| &w[4..])
+            .collect();
+        assert_eq!(handlers.len(), 1, "{prefix}: one trak");
+        let at = init.windows(4).position(|w| w == b"hdlr").unwrap();
+        assert_eq!(&init[at + 12..at + 16], handler, "{prefix}");
+    }
+
+    // Segment N of the audio starts where segment N of the video does, to
+    // within half an audio frame, and holds audio only, back to back.
+    let mut audio_end = None;
+    for msn in 0..=3u64 {
+        let (_, v) = get(&app, &format!("/live/cam/seg{msn}.m4s")).await;
+        let (_, a) = get(&app, &format!("/live/cam/audio/seg{msn}.m4s")).await;
+        let (video_start, ..) = boxes::video_timing(&v);
+        assert!(boxes::trafs(&v).iter().all(|t| t.track_id == 1));
+        let trafs = boxes::trafs(&a);
+        assert!(
+            trafs
+                .iter()
+                .all(|t| t.track_id == 1 && t.durations.iter().all(|&d| d == 1024))
+        );
+        let audio_start = trafs[0].base_decode_time;
+        // 48 kHz audio, 90 kHz video: half a frame is 512 samples.
+        let video_in_samples = video_start * 48_000 / 90_000;
+        assert!(
+            audio_start.abs_diff(video_in_samples) <= 512,
+            "segment {msn}: video at {video_in_samples}, audio at {audio_start} (48 kHz)"
+        );
+        if let Some(end) = audio_end {
+            assert_eq!(audio_start, end, "segment {msn} continues the audio");
+        }
+        let last = trafs.last().unwrap();
+        audio_end =
+            Some(last.base_decode_time + last.durations.iter().map(|&d| u64::from(d)).sum::<u64>());
+    }
+    drop(publishers);
 }

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use bytes::Bytes;
-use ferrocast_hls::{RenditionName, Variant, render_multivariant};
+use ferrocast_hls::{
+    AUDIO_GROUP_ID, AudioRendition, RenditionName, Variant, render_multivariant_with_audio,
+};
 use ferrocast_media::StreamName;
 
 use crate::layout::{
@@ -141,6 +143,7 @@ pub fn closing(
 ) -> Closing {
     let mut objects = Vec::new();
     let mut variants = Vec::new();
+    let mut audio = None;
     let mut summaries = Vec::new();
     let mut started_ms = i64::MAX;
     for (name, record) in renditions {
@@ -153,20 +156,40 @@ pub fn closing(
             format!("{}{PLAYLIST_NAME}", layout.rendition(stream, id, name)),
             Bytes::from(media_playlist(&segments)),
         ));
-        variants.extend(variant(name, &segments, record));
+        match variant(name, &segments, record) {
+            // The audio packaged apart: every video variant plays with it.
+            Some(media) if name.is_audio() => {
+                audio = Some((
+                    media,
+                    AudioRendition {
+                        group_id: AUDIO_GROUP_ID.to_owned(),
+                        uri: format!("{name}/{PLAYLIST_NAME}"),
+                        channels: None,
+                    },
+                ));
+            }
+            Some(video) => variants.push(video),
+            None => {}
+        }
         summaries.push(RenditionSummary {
             name: name.to_string(),
             segments: segments.len() as u64,
             duration_ms: segments.iter().map(duration_ms).sum(),
         });
     }
+    let audio = audio.map(|(media, rendition)| {
+        for variant in &mut variants {
+            variant.add_audio(&media);
+        }
+        rendition
+    });
     // The best first: players start with the first variant.
     variants.sort_by(|a, b| {
         b.bandwidth
             .cmp(&a.bandwidth)
             .then_with(|| a.uri.cmp(&b.uri))
     });
-    if let Ok(text) = render_multivariant(&variants, true) {
+    if let Ok(text) = render_multivariant_with_audio(&variants, audio.as_ref(), true) {
         objects.push((
             format!("{}{PLAYLIST_NAME}", layout.root(stream, id)),
             Bytes::from(text),
@@ -287,5 +310,66 @@ mod tests {
         assert_eq!(closing.summary.renditions.len(), 1);
         let read: Summary = manifest::read("k", &closing.objects[2].1).unwrap();
         assert_eq!(read, closing.summary);
+    }
+
+    #[test]
+    fn a_separate_audio_rendition_is_listed_with_every_variant() {
+        let layout = Layout::new("rec");
+        let stream = StreamName::new("cam").unwrap();
+        let id = RecordingId::parse("20231114T221320Z-0000abcd").unwrap();
+        let record = |codecs: &str, resolution, bytes| {
+            let mut segments = vec![segment(1, 2000, false), segment(2, 2000, false)];
+            for s in &mut segments {
+                s.bytes = bytes;
+            }
+            RenditionRecord {
+                segments,
+                tracks: BTreeMap::from([(
+                    0,
+                    TracksInfo {
+                        codecs: codecs.into(),
+                        resolution,
+                        frame_rate: None,
+                    },
+                )]),
+            }
+        };
+        let renditions = BTreeMap::from([
+            (
+                RenditionName::source(),
+                record("avc1.64001f", Some((1280, 720)), 250_000),
+            ),
+            (RenditionName::audio(), record("mp4a.40.2", None, 16_000)),
+        ]);
+        let closing = closing(&layout, &stream, &id, &renditions, ClosedBy::Writer);
+        let multivariant = closing
+            .objects
+            .iter()
+            .find(|(k, _)| k == &format!("rec/cam/{id}/index.m3u8"))
+            .map(|(_, body)| std::str::from_utf8(body).unwrap())
+            .unwrap();
+        // One variant, with the audio's codec and bit rate (1 Mbit/s of
+        // video, 64 kbit/s of audio), and the audio rendition apart.
+        assert!(
+            multivariant.contains(
+                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
+                 AUTOSELECT=YES,URI=\"audio/index.m3u8\"\n"
+            ),
+            "{multivariant}"
+        );
+        assert!(
+            multivariant.contains(
+                "BANDWIDTH=1064000,AVERAGE-BANDWIDTH=1064000,CODECS=\"avc1.64001f,mp4a.40.2\",\
+                 RESOLUTION=1280x720,AUDIO=\"audio\"\nsource/index.m3u8\n"
+            ),
+            "{multivariant}"
+        );
+        assert_eq!(multivariant.matches("#EXT-X-STREAM-INF").count(), 1);
+        assert!(
+            closing
+                .objects
+                .iter()
+                .any(|(k, _)| k == &format!("rec/cam/{id}/audio/index.m3u8"))
+        );
     }
 }

@@ -102,6 +102,7 @@ fn config(work_dir: PathBuf) -> VodConfig {
             max_hold: Duration::from_secs(3),
             reconnect_grace: Duration::from_secs(1),
             part_hold_back_parts: 3,
+            separate_audio: false,
             rendition_wait: Duration::from_secs(3),
         },
         store_patience: Duration::from_secs(1),

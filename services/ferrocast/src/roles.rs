@@ -93,6 +93,9 @@ pub async fn ingest(config: Config) -> anyhow::Result<()> {
             listen: config.srt_listen,
             latency: Duration::from_millis(config.ingest.srt_latency_ms),
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
+            interleave: ferrocast_ingest::interleave::InterleaveConfig::for_audio_layout(
+                config.hls.audio == ferrocast_config::AudioLayout::Separate,
+            ),
         },
         bus.clone(),
         control.authorizer,
