@@ -167,6 +167,45 @@ fn packager_multivariant_playlist() {
     assert_eq!(parsed.variants[0].bandwidth, 2_500_000);
 }
 
+/// The packager's Multivariant Playlist with `hls.audio = "separate"`, as
+/// `ferrocast_hls::render_multivariant_with_audio` writes it.
+const PACKAGER_MULTIVARIANT_AUDIO: &str = "\
+#EXTM3U
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/stream.m3u8\"
+#EXT-X-STREAM-INF:BANDWIDTH=2564000,AVERAGE-BANDWIDTH=2064000,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000,AUDIO=\"audio\"
+stream.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=864000,CODECS=\"avc1.42e01e,mp4a.40.2\",RESOLUTION=640x360,FRAME-RATE=29.970,AUDIO=\"audio\"
+360p/stream.m3u8
+";
+
+#[test]
+fn packager_multivariant_playlist_with_an_audio_rendition() {
+    let out = rewriter().rewrite(PACKAGER_MULTIVARIANT_AUDIO, T).unwrap();
+    assert_eq!(
+        out,
+        PACKAGER_MULTIVARIANT_AUDIO
+            .replace(
+                "\"audio/stream.m3u8\"",
+                &format!("\"audio/stream.m3u8?token={T}\"")
+            )
+            .replace("\nstream.m3u8\n", &format!("\nstream.m3u8?token={T}\n"))
+            .replace("360p/stream.m3u8", &format!("360p/stream.m3u8?token={T}"))
+    );
+    // An independent parser reads the audio rendition and the variants
+    // that name it, every URI signed.
+    let parsed = m3u8_rs::parse_master_playlist_res(out.as_bytes()).unwrap();
+    assert_eq!(parsed.alternatives.len(), 1);
+    let audio = &parsed.alternatives[0];
+    assert_eq!(audio.group_id, "audio");
+    assert_eq!(tokens_in(audio.uri.as_deref().unwrap()), [T]);
+    assert_eq!(parsed.variants.len(), 2);
+    for v in &parsed.variants {
+        assert_eq!(v.audio.as_deref(), Some("audio"));
+        assert_eq!(tokens_in(&v.uri), [T], "{}", v.uri);
+    }
+}
+
 /// A foreign Multivariant Playlist, CRLF, with every URI-bearing tag of
 /// one, absolute URIs to us and to others, and tags we do not know.
 const FOREIGN_MULTIVARIANT: &str = "#EXTM3U\r\n\
