@@ -16,6 +16,7 @@
 //! starting with `.`, is a 404); nothing from a URL reaches a file system.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -25,8 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use ferrocast_hls::{
-    AudioRendition, BlockingStatus, PartRef, PlaylistRequest, RenderOptions, RenditionName,
-    RenditionReport, ResourceName, ResourceStatus, Variant,
+    AudioRendition, BlockTarget, BlockingStatus, PartRef, PlaylistRequest, RenderOptions,
+    RenditionName, RenditionReport, ResourceName, ResourceStatus, Variant,
 };
 use ferrocast_media::{StreamName, TrackKind};
 use tokio::time::Instant;
@@ -427,6 +428,9 @@ async fn media_playlist(
         .map_err(|_| {
             HttpError::Unavailable("playlist did not reach the requested part in time")
         })??;
+    if let Some(target) = request.block {
+        pace_segment_close(stream, target, deadline).await;
+    }
     // The other renditions' state, taken before this one's lock (never two
     // rendition locks at once); the window only moves forward, so it still
     // satisfies the request when rendered below.
@@ -445,6 +449,42 @@ async fn media_playlist(
         None => window.render(&options),
     };
     Ok(playlist_response(text))
+}
+
+/// Holds the answer to a blocking request that closes a segment (the part
+/// that satisfies it starts the next one) until one part target after the
+/// segment's last part was listed.
+///
+/// Why: media that reaches the packager in bursts (a transcoder's rung
+/// behind a sender that batches its audio) can list a segment's last part
+/// and the next segment's first part, which closes it, within a few
+/// milliseconds. hls.js 1.7, still appending parts it loaded while the
+/// segment was open, then takes the whole segment for buffered once it has
+/// closed and never loads its last part: a hole, and a stall, seen in the
+/// ABR browser test at start-up. The answer itself is the same whenever it
+/// is given (`LiveWindow::as_of`); only its time moves, and only when the
+/// two parts came closer together than a part's duration.
+async fn pace_segment_close(stream: &LiveStream, target: BlockTarget, deadline: Instant) {
+    let Some(index) = target.part else { return };
+    let (answer, part_target) = {
+        let a = stream.lock();
+        let answer = a.window.first_part_from(PartRef {
+            msn: target.msn,
+            index,
+        });
+        (answer, a.window.config().part_target)
+    };
+    let Some(answer) = answer.filter(|p| p.index == 0 && p.msn > 0) else {
+        return;
+    };
+    let Some(listed) = stream.last_part_listed_at(answer.msn - 1) else {
+        return;
+    };
+    let part_target = Duration::from_millis(part_target.as_millis().max(0) as u64);
+    let ready = (listed + part_target).min(deadline);
+    if ready > Instant::now() {
+        tokio::time::sleep_until(ready).await;
+    }
 }
 
 /// A rendition's DVR playlist ([`crate::dvr`]): `404` when the stream

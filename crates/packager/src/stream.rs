@@ -11,7 +11,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use ferrocast_bus::{BusMessage, MediaBus, Subscriber};
-use ferrocast_hls::RenditionName;
+use ferrocast_hls::{PartRef, RenditionName};
 use ferrocast_media::StreamName;
 use ferrocast_telemetry::Metrics;
 use futures::FutureExt;
@@ -41,7 +41,14 @@ pub struct LiveStream {
     metrics: Arc<Metrics>,
     /// Where closed segments go, when the stream is recorded.
     recorder: Option<Arc<dyn RecordingSink>>,
+    /// When the newest parts were listed, newest last
+    /// ([`LIST_TIMES_KEPT`] of them).
+    listed: Mutex<std::collections::VecDeque<(PartRef, Instant)>>,
 }
+
+/// How many part listing times a stream keeps: enough for a segment's
+/// parts and the next one's first, at any sensible part target.
+const LIST_TIMES_KEPT: usize = 64;
 
 /// What a waiter decided after looking at the state.
 pub enum Check<T> {
@@ -88,7 +95,29 @@ impl LiveStream {
             gone: Notify::new(),
             metrics,
             recorder: None,
+            listed: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// `part` became the newest listed part now.
+    fn note_listed(&self, part: PartRef) {
+        let mut listed = self.listed.lock().unwrap_or_else(PoisonError::into_inner);
+        if listed.len() >= LIST_TIMES_KEPT {
+            listed.pop_front();
+        }
+        listed.push_back((part, Instant::now()));
+    }
+
+    /// When the last part of segment `msn` was listed, if that is still
+    /// known.
+    pub fn last_part_listed_at(&self, msn: u64) -> Option<Instant> {
+        self.listed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .rev()
+            .find(|(part, _)| part.msn == msn)
+            .map(|(_, at)| *at)
     }
 
     /// Hands this rendition's init segments, closed segments and end to
@@ -305,11 +334,13 @@ fn apply(stream: &LiveStream, message: BusMessage, segments: &mut SegmentTracer)
             // rendition and every packager then dates a segment alike.
             let now = unit.captured_unix_ms.unwrap_or_else(unix_millis);
             let mut part_completed = false;
+            let mut newest = None;
             stream.update(|a| {
                 let before = a.window.last_part();
                 let changes = a.on_unit(&unit, now);
                 segments.follow(&stream.bus_name, a.open_msn(), Some(&unit));
-                part_completed = a.window.last_part() != before;
+                newest = a.window.last_part();
+                part_completed = newest != before;
                 if part_completed {
                     let labels = [stream.bus_name.as_str()];
                     let packager = &stream.metrics.packager;
@@ -321,6 +352,9 @@ fn apply(stream: &LiveStream, message: BusMessage, segments: &mut SegmentTracer)
                 }
                 changes
             });
+            if let Some(part) = newest.filter(|_| part_completed) {
+                stream.note_listed(part);
+            }
             if part_completed {
                 // Servable from here: waiters were woken inside `update`.
                 let seconds = received.elapsed().as_secs_f64();

@@ -549,3 +549,92 @@ async fn separate_audio_scenario() {
     }
     drop(publishers);
 }
+
+/// A stream whose parts all reach the packager at once (a burst, as a
+/// transcoder's rung behind a batching sender delivers them): a blocking
+/// request whose answer closes a segment waits until one part target after
+/// that segment's last part was listed; any other is answered at once.
+/// Tokio's clock is paused, so the times are exact.
+#[tokio::test(start_paused = true)]
+async fn a_segment_close_is_answered_a_part_after_its_last_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = encode(dir.path());
+    let (tracks, units) = demux(&files[2]);
+    let bus = InProcessBus::new(BusConfig {
+        subscriber_queue_bytes: 256 << 20,
+        subscriber_hard_limit_bytes: 512 << 20,
+        ..BusConfig::default()
+    });
+    let config = PackagerConfig {
+        part_target: Time90k::from_millis(200),
+        segment_min: Time90k::from_millis(1000),
+        target_duration_secs: 2,
+        window_segments: 10,
+        max_hold: Duration::from_secs(20),
+        reconnect_grace: Duration::from_secs(30),
+        part_hold_back_parts: 3,
+        separate_audio: false,
+        rendition_wait: Duration::from_secs(30),
+    };
+    let publisher = bus.publish("burst").unwrap();
+    let origin = Origin::start(
+        Arc::new(bus.clone()),
+        config,
+        Arc::new(ferrocast_telemetry::Metrics::new()),
+    )
+    .unwrap();
+    let app = ferrocast_packager::http::router(origin);
+    publisher.send_tracks(tracks);
+    for unit in &units {
+        publisher.send_unit(unit.clone());
+    }
+    let base = "/live/burst/stream.m3u8";
+    let now = playlist_with(&app, base, 6).await;
+    // The newest segment that has closed: the one before the open one.
+    let parts = |playlist: &str| -> Vec<String> {
+        playlist
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-PART:"))
+            .filter_map(|l| l.split("URI=\"").nth(1)?.split('"').next())
+            .map(str::to_owned)
+            .collect()
+    };
+    let open: u64 = parts(&now)
+        .iter()
+        .filter_map(|uri| uri.strip_prefix("part"))
+        .filter_map(|r| r.split('.').next()?.parse().ok())
+        .max()
+        .unwrap();
+    let last = open - 1;
+    // Inside it: at once, as of the part asked for.
+    let start = tokio::time::Instant::now();
+    let inside = text(&app, &format!("{base}?_HLS_msn={last}&_HLS_part=2")).await;
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(
+        parts(&inside).last(),
+        Some(&format!("part{last}.2.m4s")),
+        "{inside}"
+    );
+
+    // Past its last part: satisfied by the next segment's first part, which
+    // closes it, and held until a part target after its last part was
+    // listed.
+    let closing = tokio::spawn({
+        let app = app.clone();
+        async move { text(&app, &format!("{base}?_HLS_msn={last}&_HLS_part=5")).await }
+    });
+    tokio::time::advance(Duration::from_millis(150)).await;
+    assert!(
+        !closing.is_finished(),
+        "answered within a part of the last part"
+    );
+    let closed = closing.await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(200));
+    assert!(closed.contains(&format!("seg{last}.m4s\n")), "{closed}");
+    assert_eq!(
+        parts(&closed).last(),
+        Some(&format!("part{open}.0.m4s")),
+        "one part per reload: {closed}"
+    );
+    drop(publisher);
+}
