@@ -99,6 +99,35 @@ fn demux(path: &std::path::Path) -> (Vec<TrackInfo>, Vec<AccessUnit>) {
     (tracks, units)
 }
 
+/// An in-process bus whose subscribers may queue a whole test file.
+fn roomy_bus() -> InProcessBus {
+    InProcessBus::new(BusConfig {
+        subscriber_queue_bytes: 256 << 20,
+        subscriber_hard_limit_bytes: 512 << 20,
+        ..BusConfig::default()
+    })
+}
+
+/// 200 ms parts, segments cut at the first keyframe after `segment_min_ms`,
+/// 10 segments listed, requests held up to 20 s.
+fn packager_config(
+    segment_min_ms: i64,
+    target_duration_secs: u32,
+    separate_audio: bool,
+) -> PackagerConfig {
+    PackagerConfig {
+        part_target: Time90k::from_millis(200),
+        segment_min: Time90k::from_millis(segment_min_ms),
+        target_duration_secs,
+        window_segments: 10,
+        max_hold: Duration::from_secs(20),
+        reconnect_grace: Duration::from_secs(30),
+        part_hold_back_parts: 3,
+        separate_audio,
+        rendition_wait: Duration::from_secs(30),
+    }
+}
+
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, bytes::Bytes) {
     let response = app
         .clone()
@@ -160,22 +189,8 @@ async fn scenario() {
     assert_eq!(keyframes(&media[0].1), keyframes(&media[1].1));
     assert_eq!(keyframes(&media[0].1), keyframes(&media[2].1));
 
-    let bus = InProcessBus::new(BusConfig {
-        subscriber_queue_bytes: 256 << 20,
-        subscriber_hard_limit_bytes: 512 << 20,
-        ..BusConfig::default()
-    });
-    let config = PackagerConfig {
-        part_target: Time90k::from_millis(200),
-        segment_min: Time90k::from_millis(2000),
-        target_duration_secs: 3,
-        window_segments: 10,
-        max_hold: Duration::from_secs(20),
-        reconnect_grace: Duration::from_secs(30),
-        part_hold_back_parts: 3,
-        separate_audio: false,
-        rendition_wait: Duration::from_secs(30),
-    };
+    let bus = roomy_bus();
+    let config = packager_config(2000, 3, false);
     // The bus streams exist before the origin starts, so it subscribes to
     // them at once (no announcement to wait for); their media comes later.
     let names = ["cam", "cam/270p", "cam/180p"];
@@ -429,22 +444,8 @@ async fn separate_audio_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let files = encode(dir.path());
     let media: Vec<_> = files.iter().take(2).map(|f| demux(f)).collect();
-    let bus = InProcessBus::new(BusConfig {
-        subscriber_queue_bytes: 256 << 20,
-        subscriber_hard_limit_bytes: 512 << 20,
-        ..BusConfig::default()
-    });
-    let config = PackagerConfig {
-        part_target: Time90k::from_millis(200),
-        segment_min: Time90k::from_millis(1000),
-        target_duration_secs: 2,
-        window_segments: 10,
-        max_hold: Duration::from_secs(20),
-        reconnect_grace: Duration::from_secs(30),
-        part_hold_back_parts: 3,
-        separate_audio: true,
-        rendition_wait: Duration::from_secs(30),
-    };
+    let bus = roomy_bus();
+    let config = packager_config(1000, 2, true);
     let publishers: Vec<_> = ["cam", "cam/270p"]
         .iter()
         .map(|n| bus.publish(n).unwrap())
@@ -560,22 +561,8 @@ async fn a_segment_close_is_answered_a_part_after_its_last_part() {
     let dir = tempfile::tempdir().unwrap();
     let files = encode(dir.path());
     let (tracks, units) = demux(&files[2]);
-    let bus = InProcessBus::new(BusConfig {
-        subscriber_queue_bytes: 256 << 20,
-        subscriber_hard_limit_bytes: 512 << 20,
-        ..BusConfig::default()
-    });
-    let config = PackagerConfig {
-        part_target: Time90k::from_millis(200),
-        segment_min: Time90k::from_millis(1000),
-        target_duration_secs: 2,
-        window_segments: 10,
-        max_hold: Duration::from_secs(20),
-        reconnect_grace: Duration::from_secs(30),
-        part_hold_back_parts: 3,
-        separate_audio: false,
-        rendition_wait: Duration::from_secs(30),
-    };
+    let bus = roomy_bus();
+    let config = packager_config(1000, 2, false);
     let publisher = bus.publish("burst").unwrap();
     let origin = Origin::start(
         Arc::new(bus.clone()),
