@@ -497,6 +497,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
         &config.rtp,
         ferrocast_ingest::RtpSettings {
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
+            interleave: roles::ingest_interleave(&config),
         },
         Arc::new(bus.clone()),
     )
@@ -530,9 +531,7 @@ async fn up(config: Config) -> anyhow::Result<()> {
             listen: config.srt_listen,
             latency: Duration::from_millis(config.ingest.srt_latency_ms),
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
-            interleave: ferrocast_ingest::interleave::InterleaveConfig::for_audio_layout(
-                config.hls.audio == ferrocast_config::AudioLayout::Separate,
-            ),
+            interleave: roles::ingest_interleave(&config),
         },
         Arc::new(bus.clone()),
         control.authorizer,

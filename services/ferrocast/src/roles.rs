@@ -32,6 +32,15 @@ use crate::{shutdown_signal, transcode};
 const LIVE_REPORT_PERIOD: Duration = Duration::from_secs(2);
 
 /// Always alive, always ready beyond the shared checks.
+/// How SRT and RTP ingest merge a publisher's tracks: video does not wait
+/// for audio where the packager puts audio in a rendition of its own
+/// (`hls.audio = "separate"`).
+pub(crate) fn ingest_interleave(config: &Config) -> ferrocast_ingest::interleave::InterleaveConfig {
+    ferrocast_ingest::interleave::InterleaveConfig::for_audio_layout(
+        config.hls.audio == ferrocast_config::AudioLayout::Separate,
+    )
+}
+
 fn no_check() -> ReadyCheck {
     Arc::new(|| None)
 }
@@ -93,9 +102,7 @@ pub async fn ingest(config: Config) -> anyhow::Result<()> {
             listen: config.srt_listen,
             latency: Duration::from_millis(config.ingest.srt_latency_ms),
             idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
-            interleave: ferrocast_ingest::interleave::InterleaveConfig::for_audio_layout(
-                config.hls.audio == ferrocast_config::AudioLayout::Separate,
-            ),
+            interleave: ingest_interleave(&config),
         },
         bus.clone(),
         control.authorizer,
@@ -118,6 +125,7 @@ pub async fn ingest(config: Config) -> anyhow::Result<()> {
             &config.rtp,
             RtpSettings {
                 idle_timeout: Duration::from_millis(config.ingest.idle_timeout_ms),
+                interleave: ingest_interleave(&config),
             },
             bus,
         )

@@ -50,6 +50,7 @@ use super::reorder::{Reorder, ReorderConfig};
 use super::sdp::{Rtcp, SdpSession, VideoCodec};
 use super::sync::{self, AvSync, Placement, RtcpError, Track};
 use crate::gate::{Released, TrackGate};
+use crate::interleave::InterleaveConfig;
 
 /// Track id of the video stream (the CMAF `track_ID` must not be 0).
 pub const VIDEO_TRACK: TrackId = TrackId(1);
@@ -261,6 +262,9 @@ pub struct SdpOverRtp {
     /// The latest `now` seen (units are stamped with it for the sync window).
     now: Option<Instant>,
     stats: RtpStats,
+    /// Whether video waits for the audio of its decode time
+    /// ([`InterleaveConfig::video_waits_for_audio`]).
+    video_waits_for_audio: bool,
 }
 
 impl SdpOverRtp {
@@ -298,10 +302,19 @@ impl SdpOverRtp {
             placed: false,
             gate: TrackGate::new(),
             announced: false,
+            video_waits_for_audio: true,
             released: Vec::new(),
             now: None,
             stats: RtpStats::default(),
         }
+    }
+
+    /// Follow `config`'s choice of whether video waits for the audio of
+    /// its decode time (off where the packager puts audio in a rendition of
+    /// its own); the hold stays bounded by [`MAX_INTERLEAVE`].
+    pub fn with_interleave(mut self, config: InterleaveConfig) -> Self {
+        self.video_waits_for_audio = config.video_waits_for_audio;
+        self
     }
 
     /// Take one datagram that arrived on `media`'s RTP port at `now`; bus
@@ -717,7 +730,12 @@ impl SdpOverRtp {
         loop {
             let take_video = match (self.video_queue.front(), self.audio_queue.front()) {
                 (Some(v), Some(a)) => v.dts + video_offset <= a.dts + audio_offset,
-                (Some(_), None) => !both || all || span(&self.video_queue) >= MAX_INTERLEAVE,
+                (Some(_), None) => {
+                    !both
+                        || all
+                        || !self.video_waits_for_audio
+                        || span(&self.video_queue) >= MAX_INTERLEAVE
+                }
                 (None, Some(_)) => {
                     if both && !all && span(&self.audio_queue) < MAX_INTERLEAVE {
                         break;
@@ -894,6 +912,45 @@ mod tests {
         assert_eq!(stats.lost, 1);
         assert_eq!(stats.damaged, 2, "{stats:?}");
         assert_eq!(stats.units, 43);
+    }
+
+    /// Video units let out mid-stream after one packet of four AAC frames
+    /// (85 ms) and then 1.2 s of video with no more audio (a sender that
+    /// sends its audio late, in batches).
+    fn video_ahead_of_late_audio(interleave: InterleaveConfig) -> usize {
+        let session = SdpSession::from_sdp(SDP).unwrap();
+        let t0 = Instant::now();
+        let mut rx = SdpOverRtp::new(
+            &session,
+            ReorderConfig::with_window(Duration::from_millis(50)),
+        )
+        .with_interleave(interleave);
+        let mut out = Vec::new();
+        let d = rtp(97, 1, 0, true, 9, &aac(4));
+        rx.push_datagram(Media::Audio, &d, t0, &mut out).unwrap();
+        let idr = [0x65, 0x88, 0x80];
+        let p = [0x41, 0x9a, 0x02];
+        for i in 0..30u16 {
+            let payload = if i == 0 { &idr[..] } else { &p[..] };
+            let d = rtp(96, i + 1, u32::from(i) * 3600, true, 3, payload);
+            rx.push_datagram(Media::Video, &d, t0, &mut out).unwrap();
+        }
+        // Past the sync window: the tracks are placed without reports.
+        rx.poll(t0 + Duration::from_secs(1), &mut out);
+        units(&out)
+            .iter()
+            .filter(|u| u.0 == TrackKind::Video)
+            .count()
+    }
+
+    #[test]
+    fn video_waits_for_late_audio_only_when_muxed_with_it() {
+        let muxed = video_ahead_of_late_audio(InterleaveConfig::for_audio_layout(false));
+        let apart = video_ahead_of_late_audio(InterleaveConfig::for_audio_layout(true));
+        // Muxed: video goes no further than the audio that has come.
+        assert!(muxed <= 3, "{muxed} video units before their audio");
+        // Apart: every picture that has a decode time goes.
+        assert!(apart >= 14, "{apart} video units");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::mpegts::{TsOverRtp, TsRtpError};
 use super::reorder::ReorderConfig;
 use super::sdp::{Rtcp, SdpError, SdpSession};
 use crate::gop_trace::GopTracer;
+use crate::interleave::InterleaveConfig;
 
 /// Settings shared by every RTP port.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +26,9 @@ pub struct RtpSettings {
     /// A sender silent this long has left: its publisher is dropped (and
     /// the packager's reconnect grace starts).
     pub idle_timeout: Duration,
+    /// How a sender's tracks are merged before the bus
+    /// ([`InterleaveConfig::for_audio_layout`]).
+    pub interleave: InterleaveConfig,
 }
 
 /// Why RTP ingest could not start.
@@ -153,7 +157,9 @@ impl RtpIngest {
             let reorder = ReorderConfig::with_window(Duration::from_millis(entry.jitter_ms));
             let (core, wanted) = match (entry.format, &entry.sdp) {
                 (RtpFormat::Mpegts, _) => (
-                    Core::Ts(Box::new(TsOverRtp::new(reorder))),
+                    Core::Ts(Box::new(
+                        TsOverRtp::new(reorder).with_interleave(settings.interleave),
+                    )),
                     vec![(addr, Media::Video, false)],
                 ),
                 (RtpFormat::Sdp, Some(path)) => {
@@ -182,7 +188,9 @@ impl RtpIngest {
                         }
                     }
                     (
-                        Core::Sdp(Box::new(SdpOverRtp::new(&session, reorder))),
+                        Core::Sdp(Box::new(
+                            SdpOverRtp::new(&session, reorder).with_interleave(settings.interleave),
+                        )),
                         wanted,
                     )
                 }

@@ -10,6 +10,7 @@ use tracing::trace;
 use super::RtpStats;
 use super::packet::{self, PacketError};
 use super::reorder::{Reorder, ReorderConfig};
+use crate::interleave::InterleaveConfig;
 use crate::session::SessionPipeline;
 
 /// RFC 3551 §6, table 5: "PT 33, encoding name MP2T, media type AV, clock
@@ -56,6 +57,8 @@ pub struct TsOverRtp {
     stats: RtpStats,
     /// When input last came (the time `finish` releases at).
     last_input: Option<Instant>,
+    /// How the pipeline merges the tracks (kept for the next sender's).
+    interleave: InterleaveConfig,
 }
 
 impl TsOverRtp {
@@ -67,7 +70,17 @@ impl TsOverRtp {
             ssrc: None,
             stats: RtpStats::default(),
             last_input: None,
+            interleave: InterleaveConfig::default(),
         }
+    }
+
+    /// Merge the tracks by `config` ([`InterleaveConfig::for_audio_layout`]:
+    /// video does not wait for audio where the packager puts audio in a
+    /// rendition of its own).
+    pub fn with_interleave(mut self, config: InterleaveConfig) -> Self {
+        self.interleave = config;
+        self.pipeline = SessionPipeline::new().with_interleave(config);
+        self
     }
 
     /// Take one datagram received at `now`; bus messages it completes are
@@ -152,7 +165,7 @@ impl TsOverRtp {
     pub fn discard(&mut self) {
         self.reorder.reset();
         self.stats.units += self.pipeline.units;
-        self.pipeline = SessionPipeline::new();
+        self.pipeline = SessionPipeline::new().with_interleave(self.interleave);
         self.ssrc = None;
         self.last_input = None;
     }
@@ -251,8 +264,16 @@ mod tests {
     }
 
     fn receive(datagrams: &[Vec<u8>]) -> (Vec<BusMessage>, RtpStats) {
+        receive_with(datagrams, InterleaveConfig::default())
+    }
+
+    fn receive_with(
+        datagrams: &[Vec<u8>],
+        interleave: InterleaveConfig,
+    ) -> (Vec<BusMessage>, RtpStats) {
         let t0 = Instant::now();
-        let mut rx = TsOverRtp::new(ReorderConfig::with_window(Duration::from_millis(50)));
+        let mut rx = TsOverRtp::new(ReorderConfig::with_window(Duration::from_millis(50)))
+            .with_interleave(interleave);
         let mut out = Vec::new();
         for d in datagrams {
             rx.push_datagram(d, t0, &mut out).unwrap();
@@ -362,5 +383,69 @@ mod tests {
         assert_eq!(rx.stats().invalid, 3);
         assert_eq!(rx.stats().packets, 0);
         assert!(out.is_empty());
+    }
+
+    /// The units of `out` in the order they left, as (kind, decode time).
+    fn units(out: &[BusMessage]) -> Vec<(ferrocast_media::TrackKind, i64)> {
+        out.iter()
+            .filter_map(|m| match m {
+                BusMessage::Unit(u) => Some((u.kind, u.dts.ticks())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How many video units left before the first audio unit although
+    /// they decode more than 200 ms after it.
+    fn video_ahead_of_first_audio(units: &[(ferrocast_media::TrackKind, i64)]) -> usize {
+        use ferrocast_media::TrackKind::{Audio, Video};
+        let first_audio = units.iter().position(|(k, _)| *k == Audio).unwrap();
+        let audio_dts = units[first_audio].1;
+        units[..first_audio]
+            .iter()
+            .filter(|(k, dts)| *k == Video && *dts > audio_dts + 200 * 90)
+            .count()
+    }
+
+    #[test]
+    fn video_waits_for_batched_audio_only_when_muxed_with_it() {
+        // ffmpeg's default muxing: about 0.37 s of AAC per PES, sent after
+        // the video of the same time.
+        let Some(ts) = transport_stream() else {
+            return;
+        };
+        let d = datagrams(&ts, 7, 1);
+        let (merged, _) = receive_with(&d, InterleaveConfig::for_audio_layout(false));
+        let (apart, _) = receive_with(&d, InterleaveConfig::for_audio_layout(true));
+        let (merged, apart) = (units(&merged), units(&apart));
+        // Muxed beside the video downstream: video waits for its audio.
+        assert_eq!(video_ahead_of_first_audio(&merged), 0, "{merged:?}");
+        // Audio apart: video leaves as it arrives, before the batch.
+        assert!(video_ahead_of_first_audio(&apart) > 0, "{apart:?}");
+        // The same units either way, each track in its own order.
+        for kind in [
+            ferrocast_media::TrackKind::Video,
+            ferrocast_media::TrackKind::Audio,
+        ] {
+            let of = |u: &[(ferrocast_media::TrackKind, i64)]| {
+                u.iter()
+                    .filter(|(k, _)| *k == kind)
+                    .copied()
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(of(&merged), of(&apart), "{kind:?}");
+        }
+        // The discarded sender's successor is merged the same way.
+        let t0 = Instant::now();
+        let mut rx = TsOverRtp::new(ReorderConfig::with_window(Duration::from_millis(50)))
+            .with_interleave(InterleaveConfig::for_audio_layout(true));
+        let mut out = Vec::new();
+        rx.push_datagram(&d[0], t0, &mut out).unwrap();
+        rx.discard();
+        for datagram in &d {
+            rx.push_datagram(datagram, t0, &mut out).unwrap();
+        }
+        rx.poll(t0 + Duration::from_secs(1), &mut out);
+        assert!(video_ahead_of_first_audio(&units(&out)) > 0);
     }
 }
