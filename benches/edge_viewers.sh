@@ -27,6 +27,11 @@
 #               that file in a loop with -c copy (default; the encoder does
 #               not compete with the generator); live: encode while pushing
 #   SOURCE_S    length of the pre-encoded file (default 60)
+#   AUDIO       [hls] audio of the server (default muxed: every viewer
+#               follows one media playlist that carries video and audio, as
+#               the generator does; with the server's default, separate, a
+#               real player also follows the audio rendition, which the
+#               generator does not)
 #
 # Every process started here is killed on exit. See docs/BENCHMARKS.md.
 set -euo pipefail
@@ -50,6 +55,8 @@ wants_h3=0
 [[ ,$protocols, == *,h3,* ]] && wants_h3=1
 push=${PUSH:-file}
 source_s=${SOURCE_S:-60}
+audio=${AUDIO:-muxed}
+[[ $audio == muxed || $audio == separate ]] || { echo "edge_viewers.sh: AUDIO is muxed or separate, not $audio" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ferrocast-edge-viewers.XXXXXX")
 pids=()
@@ -115,6 +122,9 @@ fi
 
 # ---- Ferrocast with the edge, on SERVER_CPU -----------------------------------
 cat >"$tmp/ferrocast.toml" <<EOF
+[hls]
+audio = "$audio"
+
 [edge]
 https_listen = "127.0.0.1:0"
 tls_cert = "$tmp/cert.pem"

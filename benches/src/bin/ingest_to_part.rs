@@ -74,11 +74,12 @@ struct Args {
     /// instead of ffmpeg's default of about 0.37 s of audio per PES.
     #[arg(long)]
     steady_audio: bool,
-    /// Package the audio as a rendition of its own (`hls.audio =
-    /// "separate"`): the parts measured are then video only, and the audio
-    /// rendition is packaged beside them from the same subscription.
-    #[arg(long)]
-    separate_audio: bool,
+    /// Where the audio is packaged, as `hls.audio`: `separate` (the
+    /// server's default: the parts measured are video only, and the audio
+    /// rendition is packaged beside them from the same subscription) or
+    /// `muxed` (in the measured parts).
+    #[arg(long, default_value = "separate", value_parser = ["separate", "muxed"])]
+    audio: String,
     /// Feed the same media a second time with the stream recorded (the
     /// recorder spooling to a temp dir, uploading to an in-memory store)
     /// and report both runs' figures.
@@ -138,7 +139,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(ms) = args.part_target_ms {
         config.part_target = Time90k::from_millis(i64::try_from(ms).context("part target")?);
     }
-    config.separate_audio = args.separate_audio;
+    config.separate_audio = args.audio == "separate";
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -168,7 +169,7 @@ fn main() -> anyhow::Result<()> {
         "baseline_next_frame": report.baseline.as_ref().map(Summary::to_json),
         "part_close_delay": report.close_delay.to_json(),
         "audio_pes": if args.steady_audio { "one frame" } else { "ffmpeg default" },
-        "audio": if args.separate_audio { "separate" } else { "muxed" },
+        "audio": args.audio,
         "part_interval": report.part_interval.to_json(),
         "part_interval_deviation": report.interval_deviation.to_json(),
         "part_intervals_within_one_frame": report.within_one_frame,
@@ -231,7 +232,7 @@ fn main() -> anyhow::Result<()> {
             } else {
                 "ffmpeg's default PES size"
             },
-            if args.separate_audio {
+            if config.separate_audio {
                 "a rendition of its own"
             } else {
                 "muxed"

@@ -180,6 +180,19 @@ impl StreamGroup {
         self.rendition(&RenditionName::source())
     }
 
+    /// The tracks a player of the stream gets: the source rendition's,
+    /// then the audio rendition's where the audio is packaged apart
+    /// (`hls.audio = "separate"`). Empty until the source's tracks are
+    /// known.
+    pub fn tracks(&self) -> Vec<ferrocast_media::TrackInfo> {
+        [self.source(), self.rendition(&RenditionName::audio())]
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.lock().tracks().cloned())
+            .flat_map(|tracks| tracks.to_vec())
+            .collect()
+    }
+
     /// True while some rendition has not ended.
     fn is_live(&self) -> bool {
         self.renditions().iter().any(|r| !r.lock().ended())

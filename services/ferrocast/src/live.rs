@@ -63,18 +63,18 @@ impl LiveSources {
     /// (renditions, `NAME/RUNG`, are folded into their stream).
     pub fn live(&self) -> BTreeMap<String, LiveStatus> {
         let mut out: BTreeMap<String, LiveStatus> = BTreeMap::new();
-        for stream in self.origin.streams() {
+        for group in self.origin.groups() {
+            let Some(stream) = group.source() else {
+                continue;
+            };
             let name = stream.name().as_str();
             if name.contains('/') {
                 continue;
             }
-            let assembler = stream.lock();
             let status = out.entry(name.to_owned()).or_default();
-            status.tracks = assembler
-                .tracks()
-                .map(|tracks| tracks.iter().map(track).collect())
-                .unwrap_or_default();
-            status.bitrate_bps = Some(assembler.bitrate().average);
+            // Video and audio, whether the audio has a rendition of its own.
+            status.tracks = group.tracks().iter().map(track).collect();
+            status.bitrate_bps = Some(stream.lock().bitrate().average);
         }
         add_publishers(&mut out, &self.srt, &self.rtp);
         if let Some(transcoder) = &self.transcoder {

@@ -159,17 +159,18 @@ fn publisher_json(p: &PublisherStatus) -> Value {
 async fn streams(State(status): State<Status>) -> impl IntoResponse {
     let mut publishers = status.srt.publishers();
     let mut out = Vec::new();
-    for stream in status.origin.streams() {
+    for group in status.origin.groups() {
+        let Some(stream) = group.source() else {
+            continue;
+        };
         let name = stream.name().as_str().to_owned();
         let publisher = publishers
             .iter()
             .position(|p| p.stream == name)
             .map(|i| publishers.remove(i));
+        // Video and audio, whether the audio has a rendition of its own.
+        let tracks: Vec<Value> = group.tracks().iter().map(track_json).collect();
         let a = stream.lock();
-        let tracks: Vec<Value> = a
-            .tracks()
-            .map(|tracks| tracks.iter().map(track_json).collect())
-            .unwrap_or_default();
         let bitrate = a.bitrate();
         out.push(json!({
             "name": name,

@@ -295,10 +295,10 @@ async fn av1_push_plays_as_av01() {
     assert!(codecs.iter().any(|c| c == "mp4a.40.2"), "{inf}");
     assert!(inf.contains("RESOLUTION=320x240"), "{inf}");
 
-    // Init segment + the first two complete segments, as one fMP4 file.
-    let file = common::init_and_segments(&http, &server, "av1", &media, 2).await;
-    let path = common::write_file(dir.path(), "av1.mp4", &file);
-    let streams = common::probe_streams(&path);
+    // Init segment + the first two complete segments of each rendition a
+    // player loads (video, and audio in its own rendition).
+    let (path, streams) =
+        common::probe_renditions(&http, &server, "av1", &media, 2, dir.path()).await;
     for want in [
         "codec_name=av1",
         "codec_tag_string=av01",

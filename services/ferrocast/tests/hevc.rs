@@ -46,11 +46,11 @@ async fn hevc_push_plays_as_hvc1() {
     assert!(inf.contains("RESOLUTION=320x240"), "{inf}");
     assert!(inf.contains("FRAME-RATE=25"), "{inf}");
 
-    // Init segment + the first two complete segments, as one fMP4 file.
-    let file = common::init_and_segments(&http, &server, "hevc", &media, 2).await;
+    // Init segment + the first two complete segments of each rendition a
+    // player loads (video, and audio in its own rendition).
     let dir = tempfile::tempdir().unwrap();
-    let path = common::write_file(dir.path(), "hevc.mp4", &file);
-    let streams = common::probe_streams(&path);
+    let (_, streams) =
+        common::probe_renditions(&http, &server, "hevc", &media, 2, dir.path()).await;
     for want in [
         "codec_name=hevc",
         "codec_tag_string=hvc1",

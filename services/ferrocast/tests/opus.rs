@@ -34,11 +34,11 @@ async fn opus_push_plays() {
     assert!(codecs[0].starts_with("avc1."), "{inf}");
     assert!(codecs.iter().any(|c| c == "opus"), "{inf}");
 
-    // Init segment + the first two complete segments, as one fMP4 file.
-    let file = common::init_and_segments(&http, &server, "opus", &media, 2).await;
+    // Init segment + the first two complete segments of each rendition a
+    // player loads (video, and audio in its own rendition).
     let dir = tempfile::tempdir().unwrap();
-    let path = common::write_file(dir.path(), "opus.mp4", &file);
-    let streams = common::probe_streams(&path);
+    let (_, streams) =
+        common::probe_renditions(&http, &server, "opus", &media, 2, dir.path()).await;
     for want in [
         "codec_name=h264",
         "codec_name=opus",

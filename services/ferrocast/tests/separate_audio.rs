@@ -1,10 +1,12 @@
 #![allow(clippy::unwrap_used)]
 
-//! `hls.audio = "separate"` end to end: an ffmpeg push with ffmpeg's
-//! default muxing (about 0.37 s of AAC per PES) becomes a video rendition
-//! and an audio rendition (`EXT-X-MEDIA:TYPE=AUDIO`); ffprobe finds both
-//! streams through the multivariant playlist, ffmpeg decodes them, and
-//! hls.js in headless Chromium plays video and audio without a stall.
+//! The two audio layouts end to end. `hls.audio = "separate"` (the
+//! default): an ffmpeg push with ffmpeg's default muxing (about 0.37 s of
+//! AAC per PES) becomes a video rendition and an audio rendition
+//! (`EXT-X-MEDIA:TYPE=AUDIO`); ffprobe finds both streams through the
+//! multivariant playlist, ffmpeg decodes them, and hls.js in headless
+//! Chromium plays video and audio without a stall. `hls.audio = "muxed"`:
+//! one rendition whose segments carry both.
 
 mod common;
 
@@ -104,4 +106,30 @@ async fn separate_audio_is_probed_decoded_and_played() {
     );
     let advanced = browser::played_seconds(&browser::current_times(&report));
     assert!(advanced > 10.0, "played only {advanced:.1} s: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn muxed_audio_is_in_the_video_segments() {
+    let server = Server::start("[hls]\naudio = \"muxed\"\n");
+    let _push = ffmpeg_push(server.srt, "publish:live/together", 30);
+    let http = client();
+    let media = playlist_with_segment(&http, &server, "together", 2).await;
+    let (status, multivariant) = get_text(&http, &server.url("together", "index.m3u8")).await;
+    assert_eq!(status, 200);
+    assert!(!multivariant.contains("#EXT-X-MEDIA"), "{multivariant}");
+    let (status, _) = get_text(&http, &server.url("together/audio", "stream.m3u8")).await;
+    assert_eq!(status, 404, "no audio rendition");
+    let (_, codecs) = common::variant(&http, &server, "together").await;
+    assert_eq!(codecs.len(), 2, "{codecs:?}");
+    assert!(codecs[1] == "mp4a.40.2", "{codecs:?}");
+    // The video rendition's own segments hold both tracks.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, streams) =
+        common::probe_renditions(&http, &server, "together", &media, 2, dir.path()).await;
+    let types: Vec<&str> = streams
+        .lines()
+        .filter_map(|l| l.strip_prefix("codec_type="))
+        .collect();
+    assert_eq!(types, ["video", "audio"], "{streams}");
+    common::assert_ffmpeg_decodes(&server, "together", 4);
 }

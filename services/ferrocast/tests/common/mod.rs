@@ -567,6 +567,40 @@ pub async fn init_and_segments(
     file
 }
 
+/// What a player gets of a stream's first `n` segments, probed: the
+/// video rendition's init segment and segments (`media`, its playlist)
+/// written to `dir` as one fMP4 file, and ffprobe's streams of that file
+/// followed by those of the audio rendition's, where the multivariant names
+/// one (`hls.audio = "separate"`, the default). Returns the video file and
+/// the streams.
+#[allow(dead_code)]
+pub async fn probe_renditions(
+    client: &reqwest::Client,
+    server: &Server,
+    name: &str,
+    media: &str,
+    n: usize,
+    dir: &Path,
+) -> (std::path::PathBuf, String) {
+    let video = init_and_segments(client, server, name, media, n).await;
+    let video = write_file(dir, &format!("{}.mp4", name.replace('/', "-")), &video);
+    let mut streams = probe_streams(&video);
+    let (status, multivariant) = get_text(client, &server.url(name, "index.m3u8")).await;
+    assert_eq!(status, 200, "{multivariant}");
+    if multivariant.contains("#EXT-X-MEDIA:TYPE=AUDIO,") {
+        let path = format!("{name}/audio");
+        let media = playlist_with_segment(client, server, &path, n as u64).await;
+        let audio = init_and_segments(client, server, &path, &media, n).await;
+        let audio = write_file(
+            dir,
+            &format!("{}-audio.mp4", name.replace('/', "-")),
+            &audio,
+        );
+        streams.push_str(&probe_streams(&audio));
+    }
+    (video, streams)
+}
+
 /// A real client through the playlists: ffmpeg's HLS demuxer decodes
 /// `seconds` of the stream with no errors.
 pub fn assert_ffmpeg_decodes(server: &Server, name: &str, seconds: u32) {
