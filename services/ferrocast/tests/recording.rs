@@ -111,13 +111,23 @@ fn sequence_numbers(playlist: &str) -> Vec<u64> {
 }
 
 /// ffmpeg decodes `url` end to end without an error; ffprobe's duration
-/// of it in seconds.
-fn decode_and_probe(url: &str) -> f64 {
+/// of it in seconds. A failure shows the warnings and errors `server`
+/// logged (damaged input, for one: lost SRT packets, a continuity gap).
+fn decode_and_probe(url: &str, server: &Server) -> f64 {
     let (ok, _, err) = run_with_timeout(
         Command::new("ffmpeg").args(["-v", "error", "-i", url, "-f", "null", "-"]),
         Duration::from_secs(120),
     );
-    assert!(ok && err.trim().is_empty(), "{url}: ffmpeg: {err}");
+    assert!(
+        ok && err.trim().is_empty(),
+        "{url}: ffmpeg: {err}\nthe server's warnings:\n{}",
+        server
+            .log()
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let (ok, out, err) = run_with_timeout(
         Command::new("ffprobe").args([
             "-v",
@@ -181,8 +191,7 @@ async fn a_ladder_recorded_through_an_s3_outage_plays_whole_as_vod() {
     assert_eq!(summary.closed_by, ClosedBy::Writer);
     let mut names: Vec<&str> = summary.renditions.iter().map(|r| r.name.as_str()).collect();
     names.sort_unstable();
-    // The audio in a rendition of its own (the default layout).
-    assert_eq!(names, ["144p", "180p", "240p", "audio", "source"]);
+    assert_eq!(names, ["144p", "180p", "240p", "source"]);
     let metrics = get_text(&http, &format!("http://{}/metrics", server.http))
         .await
         .1;
@@ -209,7 +218,7 @@ async fn a_ladder_recorded_through_an_s3_outage_plays_whole_as_vod() {
         let numbers = sequence_numbers(&playlist);
         assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{playlist}");
         // Every rendition decodes whole; 30 s pushed, 2 s segments.
-        let seconds = decode_and_probe(&format!("{base}{}/index.m3u8", rendition.name));
+        let seconds = decode_and_probe(&format!("{base}{}/index.m3u8", rendition.name), &server);
         assert!(
             (seconds - 30.0).abs() <= 2.0,
             "{}: {seconds} s",
@@ -217,7 +226,7 @@ async fn a_ladder_recorded_through_an_s3_outage_plays_whole_as_vod() {
         );
     }
     // The multivariant playlist lists them all and plays.
-    let seconds = decode_and_probe(&format!("{base}index.m3u8"));
+    let seconds = decode_and_probe(&format!("{base}index.m3u8"), &server);
     assert!((seconds - 30.0).abs() <= 2.0, "multivariant: {seconds} s");
 
     play_through_the_edge(&server, &summary).await;
@@ -367,7 +376,10 @@ async fn a_recording_cut_by_a_kill_is_closed_by_the_next_process() {
     let root = summary_key.trim_end_matches("recording.json");
     let copy = tempfile::tempdir().unwrap();
     download(&store, root, copy.path()).await;
-    let seconds = decode_and_probe(&format!("{}/source/index.m3u8", copy.path().display()));
+    let seconds = decode_and_probe(
+        &format!("{}/source/index.m3u8", copy.path().display()),
+        &second,
+    );
     assert!(seconds >= 2.0, "{seconds} s");
 }
 
@@ -681,8 +693,10 @@ async fn an_uploaded_file_plays_as_vod_and_a_bad_one_is_refused() {
     let copy = tempfile::tempdir().unwrap();
     download(&store, &format!("rec/lectures/{id}/"), copy.path()).await;
     for rendition in &names {
-        let seconds =
-            decode_and_probe(&format!("{}/{rendition}/index.m3u8", copy.path().display()));
+        let seconds = decode_and_probe(
+            &format!("{}/{rendition}/index.m3u8", copy.path().display()),
+            &server,
+        );
         assert!((seconds - 10.0).abs() <= 2.0, "{rendition}: {seconds} s");
     }
     play_through_the_edge(&server, &summary).await;

@@ -1,12 +1,12 @@
 #![allow(clippy::unwrap_used)]
 
-//! The two audio layouts end to end. `hls.audio = "separate"` (the
-//! default): an ffmpeg push with ffmpeg's default muxing (about 0.37 s of
+//! The two audio layouts end to end. `hls.audio = "separate"`: an ffmpeg
+//! push with ffmpeg's default muxing (about 0.37 s of
 //! AAC per PES) becomes a video rendition and an audio rendition
 //! (`EXT-X-MEDIA:TYPE=AUDIO`); ffprobe finds both streams through the
 //! multivariant playlist, ffmpeg decodes them, and hls.js in headless
-//! Chromium plays video and audio without a stall. `hls.audio = "muxed"`:
-//! one rendition whose segments carry both.
+//! Chromium plays video and audio without a stall. `hls.audio = "muxed"`
+//! (the default): one rendition whose segments carry both.
 
 mod common;
 
@@ -69,6 +69,24 @@ async fn separate_audio_is_probed_decoded_and_played() {
         "{out}"
     );
     common::assert_ffmpeg_decodes(&server, "apart", 4);
+
+    // The stream's status lists both tracks, the audio rendition's too.
+    let (status, body) = get_text(&http, &format!("http://{}/status", server.http)).await;
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let stream = json["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "apart")
+        .unwrap_or_else(|| panic!("{body}"));
+    let kinds: Vec<&str> = stream["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["video", "audio"], "{stream}");
 
     if !browser::available() {
         return;
