@@ -27,10 +27,10 @@
 #               that file in a loop with -c copy (default; the encoder does
 #               not compete with the generator); live: encode while pushing
 #   SOURCE_S    length of the pre-encoded file (default 60)
-#   AUDIO       [hls] audio of the server (default muxed, the server's
-#               default: every viewer follows one media playlist that
-#               carries video and audio, as the generator does; with
-#               separate a real player also follows the audio rendition,
+#   AUDIO       [hls] audio of the server (default muxed: every viewer
+#               follows one media playlist that carries video and audio,
+#               as the generator does; with separate, the server's
+#               default, a real player also follows the audio rendition,
 #               which the generator does not)
 #
 # Every process started here is killed on exit. See docs/BENCHMARKS.md.

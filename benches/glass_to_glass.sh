@@ -31,9 +31,9 @@
 #   HOLD_BACK_PARTS  [hls] part_hold_back_parts of every Ferrocast server
 #                  (PART-HOLD-BACK in part targets, 2-10; default: the
 #                  server's default, 3)
-#   AUDIO          [hls] audio of every Ferrocast server: muxed (the
-#                  server's default) or separate (an EXT-X-MEDIA audio
-#                  rendition)
+#   AUDIO          [hls] audio of every Ferrocast server: separate (the
+#                  server's default: an EXT-X-MEDIA audio rendition) or
+#                  muxed
 #   BASELINE=0     skip the ffmpeg HLS baseline
 #   HLS_CONFIG     JSON merged into the Hls config of every player
 #                  (default: lowLatencyMode, hls.js defaults otherwise)

@@ -74,10 +74,11 @@ struct Args {
     /// instead of ffmpeg's default of about 0.37 s of audio per PES.
     #[arg(long)]
     steady_audio: bool,
-    /// Where the audio is packaged, as `hls.audio`: `muxed` (the server's
-    /// default: in the measured parts) or `separate` (the parts measured
-    /// are video only, and the audio rendition is packaged beside them
-    /// from the same subscription).
+    /// Where the audio is packaged, as `hls.audio`: `muxed` (in the
+    /// measured parts; the default here, as the recorded figures) or
+    /// `separate` (the server's default: the parts measured are video
+    /// only, and the audio rendition is packaged beside them from the same
+    /// subscription).
     #[arg(long, default_value = "muxed", value_parser = ["muxed", "separate"])]
     audio: String,
     /// Feed the same media a second time with the stream recorded (the

@@ -131,13 +131,13 @@ pub struct HlsConfig {
     /// specification recommends ("SHOULD be at least three times the Part
     /// Target Duration"); 2 is its floor ("MUST be at least twice").
     pub part_hold_back_parts: u32,
-    /// Where the audio of a stream that has video goes. `muxed` (the
-    /// default): in every video rendition's segments, each part carrying
-    /// the audio of its own media time. `separate`: in one audio-only
-    /// rendition (`EXT-X-MEDIA:TYPE=AUDIO`, at `audio/stream.m3u8`) whose
-    /// segments start where the video's do, so that video parts never
-    /// wait for audio a sender batches (ffmpeg puts about 0.37 s of AAC
-    /// in one PES by default).
+    /// Where the audio of a stream that has video goes. `separate` (the
+    /// default): in one audio-only rendition (`EXT-X-MEDIA:TYPE=AUDIO`, at
+    /// `audio/stream.m3u8`) whose segments and parts follow the source
+    /// rendition's, so that video parts never wait for audio a sender
+    /// batches (ffmpeg puts about 0.37 s of AAC in one PES by default).
+    /// `muxed`: in every video rendition's segments, each part carrying
+    /// the audio of its own media time.
     pub audio: AudioLayout,
 }
 
@@ -146,9 +146,9 @@ pub struct HlsConfig {
 #[serde(rename_all = "snake_case")]
 pub enum AudioLayout {
     /// In the video renditions' segments.
-    #[default]
     Muxed,
     /// In a rendition of its own.
+    #[default]
     Separate,
 }
 
@@ -161,7 +161,7 @@ impl Default for HlsConfig {
             window_segments: 6,
             max_hold_ms: 6000,
             part_hold_back_parts: 3,
-            audio: AudioLayout::Muxed,
+            audio: AudioLayout::Separate,
         }
     }
 }

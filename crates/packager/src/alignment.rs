@@ -23,9 +23,15 @@
 //! - **Audio beside the video.** With the audio in a rendition of its own
 //!   (`hls.audio = "separate"`), its assembler never starts the timeline
 //!   or decides a cut: it [follows](Alignment::follow) the epoch a video
-//!   rendition started, and starts its segments at the recorded boundaries
-//!   ([`Alignment::last_boundary_in`]) once the video has got that far
-//!   ([`Alignment::video_end`]).
+//!   rendition started. Its segments and parts follow one video rendition,
+//!   the *leader* (the source, which the audio is packaged beside): they
+//!   start where the leader's segments start
+//!   ([`Alignment::leader_segment_in`]) and end where its parts end
+//!   ([`Alignment::leader_part_end_in`]), once the leader has got that far
+//!   ([`Alignment::leader_video_end`]). Following one rendition, not every
+//!   rendition's boundaries, keeps the audio's segments as long as the
+//!   leader's and its numbers in the leader's order where renditions cut
+//!   at different times (a source GOP off the ladder's keyframe grid).
 //!
 //! What is guaranteed, and what is not, is written down in
 //! `docs/design/time.md`.
@@ -81,10 +87,41 @@ pub struct Start {
     pub pdt_anchor: (Time90k, i64),
 }
 
-/// One rendition's membership: the epoch it last started in.
+/// One rendition's membership: who it is and the epoch it last started
+/// in. The default is no member (the audio beside the video, which never
+/// joins).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Member {
+    /// Given by [`Alignment::join`], from 1; 0 for no member.
+    id: u64,
     epoch: Option<u64>,
+}
+
+/// Where the leader's media is split, as the audio follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// Its segment `msn` starts here (a part boundary too).
+    SegmentStart { msn: u64 },
+    /// One of its parts ends here.
+    PartEnd,
+}
+
+/// A leader's part end this close before one of its segment starts is the
+/// same boundary: the part's last frame had an estimated duration, and the
+/// keyframe came a little later. (Kept apart, an audio frame between the
+/// two would make a part of its own.)
+const SAME_BOUNDARY: Time90k = Time90k::from_millis(20);
+
+/// The video rendition the audio beside the video follows.
+#[derive(Debug, Default)]
+struct Leader {
+    /// Its member id.
+    id: Option<u64>,
+    /// Furthest output time it has written video to: every mark before it
+    /// is known.
+    video_end: Time90k,
+    /// Its segment starts and part ends, pruned as the cuts are.
+    marks: BTreeMap<Time90k, Mark>,
 }
 
 /// The timeline state the renditions of one stream share. See the
@@ -96,12 +133,13 @@ pub struct Alignment {
     pdt_anchor: Option<(Time90k, i64)>,
     /// Furthest output time any rendition has written.
     end: Time90k,
-    /// Furthest output time any rendition has written video to.
-    video_end: Time90k,
     /// Times a rendition has (re)started.
     starts: u64,
     cuts: BTreeMap<Time90k, Cut>,
     members: usize,
+    /// The last member id given.
+    last_id: u64,
+    leader: Leader,
 }
 
 /// An [`Alignment`] shared by the assemblers of one stream.
@@ -118,14 +156,26 @@ impl Alignment {
         Arc::new(Mutex::new(Alignment::default()))
     }
 
-    /// A rendition joins.
-    pub fn join(&mut self) {
+    /// A rendition joins: its membership.
+    pub fn join(&mut self) -> Member {
         self.members += 1;
+        self.last_id += 1;
+        Member {
+            id: self.last_id,
+            epoch: None,
+        }
     }
 
-    /// A rendition has ended.
-    pub fn leave(&mut self) {
+    /// A rendition has ended. If it led the audio, the next video
+    /// rendition to start a segment leads.
+    pub fn leave(&mut self, member: &Member) {
         self.members = self.members.saturating_sub(1);
+        if self.leads(member) {
+            self.leader = Leader {
+                video_end: self.leader.video_end,
+                ..Leader::default()
+            };
+        }
     }
 
     /// Renditions joined and not ended.
@@ -143,16 +193,118 @@ impl Alignment {
         self.end = self.end.max(end);
     }
 
-    /// Furthest output time any rendition has written video to: every cut
-    /// at a keyframe before it is recorded.
-    pub fn video_end(&self) -> Time90k {
-        self.video_end
+    /// Rendition `member` wrote video up to `end`.
+    pub fn extend_video(&mut self, member: &Member, end: Time90k) {
+        self.extend(end);
+        if self.leads(member) {
+            self.leader.video_end = self.leader.video_end.max(end);
+        }
     }
 
-    /// A rendition wrote video up to `end`.
-    pub fn extend_video(&mut self, end: Time90k) {
-        self.extend(end);
-        self.video_end = self.video_end.max(end);
+    /// Makes `member` the video rendition the audio beside the video
+    /// follows (the one it is packaged with), from its next segment on.
+    /// Without a call, the first video rendition to start a segment leads.
+    pub fn lead(&mut self, member: &Member) {
+        if member.id != 0 && !self.leads(member) {
+            self.leader = Leader {
+                id: Some(member.id),
+                video_end: self.leader.video_end,
+                marks: BTreeMap::new(),
+            };
+        }
+    }
+
+    fn leads(&self, member: &Member) -> bool {
+        member.id != 0 && self.leader.id == Some(member.id)
+    }
+
+    /// Video rendition `member` started its segment `msn` at `at`.
+    pub fn segment_started(&mut self, member: &Member, at: Time90k, msn: u64) {
+        if self.leader.id.is_none() {
+            self.lead(member);
+        }
+        if !self.leads(member) {
+            return;
+        }
+        let marks = &mut self.leader.marks;
+        let merged: Vec<Time90k> = marks
+            .range(at - SAME_BOUNDARY..at)
+            .filter(|(_, mark)| **mark == Mark::PartEnd)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in merged {
+            marks.remove(&t);
+        }
+        marks.insert(at, Mark::SegmentStart { msn });
+        Self::prune_marks(marks);
+    }
+
+    /// Video rendition `member` ended a part at `at`.
+    pub fn part_ended(&mut self, member: &Member, at: Time90k) {
+        if !self.leads(member) {
+            return;
+        }
+        let marks = &mut self.leader.marks;
+        let Some((&last, _)) = marks.last_key_value() else {
+            return;
+        };
+        if at > last {
+            marks.insert(at, Mark::PartEnd);
+            Self::prune_marks(marks);
+        }
+    }
+
+    fn prune_marks(marks: &mut BTreeMap<Time90k, Mark>) {
+        let newest = marks.keys().next_back().copied().unwrap_or_default();
+        let horizon = newest - RECORD_SPAN;
+        while let Some((&oldest, _)) = marks.first_key_value() {
+            if oldest < horizon || marks.len() > MAX_RECORDED_CUTS {
+                marks.remove(&oldest);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Furthest output time the leader has written video to: its segment
+    /// starts and part ends before it are known.
+    pub fn leader_video_end(&self) -> Time90k {
+        self.leader.video_end
+    }
+
+    /// The last segment start of the leader after `after` (any, if `None`)
+    /// and at or before `until`: its time and number.
+    pub fn leader_segment_in(
+        &self,
+        after: Option<Time90k>,
+        until: Time90k,
+    ) -> Option<(Time90k, u64)> {
+        use std::ops::Bound;
+        if after.is_some_and(|a| a >= until) {
+            return None;
+        }
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.leader
+            .marks
+            .range((from, Bound::Included(until)))
+            .rev()
+            .find_map(|(at, mark)| match mark {
+                Mark::SegmentStart { msn } => Some((*at, *msn)),
+                Mark::PartEnd => None,
+            })
+    }
+
+    /// Whether one of the leader's parts ends (or a segment starts) after
+    /// `after` and at or before `until`.
+    pub fn leader_part_end_in(&self, after: Time90k, until: Time90k) -> bool {
+        use std::ops::Bound;
+        after < until
+            && self
+                .leader
+                .marks
+                .range((Bound::Excluded(after), Bound::Included(until)))
+                .next()
+                .is_some()
     }
 
     /// How many times a rendition has (re)started on the timeline.
@@ -251,27 +403,6 @@ impl Alignment {
             Cut::Boundary { msn } => msn.checked_add(1),
             Cut::Inside => None,
         })
-    }
-
-    /// The last segment boundary recorded after `after` (any, if `None`)
-    /// and at or before `until`: its time and number.
-    pub fn last_boundary_in(
-        &self,
-        after: Option<Time90k>,
-        until: Time90k,
-    ) -> Option<(Time90k, u64)> {
-        use std::ops::Bound;
-        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        if after.is_some_and(|a| a >= until) {
-            return None;
-        }
-        self.cuts
-            .range((from, Bound::Included(until)))
-            .rev()
-            .find_map(|(at, cut)| match cut {
-                Cut::Boundary { msn } => Some((*at, *msn)),
-                Cut::Inside => None,
-            })
     }
 
     /// The recorded start time of segment `msn`, if still recorded.
@@ -386,12 +517,16 @@ mod tests {
     #[test]
     fn a_follower_takes_each_start_after_the_one_it_saw_and_never_starts_one() {
         let mut a = Alignment::default();
-        let mut video = Member::default();
+        let mut video = a.join();
         assert_eq!(a.follow(0), None, "no video yet");
         let first = a.start(&mut video, Time90k(10 * S), Time90k::ZERO, None, 7);
         assert_eq!(a.follow(0), Some(first));
-        a.extend_video(Time90k(5 * S));
-        assert_eq!((a.video_end(), a.end()), (Time90k(5 * S), Time90k(5 * S)));
+        a.segment_started(&video, Time90k::ZERO, 0);
+        a.extend_video(&video, Time90k(5 * S));
+        assert_eq!(
+            (a.leader_video_end(), a.end()),
+            (Time90k(5 * S), Time90k(5 * S))
+        );
         // The publisher broke off: until the video restarts, nothing.
         let seen = a.starts();
         assert_eq!(a.follow(seen), None);
@@ -406,7 +541,64 @@ mod tests {
         assert_eq!(a.follow(seen), Some(second));
         // Audio alone does not move the video's end.
         a.extend(Time90k(6 * S));
-        assert_eq!((a.video_end(), a.end()), (Time90k(5 * S), Time90k(6 * S)));
+        assert_eq!(
+            (a.leader_video_end(), a.end()),
+            (Time90k(5 * S), Time90k(6 * S))
+        );
+    }
+
+    #[test]
+    fn the_audio_follows_one_video_renditions_segments_and_parts() {
+        let mut a = Alignment::default();
+        let (source, rung) = (a.join(), a.join());
+        a.lead(&source);
+        // The rung cuts every second at .3, the source every two seconds
+        // at .7: only the source's starts and part ends are followed.
+        for k in 0..4 {
+            a.segment_started(&rung, Time90k(k * S + S * 3 / 10), 10 + k as u64);
+            a.extend_video(&rung, Time90k((k + 1) * S));
+        }
+        assert_eq!(
+            a.leader_video_end(),
+            Time90k::ZERO,
+            "the rung does not lead"
+        );
+        assert!(!a.leader_part_end_in(Time90k::ZERO, Time90k(4 * S)));
+        a.segment_started(&source, Time90k(S * 7 / 10), 3);
+        a.part_ended(&source, Time90k(S * 9 / 10));
+        a.segment_started(&source, Time90k(S * 27 / 10), 4);
+        a.extend_video(&source, Time90k(3 * S));
+        assert_eq!(a.leader_video_end(), Time90k(3 * S));
+        assert_eq!(
+            a.leader_segment_in(None, Time90k(2 * S)),
+            Some((Time90k(S * 7 / 10), 3))
+        );
+        assert_eq!(
+            a.leader_segment_in(Some(Time90k(S * 7 / 10)), Time90k(3 * S)),
+            Some((Time90k(S * 27 / 10), 4))
+        );
+        assert_eq!(
+            a.leader_segment_in(Some(Time90k(S * 7 / 10)), Time90k(2 * S)),
+            None
+        );
+        assert!(a.leader_part_end_in(Time90k(S * 7 / 10), Time90k(S * 9 / 10)));
+        assert!(!a.leader_part_end_in(Time90k(S * 9 / 10), Time90k(2 * S)));
+        assert!(!a.leader_part_end_in(Time90k(S), Time90k(S)));
+        // A part end just before a segment start is that start.
+        a.part_ended(&source, Time90k(S * 47 / 10 - 900));
+        a.segment_started(&source, Time90k(S * 47 / 10), 5);
+        assert!(!a.leader_part_end_in(Time90k(S * 27 / 10), Time90k(S * 47 / 10 - 1)));
+        // The leader ends: the next rendition to start a segment leads.
+        a.leave(&source);
+        a.segment_started(&rung, Time90k(5 * S + S * 3 / 10), 15);
+        assert_eq!(
+            a.leader_segment_in(None, Time90k(6 * S)),
+            Some((Time90k(5 * S + S * 3 / 10), 15))
+        );
+        // The audio beside the video never leads.
+        let mut b = Alignment::default();
+        b.segment_started(&Member::default(), Time90k::ZERO, 0);
+        assert_eq!(b.leader_segment_in(None, Time90k(S)), None);
     }
 
     #[test]
@@ -421,16 +613,6 @@ mod tests {
         assert_eq!(a.msn_after(Time90k(3 * S)), Some(6));
         assert_eq!(a.msn_after(Time90k(0)), None);
         assert_eq!(a.boundary_time(5), Some(Time90k(2 * S)));
-        assert_eq!(a.last_boundary_in(None, Time90k(S)), Some((Time90k(0), 4)));
-        assert_eq!(
-            a.last_boundary_in(Some(Time90k(0)), Time90k(3 * S)),
-            Some((Time90k(2 * S), 5))
-        );
-        assert_eq!(a.last_boundary_in(Some(Time90k(0)), Time90k(S)), None);
-        assert_eq!(
-            a.last_boundary_in(Some(Time90k(2 * S)), Time90k(2 * S)),
-            None
-        );
         a.record(Time90k(200 * S), Cut::Inside);
         assert_eq!(a.cut_at(Time90k(0)), None);
         assert_eq!(a.cut_at(Time90k(200 * S)), Some(Cut::Inside));

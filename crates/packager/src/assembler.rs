@@ -23,10 +23,13 @@
 //! the video renditions' assemblers leave it out ([`TrackSet::WithoutAudio`])
 //! and one more assembler packages only the audio
 //! ([`TrackSet::AudioBesideVideo`]): it never starts the timeline or
-//! decides a cut, but holds each audio frame until the video has got past
-//! it, then starts a segment with the frame nearest each of the video's
-//! segment boundaries, numbered as the video numbered it. Its parts close
-//! on their own cadence; video parts never wait for audio.
+//! decides a cut, but holds each audio frame until the video it follows
+//! (the source rendition, its leader in [`crate::alignment`]) has got past
+//! it, then starts a segment with the frame nearest each of the leader's
+//! segment starts, numbered as the leader numbered it, and a part with the
+//! frame nearest each of its part ends: audio parts are the video's to
+//! within one audio frame ([`AUDIO_PART_SLACK`]). Video parts never wait
+//! for audio.
 //!
 //! Timeline: output decode times start at zero at the first keyframe and
 //! stay continuous across publisher reconnects (marked with
@@ -84,6 +87,16 @@ const AUDIO_PATIENCE: Time90k = Time90k::from_millis(500);
 /// past it; after that it is placed by its own rule (the video stopped).
 const FOLLOW_PATIENCE: Time90k = Time90k::from_millis(2000);
 
+/// How much longer than the video's part target the parts of the audio
+/// beside the video may be, and its playlist's `PART-TARGET` is. An audio
+/// part ends at the audio frame boundary nearest the end of the leading
+/// video part, so it is up to one audio frame longer: 21.3 ms for AAC at
+/// 48 kHz, 23.2 ms at 44.1 kHz, 20 ms for Opus' usual frames. (Holding the
+/// audio to the video's target instead makes every part one frame short,
+/// and the shortfall piles up into a segment's last part: one or two
+/// frames, which players reload rather than play past.)
+pub const AUDIO_PART_SLACK: Time90k = Time90k::from_millis(25);
+
 /// Which of a stream's tracks an assembler packages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TrackSet {
@@ -130,6 +143,9 @@ struct Following {
     since: u64,
     /// Time of the video boundary the open segment started at.
     boundary: Option<Time90k>,
+    /// The middle of the open part's first frame: a leading video part
+    /// that ends after it ends this part too.
+    part_from: Time90k,
     /// Duration of the last audio frame placed.
     frame: Time90k,
 }
@@ -333,17 +349,24 @@ impl Assembler {
 
     /// [`with_alignment`](Self::with_alignment), packaging only `track_set`.
     /// Audio beside the video is not a member of the alignment: it starts
-    /// no epoch and decides no cut.
+    /// no epoch and decides no cut, and its part target is longer by
+    /// [`AUDIO_PART_SLACK`].
     pub fn with_tracks(
-        cut: CutConfig,
-        window: WindowConfig,
+        mut cut: CutConfig,
+        mut window: WindowConfig,
         align: SharedAlignment,
         track_set: TrackSet,
     ) -> Result<Self, ConfigError> {
-        let window = LiveWindow::new(window)?;
-        if track_set != TrackSet::AudioBesideVideo {
-            alignment::lock(&align).join();
+        if track_set == TrackSet::AudioBesideVideo {
+            cut.part_target = cut.part_target + AUDIO_PART_SLACK;
+            window.part_target = window.part_target + AUDIO_PART_SLACK;
         }
+        let window = LiveWindow::new(window)?;
+        let member = if track_set == TrackSet::AudioBesideVideo {
+            Member::default()
+        } else {
+            alignment::lock(&align).join()
+        };
         Ok(Assembler {
             cut,
             window,
@@ -367,7 +390,7 @@ impl Assembler {
             ended: false,
             discontinuities: 0,
             align,
-            member: Member::default(),
+            member,
             last_break: None,
             recording: false,
             recorded: Vec::new(),
@@ -394,6 +417,12 @@ impl Assembler {
     /// What was collected for the recorder since the last call, in order.
     pub fn take_recorded(&mut self) -> Vec<Recorded> {
         std::mem::take(&mut self.recorded)
+    }
+
+    /// Makes this rendition the one whose segments and parts the audio
+    /// beside the video follows: the rendition packaged with it.
+    pub fn lead_audio(&self) {
+        alignment::lock(&self.align).lead(&self.member);
     }
 
     /// The timeline this rendition shares with the stream's others.
@@ -535,7 +564,7 @@ impl Assembler {
             self.recorded.push(Recorded::End);
         }
         if self.track_set != TrackSet::AudioBesideVideo {
-            alignment::lock(&self.align).leave();
+            alignment::lock(&self.align).leave(&self.member);
         }
         self.release_unused_inits();
         changes.playlist = true;
@@ -732,9 +761,11 @@ impl Assembler {
         self.release_audio(now_unix_ms)
     }
 
-    /// Writes the held audio frames the video has got past (or that waited
-    /// longer than [`FOLLOW_PATIENCE`]): a frame whose middle is past a
-    /// video segment boundary starts that segment, with its number.
+    /// Writes the held audio frames the leading video has got past (or that
+    /// waited longer than [`FOLLOW_PATIENCE`]): a frame whose middle is
+    /// past one of the leader's segment starts starts that segment, with
+    /// its number, and one whose middle is past the end of one of its parts
+    /// starts a part.
     fn release_audio(&mut self, now_unix_ms: i64) -> Changes {
         let mut changes = Changes::default();
         let Some(timescale) = self
@@ -750,14 +781,17 @@ impl Assembler {
             let dts = Time90k::from_timescale(tfdt, timescale);
             let duration = Time90k::from_timescale(i64::from(samples), timescale);
             let middle = dts + half(duration);
-            let (video_end, boundary) = {
+            let (leader_end, boundary, part_ends) = {
                 let align = alignment::lock(&self.align);
                 (
-                    align.video_end(),
-                    align.last_boundary_in(self.following.boundary, middle),
+                    align.leader_video_end(),
+                    align.leader_segment_in(self.following.boundary, middle),
+                    align.leader_part_end_in(self.following.part_from, middle),
                 )
             };
-            if video_end < middle && self.audio.pending_span() <= patience {
+            // A mark at the leader's very end may still come (the keyframe
+            // there is yet to arrive): the frame waits until it is past.
+            if leader_end <= middle && self.audio.pending_span() <= patience {
                 break;
             }
             let Some((_, mut frames)) = self.audio.take_before(tfdt + 1) else {
@@ -781,12 +815,25 @@ impl Assembler {
                 .is_some_and(|s| dts - s.start + duration > self.cut.segment_max);
             if msn.is_some() || too_long {
                 changes.merge(self.close_segment(Listing::WithNextPart));
+            } else if part_ends {
+                changes.merge(self.close_part());
             }
             if self.segment.is_none() {
                 self.open_segment(dts, msn, now_unix_ms);
                 changes.playlist = true;
             }
+            let opens_part = self.segment.as_ref().is_some_and(|s| s.part.is_none());
             changes.merge(self.append_sample(dts, duration, true, sample, Driver::Audio { tfdt }));
+            if opens_part {
+                self.following.part_from = middle;
+            }
+            // The next frame would start a part: the part is complete now.
+            let next_middle = dts + duration + half(duration);
+            if alignment::lock(&self.align)
+                .leader_part_end_in(self.following.part_from, next_middle)
+            {
+                changes.merge(self.close_part());
+            }
         }
         changes
     }
@@ -971,7 +1018,7 @@ impl Assembler {
         let part_duration = segment.end - part_start;
         self.timeline_end = segment.end;
         if is_video {
-            alignment::lock(&self.align).extend_video(self.timeline_end);
+            alignment::lock(&self.align).extend_video(&self.member, self.timeline_end);
         } else {
             alignment::lock(&self.align).extend(self.timeline_end);
         }
@@ -1074,6 +1121,14 @@ impl Assembler {
     /// The segment decision at a video keyframe at output time `dts`: the
     /// one recorded by the first rendition to get there, or this one's
     /// (`local`: its own rule says cut), recorded for the others.
+    ///
+    /// A rendition in the middle of a segment follows a record only where
+    /// it agrees with it: a boundary numbered as its own next segment, or
+    /// inside a segment where its own rule does not cut either. Otherwise
+    /// the record was made by a rendition whose keyframes are elsewhere
+    /// (a source GOP of 2 s beside rungs cut every second, meeting every
+    /// other second), which numbers its segments at another rate; following
+    /// it would skip numbers, listed as gaps.
     fn aligned_cut(&mut self, dts: Time90k, local: bool) -> Cut {
         let own_next = match &self.segment {
             Some(segment) => segment.msn + 1,
@@ -1081,7 +1136,19 @@ impl Assembler {
         };
         let mut align = alignment::lock(&self.align);
         if let Some(cut) = align.cut_at(dts) {
-            return cut;
+            let agrees = match (cut, &self.segment) {
+                (_, None) => true,
+                (Cut::Boundary { msn }, Some(_)) => msn == own_next,
+                (Cut::Inside, Some(_)) => !local,
+            };
+            if agrees {
+                return cut;
+            }
+            return if local {
+                Cut::Boundary { msn: own_next }
+            } else {
+                Cut::Inside
+            };
         }
         let cut = if local {
             let msn = match &self.segment {
@@ -1183,6 +1250,15 @@ impl Assembler {
             end: start,
             part: None,
         });
+        if self.packages_video() {
+            alignment::lock(&self.align).segment_started(&self.member, start, msn);
+        }
+    }
+
+    /// Whether it packages a video track (whose segments and parts the
+    /// audio beside the video may follow).
+    fn packages_video(&self) -> bool {
+        self.layout.as_ref().is_some_and(|l| l.video.is_some())
     }
 
     /// Close the open part, with the audio that starts before its end.
@@ -1211,10 +1287,14 @@ impl Assembler {
             return Changes::default();
         };
         let duration = segment.end - part.start;
+        let (msn, end) = (segment.msn, segment.end);
         if let Err(e) = self.window.add_part(duration, part.independent) {
             warn!(error = %e, "part not listed");
         }
-        self.store.complete_part(segment.msn);
+        self.store.complete_part(msn);
+        if self.packages_video() {
+            alignment::lock(&self.align).part_ended(&self.member, end);
+        }
         // The first part of a segment lists the one held before it.
         self.store.evict(self.window.take_released());
         if self.segment_ends_next() {
@@ -1244,7 +1324,7 @@ impl Assembler {
             let middle = next + half(self.following.frame);
             return elapsed + self.following.frame > self.cut.segment_max
                 || alignment::lock(&self.align)
-                    .last_boundary_in(self.following.boundary, middle)
+                    .leader_segment_in(self.following.boundary, middle)
                     .is_some();
         }
         if layout.video.is_none() {

@@ -578,6 +578,11 @@ impl Origin {
                     return None;
                 }
             };
+        if track_set == TrackSet::WithoutAudio && rendition.is_source() {
+            // The audio rendition is packaged beside the source: it follows
+            // the source's segments and parts.
+            assembler.lead_audio();
+        }
         let mut live = LiveStream::rendition(
             stream_name.clone(),
             rendition.clone(),

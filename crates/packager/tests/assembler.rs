@@ -926,17 +926,27 @@ fn separate_audio_starts_each_segment_where_the_video_does_and_video_parts_never
         let runs = audio_runs(chunks(&audio).iter(), 1);
         assert!(runs.iter().all(|r| r.1.iter().all(|&d| d == 1024)));
         // The audio is whole and back to back from the first keyframe to
-        // where the video has got (a frame whose middle is past it waits).
+        // where the video has got (a frame whose middle is not before it
+        // waits: a boundary there may be yet to come).
         assert_contiguous(&runs);
         let video_end = start + frames * FRAME;
-        let expected = fed.iter().filter(|&&t| t + 960 <= video_end).count();
+        let expected = fed.iter().filter(|&&t| t + 960 < video_end).count();
         let packaged: usize = runs.iter().map(|r| r.1.len()).sum();
         assert_eq!(packaged, expected, "{arrival:?}");
-        // Audio parts keep to the part target.
+        // Each audio part ends at the audio frame boundary nearest the end
+        // of a video part (200 ms): 9 or 10 frames of 21.3 ms, never a
+        // frame or two left over at the end of a segment; the audio
+        // playlist's part target allows for the one frame more.
+        assert!(a.contains("#EXT-X-PART-INF:PART-TARGET=0.225\n"), "{a}");
         let audio_parts = durations_ms(&a, "#EXT-X-PART:");
         assert!(
-            audio_parts.len() >= 10 && audio_parts.iter().all(|&d| d <= 200),
+            audio_parts.len() >= 15 && audio_parts.iter().all(|&d| d == 192 || d == 213),
             "{arrival:?}: {a}"
+        );
+        assert_eq!(
+            durations_ms(&a, "#EXTINF:").len() * 5,
+            audio_parts.len() - audio_parts.len() % 5,
+            "five parts a segment, as the video: {a}"
         );
         assert!(a.contains("#EXT-X-PRELOAD-HINT:TYPE=PART"), "{a}");
     }
@@ -990,4 +1000,67 @@ fn separate_audio_waits_for_the_video_to_start_and_follows_it_after_a_break() {
         let a = segment_tfdt(&audio, msn).unwrap() as i64 * 15 / 8;
         assert!((a - v).abs() <= 960, "segment {msn}: video {v}, audio {a}");
     }
+}
+
+#[test]
+fn separate_audio_follows_the_source_where_a_rung_cuts_at_other_times() {
+    // The source's keyframes come every 1.6 s; a rung's every second,
+    // 0.4 s later (meeting the source's at 6.4 s): their segments start
+    // at different times and are numbered at different rates. The audio
+    // follows the source, the rendition it is packaged beside.
+    let align = ferrocast_packager::alignment::Alignment::shared();
+    let (cut, window) = settings();
+    let make = |set| {
+        let mut a =
+            Assembler::with_tracks(cut.clone(), window.clone(), align.clone(), set).unwrap();
+        a.on_tracks(tracks());
+        a
+    };
+    let (mut rung, source, mut audio) = (
+        make(TrackSet::WithoutAudio),
+        make(TrackSet::WithoutAudio),
+        make(TrackSet::AudioBesideVideo),
+    );
+    source.lead_audio();
+    let mut source = source;
+    let now = 1_700_000_000_000;
+    let start = 900_000;
+    let mut next_audio = start;
+    for i in 0..(40 * 5 + 10) {
+        let dts = start + i * FRAME;
+        rung.on_unit(&video(dts, i % 25 == 10), now);
+        source.on_unit(&video(dts, i % 40 == 0), now);
+        while next_audio < dts + FRAME {
+            audio.on_unit(&self::audio(next_audio), now);
+            next_audio += 1920;
+        }
+    }
+    let (s, r, a) = (playlist(&source), playlist(&rung), playlist(&audio));
+    // Each numbers its own segments, with no gap where they meet.
+    assert_eq!(
+        segments(&s),
+        (0..5).map(|msn| (msn, 1600)).collect::<Vec<_>>(),
+        "{s}"
+    );
+    assert!(segments(&r).iter().all(|s| s.1 == 1000), "{r}");
+    assert!(!format!("{s}{r}{a}").contains("GAP"), "{s}\n{r}\n{a}");
+    // The source's segments, by number; each audio segment starts within
+    // half an audio frame of the source's.
+    assert_eq!(
+        segments(&a).iter().map(|s| s.0).collect::<Vec<_>>(),
+        segments(&s).iter().map(|s| s.0).collect::<Vec<_>>(),
+        "{a}"
+    );
+    for (msn, _) in segments(&s) {
+        let v = segment_tfdt(&source, msn).unwrap() as i64;
+        let t = segment_tfdt(&audio, msn).unwrap() as i64 * 15 / 8;
+        assert!((t - v).abs() <= 960, "segment {msn}: video {v}, audio {t}");
+    }
+    // Eight parts a segment, each ending at the audio frame nearest the
+    // end of a source part: none of a frame or two.
+    let parts = durations_ms(&a, "#EXT-X-PART:");
+    assert!(
+        parts.len() >= 30 && parts.iter().all(|&d| d == 192 || d == 213),
+        "{a}"
+    );
 }

@@ -363,12 +363,16 @@ async fn a_drained_transcoder_hands_its_stream_over_at_a_keyframe_without_a_disc
     let _serial = SERIAL.lock().await;
     let Some(redis) = Redis::start() else { return };
     let stream = "drain";
-    let ingest = Node::start("ingest", "ingest-a", &redis, "");
+    // The rung carries the transcoder's audio beside its video (with the
+    // default separate layout the audio comes from the source and no
+    // transcoder touches it), so that its handover is checked too.
+    let muxed = "[hls]\naudio = \"muxed\"\n";
+    let ingest = Node::start("ingest", "ingest-a", &redis, muxed);
     let transcoders = [
-        Node::start("transcode", "transcode-a", &redis, ""),
-        Node::start("transcode", "transcode-b", &redis, ""),
+        Node::start("transcode", "transcode-a", &redis, muxed),
+        Node::start("transcode", "transcode-b", &redis, muxed),
     ];
-    let packager = Node::start("package", "package-a", &redis, "");
+    let packager = Node::start("package", "package-a", &redis, muxed);
     let log = || {
         format!(
             "ingest:\n{}\ntranscode-a:\n{}\ntranscode-b:\n{}\npackage:\n{}",

@@ -203,39 +203,43 @@ async fn multivariant_unknown_streams_gzip_and_cors() {
     assert_eq!(status, 404);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn segments_and_parts_are_cmaf_with_continuous_timelines() {
-    let server = Server::start("");
-    let _push = ffmpeg_push(server.srt, "publish:live/cmaf", 30);
-    let http = client();
-    let text = playlist_with_segment(&http, &server, "cmaf", 5).await;
-    let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
-
-    let init = get_bytes(&http, &server.url("cmaf", "init0.mp4")).await;
+/// Init segment and every listed segment of rendition `name` (`media`,
+/// its playlist) as one fMP4 file, checking on the way that each is CMAF
+/// (`ftyp` + `moov`; every video segment starts with a keyframe) and that
+/// the decode time of each track continues exactly where the previous
+/// segment ended. Returns the file and the number of tracks seen.
+async fn continuous_rendition(
+    http: &reqwest::Client,
+    server: &Server,
+    name: &str,
+    media: &m3u8_rs::MediaPlaylist,
+) -> (Vec<u8>, usize) {
+    let map = media.segments[0].map.as_ref().unwrap().uri.clone();
+    let init = get_bytes(http, &server.url(name, &map)).await;
     let top: Vec<String> = common::boxes::children(&init)
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    assert_eq!(top, ["ftyp", "moov"]);
-
-    // tfdt of each track continues exactly where the previous fragment ended.
+    assert_eq!(top, ["ftyp", "moov"], "{name}");
+    let video = !name.ends_with("/audio");
     let mut next: BTreeMap<u32, u64> = BTreeMap::new();
     let mut file = init.to_vec();
-    for (i, segment) in parsed.segments.iter().enumerate() {
-        let bytes = get_bytes(&http, &server.url("cmaf", &segment.uri)).await;
+    for (i, segment) in media.segments.iter().enumerate() {
+        let bytes = get_bytes(http, &server.url(name, &segment.uri)).await;
         let trafs = common::boxes::trafs(&bytes);
         assert!(!trafs.is_empty());
-        let first_video = trafs.iter().find(|t| t.track_id == 1).unwrap();
-        assert_eq!(
-            first_video.first_sample_is_sync,
-            Some(true),
-            "segment {i} starts without a keyframe"
-        );
+        if video {
+            assert_eq!(
+                trafs[0].first_sample_is_sync,
+                Some(true),
+                "{name}: segment {i} starts without a keyframe"
+            );
+        }
         for traf in trafs {
             if let Some(expected) = next.get(&traf.track_id) {
                 assert_eq!(
                     traf.base_decode_time, *expected,
-                    "track {} tfdt gap/overlap in segment {i}",
+                    "{name}: track {} tfdt gap/overlap in segment {i}",
                     traf.track_id
                 );
             }
@@ -244,7 +248,46 @@ async fn segments_and_parts_are_cmaf_with_continuous_timelines() {
         }
         file.extend_from_slice(&bytes);
     }
-    assert_eq!(next.len(), 2, "video and audio tracks");
+    (file, next.len())
+}
+
+/// ffprobe's streams of `file`, with every frame counted.
+fn probe_counting_frames(file: &std::path::Path) -> Vec<serde_json::Value> {
+    let (ok, out, err) = common::run_with_timeout(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_streams",
+                "-count_frames",
+                "-of",
+                "json",
+            ])
+            .arg(file),
+        Duration::from_secs(60),
+    );
+    assert!(ok && err.trim().is_empty(), "ffprobe: {err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    json["streams"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_and_parts_are_cmaf_with_continuous_timelines() {
+    // The default layout: video in the stream's rendition, audio in
+    // `audio/`, segment for segment.
+    let server = Server::start("");
+    let _push = ffmpeg_push(server.srt, "publish:live/cmaf", 30);
+    let http = client();
+    let text = playlist_with_segment(&http, &server, "cmaf", 5).await;
+    let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
+    let audio_text = playlist_with_segment(&http, &server, "cmaf/audio", 5).await;
+    let audio_parsed = m3u8_rs::parse_media_playlist_res(audio_text.as_bytes()).unwrap();
+
+    let (file, tracks) = continuous_rendition(&http, &server, "cmaf", &parsed).await;
+    assert_eq!(tracks, 1, "the video rendition carries video only");
+    let (audio_file, tracks) =
+        continuous_rendition(&http, &server, "cmaf/audio", &audio_parsed).await;
+    assert_eq!(tracks, 1, "the audio rendition carries audio only");
 
     // A part is byte-identical to its slice of the segment.
     let part_uri = text
@@ -269,24 +312,11 @@ async fn segments_and_parts_are_cmaf_with_continuous_timelines() {
 
     // ffprobe, an independent parser, reads init + segments.
     let dir = tempfile::tempdir().unwrap();
-    let path = common::write_file(dir.path(), "joined.mp4", &file);
-    let (ok, out, err) = common::run_with_timeout(
-        Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_streams",
-                "-count_frames",
-                "-of",
-                "json",
-            ])
-            .arg(&path),
-        Duration::from_secs(60),
-    );
-    assert!(ok && err.trim().is_empty(), "ffprobe: {err}");
-    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let streams = json["streams"].as_array().unwrap();
-    let video = streams.iter().find(|s| s["codec_type"] == "video").unwrap();
+    let streams = probe_counting_frames(&common::write_file(dir.path(), "video.mp4", &file));
+    let [video] = streams.as_slice() else {
+        panic!("{streams:?}")
+    };
+    assert_eq!(video["codec_type"], "video");
     assert_eq!(video["codec_name"], "h264");
     assert_eq!(
         video["has_b_frames"].as_i64().map(|b| b > 0),
@@ -304,7 +334,11 @@ async fn segments_and_parts_are_cmaf_with_continuous_timelines() {
         (frames as f64 - expected_frames).abs() <= 2.0,
         "{frames} frames for {expected_frames} expected"
     );
-    let audio = streams.iter().find(|s| s["codec_type"] == "audio").unwrap();
+    let streams = probe_counting_frames(&common::write_file(dir.path(), "audio.mp4", &audio_file));
+    let [audio] = streams.as_slice() else {
+        panic!("{streams:?}")
+    };
+    assert_eq!(audio["codec_type"], "audio");
     assert_eq!(audio["codec_name"], "aac");
     assert_eq!(audio["sample_rate"], "48000");
 }

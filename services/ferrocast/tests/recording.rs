@@ -191,7 +191,8 @@ async fn a_ladder_recorded_through_an_s3_outage_plays_whole_as_vod() {
     assert_eq!(summary.closed_by, ClosedBy::Writer);
     let mut names: Vec<&str> = summary.renditions.iter().map(|r| r.name.as_str()).collect();
     names.sort_unstable();
-    assert_eq!(names, ["144p", "180p", "240p", "source"]);
+    // The audio in a rendition of its own (the default layout).
+    assert_eq!(names, ["144p", "180p", "240p", "audio", "source"]);
     let metrics = get_text(&http, &format!("http://{}/metrics", server.http))
         .await
         .1;

@@ -1,12 +1,12 @@
 #![allow(clippy::unwrap_used)]
 
-//! The two audio layouts end to end. `hls.audio = "separate"`: an ffmpeg
-//! push with ffmpeg's default muxing (about 0.37 s of
+//! The two audio layouts end to end. `hls.audio = "separate"` (the
+//! default): an ffmpeg push with ffmpeg's default muxing (about 0.37 s of
 //! AAC per PES) becomes a video rendition and an audio rendition
 //! (`EXT-X-MEDIA:TYPE=AUDIO`); ffprobe finds both streams through the
 //! multivariant playlist, ffmpeg decodes them, and hls.js in headless
-//! Chromium plays video and audio without a stall. `hls.audio = "muxed"`
-//! (the default): one rendition whose segments carry both.
+//! Chromium plays video and audio without a stall. `hls.audio = "muxed"`:
+//! one rendition whose segments carry both.
 
 mod common;
 

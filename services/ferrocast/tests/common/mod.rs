@@ -571,7 +571,7 @@ pub async fn init_and_segments(
 /// video rendition's init segment and segments (`media`, its playlist)
 /// written to `dir` as one fMP4 file, and ffprobe's streams of that file
 /// followed by those of the audio rendition's, where the multivariant names
-/// one (`hls.audio = "separate"`). Returns the video file and
+/// one (`hls.audio = "separate"`, the default). Returns the video file and
 /// the streams.
 #[allow(dead_code)]
 pub async fn probe_renditions(
