@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use ferrocast_bus::{BusMessage, Publisher};
-use ferrocast_media::ts::{DemuxEvent, Demuxer};
+use ferrocast_media::ts::{DemuxEvent, DemuxWarning, Demuxer};
+use ferrocast_media::{TrackId, TrackKind};
 use futures::StreamExt;
 use srt_tokio::SrtSocket;
 use std::sync::Arc;
@@ -49,6 +50,13 @@ pub struct SessionPipeline {
     pub units: u64,
     /// Bad-input warnings from the demuxer.
     pub warnings: u64,
+    /// Video frames dropped after lost packets, up to the next keyframe.
+    pub damaged: u64,
+    /// PIDs that lost packets since their last unit: a video track's frames
+    /// up to its next keyframe may refer to the lost one, and decode as
+    /// garbage; they are dropped rather than passed on (as RTP ingest
+    /// does). At most one entry per PID.
+    lost: std::collections::BTreeSet<TrackId>,
     /// Keeps a publisher's bad input from flooding the log.
     log_limit: LogLimiter,
     /// The GOP spans whose contexts the units carry.
@@ -117,6 +125,14 @@ impl SessionPipeline {
                     }
                 }
                 DemuxEvent::Unit(mut unit) => {
+                    if self.lost.remove(&unit.track)
+                        && unit.kind == TrackKind::Video
+                        && !unit.keyframe
+                    {
+                        self.lost.insert(unit.track);
+                        self.damaged += 1;
+                        continue;
+                    }
                     let verdict = self.guard.on_unit(&mut unit, now);
                     if verdict == Verdict::Drop {
                         continue;
@@ -139,6 +155,9 @@ impl SessionPipeline {
                     stream_type, codec, "elementary stream with an unsupported codec ignored"
                 ),
                 DemuxEvent::Warning(w) => {
+                    if let DemuxWarning::Continuity { pid, .. } = w {
+                        self.lost.insert(TrackId(pid));
+                    }
                     self.warnings += 1;
                     if self.may_log(now) {
                         warn!(warning = %w, "bad MPEG-TS input skipped");
@@ -288,6 +307,7 @@ pub async fn run(
     info!(
         bytes = pipeline.bytes,
         units = pipeline.units,
+        damaged = pipeline.damaged,
         "publisher left"
     );
 }
@@ -433,6 +453,69 @@ mod tests {
             units.windows(2).all(|w| w[0].dts <= w[1].dts),
             "decode order across tracks"
         );
+    }
+
+    /// Video decode times and keyframe flags of every unit `pipeline` gets
+    /// out of `ts`, and its audio decode times.
+    fn run(pipeline: &mut SessionPipeline, ts: &[u8]) -> (Vec<(Time90k, bool)>, Vec<Time90k>) {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for chunk in ts.chunks(1316) {
+            pipeline.push(chunk, now, &mut |m| out.push(m));
+        }
+        pipeline.finish(now, &mut |m| out.push(m));
+        let units = units(&out);
+        let of = |kind| units.iter().filter(move |u| u.kind == kind);
+        (
+            of(TrackKind::Video).map(|u| (u.dts, u.keyframe)).collect(),
+            of(TrackKind::Audio).map(|u| u.dts).collect(),
+        )
+    }
+
+    #[test]
+    fn video_after_lost_packets_is_dropped_up_to_the_next_keyframe() {
+        let ts = clip(4, 0);
+        // Three packets of the video PID (ffmpeg's 0x100) lost, 40 % of the
+        // way in: inside the second GOP.
+        let pid = |p: &[u8]| (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+        let video: Vec<usize> = ts
+            .chunks(188)
+            .enumerate()
+            .filter(|(_, p)| pid(p) == 0x100)
+            .map(|(i, _)| i)
+            .collect();
+        let lost = &video[video.len() * 4 / 10..][..3];
+        let damaged: Vec<u8> = ts
+            .chunks(188)
+            .enumerate()
+            .filter(|(i, _)| !lost.contains(i))
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect();
+
+        let (whole_video, whole_audio) = run(&mut SessionPipeline::new(), &ts);
+        let mut pipeline = SessionPipeline::new();
+        let (video, audio) = run(&mut pipeline, &damaged);
+        assert_eq!(audio, whole_audio, "the audio is untouched");
+        // What is missing is one run of frames that ends just before a
+        // keyframe: the frame the loss cut into (or two, if the loss took
+        // a frame's start) and every frame after it that could refer to it.
+        let missing: Vec<usize> = whole_video
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !video.contains(f))
+            .map(|(i, _)| i)
+            .collect();
+        let (first, last) = (missing[0], *missing.last().unwrap());
+        assert_eq!(missing, (first..=last).collect::<Vec<_>>(), "one run");
+        assert!(whole_video[last + 1].1, "it ends before a keyframe");
+        assert!(missing.len() > 3, "more than the frame the loss cut into");
+        let damaged = pipeline.damaged as usize;
+        assert!(
+            (missing.len() - 2..=missing.len() - 1).contains(&damaged),
+            "{damaged} dropped of {} missing",
+            missing.len()
+        );
+        assert_eq!(pipeline.warnings, 1, "one continuity warning");
     }
 
     #[test]
