@@ -126,6 +126,7 @@ async fn four_processes_carry_a_stream_from_srt_to_the_edge() {
     let multivariant = common::edge::multivariant_listing(
         &client,
         &edge.base(),
+        &format!("{}/live/chain/index.m3u8", packager.http()),
         "chain",
         &jwt,
         &["240p", "180p", "144p"],

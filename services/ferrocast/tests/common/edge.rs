@@ -424,35 +424,50 @@ pub async fn live_multivariant(
     }
 }
 
-/// [`live_multivariant`] once it lists every one of `rungs`: a
-/// multivariant playlist lists the renditions that have media after the
-/// origin's wait for all of them, so on a loaded machine a slow encoder's
-/// rung joins a later answer; no event says when.
+/// [`live_multivariant`] through the edge once the origin's multivariant
+/// playlist (`origin`, a URL) lists every one of `rungs`: a multivariant
+/// playlist lists the renditions that have media after the origin's wait
+/// for all of them, so on a loaded machine a slow encoder's rung joins a
+/// later answer, and no event says when. The waiting is done at the
+/// origin: each answer the edge gives mints a viewer session, and a
+/// viewer polling for 60 s would run into `sessions_per_viewer`.
 #[allow(dead_code)]
 pub async fn multivariant_listing(
     client: &reqwest::Client,
     base: &str,
+    origin: &str,
     name: &str,
     jwt: &str,
     rungs: &[&str],
     log: impl Fn() -> String,
 ) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = live_multivariant(client, base, name, jwt, &log).await;
-        if rungs
+    let lists_all = |text: &str| {
+        rungs
             .iter()
             .all(|rung| text.contains(&format!("\n{rung}/stream.m3u8")))
-        {
-            return text;
+    };
+    let direct = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = direct.get(origin).send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        if status == 200 && lists_all(&text) {
+            break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{rungs:?} never all listed: {text}\n{}",
+            "{rungs:?} never all listed at {origin}: {status} {text}\n{}",
             log()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let text = live_multivariant(client, base, name, jwt, &log).await;
+    assert!(
+        lists_all(&text),
+        "{rungs:?} not all listed by the edge: {text}"
+    );
+    text
 }
 
 /// Every URI of `playlist` carries an edge token.
