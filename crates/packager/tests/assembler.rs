@@ -799,20 +799,22 @@ enum AudioArrival {
     Ahead,
 }
 
+/// An assembler of `set` on the timeline `align`, with [`settings`], its
+/// tracks known.
+fn on_timeline(align: &ferrocast_packager::alignment::SharedAlignment, set: TrackSet) -> Assembler {
+    let (cut, window) = settings();
+    let mut a = Assembler::with_tracks(cut, window, align.clone(), set).unwrap();
+    a.on_tracks(tracks());
+    a
+}
+
 /// The video and audio assemblers of a stream whose audio is a rendition
 /// of its own, on one timeline.
 fn separate_pair() -> (Assembler, Assembler) {
     let align = ferrocast_packager::alignment::Alignment::shared();
-    let (cut, window) = settings();
-    let make = |set| {
-        let mut a =
-            Assembler::with_tracks(cut.clone(), window.clone(), align.clone(), set).unwrap();
-        a.on_tracks(tracks());
-        a
-    };
     (
-        make(TrackSet::WithoutAudio),
-        make(TrackSet::AudioBesideVideo),
+        on_timeline(&align, TrackSet::WithoutAudio),
+        on_timeline(&align, TrackSet::AudioBesideVideo),
     )
 }
 
@@ -1009,20 +1011,10 @@ fn separate_audio_follows_the_source_where_a_rung_cuts_at_other_times() {
     // at different times and are numbered at different rates. The audio
     // follows the source, the rendition it is packaged beside.
     let align = ferrocast_packager::alignment::Alignment::shared();
-    let (cut, window) = settings();
-    let make = |set| {
-        let mut a =
-            Assembler::with_tracks(cut.clone(), window.clone(), align.clone(), set).unwrap();
-        a.on_tracks(tracks());
-        a
-    };
-    let (mut rung, source, mut audio) = (
-        make(TrackSet::WithoutAudio),
-        make(TrackSet::WithoutAudio),
-        make(TrackSet::AudioBesideVideo),
-    );
+    let mut rung = on_timeline(&align, TrackSet::WithoutAudio);
+    let mut source = on_timeline(&align, TrackSet::WithoutAudio);
+    let mut audio = on_timeline(&align, TrackSet::AudioBesideVideo);
     source.lead_audio();
-    let mut source = source;
     let now = 1_700_000_000_000;
     let start = 900_000;
     let mut next_audio = start;
