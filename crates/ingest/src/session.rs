@@ -125,13 +125,12 @@ impl SessionPipeline {
                     }
                 }
                 DemuxEvent::Unit(mut unit) => {
-                    if self.lost.remove(&unit.track)
-                        && unit.kind == TrackKind::Video
-                        && !unit.keyframe
-                    {
-                        self.lost.insert(unit.track);
-                        self.damaged += 1;
-                        continue;
+                    if self.lost.contains(&unit.track) {
+                        if unit.kind == TrackKind::Video && !unit.keyframe {
+                            self.damaged += 1;
+                            continue;
+                        }
+                        self.lost.remove(&unit.track);
                     }
                     let verdict = self.guard.on_unit(&mut unit, now);
                     if verdict == Verdict::Drop {
