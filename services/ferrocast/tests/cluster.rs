@@ -681,8 +681,20 @@ async fn a_killed_packager_is_replaced_the_edge_follows_and_numbers_continue() {
     let _push = ffmpeg_push(ingest.addr("srt"), "publish:live/pk", 90);
     let client = keys.client(false);
     let jwt = hs256_jwt(&claims(&["pk"]), HS256_SECRET);
-    let multivariant =
-        live_multivariant(&client, &edge.base(), "pk", &jwt, || log(&packagers)).await;
+    // The 180p rung listed (a slow transcoder's rung joins a later
+    // answer), waited for at the packager holding the stream.
+    let (holder, _) = until_held(&redis, "package", "pk", None);
+    let origin = &packagers[usize::from(holder == "package-b")];
+    let multivariant = common::edge::multivariant_listing(
+        &client,
+        &edge.base(),
+        &format!("{}/live/pk/index.m3u8", origin.http()),
+        "pk",
+        &jwt,
+        &["180p"],
+        || log(&packagers),
+    )
+    .await;
     let rung = common::edge::uris(&multivariant)
         .into_iter()
         .find(|u| u.starts_with("180p/"))
