@@ -13,9 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::{Node, Redis};
-use common::edge::{
-    EdgeKeys, HS256_SECRET, RemoteEdge, assert_signed, claims, hs256_jwt, live_multivariant,
-};
+use common::edge::{EdgeKeys, HS256_SECRET, RemoteEdge, assert_signed, claims, hs256_jwt};
 use common::{ffmpeg_push, run_with_timeout};
 use ferrocast_testkit::playlist::{self, discontinuities, segment_numbers};
 
@@ -548,8 +546,16 @@ async fn hls_js_plays_a_rung_across_a_transcoder_kill_and_a_drain() {
         .build()
         .unwrap();
     let jwt = hs256_jwt(&claims(&[stream]), HS256_SECRET);
-    let multivariant =
-        live_multivariant(&client, &edge.base(), stream, &jwt, || log(&transcoders)).await;
+    let multivariant = common::edge::multivariant_listing(
+        &client,
+        &edge.base(),
+        &format!("{}/live/{stream}/index.m3u8", packager.http()),
+        stream,
+        &jwt,
+        &["180p"],
+        || log(&transcoders),
+    )
+    .await;
     let rung = common::edge::uris(&multivariant)
         .into_iter()
         .find(|u| u.starts_with("180p/"))
