@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
+use crate::Secret;
 
 /// Settings of a process that runs one role of a cluster (`ferrocast
 /// ingest`, `transcode`, `package`, or `edge` without a fixed origin).

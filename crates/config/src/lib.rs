@@ -27,17 +27,18 @@ pub mod ladder;
 mod layers;
 mod model;
 pub mod recording;
-mod secret;
 pub mod telemetry;
 pub mod transcode;
 
 pub use cluster::{ClusterConfig, publish_address};
+/// Publish keys, SRT passphrases and credentials: the edge's redacting
+/// [`ferrocast_edge::Secret`], one type for every secret in a config.
+pub use ferrocast_edge::Secret;
 pub use layers::{ConfigError, ENV_PREFIX, Layers, Process, valid_srt_passphrase};
 pub use model::{
     AudioLayout, Config, DEFAULT_RTP_JITTER_MS, DuplicatePublisher, HlsConfig, IngestConfig,
     RtpConfig, RtpFormat, StreamConfig,
 };
 pub use recording::{RecordingConfig, S3Config};
-pub use secret::Secret;
 pub use telemetry::{SampleRatio, TelemetryConfig};
 pub use transcode::{LadderChoice, TranscodeConfig};

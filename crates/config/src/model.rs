@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
+use crate::Secret;
 use crate::transcode::TranscodeConfig;
 
 /// Configuration of the all-in-one process (`ferrocast up`).

@@ -1,10 +1,11 @@
-//! Key material from configuration, kept out of logs.
+//! Secrets from configuration (HMAC keys, publish keys, SRT passphrases,
+//! store credentials), kept out of logs and out of dumped configs.
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A secret string (an HMAC key). `Debug` and `Display` print
+/// A secret string. `Debug` and `Display` print
 /// `[redacted]`, so a secret can sit in a struct that is logged without
 /// leaking.
 #[derive(Clone, PartialEq, Eq)]
@@ -16,7 +17,8 @@ impl Secret {
         Secret(secret.into())
     }
 
-    /// The secret itself; call it only where the key is used.
+    /// The secret itself. Call this only where it is used (an HMAC keyed,
+    /// a publish key compared, a passphrase handed to SRT), never to log it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -68,5 +70,19 @@ mod tests {
         assert_eq!(s.to_string(), "[redacted]");
         assert_eq!(s.expose(), "hunter2-hunter2");
         assert_eq!(s.len(), 15);
+    }
+
+    #[test]
+    fn serialised_redacted_and_read_back_whole() {
+        #[derive(Serialize, Deserialize)]
+        struct Holder {
+            key: Secret,
+        }
+        let held: Holder = toml::from_str("key = \"hunter2-hunter2\"").unwrap();
+        assert_eq!(held.key.expose(), "hunter2-hunter2");
+        assert_eq!(
+            toml::to_string(&held).unwrap().trim(),
+            "key = \"[redacted]\""
+        );
     }
 }
